@@ -1,0 +1,366 @@
+//! What an intervention says: the message types of PRODUCT.md, validated when a rule is saved.
+//!
+//! Texts may use templates (`{{ page.title }}`, `{{ cart.value | money }}`); they are parsed
+//! here so that a typo is refused at save time, and rendered by the server when a rule fires.
+//! The widget renders every field as text, never as HTML.
+
+use serde::{Deserialize, Serialize};
+
+use super::vars;
+
+/// The longest title accepted.
+pub const MAX_TITLE: usize = 80;
+/// The longest text accepted.
+pub const MAX_TEXT: usize = 600;
+/// The most buttons a card may carry.
+pub const MAX_BUTTONS: usize = 3;
+/// The filters a template may use, besides minijinja's built-ins.
+pub const TEMPLATE_FILTERS: &[&str] = &["money"];
+
+/// An intervention's content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Message {
+    /// A line of text.
+    Text {
+        /// The text (templated).
+        text: String,
+    },
+    /// A card with a title, a body, an optional image and up to three buttons.
+    Card {
+        /// Title (templated).
+        title: String,
+        /// Body (templated).
+        body: String,
+        /// Image URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+        /// Buttons.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        buttons: Vec<Button>,
+    },
+    /// A coupon the visitor can apply in one tap.
+    Offer {
+        /// The pitch (templated).
+        text: String,
+        /// The coupon code.
+        code: String,
+        /// What the coupon gives.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// When it expires ("2026-12-31").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<String>,
+    },
+    /// Two products or plans side by side.
+    Comparison {
+        /// Title (templated).
+        title: String,
+        /// Two items, or none to let the widget read the page's `data-beckon-compare` items.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<CompareItem>,
+    },
+    /// An e-mail capture form that becomes a lead.
+    EmailCapture {
+        /// The pitch (templated).
+        text: String,
+        /// Ask for a name too.
+        #[serde(default)]
+        ask_name: bool,
+        /// Ask for a question too.
+        #[serde(default)]
+        ask_question: bool,
+        /// The consent text shown beside the checkbox.
+        consent: String,
+    },
+    /// Opens the chat and answers a starter question right away.
+    OpenChat {
+        /// The question the conversation starts with (templated).
+        question: String,
+        /// An optional line shown above the chat.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+}
+
+/// A card button.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Button {
+    /// The label.
+    pub label: String,
+    /// What it does.
+    pub action: ButtonAction,
+    /// The reply text, URL, question or coupon code, depending on the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// What a button does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonAction {
+    /// Sends its label (or value) as the visitor's reply and starts a conversation.
+    Reply,
+    /// Opens a URL.
+    Url,
+    /// Starts a chat with `value` as the question.
+    Chat,
+    /// Applies the coupon `value` through the site's coupon hook.
+    Coupon,
+}
+
+/// One side of a comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareItem {
+    /// Product or plan name.
+    pub name: String,
+    /// Price as displayed ("$29/mo").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    /// Up to eight short points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// Where "choose" leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The AI-written greeting option: a model writes the greeting from the context, within limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiGreeting {
+    /// Instructions for the model.
+    pub prompt: String,
+    /// The longest greeting accepted from the model; longer ones fall back to the message.
+    #[serde(default = "default_ai_chars")]
+    pub max_chars: u32,
+}
+
+fn default_ai_chars() -> u32 {
+    160
+}
+
+impl Message {
+    /// The type's name, as on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Text { .. } => "text",
+            Message::Card { .. } => "card",
+            Message::Offer { .. } => "offer",
+            Message::Comparison { .. } => "comparison",
+            Message::EmailCapture { .. } => "email_capture",
+            Message::OpenChat { .. } => "open_chat",
+        }
+    }
+
+    /// Checks what serde cannot: lengths, counts, URLs and templates. Errors are
+    /// `(field, reason)` with the field relative to the message.
+    pub(crate) fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let text = |errors: &mut Vec<(String, String)>,
+                    field: &str,
+                    value: &str,
+                    max: usize,
+                    required: bool| {
+            if required && value.trim().is_empty() {
+                errors.push((field.to_owned(), "must not be empty".to_owned()));
+            } else if value.chars().count() > max {
+                errors.push((field.to_owned(), format!("is longer than {max} characters")));
+            } else if let Err(e) = check_template(value) {
+                errors.push((field.to_owned(), e));
+            }
+        };
+        match self {
+            Message::Text { text: t } => text(&mut errors, "text", t, MAX_TEXT, true),
+            Message::Card {
+                title,
+                body,
+                image,
+                buttons,
+            } => {
+                text(&mut errors, "title", title, MAX_TITLE, true);
+                text(&mut errors, "body", body, MAX_TEXT, false);
+                if let Some(image) = image {
+                    check_url("image", image, &mut errors);
+                }
+                if buttons.len() > MAX_BUTTONS {
+                    errors.push((
+                        "buttons".to_owned(),
+                        format!("has {} buttons; at most {MAX_BUTTONS}", buttons.len()),
+                    ));
+                }
+                for (i, b) in buttons.iter().enumerate() {
+                    let field = |f: &str| format!("buttons[{i}].{f}");
+                    if b.label.trim().is_empty() || b.label.chars().count() > 40 {
+                        errors.push((field("label"), "must be 1 to 40 characters".to_owned()));
+                    }
+                    match (b.action, b.value.as_deref()) {
+                        (ButtonAction::Url, Some(url)) => {
+                            check_url(&field("value"), url, &mut errors)
+                        }
+                        (ButtonAction::Url | ButtonAction::Chat | ButtonAction::Coupon, None) => {
+                            errors.push((
+                                field("value"),
+                                format!("is required for action {:?}", b.action),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Message::Offer {
+                text: t,
+                code,
+                description,
+                expires,
+            } => {
+                text(&mut errors, "text", t, MAX_TEXT, true);
+                if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_graphic())
+                {
+                    errors.push((
+                        "code".to_owned(),
+                        "must be 1 to 64 printable ASCII characters".to_owned(),
+                    ));
+                }
+                if let Some(d) = description {
+                    text(&mut errors, "description", d, MAX_TEXT, false);
+                }
+                if let Some(e) = expires {
+                    if chrono::NaiveDate::parse_from_str(e, "%Y-%m-%d").is_err() {
+                        errors.push((
+                            "expires".to_owned(),
+                            format!("{e:?} is not a date such as \"2026-12-31\""),
+                        ));
+                    }
+                }
+            }
+            Message::Comparison { title, items } => {
+                text(&mut errors, "title", title, MAX_TITLE, true);
+                if !(items.is_empty() || items.len() == 2) {
+                    errors.push((
+                        "items".to_owned(),
+                        format!("has {} items; a comparison shows exactly 2 (or none, to read them from the page)", items.len()),
+                    ));
+                }
+                for (i, item) in items.iter().enumerate() {
+                    if item.name.trim().is_empty() {
+                        errors.push((format!("items[{i}].name"), "must not be empty".to_owned()));
+                    }
+                    if item.features.len() > 8 {
+                        errors.push((
+                            format!("items[{i}].features"),
+                            "has more than 8 points".to_owned(),
+                        ));
+                    }
+                    if let Some(url) = &item.url {
+                        check_url(&format!("items[{i}].url"), url, &mut errors);
+                    }
+                }
+            }
+            Message::EmailCapture {
+                text: t, consent, ..
+            } => {
+                text(&mut errors, "text", t, MAX_TEXT, true);
+                if consent.trim().is_empty() {
+                    errors.push((
+                        "consent".to_owned(),
+                        "must say what the visitor agrees to (an e-mail capture needs consent)"
+                            .to_owned(),
+                    ));
+                }
+            }
+            Message::OpenChat { question, text: t } => {
+                text(&mut errors, "question", question, MAX_TEXT, true);
+                if let Some(t) = t {
+                    text(&mut errors, "text", t, MAX_TEXT, false);
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// Accepts `https://…`, `http://…` and site-relative paths; refuses `javascript:` and the
+/// like, so that a rule can never smuggle script into a page through a link.
+fn check_url(field: &str, url: &str, errors: &mut Vec<(String, String)>) {
+    let ok = url.starts_with("https://")
+        || url.starts_with("http://")
+        || (url.starts_with('/') && !url.starts_with("//"));
+    if !ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
+        errors.push((
+            field.to_owned(),
+            format!("{url:?} must be an http(s) URL or a path starting with '/'"),
+        ));
+    }
+}
+
+/// Parses a template and checks that it names only known variables and filters.
+pub(crate) fn check_template(text: &str) -> Result<(), String> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(());
+    }
+    let env = minijinja::Environment::new();
+    let tmpl = env
+        .template_from_str(text)
+        .map_err(|e| format!("template error: {}", e.detail().unwrap_or("invalid syntax")))?;
+    for name in tmpl.undeclared_variables(true) {
+        vars::resolve(&name).map_err(|e| format!("template uses {e}"))?;
+    }
+    for filter in filters_used(text) {
+        if !TEMPLATE_FILTERS.contains(&filter) && !BUILTIN_FILTERS.contains(&filter) {
+            return Err(format!(
+                "template uses unknown filter {filter:?}; available: {}",
+                TEMPLATE_FILTERS
+                    .iter()
+                    .chain(BUILTIN_FILTERS)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The built-in filters a message is likely to need; the rest of minijinja's are refused to
+/// keep templates simple to read and to render.
+const BUILTIN_FILTERS: &[&str] = &[
+    "default",
+    "upper",
+    "lower",
+    "title",
+    "capitalize",
+    "trim",
+    "round",
+    "int",
+    "first",
+    "last",
+    "length",
+    "truncate",
+];
+
+/// The filter names used in `{{ … | name }}` expressions.
+fn filters_used(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}") else {
+            break;
+        };
+        let expr = &rest[open + 2..open + close];
+        for part in expr.split('|').skip(1) {
+            let name = part
+                .trim()
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("");
+            if !name.is_empty() {
+                out.push(name);
+            }
+        }
+        rest = &rest[open + close + 2..];
+    }
+    out
+}
