@@ -49,6 +49,8 @@ pub mod session;
 pub mod time;
 pub mod trace;
 
+/// Time zones, for compiling rules in the site's zone.
+pub use chrono_tz::Tz;
 pub use device::{Device, DeviceType};
 pub use engine::{Decision, Engine, Outcome};
 pub use event::{AttrValue, CartUpdate, Event, PageView, Tracked, Utm};
@@ -59,6 +61,4 @@ pub use profile::Profile;
 pub use rules::{LoadError, Rule, RuleSet};
 pub use session::{Arm, Session, SessionStart};
 pub use time::Timestamp;
-/// Time zones, for compiling rules in the site's zone.
-pub use chrono_tz::Tz;
 pub use trace::{Suppression, Trace, Verdict};

@@ -86,7 +86,8 @@ impl FromStr for PageType {
 }
 
 /// A set of page types, one bit each.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PageTypes(u8);
 
 impl PageTypes {

@@ -40,8 +40,9 @@ pub struct SessionStart {
     pub utc_offset_minutes: i16,
 }
 
-/// The live state of one visit.
-#[derive(Clone, Debug)]
+/// The live state of one visit. Serializable so that the server can persist a snapshot with
+/// every group commit: a restart in the middle of a visit loses nothing.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub(crate) visitor: VisitorId,
     pub(crate) arm: Arm,
@@ -83,7 +84,7 @@ pub struct Session {
 }
 
 /// The page being viewed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Page {
     pub(crate) url: String,
     pub(crate) path: String,
@@ -99,7 +100,7 @@ pub(crate) struct Page {
 }
 
 /// The cart.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Cart {
     pub(crate) value: f64,
     pub(crate) currency: String,
