@@ -441,3 +441,49 @@ pub(crate) fn event_props(event: &Event) -> &[(String, AttrValue)] {
         _ => &[],
     }
 }
+
+impl Session {
+    /// The values message templates may use (`page`, `cart`, `visitor`, `device`), named as in
+    /// the rule language.
+    pub fn template_context(&self, profile: &Profile) -> minijinja::Value {
+        use std::collections::BTreeMap;
+        let traits: BTreeMap<&str, minijinja::Value> = profile
+            .traits
+            .iter()
+            .map(|(k, v)| (k.as_str(), attr_value(v)))
+            .collect();
+        minijinja::context! {
+            page => minijinja::context! {
+                url => self.page.url,
+                path => self.page.path,
+                title => self.page.title,
+                type => self.page.page_type.map(PageType::as_str),
+                product => self.page.product,
+            },
+            cart => minijinja::context! {
+                value => self.cart.as_ref().map(|c| c.value),
+                items => self.cart_items(),
+                currency => self.cart.as_ref().map(|c| c.currency.as_str()),
+            },
+            visitor => minijinja::context! {
+                visits => profile.visits,
+                returning => profile.visits > 1,
+                language => self.language,
+                traits => traits,
+            },
+            device => minijinja::context! {
+                type => self.device.kind.as_str(),
+                browser => self.device.browser,
+                os => self.device.os,
+            },
+        }
+    }
+}
+
+fn attr_value(v: &AttrValue) -> minijinja::Value {
+    match v {
+        AttrValue::Bool(b) => (*b).into(),
+        AttrValue::Num(n) => (*n).into(),
+        AttrValue::Str(s) => s.as_str().into(),
+    }
+}

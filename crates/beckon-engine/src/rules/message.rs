@@ -364,3 +364,70 @@ fn filters_used(text: &str) -> Vec<&str> {
     }
     out
 }
+
+/// Renders a message's templated fields with `context` (a map of `page`, `cart`, `visitor`,
+/// `device`). Fields that are not templates are copied as they are. Rendering cannot run code:
+/// templates are parsed when the rule is saved, only known variables and filters are allowed,
+/// and minijinja has no access to anything but the context.
+pub fn render(message: &Message, context: &minijinja::Value) -> Result<Message, String> {
+    let env = environment();
+    let r = |t: &String| -> Result<String, String> {
+        if !t.contains("{{") && !t.contains("{%") {
+            return Ok(t.clone());
+        }
+        env.render_str(t, context).map_err(|e| e.to_string())
+    };
+    Ok(match message {
+        Message::Text { text } => Message::Text { text: r(text)? },
+        Message::Card {
+            title,
+            body,
+            image,
+            buttons,
+        } => Message::Card {
+            title: r(title)?,
+            body: r(body)?,
+            image: image.clone(),
+            buttons: buttons.clone(),
+        },
+        Message::Offer {
+            text,
+            code,
+            description,
+            expires,
+        } => Message::Offer {
+            text: r(text)?,
+            code: code.clone(),
+            description: description.as_ref().map(r).transpose()?,
+            expires: expires.clone(),
+        },
+        Message::Comparison { title, items } => Message::Comparison {
+            title: r(title)?,
+            items: items.clone(),
+        },
+        Message::EmailCapture {
+            text,
+            ask_name,
+            ask_question,
+            consent,
+        } => Message::EmailCapture {
+            text: r(text)?,
+            ask_name: *ask_name,
+            ask_question: *ask_question,
+            consent: consent.clone(),
+        },
+        Message::OpenChat { question, text } => Message::OpenChat {
+            question: r(question)?,
+            text: text.as_ref().map(r).transpose()?,
+        },
+    })
+}
+
+/// The template environment: minijinja's safe built-ins plus `money`. Auto-escaping is off
+/// because the output is text, and the widget renders it as text, never as HTML.
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("money", |v: f64| format!("{v:.2}"));
+    env
+}

@@ -1,0 +1,98 @@
+//! `POST /v1/events`: a batch of a visitor's events, answered only once stored.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::intake::{self, Sender};
+use crate::wire::{Accepted, Batch, MAX_BODY_BYTES};
+
+/// Accepts JSON sent as `application/json` or as `text/plain` (what `sendBeacon` sends without
+/// a CORS preflight).
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "the body is larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    let batch: Batch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed batch: {e}")))?;
+    let origin = header_str(&headers, header::ORIGIN);
+    let site = state
+        .sites
+        .get(&batch.site)
+        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {:?}", batch.site)))?;
+    if !site.allows_origin(origin) {
+        return Err(ApiError::Forbidden(format!(
+            "origin {:?} is not allowed for this site",
+            origin.unwrap_or("(none)")
+        )));
+    }
+    let reply = intake::submit(
+        &state,
+        Sender {
+            site: site.clone(),
+            visitor: &batch.visitor,
+            session: &batch.session,
+            user_agent: header_str(&headers, header::USER_AGENT).unwrap_or(""),
+            context: &batch.context,
+            backend: false,
+        },
+        batch.events,
+    )
+    .await?;
+    let body = Accepted {
+        accepted: reply.accepted,
+        duplicates: reply.duplicates,
+        interventions: reply.interventions,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    allow_origin(&mut response, origin);
+    Ok(response)
+}
+
+/// `OPTIONS /v1/events`: the CORS preflight for sites that post JSON from another origin.
+pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let origin = header_str(&headers, header::ORIGIN);
+    // The site is in the body, which a preflight does not carry; any known site's origin may
+    // ask, and the real request is checked against its own site.
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if origin.is_some() && state.sites.any_allows(origin) {
+        allow_origin(&mut response, origin);
+        let h = response.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    response
+}
+
+fn allow_origin(response: &mut Response, origin: Option<&str>) {
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+}
+
+/// A header as text, if present and valid.
+pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,110 @@
+//! The merchant's backend: `POST /v1/conversions` and `POST /v1/track`, authenticated with the
+//! site's secret key. A payment that failed or a trial that started becomes a signal rules can
+//! use, for a visitor the widget already knows.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::events::header_str;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::intake::{self, Sender};
+use crate::sites::SiteRuntime;
+use crate::wire::ClientContext;
+
+/// A conversion reported by the backend.
+#[derive(Debug, Deserialize)]
+pub struct Conversion {
+    site: String,
+    visitor: String,
+    session: Option<String>,
+    order_id: String,
+    #[serde(default)]
+    value: f64,
+}
+
+/// A custom event reported by the backend.
+#[derive(Debug, Deserialize)]
+pub struct Track {
+    site: String,
+    visitor: String,
+    session: Option<String>,
+    /// The backend's id for the event, for idempotent retries.
+    id: String,
+    name: String,
+    #[serde(default)]
+    props: Value,
+}
+
+/// `POST /v1/conversions`.
+pub async fn conversion(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Conversion>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let site = authorize(&state, &headers, &body.site)?;
+    let event = json!({"id": format!("order:{}", body.order_id), "type": "convert", "order_id": body.order_id, "value": body.value});
+    forward(&state, site, &body.visitor, body.session.as_deref(), event).await
+}
+
+/// `POST /v1/track`.
+pub async fn track(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Track>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let site = authorize(&state, &headers, &body.site)?;
+    let event = json!({"id": format!("server:{}", body.id), "type": "track", "name": body.name, "props": body.props});
+    forward(&state, site, &body.visitor, body.session.as_deref(), event).await
+}
+
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    site: &str,
+) -> Result<std::sync::Arc<SiteRuntime>, ApiError> {
+    let site = state
+        .sites
+        .get(site)
+        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {site:?}")))?;
+    let token = header_str(headers, header::AUTHORIZATION)
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if !constant_time_eq(token.as_bytes(), site.record.secret.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(site)
+}
+
+async fn forward(
+    state: &AppState,
+    site: std::sync::Arc<SiteRuntime>,
+    visitor: &str,
+    session: Option<&str>,
+    event: Value,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // Without a session id the event joins the visitor's current session, if any: the shard
+    // keeps the session it has when the id is "current".
+    let session = session.unwrap_or(crate::shard::CURRENT_SESSION);
+    let from = Sender {
+        site,
+        visitor,
+        session,
+        user_agent: "",
+        context: &ClientContext::default(),
+        backend: true,
+    };
+    let reply = intake::submit(state, from, vec![event]).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": reply.accepted, "duplicates": reply.duplicates})),
+    ))
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

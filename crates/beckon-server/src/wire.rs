@@ -1,0 +1,374 @@
+//! The wire shapes of `docs/wire-protocol.md`, and their conversion into engine events.
+//!
+//! This is the only module that knows JSON field names of the widget protocol. Conversion is
+//! by hand so that every rejection says what is wrong.
+
+use std::collections::BTreeMap;
+
+use beckon_engine::{AttrValue, CartUpdate, Event, PageType, PageView, RuleId, Tracked, Utm};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The most events one batch may carry.
+pub const MAX_BATCH_EVENTS: usize = 100;
+/// The largest request body accepted on `/v1/events`, and the largest WebSocket frame.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest string field accepted in an event (URLs, titles, names).
+pub const MAX_FIELD_CHARS: usize = 2048;
+/// The most traits or properties one event may carry.
+pub const MAX_PROPS: usize = 32;
+
+/// A batch as posted to `/v1/events`.
+#[derive(Debug, Deserialize)]
+pub struct Batch {
+    /// The site key.
+    pub site: String,
+    /// The visitor id.
+    pub visitor: String,
+    /// The session id.
+    pub session: String,
+    /// About the browser.
+    #[serde(default)]
+    pub context: ClientContext,
+    /// The events.
+    pub events: Vec<Value>,
+}
+
+/// A WebSocket frame sent up.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UpFrame {
+    /// A batch of events.
+    Events {
+        /// About the browser.
+        #[serde(default)]
+        context: Option<ClientContext>,
+        /// The events.
+        events: Vec<Value>,
+    },
+}
+
+/// What the widget says about the browser.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ClientContext {
+    /// `navigator.language`.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// Minutes east of UTC.
+    #[serde(default)]
+    pub tz_offset: Option<i32>,
+    /// `navigator.webdriver`: the browser says it is automated.
+    #[serde(default)]
+    pub webdriver: Option<bool>,
+}
+
+/// A frame sent down.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DownFrame {
+    /// These events are stored.
+    Ack {
+        /// Their ids.
+        ids: Vec<String>,
+    },
+    /// Show this.
+    Intervention(Intervention),
+    /// What was wrong.
+    Error {
+        /// The reason.
+        error: String,
+    },
+}
+
+/// An intervention, as sent to the widget.
+#[derive(Clone, Debug, Serialize)]
+pub struct Intervention {
+    /// Its id.
+    pub id: String,
+    /// The rule.
+    pub rule: String,
+    /// The rendered message.
+    pub message: beckon_engine::rules::Message,
+}
+
+/// The answer to `POST /v1/events`.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// New events stored.
+    pub accepted: usize,
+    /// Events already stored before (resends).
+    pub duplicates: usize,
+    /// What fired in response.
+    pub interventions: Vec<Intervention>,
+}
+
+/// One incoming event, converted.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The client's id.
+    pub id: String,
+    /// The wire type.
+    pub kind: String,
+    /// The engine event.
+    pub event: Event,
+    /// A lead captured by the widget, kept for the follow-up flow.
+    pub raw: Value,
+}
+
+/// Converts one wire event. Errors name the event and the field.
+pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
+    let at = |field: &str| format!("events[{index}].{field}");
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("events[{index}] must be an object"))?;
+    let id = str_field(obj, "id", &at)?.ok_or_else(|| format!("{} is required", at("id")))?;
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!("{} must be 1 to 128 characters", at("id")));
+    }
+    let kind = str_field(obj, "type", &at)?.ok_or_else(|| format!("{} is required", at("type")))?;
+    let s = |f: &str| -> Result<String, String> { Ok(str_field(obj, f, &at)?.unwrap_or_default()) };
+    let opt = |f: &str| str_field(obj, f, &at);
+    let rule = || -> Result<RuleId, String> {
+        let r = s("rule")?;
+        RuleId::parse(&r).map_err(|e| format!("{} {e}", at("rule")))
+    };
+    let event = match kind.as_str() {
+        "page" => {
+            let url = s("url")?;
+            let page_type = match opt("page_type")? {
+                None => None,
+                Some(t) => Some(
+                    t.parse::<PageType>()
+                        .map_err(|e| format!("{}: {e}", at("page_type")))?,
+                ),
+            };
+            Event::PageView(PageView {
+                utm: utm_of(&url),
+                path: match s("path")? {
+                    p if p.is_empty() => "/".to_owned(),
+                    p => p,
+                },
+                url,
+                title: s("title")?,
+                page_type,
+                referrer: s("referrer")?,
+                product: opt("product")?,
+            })
+        }
+        "visibility" => Event::Visibility {
+            visible: bool_field(obj, "visible", &at)?,
+        },
+        "scroll" => Event::Scroll {
+            depth: num_field(obj, "depth", &at)?.clamp(0.0, 100.0) as u8,
+        },
+        "exit_intent" => Event::ExitIntent,
+        "activity" => Event::Activity,
+        "idle" => Event::Idle,
+        "hover" | "click" => {
+            let t = Tracked {
+                element: s("element")?,
+                item: opt("item")?,
+            };
+            if t.element.is_empty() {
+                return Err(format!("{} is required", at("element")));
+            }
+            if kind == "hover" {
+                Event::Hover(t)
+            } else {
+                Event::Click(t)
+            }
+        }
+        "cart" => {
+            let value = num_field(obj, "value", &at)?;
+            let items = num_field(obj, "items", &at)?;
+            if value < 0.0 || !(0.0..=1e6).contains(&items) {
+                return Err(format!("{} and items must be non-negative", at("value")));
+            }
+            Event::Cart(CartUpdate {
+                value,
+                currency: s("currency")?
+                    .chars()
+                    .take(3)
+                    .collect::<String>()
+                    .to_uppercase(),
+                items: items as u32,
+            })
+        }
+        "convert" => Event::Conversion {
+            order_id: opt("order_id")?,
+            value: obj.get("value").and_then(Value::as_f64).unwrap_or(0.0),
+        },
+        "identify" => Event::Identify {
+            traits: props(obj.get("traits"), &at("traits"))?,
+        },
+        "track" => {
+            let name = s("name")?;
+            if name.is_empty() || name.len() > 64 {
+                return Err(format!("{} must be 1 to 64 characters", at("name")));
+            }
+            Event::Track {
+                name,
+                props: props(obj.get("props"), &at("props"))?,
+            }
+        }
+        "chat_opened" => Event::ChatOpened,
+        "chat_closed" => Event::ChatClosed,
+        "shown" => Event::Shown { rule: rule()? },
+        "dismissed" => Event::Dismissed { rule: rule()? },
+        "engaged" | "lead" => Event::Engaged { rule: rule()? },
+        // A chat message is activity for the engine; the conversation service reads it from
+        // the log.
+        "chat" => Event::Activity,
+        other => return Err(format!("{}: unknown event type {other:?}", at("type"))),
+    };
+    Ok(Incoming {
+        id,
+        kind,
+        event,
+        raw: v,
+    })
+}
+
+fn str_field(
+    obj: &serde_json::Map<String, Value>,
+    f: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<String>, String> {
+    match obj.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_FIELD_CHARS => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(format!(
+            "{} is longer than {MAX_FIELD_CHARS} characters",
+            at(f)
+        )),
+        Some(_) => Err(format!("{} must be a string", at(f))),
+    }
+}
+
+fn num_field(
+    obj: &serde_json::Map<String, Value>,
+    f: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<f64, String> {
+    obj.get(f)
+        .and_then(Value::as_f64)
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| format!("{} must be a number", at(f)))
+}
+
+fn bool_field(
+    obj: &serde_json::Map<String, Value>,
+    f: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<bool, String> {
+    obj.get(f)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| format!("{} must be true or false", at(f)))
+}
+
+fn props(v: Option<&Value>, at: &str) -> Result<Vec<(String, AttrValue)>, String> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("{at} must be an object"))?;
+    if obj.len() > MAX_PROPS {
+        return Err(format!("{at} has more than {MAX_PROPS} keys"));
+    }
+    let mut out = Vec::with_capacity(obj.len());
+    for (k, v) in obj {
+        if k.is_empty() || k.len() > 64 {
+            return Err(format!("{at}: key {k:?} must be 1 to 64 characters"));
+        }
+        let value = match v {
+            Value::Bool(b) => AttrValue::Bool(*b),
+            Value::Number(n) => AttrValue::Num(n.as_f64().unwrap_or(0.0)),
+            Value::String(s) if s.chars().count() <= MAX_FIELD_CHARS => AttrValue::Str(s.clone()),
+            Value::Null => continue,
+            _ => return Err(format!("{at}.{k} must be text, a number or true/false")),
+        };
+        out.push((k.clone(), value));
+    }
+    Ok(out)
+}
+
+/// The campaign parameters of a URL's query string.
+fn utm_of(url: &str) -> Utm {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    let params: BTreeMap<&str, &str> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let get = |k: &str| {
+        params
+            .get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string())
+    };
+    Utm {
+        source: get("utm_source"),
+        medium: get("utm_medium"),
+        campaign: get("utm_campaign"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn page_events_carry_type_product_and_campaign() {
+        let e = parse_event(
+            0,
+            json!({"id": "s:1", "type": "page", "url": "https://x.test/p?utm_source=news&utm_campaign=fall", "path": "/p", "title": "P", "page_type": "product", "product": "sku-1"}),
+        )
+        .unwrap();
+        let Event::PageView(p) = e.event else {
+            panic!("not a page view")
+        };
+        assert_eq!(p.page_type, Some(PageType::Product));
+        assert_eq!(p.utm.source.as_deref(), Some("news"));
+        assert_eq!(p.utm.campaign.as_deref(), Some("fall"));
+        assert_eq!(p.product.as_deref(), Some("sku-1"));
+    }
+
+    #[test]
+    fn malformed_events_are_refused_with_the_field_named() {
+        let cases = [
+            (json!({"type": "page"}), "events[0].id is required"),
+            (
+                json!({"id": "a", "type": "teleport"}),
+                "unknown event type \"teleport\"",
+            ),
+            (
+                json!({"id": "a", "type": "page", "page_type": "chekout"}),
+                "events[0].page_type",
+            ),
+            (
+                json!({"id": "a", "type": "scroll", "depth": "deep"}),
+                "events[0].depth must be a number",
+            ),
+            (
+                json!({"id": "a", "type": "cart", "value": -1, "items": 1}),
+                "non-negative",
+            ),
+            (
+                json!({"id": "a", "type": "dismissed", "rule": "<script>"}),
+                "events[0].rule",
+            ),
+            (
+                json!({"id": "a", "type": "track", "name": "x", "props": {"k": [1]}}),
+                "events[0].props.k",
+            ),
+            (json!(["not", "an", "object"]), "must be an object"),
+        ];
+        for (input, want) in cases {
+            let err = parse_event(0, input.clone()).unwrap_err();
+            assert!(
+                err.contains(want),
+                "{input}: {err:?} should contain {want:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `beckon`: flags and wiring only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use beckon::settings::{DEFAULT_CONFIG, Settings};
+use beckon_engine::Policy;
+use beckon_server::Options;
+use beckon_store::SiteRecord;
+use clap::{Parser, Subcommand};
+
+/// Beckon: a self-hosted proactive chat engine.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs everything on an embedded database with a sample shop and example rules.
+    Demo {
+        /// Port to listen on (127.0.0.1).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Folder of the demo's database (created if missing).
+        #[arg(long, default_value = "beckon-demo-data")]
+        data: PathBuf,
+    },
+    /// Runs the server from a configuration file (see `beckon default-config`).
+    Serve {
+        /// The configuration file; without one, defaults and BECKON_ variables apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Checks, imports and exports rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Creates or upgrades the database schema.
+    Migrate {
+        /// The configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Prints the configuration file with every default, annotated.
+    DefaultConfig,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Checks a rule file (TOML, or JSON by extension) and lists its rules; exits 1 on errors.
+    Validate {
+        /// The rule file.
+        file: PathBuf,
+        /// The site's time zone, for dates in schedules and conditions.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+    /// Replaces a site's rules with those of a file.
+    Import {
+        /// The rule file.
+        file: PathBuf,
+        /// The site key.
+        #[arg(long)]
+        site: String,
+        /// The configuration file (for the database location).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Prints a site's rules as TOML (or JSON).
+    Export {
+        /// The site key.
+        #[arg(long)]
+        site: String,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+        /// The configuration file (for the database location).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "beckon=info,beckon_server=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Demo { port, data } => demo(port, data).await,
+        Command::Serve { config } => serve(Settings::load(config.as_deref())?).await,
+        Command::Migrate { config } => {
+            let s = Settings::load(config.as_deref())?;
+            beckon::open_store(&s.data).await?;
+            println!("database in {} is up to date", s.data.display());
+            Ok(())
+        }
+        Command::DefaultConfig => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(())
+        }
+        Command::Rules { command } => rules(command).await,
+    }
+}
+
+async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
+    let store = beckon::open_store(&data).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let server = beckon::start_demo(store, port, Policy::default()).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    println!(
+        "Beckon demo is running on the embedded database in {}",
+        data.display()
+    );
+    println!();
+    println!("  Sample shop       {base}/");
+    println!("  Product page      {base}/product-ridgeline-trail-runner.html");
+    println!("  Pricing (compare) {base}/pricing.html");
+    println!("  Long article      {base}/article.html");
+    println!("  Widget            {base}/widget.js");
+    println!("  Health            {base}/healthz");
+    println!();
+    println!("Five example rules are live (examples/demo-rules.toml). One visitor in ten is held");
+    println!("out and sees nothing, by design; a private window is a new visitor. Ctrl-C stops.");
+    server
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let store = beckon::open_store(&settings.data).await?;
+    for site in &settings.sites {
+        let record = SiteRecord {
+            id: beckon_engine::SiteId::parse(&site.id)
+                .map_err(|e| format!("site id {:?} {e}", site.id))?,
+            secret: site.secret.clone(),
+            origins: site.origins.clone(),
+            policy: site.policy.clone(),
+        };
+        store.put_site(&record).await.map_err(|e| e.to_string())?;
+        if let Some(rules) = &site.rules {
+            let n = beckon::import_rules(store.as_ref(), &site.id, rules).await?;
+            tracing::info!(site = %site.id, rules = n, "imported rules");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let mut options = Options::default();
+    if settings.shards > 0 {
+        options.shards = settings.shards;
+    }
+    let server = beckon_server::start(store, options).await?;
+    tracing::info!(listen = %settings.listen, "beckon is serving");
+    server
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn rules(command: RulesCommand) -> Result<(), String> {
+    match command {
+        RulesCommand::Validate { file, timezone } => {
+            let policy = Policy {
+                timezone,
+                ..Policy::default()
+            };
+            policy.validate().map_err(|e| e.to_string())?;
+            let text = beckon::read_rule_file(&file)?;
+            let rules = beckon::compile_rules(&text, &policy, beckon::is_json(&file))?;
+            println!("{}: {} rules, all valid", file.display(), rules.len());
+            print!("{rules}");
+            Ok(())
+        }
+        RulesCommand::Import { file, site, config } => {
+            let s = Settings::load(config.as_deref())?;
+            let store = beckon::open_store(&s.data).await?;
+            let n = beckon::import_rules(store.as_ref(), &site, &file).await?;
+            println!("imported {n} rules into site {site}");
+            Ok(())
+        }
+        RulesCommand::Export { site, json, config } => {
+            let s = Settings::load(config.as_deref())?;
+            let store = beckon::open_store(&s.data).await?;
+            let id =
+                beckon_engine::SiteId::parse(&site).map_err(|e| format!("site {site:?} {e}"))?;
+            let specs = store.rules(&id).await.map_err(|e| e.to_string())?;
+            let file = beckon_engine::rules::RuleFile { rules: specs };
+            let text = if json {
+                serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?
+            } else {
+                toml::to_string_pretty(&file).map_err(|e| e.to_string())?
+            };
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

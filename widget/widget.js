@@ -1,0 +1,806 @@
+/*! Beckon widget — proactive chat for this site. Plain JavaScript, no dependencies.
+ * Speaks docs/wire-protocol.md; renders into #beckon-root (open shadow root). */
+(function (w, d) {
+  'use strict';
+  // Everything below runs inside try/catch: a tracker must never break the page that hosts it.
+  try {
+    var VERSION = '1.0.0';
+    var old = w.beckon;
+    if (old && old.version) return; // loaded twice: the first copy keeps working
+
+    var BATCH_MS = 250, MAX_EVENTS = 100, MAX_CHARS = 50000, ACK_MS = 10000, MAX_TRIES = 8,
+      MAX_OUTBOX = 500, SESSION_MS = 30 * 60000, ACTIVITY_MS = 5000, IDLE_MS = 30000,
+      EXIT_MS = 10000, HOVER_MS = 300, NAV_MS = 100, HTTP_AFTER = 3, BACKOFF_MAX = 30000;
+    var ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+    var nav = w.navigator, loc = w.location, hist = w.history;
+    function guard(fn) {
+      return function () {
+        try { return fn.apply(this, arguments); } catch (e) {}
+      };
+    }
+    function on(target, type, fn) {
+      target.addEventListener(type, guard(fn), { passive: true, capture: true });
+    }
+    function str(v) { return v == null ? '' : String(v); }
+    function num(v) { v = +v; return isFinite(v) ? v : 0; }
+    function isObj(v) { return v && typeof v == 'object' && !Array.isArray(v); }
+    var later = w.requestIdleCallback
+      ? function (fn) { w.requestIdleCallback(guard(fn), { timeout: 1000 }); }
+      : function (fn) { setTimeout(guard(fn), 1); };
+
+    // ---- configuration, from the script tag
+    var script = d.currentScript;
+    if (!script) {
+      var all = d.getElementsByTagName('script');
+      for (var i = all.length - 1; i >= 0 && !script; i--) {
+        if (/\/widget\.js([?#]|$)/.test(all[i].src)) script = all[i];
+      }
+    }
+    var site = script && script.getAttribute('data-site');
+    // The API lives where the script came from (any path prefix kept), unless data-endpoint says.
+    var base = ((script && script.getAttribute('data-endpoint')) ||
+      (script ? script.src.split(/[?#]/)[0].replace(/\/[^/]*$/, '') : '')).replace(/\/+$/, '');
+
+    // ---- the public function (calls before setup wait in the queue)
+    var queue = (old && old.q) || [], ready = false;
+    function api() {
+      if (!ready) queue.push(arguments);
+      else run(arguments);
+    }
+    var vid, sid;
+    Object.defineProperties(api, { // read-only, for tests and support
+      version: { value: VERSION, enumerable: true },
+      visitor: { value: function () { return vid; } },
+      session: { value: function () { return sid; } }
+    });
+    w.beckon = api;
+    if (!site || !/^https?:/.test(base)) { ready = true; queue = []; return; } // not configured: inert
+
+    // ---- storage; blocked → a cookie (visitor id only) → memory
+    function probe(name) {
+      try { var s = w[name]; s.setItem('beckon:t', '1'); s.removeItem('beckon:t'); return s; } catch (e) { return null; }
+    }
+    var LS = probe('localStorage'), SS = probe('sessionStorage'), mem = {};
+    function get(s, k) {
+      try { var v = s && s.getItem(k); if (v != null) return v; } catch (e) {}
+      return mem[k] == null ? null : mem[k];
+    }
+    function put(s, k, v) {
+      mem[k] = v;
+      try { if (s) s.setItem(k, v); } catch (e) {}
+    }
+    function cookie(v) {
+      try {
+        if (v) {
+          d.cookie = 'beckon_vid=' + v + ';path=/;max-age=31536000;SameSite=Lax' +
+            (loc.protocol == 'https:' ? ';Secure' : '');
+        }
+        var m = /(?:^|;\s*)beckon_vid=([^;]+)/.exec(d.cookie);
+        return m && m[1];
+      } catch (e) { return null; }
+    }
+    function rid(prefix) {
+      var a = new Uint8Array(20), s = prefix;
+      try { w.crypto.getRandomValues(a); } catch (e) {
+        for (var j = 0; j < 20; j++) a[j] = Math.random() * 256;
+      }
+      for (var k = 0; k < 20; k++) s += (a[k] % 36).toString(36);
+      return s;
+    }
+
+    var seq = 0, lastAt = 0;
+    function newSession() {
+      sid = rid('s_'); seq = 0;
+      put(SS, 'beckon:sid', sid);
+    }
+
+    // ---- the outbox: an event stays until the server acks its id
+    var box = []; // {e: event, s: sent at (0 = not in flight), n: tries}
+    function context() {
+      var sc = w.screen || {};
+      return { lang: str(nav.language), tz_offset: -new Date().getTimezoneOffset(), screen: [sc.width | 0, sc.height | 0] };
+    }
+    function evOf(x) { return x.e; }
+    function sessionOf(e) { return e.id.slice(0, e.id.lastIndexOf(':')); }
+    function persist() {
+      put(SS, 'beckon:outbox', JSON.stringify(box.map(evOf)));
+    }
+
+    var flushTimer = 0, retryTimer = 0;
+    function schedule(urgent) {
+      if (urgent) { clearTimeout(flushTimer); flushTimer = setTimeout(flush, 0); }
+      else if (!flushTimer) flushTimer = setTimeout(flush, BATCH_MS);
+    }
+
+    function emit(type, fields, urgent) {
+      var now = Date.now();
+      if (now - lastAt > SESSION_MS) {
+        var renewed = lastAt > 0;
+        newSession();
+        lastAt = now;
+        if (renewed) {
+          reconnect(); // the socket is bound to the old session
+          if (type != 'page') reportPage();
+        }
+      }
+      lastAt = now;
+      seq++;
+      put(SS, 'beckon:seq', String(seq));
+      put(SS, 'beckon:last', String(now));
+      var e = { id: sid + ':' + seq, type: type, t: now };
+      for (var k in fields) if (fields[k] !== undefined) e[k] = fields[k];
+      box.push({ e: e, s: 0, n: 0 });
+      if (box.length > MAX_OUTBOX) box.splice(0, box.length - MAX_OUTBOX);
+      schedule(urgent);
+    }
+
+    function forget(ids) {
+      var gone = {};
+      for (var j = 0; j < ids.length; j++) gone[ids[j]] = 1;
+      box = box.filter(function (x) { return !gone[x.e.id]; });
+      persist();
+    }
+
+    // Batches hold one session each, at most MAX_EVENTS and about MAX_CHARS.
+    function batches(list) {
+      var out = [], cur = null;
+      list.forEach(function (x) {
+        var len = JSON.stringify(x.e).length + 1, s = sessionOf(x.e);
+        if (!cur || cur.s != s || cur.list.length >= MAX_EVENTS || cur.len + len > MAX_CHARS) {
+          out.push(cur = { s: s, list: [], len: 600 });
+        }
+        cur.list.push(x); cur.len += len;
+      });
+      return out;
+    }
+    function body(b) {
+      return JSON.stringify({
+        site: site, visitor: vid, session: b.s, context: context(),
+        events: b.list.map(evOf)
+      });
+    }
+    function mark(list, now) { list.forEach(function (x) { x.s = now; x.n++; }); }
+
+    var flush = guard(function () {
+      flushTimer = 0;
+      var now = Date.now();
+      // An event the server keeps refusing must not be resent forever.
+      box = box.filter(function (x) { return x.n < MAX_TRIES; });
+      persist();
+      var due = box.filter(function (x) { return !x.s || now - x.s >= ACK_MS; });
+      if (due.length && (sockOpen || httpMode)) {
+        batches(due).forEach(function (b) {
+          if (sockOpen && b.s == sid) {
+            sock.send(JSON.stringify({ type: 'events', context: context(), events: b.list.map(evOf) }));
+            mark(b.list, now);
+          } else post(b, now);
+        });
+      }
+      // In flight: checked again when the ack is overdue.
+      if (box.length && !retryTimer) {
+        retryTimer = setTimeout(function () { retryTimer = 0; flush(); }, ACK_MS);
+      }
+    });
+
+    // HTTP: POST /v1/events answers only once the batch is stored, so a 2xx is the ack.
+    function post(b, now) {
+      if (!w.fetch) return;
+      mark(b.list, now);
+      var ids = b.list.map(function (x) { return x.e.id; });
+      w.fetch(base + '/v1/events', {
+        method: 'POST', body: body(b), keepalive: true, credentials: 'omit',
+        headers: { 'Content-Type': 'text/plain' } // a simple request: no CORS preflight
+      }).then(guard(function (r) {
+        // A 4xx (other than 408/429) will not get better by resending.
+        if (r.ok || (r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429)) forget(ids);
+        return r.ok ? r.json() : null;
+      })).then(guard(function (j) {
+        if (j && Array.isArray(j.interventions)) j.interventions.forEach(onIntervention);
+      }))['catch'](function () {}); // resent after ACK_MS
+    }
+
+    // Hidden pages may never come back: hand all unacked events to the browser (ids dedupe).
+    function beacon() {
+      persist();
+      if (!nav.sendBeacon) return flush();
+      var now = Date.now();
+      batches(box.filter(function (x) { return !x.b; })).forEach(function (b) {
+        if (nav.sendBeacon(base + '/v1/events', new Blob([body(b)], { type: 'text/plain' }))) {
+          b.list.forEach(function (x) { x.s = x.b = now; });
+        }
+      });
+    }
+
+    // ---- the WebSocket, with backoff; HTTP after HTTP_AFTER failed connects
+    var sock = null, sockOpen = false, fails = 0, httpMode = false, backoff = 500, connTimer = 0;
+    function connect() {
+      clearTimeout(connTimer); connTimer = 0;
+      if (sock || !w.WebSocket) { if (!w.WebSocket) { httpMode = true; schedule(); } return; }
+      var ws;
+      try {
+        ws = new w.WebSocket(base.replace(/^http/, 'ws') + '/v1/ws?site=' + encodeURIComponent(site) +
+          '&visitor=' + encodeURIComponent(vid) + '&session=' + encodeURIComponent(sid));
+      } catch (e) { httpMode = true; schedule(); return; } // e.g. ws: from an https page
+      var opened = false;
+      sock = ws;
+      ws.onopen = guard(function () {
+        if (sock != ws) return;
+        opened = sockOpen = true; fails = 0; httpMode = false; backoff = 500;
+        box.forEach(function (x) { x.s = 0; });
+        flush();
+      });
+      ws.onmessage = guard(function (m) { if (sock == ws) onFrame(JSON.parse(m.data)); });
+      ws.onclose = guard(function () {
+        if (sock != ws) return;
+        sock = null; sockOpen = false;
+        if (!opened && ++fails >= HTTP_AFTER) httpMode = true;
+        box.forEach(function (x) { x.s = 0; }); // unacknowledged: resend on the next channel
+        if (httpMode) schedule();
+        var delay = Math.min(BACKOFF_MAX, backoff);
+        backoff = Math.min(BACKOFF_MAX, backoff * 2);
+        connTimer = setTimeout(guard(connect), delay * (0.5 + Math.random() / 2));
+      });
+    }
+    function disconnect() {
+      var ws = sock;
+      sock = null; sockOpen = false; clearTimeout(connTimer); connTimer = 0;
+      box.forEach(function (x) { x.s = 0; });
+      if (ws) try { ws.close(); } catch (e) {}
+    }
+    function reconnect() { if (ready) { disconnect(); connect(); } }
+
+    function onFrame(f) {
+      if (!isObj(f)) return;
+      if (f.type == 'ack' && Array.isArray(f.ids)) forget(f.ids);
+      else if (f.type == 'intervention') onIntervention(f);
+      else if (f.type == 'chat') chatIn(f.from, f.text);
+    }
+
+    // ---- page views
+    var PAGE_TYPES = /^(home|category|product|pricing|cart|checkout|article|other)$/;
+    var override = null, curPath = null, pageUrl = null, pageRef = '', navTimer = 0, pageDone = false;
+    function meta(name) {
+      var m = d.querySelector('meta[name="beckon:' + name + '"]');
+      return m ? str(m.getAttribute('content')).trim() : '';
+    }
+    // The same URL again (a re-report) keeps its referrer and depth.
+    function reportPage() {
+      clearTimeout(navTimer); navTimer = 0;
+      pageDone = true;
+      curPath = loc.pathname;
+      var o = override || {}, fresh = loc.href != pageUrl;
+      if (fresh) {
+        pageRef = pageUrl == null ? d.referrer : pageUrl;
+        pageUrl = loc.href;
+        depth = reported = 0; hovered = new WeakSet();
+      }
+      var type = str(o.type || meta('page-type')).toLowerCase(), product = str(o.product || meta('product'));
+      emit('page', {
+        url: loc.href, path: loc.pathname, title: str(d.title),
+        page_type: PAGE_TYPES.test(type) ? type : 'other', referrer: str(pageRef), product: product || undefined
+      });
+      if (fresh) later(measure);
+    }
+    // Routers set the title (and may call beckon('page')) just after a route change.
+    function onNav() {
+      if (loc.pathname == curPath) return;
+      curPath = loc.pathname; override = null;
+      clearTimeout(navTimer);
+      navTimer = setTimeout(guard(reportPage), NAV_MS);
+    }
+
+    // ---- scroll depth and the mobile exit intent
+    var depth = 0, reported = 0, rafPending = false;
+    function measure() {
+      rafPending = false;
+      var de = d.documentElement, h = Math.max(de.scrollHeight, d.body ? d.body.scrollHeight : 0);
+      var vh = w.innerHeight, y = w.pageYOffset;
+      var pct = h <= vh ? 100 : Math.min(100, Math.round((y + vh) / h * 100));
+      if (pct > depth) depth = pct;
+      if (depth - reported >= 10 || (depth == 100 && reported < 100)) {
+        reported = depth;
+        emit('scroll', { depth: depth });
+      }
+    }
+    var touch = false;
+    try { touch = w.matchMedia('(pointer: coarse)').matches; } catch (e) {}
+    var exitAt = 0;
+    function exitIntent() {
+      var now = Date.now();
+      if (now - exitAt < EXIT_MS) return;
+      exitAt = now;
+      emit('exit_intent', 0, true);
+    }
+    var flick = 0, prevY = 0, prevT = 0;
+    function onScroll() {
+      activity();
+      if (!rafPending) { rafPending = true; w.requestAnimationFrame(guard(measure)); }
+      if (!touch) return;
+      // A flick up: faster than 1.5 px/ms for 150 px or more, from below the first screen.
+      var y = w.pageYOffset, t = Date.now();
+      flick = (prevY - y) / Math.max(1, t - prevT) > 1.5 ? flick + prevY - y : 0;
+      if (flick >= 150 && y + flick > w.innerHeight) { flick = 0; exitIntent(); }
+      prevY = y; prevT = t;
+    }
+
+    // ---- activity and idle
+    var actAt = 0, lastAct = 0, idle = false, idleTimer = 0;
+    function checkIdle() {
+      var left = IDLE_MS - (Date.now() - lastAct);
+      if (left > 0) { idleTimer = setTimeout(guard(checkIdle), left); return; }
+      idleTimer = 0; idle = true;
+      emit('idle');
+    }
+    function activity() {
+      var now = Date.now();
+      lastAct = now;
+      if (idle || now - actAt >= ACTIVITY_MS) { idle = false; actAt = now; emit('activity'); }
+      if (!idleTimer) idleTimer = setTimeout(guard(checkIdle), IDLE_MS);
+    }
+
+    // ---- tracked elements
+    var hovered = new WeakSet(), hoverEl = null, hoverTimer = 0;
+    function tracked(t) { return t && t.closest ? t.closest('[data-beckon-track]') : null; }
+    function trackFields(el) {
+      var item = el.getAttribute('data-beckon-item');
+      return { element: str(el.getAttribute('data-beckon-track')), item: item ? item : undefined };
+    }
+    function onOver(e) {
+      var el = tracked(e.target);
+      if (el == hoverEl) return;
+      clearTimeout(hoverTimer); hoverEl = el;
+      if (el && !hovered.has(el)) {
+        hoverTimer = setTimeout(guard(function () {
+          if (hoverEl != el || hovered.has(el)) return;
+          hovered.add(el);
+          emit('hover', trackFields(el));
+        }), HOVER_MS);
+      }
+    }
+
+    // ---- the commands
+    var hooks = { coupon: [], intervention: [] };
+    function props(o) {
+      var out = {};
+      if (isObj(o)) {
+        for (var k in o) {
+          var v = o[k], t = typeof v;
+          if (t == 'string') out[k] = v.slice(0, 1000);
+          else if ((t == 'number' && isFinite(v)) || t == 'boolean') out[k] = v;
+        }
+      }
+      return out;
+    }
+    var cmds = {
+      page: function (o) {
+        o = isObj(o) ? o : {};
+        override = { type: o.type, product: o.product };
+        reportPage();
+      },
+      cart: function (o) {
+        o = isObj(o) ? o : {};
+        var it = o.items, n = Array.isArray(it)
+          ? it.reduce(function (s, x) { return s + (x && x.quantity != null ? num(x.quantity) : 1); }, 0)
+          : num(it);
+        emit('cart', { value: num(o.value), currency: str(o.currency).toUpperCase(), items: Math.max(0, Math.round(n)) }, true);
+      },
+      convert: function (o) {
+        o = isObj(o) ? o : {};
+        emit('convert', { order_id: o.order_id != null ? str(o.order_id) : undefined, value: num(o.value) }, true);
+      },
+      identify: function (o) { emit('identify', { traits: props(o) }); },
+      track: function (name, p) { if (name) emit('track', { name: str(name), props: props(p) }); },
+      on: function (ev, fn) { if (hooks[ev] && typeof fn == 'function') hooks[ev].push(fn); },
+      open: function () { openChat(true); },
+      close: function () { closeChat(); }
+    };
+    function run(a) {
+      try { var f = cmds[a[0]]; if (f) f(a[1], a[2]); } catch (e) {}
+    }
+    function callHooks(name, arg) {
+      hooks[name].forEach(function (fn) { try { fn(arg); } catch (e) {} });
+      return hooks[name].length > 0;
+    }
+
+    // Rendering: one host element, an open shadow root, no innerHTML with server data.
+    var CSS = `:host{all:initial}
+*{box-sizing:border-box}
+.w{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:360px;max-width:calc(100vw - 24px);display:flex;flex-direction:column;gap:12px;pointer-events:none;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;--a:var(--beckon-accent,#4338ca)}
+@media(max-width:480px){.w{right:12px;left:12px;bottom:12px;width:auto;max-width:none}}
+.c{position:relative;pointer-events:auto;background:#fff;border:1px solid rgba(15,23,42,.08);border-radius:16px;box-shadow:0 18px 40px -12px rgba(15,23,42,.28),0 2px 6px rgba(15,23,42,.08);padding:18px;overflow:hidden;animation:bk .26s cubic-bezier(.2,.8,.2,1)}
+@keyframes bk{from{opacity:0;transform:translateY(14px)}}
+@media(prefers-reduced-motion:reduce){.c{animation:none}}
+h2{margin:0 30px 6px 0;font-size:16px;line-height:1.3;font-weight:650}
+h3{margin:0 0 2px;font-size:15px;font-weight:650}
+p{margin:0 0 8px}
+.t{margin-right:30px;font-weight:600}
+.n{font-weight:400}
+.m{color:#59636e;font-size:13px}
+.c>:last-child,.m:last-child{margin-bottom:0}
+.x{position:absolute;top:10px;right:10px;width:32px;height:32px;border:0;border-radius:8px;background:rgba(255,255,255,.8);color:#59636e;font:inherit;font-size:22px;line-height:1;cursor:pointer}
+.x:hover{color:#1f2328}
+.img{display:block;width:calc(100% + 36px);max-height:170px;object-fit:cover;margin:-18px -18px 14px}
+.acts{display:flex;flex-wrap:wrap;gap:8px;margin-top:14px}
+.b{display:inline-flex;align-items:center;justify-content:center;min-height:38px;padding:8px 16px;border:1px solid var(--a);border-radius:10px;background:var(--a);color:#fff;font:inherit;font-weight:600;text-decoration:none;cursor:pointer}
+.b:hover{opacity:.9}
+.b.s{background:#fff;color:var(--a)}
+.b:disabled{opacity:.7;cursor:default}
+:focus-visible{outline:2px solid var(--a);outline-offset:2px}
+.code{display:flex;align-items:center;justify-content:space-between;gap:10px;margin:12px 0 4px;padding:10px 12px;border:1.5px dashed var(--a);border-radius:10px;background:#f6f6fe}
+.code b{font:700 18px/1.2 ui-monospace,Menlo,Consolas,monospace;letter-spacing:.06em;color:var(--a)}
+.cmp{display:grid;grid-template-columns:1fr 1fr;gap:10px;margin-top:10px}
+.col{display:flex;flex-direction:column;border:1px solid #e4e7eb;border-radius:12px;padding:12px}
+.pr{font-weight:700;font-size:17px;margin-bottom:6px}
+ul{list-style:none;margin:0 0 12px;padding:0;font-size:13px;flex:1}
+li{padding-left:18px;position:relative;margin:3px 0}
+li:before{content:"\\2713";position:absolute;left:0;color:var(--a);font-weight:700}
+.col .b{padding:6px 10px;min-height:34px;width:100%}
+label{display:block;margin:10px 0 4px;font-size:13px;font-weight:600}
+input,textarea{width:100%;padding:9px 11px;border:1px solid #c5ccd4;border-radius:9px;font:inherit;color:inherit;background:#fff}
+textarea{resize:vertical;min-height:64px}
+.ck{display:flex;gap:8px;align-items:flex-start;font-weight:400;color:#3d454d}
+.ck input{width:auto;margin:3px 0 0}
+.chat{padding:0;display:flex;flex-direction:column}
+.hd{padding:14px 16px 8px;border-bottom:1px solid #eceff2}
+.log{display:flex;flex-direction:column;gap:8px;padding:14px 16px;height:min(340px,50vh);overflow-y:auto}
+.msg{max-width:85%;padding:8px 12px;border-radius:14px;background:#f1f3f5;align-self:flex-start;white-space:pre-wrap;overflow-wrap:anywhere}
+.msg.me{align-self:flex-end;background:var(--a);color:#fff;border-bottom-right-radius:4px}
+.msg.sys{align-self:center;background:none;color:#59636e;font-size:13px;text-align:center}
+.f{display:flex;gap:8px;padding:12px;border-top:1px solid #eceff2}
+.f input{flex:1}
+[hidden]{display:none!important}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}`;
+
+    var host = null, root = null, wrap = null, live = null;
+    // el('tag.cls', {attr, text, event: fn}, kids): setAttribute/textContent only.
+    function el(spec, attrs, kids) {
+      var p = spec.split('.'), e = d.createElement(p[0]);
+      if (p[1]) e.className = p.slice(1).join(' ');
+      for (var k in attrs) {
+        var v = attrs[k];
+        if (v == null || v === false) continue;
+        if (k == 'text') e.textContent = str(v);
+        else if (typeof v == 'function') e.addEventListener(k, guard(v));
+        else e.setAttribute(k, v === true ? '' : str(v));
+      }
+      (kids || []).forEach(function (c) { if (c) e.appendChild(c); });
+      return e;
+    }
+    function ensureRoot() {
+      if (host && host.isConnected) return true;
+      if (!d.body) return false;
+      // Inline and !important, so that the page's own CSS (div{display:none}…) cannot reach it.
+      host = el('div', { id: 'beckon-root', style: 'all:initial!important;display:block!important' });
+      root = host.attachShadow({ mode: 'open' });
+      root.appendChild(el('style', { text: CSS }));
+      live = el('div.sr', { 'aria-live': 'polite', role: 'status' });
+      wrap = el('div.w');
+      root.appendChild(live);
+      root.appendChild(wrap);
+      root.addEventListener('focusin', guard(function (e) {
+        var r = e.relatedTarget;
+        if (r && r.getRootNode && r.getRootNode() != root) returnTo = r;
+      }));
+      d.body.appendChild(host);
+      return true;
+    }
+    function announce(text) {
+      live.textContent = '';
+      setTimeout(guard(function () { live.textContent = text; }), 100);
+    }
+    // Only http(s) URLs and same-site paths ("/x", never "//x" or "/\x"); no spaces or controls.
+    function safeUrl(u) {
+      u = str(u);
+      if (!u || /[\s\\\x00-\x1f]/.test(u) || !(/^https?:\/\//i.test(u) || /^\/(?!\/)/.test(u))) return null;
+      try { var x = new URL(u, loc.href); return /^https?:$/.test(x.protocol) ? x.href : null; } catch (e) { return null; }
+    }
+
+    // ---- focus: never taken on arrival, given back on close
+    var returnTo = null;
+    function focusInside(node) {
+      return d.activeElement == host && root.activeElement && node.contains(root.activeElement);
+    }
+    function giveBack() {
+      var r = returnTo;
+      returnTo = null;
+      if (r && r.isConnected && r.focus) r.focus({ preventScroll: true });
+    }
+
+    // ---- interventions
+    var cur = null, waiting = null;
+    var TYPES = { text: 1, card: 1, offer: 1, comparison: 1, email_capture: 1, open_chat: 1 };
+    function onIntervention(f) {
+      if (!isObj(f) || !isObj(f.message) || !TYPES[f.message.type] || !ID_RE.test(str(f.rule))) return;
+      if (cur) return; // one at a time (the server never sends two)
+      var iv = { id: str(f.id), rule: str(f.rule), msg: f.message, el: null, engaged: false };
+      // Shown means seen: a hidden tab gets it when it becomes visible.
+      if (d.hidden || !ensureRoot()) { waiting = f; return; }
+      show(iv);
+    }
+    function outcome(type, iv, urgent) { emit(type, { rule: iv.rule, intervention: iv.id }, urgent); }
+    function engage(iv) {
+      if (iv.engaged) return;
+      iv.engaged = true;
+      outcome('engaged', iv, true);
+    }
+    function close(iv, dismissed) {
+      if (!iv || cur != iv) return;
+      if (iv.chat) return closeChat(); // which reports the dismissal
+      cur = null;
+      var had = focusInside(iv.el);
+      iv.el.remove();
+      if (dismissed && !iv.engaged) outcome('dismissed', iv, true);
+      if (had) giveBack();
+    }
+    function show(iv) {
+      cur = iv;
+      var m = iv.msg, t = m.type;
+      if (t == 'open_chat') {
+        iv.chat = true;
+        outcome('shown', iv);
+        openChat(false, iv);
+        if (m.text) chatIn('ai', m.text);
+        if (m.question) chatOut(m.question);
+        callHooks('intervention', { id: iv.id, rule: iv.rule, message: m });
+        return;
+      }
+      var title = t == 'card' || t == 'comparison' ? str(m.title) : str(m.text);
+      var kids = [], acts = [];
+      var btn = function (label, action, fn, secondary) {
+        return el('button.b' + (secondary ? '.s' : ''), { type: 'button', 'data-beckon-action': action, text: label, click: fn });
+      };
+      var link = function (label, href, secondary, aria) {
+        return el('a.b' + (secondary ? '.s' : ''), { href: href, 'data-beckon-action': 'accept', 'aria-label': aria, text: label, click: function () { engage(iv); } });
+      };
+      var toChat = function (visitorText, greeting) {
+        engage(iv);
+        close(iv, false);
+        openChat(true);
+        if (greeting) chatIn('ai', greeting);
+        if (visitorText) chatOut(visitorText);
+      };
+      var applyCoupon = function (b, code) {
+        engage(iv);
+        if (!callHooks('coupon', code)) {
+          try { nav.clipboard.writeText(code); } catch (e) {}
+          b.textContent = 'Copied';
+        } else b.textContent = 'Applied \u2713';
+        b.disabled = true;
+        announce(b.textContent);
+      };
+
+      if (t == 'card') {
+        var img = safeUrl(m.image);
+        if (img) kids.push(el('img.img', { src: img, alt: '', loading: 'lazy' }));
+        kids.push(el('h2', { id: 'bk-t', text: title }));
+        if (m.body) kids.push(el('p', { text: m.body }));
+        (Array.isArray(m.buttons) ? m.buttons : []).slice(0, 3).forEach(function (b, n) {
+          if (!isObj(b)) return;
+          var label = str(b.label), v = str(b.value), sec = n > 0;
+          if (b.action == 'url') { var u = safeUrl(v); if (u) acts.push(link(label, u, sec)); }
+          else if (b.action == 'coupon') acts.push(btn(label, 'apply-coupon', function () { applyCoupon(this, v); }, sec));
+          else if (b.action == 'chat') acts.push(btn(label, 'accept', function () { toChat(v || label); }, sec));
+          else if (b.action == 'reply') acts.push(btn(label, 'accept', function () { toChat(label); }, sec));
+        });
+      } else if (t == 'text') {
+        kids.push(el('p.t.n', { id: 'bk-t', text: title }));
+        acts.push(btn('Reply', 'accept', function () { toChat('', title); }));
+        acts.push(btn('No thanks', 'dismiss', function () { close(iv, true); }, true));
+      } else if (t == 'offer') {
+        var code = str(m.code);
+        kids.push(el('p.t', { id: 'bk-t', text: title }));
+        if (m.description) kids.push(el('p.m', { text: m.description }));
+        var apply = btn('Apply', 'apply-coupon', function () { applyCoupon(apply, code); });
+        kids.push(el('div.code', {}, [el('b', { text: code }), apply]));
+        var exp = m.expires && expiry(str(m.expires));
+        if (exp) kids.push(el('p.m', { text: 'Expires ' + exp }));
+      } else if (t == 'comparison') {
+        kids.push(el('h2', { id: 'bk-t', text: title }));
+        var items = (Array.isArray(m.items) ? m.items : []).filter(isObj).slice(0, 2);
+        kids.push(el('div.cmp', {}, items.map(function (it) {
+          var u = safeUrl(it.url);
+          return el('div.col', {}, [
+            el('h3', { text: it.name }),
+            it.price != null && el('div.pr', { text: it.price }),
+            el('ul', {}, (Array.isArray(it.features) ? it.features : []).slice(0, 6).map(function (x) { return el('li', { text: x }); })),
+            u && link('Choose', u, true, 'Choose ' + str(it.name))
+          ]);
+        })));
+      } else if (t == 'email_capture') {
+        kids.push(el('p.t', { id: 'bk-t', text: title }));
+        kids.push(form(iv, m));
+      }
+      if (acts.length) kids.push(el('div.acts', {}, acts));
+      kids.push(el('button.x', { type: 'button', 'aria-label': 'Dismiss', 'data-beckon-action': 'dismiss', text: '\u00d7', click: function () { close(iv, true); } }));
+      iv.el = el('div.c', {
+        role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'bk-t',
+        'data-beckon-rule': iv.rule, 'data-beckon-intervention': iv.id, 'data-beckon-type': t
+      }, kids);
+      wrap.insertBefore(iv.el, wrap.firstChild);
+      announce('New message: ' + title);
+      outcome('shown', iv);
+      callHooks('intervention', { id: iv.id, rule: iv.rule, message: m });
+    }
+    function expiry(s) {
+      var dt = new Date(/^\d{4}-\d\d-\d\d$/.test(s) ? s + 'T00:00' : s); // a bare date is local
+      return isNaN(dt) ? s : dt.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+    }
+    function form(iv, m) {
+      var n = 0, field = function (label, input) {
+        input.id = 'bk-f' + (++n);
+        return [el('label', { for: input.id, text: label }), input];
+      };
+      var email = el('input', { type: 'email', name: 'email', required: true, autocomplete: 'email', maxlength: 254 });
+      var name = m.ask_name ? el('input', { type: 'text', name: 'name', autocomplete: 'name', maxlength: 200 }) : null;
+      var q = m.ask_question ? el('textarea', { name: 'question', rows: 3, maxlength: 2000 }) : null;
+      var consent = el('input', { type: 'checkbox', name: 'consent', required: true });
+      var kids = field('Email', email);
+      if (name) kids = kids.concat(field('Name (optional)', name));
+      if (q) kids = kids.concat(field('Your question (optional)', q));
+      kids.push(el('label.ck', {}, [consent, el('span', { text: m.consent || 'I agree to be contacted about my request.' })]));
+      kids.push(el('div.acts', {}, [el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]));
+      var f = el('form', {
+        submit: function (e) {
+          e.preventDefault();
+          emit('lead', {
+            rule: iv.rule, intervention: iv.id, email: email.value.trim(),
+            name: name && name.value.trim() ? name.value.trim() : undefined,
+            question: q && q.value.trim() ? q.value.trim() : undefined, consent: true
+          }, true);
+          engage(iv);
+          var thanks = el('p', { tabindex: '-1', text: 'Thank you! We will be in touch soon.' });
+          var had = focusInside(f);
+          f.replaceWith(thanks);
+          if (had) thanks.focus();
+          announce(thanks.textContent);
+        }
+      }, kids);
+      return f;
+    }
+
+    // ---- the chat panel
+    var chat = null, chatLog = null, chatInput = null, chatOpen = false;
+    function buildChat() {
+      chatLog = el('div.log', { role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
+      chatInput = el('input', { type: 'text', 'data-beckon-input': true, 'aria-label': 'Your message', placeholder: 'Type your message\u2026', autocomplete: 'off', maxlength: 2000 });
+      chat = el('div.c.chat', { role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'bk-ct', hidden: true }, [
+        el('div.hd', {}, [el('h2', { id: 'bk-ct', text: 'Chat with us' })]),
+        chatLog,
+        el('form.f', {
+          submit: function (e) {
+            e.preventDefault();
+            var v = chatInput.value.trim();
+            if (!v) return;
+            chatInput.value = '';
+            chatOut(v);
+            if (cur && cur.chat) engage(cur);
+          }
+        }, [chatInput, el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]),
+        el('button.x', { type: 'button', 'aria-label': 'Close chat', 'data-beckon-action': 'dismiss', text: '\u00d7', click: function () { closeChat(); } })
+      ]);
+      wrap.appendChild(chat);
+    }
+    function openChat(focus, iv) {
+      if (!ensureRoot()) return;
+      if (!chat) buildChat();
+      if (iv) { chat.setAttribute('data-beckon-rule', iv.rule); chat.setAttribute('data-beckon-intervention', iv.id); iv.el = chat; }
+      if (!chatOpen) {
+        chatOpen = true;
+        chat.hidden = false;
+        emit('chat_opened', 0, true);
+      }
+      if (focus) {
+        if (d.activeElement != host) returnTo = d.activeElement;
+        chatInput.focus({ preventScroll: true });
+      }
+    }
+    function closeChat() {
+      if (!chatOpen) return;
+      if (cur && cur.chat) { var iv = cur; cur = null; if (!iv.engaged) outcome('dismissed', iv, true); }
+      chat.removeAttribute('data-beckon-rule'); chat.removeAttribute('data-beckon-intervention');
+      var had = focusInside(chat);
+      chatOpen = false;
+      chat.hidden = true;
+      emit('chat_closed', 0, true);
+      if (had) giveBack();
+    }
+    function bubble(cls, who, text) {
+      chatLog.appendChild(el('div.msg.' + cls, {}, [el('span.sr', { text: who + ': ' }), d.createTextNode(str(text))]));
+      chatLog.scrollTop = chatLog.scrollHeight;
+    }
+    function chatOut(text) {
+      bubble('me', 'You', text);
+      emit('chat', { text: str(text).slice(0, 2000) }, true);
+    }
+    function chatIn(from, text) {
+      if (!text) return;
+      openChat(false);
+      if (!chat) return;
+      from = from == 'agent' || from == 'system' ? from : 'ai';
+      bubble(from == 'system' ? 'sys' : from, from == 'agent' ? 'Agent' : from == 'ai' ? 'Assistant' : 'Notice', text);
+    }
+
+    // Escape: closes the chat or dismisses the intervention when focus is in it or on the page body.
+    function onKey(e) {
+      if (e.key != 'Escape' && e.key != 'Esc') return;
+      var a = d.activeElement;
+      if (host && a == host) {
+        var inner = root.activeElement;
+        if (chatOpen && chat.contains(inner)) closeChat();
+        else if (cur && cur.el && cur.el.contains(inner)) close(cur, true);
+      } else if ((!a || a == d.body || a == d.documentElement) && cur) close(cur, true);
+    }
+
+    // Setup, in small pieces so that no long task lands on the page.
+    var steps = [
+      function () { // identity
+        vid = get(LS, 'beckon:vid');
+        if (!LS || !ID_RE.test(str(vid))) vid = cookie() || vid;
+        if (!ID_RE.test(str(vid))) vid = rid('v_');
+        if (LS) put(LS, 'beckon:vid', vid); else cookie(vid);
+        sid = get(SS, 'beckon:sid');
+        lastAt = +get(SS, 'beckon:last') || 0;
+        seq = +get(SS, 'beckon:seq') || 0;
+        if (!ID_RE.test(str(sid)) || Date.now() - lastAt > SESSION_MS) { newSession(); lastAt = Date.now(); }
+        try {
+          var saved = JSON.parse(get(SS, 'beckon:outbox') || '[]');
+          if (Array.isArray(saved)) box = saved.filter(function (e) { return isObj(e) && ID_RE.test(str(e.id)) && e.id.indexOf(':') > 0; })
+            .map(function (e) { return { e: e, s: 0, n: 0 }; });
+        } catch (e) {}
+      },
+      function () { // queued calls and the first page view
+        ready = true;
+        var q = queue, isPage = function (a) { return a[0] == 'page'; };
+        queue = [];
+        // The page view comes first: everything queued happened on this page.
+        q.filter(isPage).forEach(run);
+        if (!pageDone) reportPage();
+        q.filter(function (a) { return !isPage(a); }).forEach(run);
+        if (d.hidden) emit('visibility', { visible: false });
+      },
+      function () { // listeners, then the connection
+        ['mousemove', 'keydown', 'touchstart', 'click'].forEach(function (t) { on(w, t, activity); });
+        on(w, 'scroll', onScroll);
+        on(d, 'mouseover', onOver);
+        on(d, 'click', function (e) { var t = tracked(e.target); if (t) emit('click', trackFields(t)); });
+        on(d, 'mouseout', function (e) {
+          if (!e.relatedTarget && e.clientY <= 0) exitIntent();
+        });
+        on(d, 'keydown', onKey);
+        on(d, 'visibilitychange', function () {
+          if (d.hidden) {
+            if (touch) exitIntent();
+            emit('visibility', { visible: false });
+            beacon();
+          } else {
+            emit('visibility', { visible: true });
+            var f = waiting;
+            waiting = null;
+            onIntervention(f);
+          }
+        });
+        on(w, 'pagehide', function (e) { beacon(); if (e.persisted) disconnect(); }); // keep bfcache usable
+        on(w, 'pageshow', function (e) { if (e.persisted) { reportPage(); connect(); } });
+        on(w, 'popstate', onNav);
+        ['pushState', 'replaceState'].forEach(function (m) {
+          var orig = hist[m];
+          if (typeof orig != 'function') return;
+          hist[m] = function () {
+            var r = orig.apply(this, arguments); // unguarded: the page's errors stay its own
+            guard(onNav)();
+            return r;
+          };
+        });
+        connect();
+      }
+    ];
+    function next() {
+      var s = steps.shift();
+      if (!s) return;
+      try { s(); } catch (e) {}
+      later(next);
+    }
+    later(next);
+  } catch (e) {}
+})(window, document);
