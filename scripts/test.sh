@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
-# Runs Beckon's whole test suite: formatting, lints, and every test of every crate.
-# Installs what the tests need when it is missing, so it works on a fresh machine.
+# Runs Beckon's whole test suite: formatting, lints, and every test of every crate, the browser
+# tests in headless Chromium included. Installs what the tests need when it is missing (Debian's
+# chromium and chromium-driver), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
 
 echo "== formatting"
 cargo fmt --all -- --check

@@ -288,9 +288,10 @@ impl Session {
         self.page_types.insert(page_type);
         // Navigating away closes whatever was on screen, for both arms alike.
         self.intervention_open = false;
-        if self.visible_since.is_some() {
-            self.visible_since = Some(now);
-        }
+        // A page view is reported when a page is shown, so the new page is visible (the
+        // widget reports `visibility: false` right after if it loaded in a background tab).
+        // The previous page's `pagehide` may have left the session hidden.
+        self.visible_since = Some(now);
     }
 
     fn set_visible(&mut self, visible: bool, now: Timestamp) {
