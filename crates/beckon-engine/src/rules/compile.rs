@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use regex::{Regex, RegexBuilder};
 
 use super::condition::{Condition, Leaf as LeafSpec, Literal, MAX_DEPTH, MAX_LEAVES, Op};
-use super::schedule::{Schedule, Weekday, parse_instant};
+use super::schedule::{Schedule, Weekday, parse_span};
 use super::spec::{Goal, RuleSpec, Status};
 use super::vars::{self, Clock, Ty, Var};
 use crate::device::DeviceType;
@@ -151,8 +151,10 @@ impl Rule {
         }
         let schedule = match spec.schedule.as_ref().map(|s| Schedule::compile(s, tz)) {
             Some(Ok(s)) => Some(s),
-            Some(Err((field, reason))) => {
-                err(&field, reason);
+            Some(Err(problems)) => {
+                for (field, reason) in problems {
+                    err(&field, reason);
+                }
                 None
             }
             None => None,
@@ -164,13 +166,6 @@ impl Rule {
                 errors: Vec::new(),
             };
             let node = c.node(&spec.when, "when", 0);
-            if c.leaves == 0 && c.errors.is_empty() {
-                err(
-                    "when",
-                    "has no condition; a rule must wait for a real signal (nothing fires on arrival)"
-                        .to_owned(),
-                );
-            }
             if c.leaves > MAX_LEAVES {
                 err(
                     "when",
@@ -332,7 +327,7 @@ impl Compiler {
             if kids.is_empty() {
                 this.fail(
                     format!("{path}.{name}"),
-                    format!("is empty; `{name}` needs at least one condition"),
+                    format!("is empty; `{name}` needs at least one condition (a rule waits for a real signal)"),
                 );
                 return None;
             }
@@ -487,7 +482,7 @@ impl Compiler {
                         Ok(Test::Between(lo, hi))
                     }
                     Ty::Time => {
-                        let (lo, hi) = (self.instant(lo)?, self.instant(hi)?);
+                        let (lo, hi) = (self.span(lo)?.0, self.span(hi)?.1);
                         if lo > hi {
                             return Err(("value", "the first date is after the second".to_owned()));
                         }
@@ -500,14 +495,17 @@ impl Compiler {
                 if ty != Ty::Time {
                     return Err(mismatch());
                 }
-                let t = self.instant(value()?)?;
+                let (first, last) = self.span(value()?)?;
                 Ok(if op == Op::Before {
-                    Test::Before(t)
+                    Test::Before(first)
                 } else {
-                    Test::After(t)
+                    Test::After(last)
                 })
             }
             Op::Contains | Op::NotContains => {
+                if !matches!(ty, Ty::Str | Ty::Dynamic | Ty::Names | Ty::PageTypes) {
+                    return Err(mismatch());
+                }
                 let text = string(value()?)?;
                 let needle = match ty {
                     Ty::Str | Ty::Dynamic | Ty::Names => Needle {
@@ -555,8 +553,8 @@ impl Compiler {
         }
     }
 
-    fn instant(&self, lit: &Literal) -> Result<Timestamp, (&'static str, String)> {
-        parse_instant(&string(lit)?, self.tz).map_err(|e| ("value", e))
+    fn span(&self, lit: &Literal) -> Result<(Timestamp, Timestamp), (&'static str, String)> {
+        parse_span(&string(lit)?, self.tz).map_err(|e| ("value", e))
     }
 }
 
@@ -584,6 +582,9 @@ fn scalar(lit: &Literal, ty: Ty, name: &str) -> Result<Scalar, (&'static str, St
         )
     };
     match (ty, lit) {
+        (Ty::Num | Ty::Dynamic, Literal::Num(n)) if !n.is_finite() => {
+            Err(("value", format!("{n} is not a number a value can equal")))
+        }
         (Ty::Num, Literal::Num(n)) => Ok(Scalar::Num(*n)),
         (Ty::Num, _) => Err(wrong("a number")),
         (Ty::Str, Literal::Str(s)) => Ok(Scalar::Str(s.as_str().into())),

@@ -52,8 +52,7 @@ impl Condition {
 }
 
 /// A literal in a condition.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
     /// true or false.
     Bool(bool),
@@ -63,6 +62,50 @@ pub enum Literal {
     Str(String),
     /// A list, for `in`, `not_in` and `between`.
     List(Vec<Literal>),
+}
+
+impl<'de> Deserialize<'de> for Literal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LiteralVisitor)
+    }
+}
+
+struct LiteralVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LiteralVisitor {
+    type Value = Literal;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, text, true/false or a list (write dates as text: \"2026-03-11\")")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Literal, E> {
+        Ok(Literal::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Literal, E> {
+        Ok(Literal::Num(v as f64))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Literal, E> {
+        Ok(Literal::Num(v as f64))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Literal, E> {
+        Ok(Literal::Num(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Literal, E> {
+        Ok(Literal::Str(v.to_owned()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Literal, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Literal::List(items))
+    }
 }
 
 impl Serialize for Literal {
@@ -246,7 +289,7 @@ impl FromStr for Op {
             .or_else(|| Op::ALL.into_iter().find(|op| op.as_str() == s))
             .ok_or_else(|| {
                 format!(
-                    "unknown operator {s:?}; expected one of {} (or ==, !=, >, >=, <, <=)",
+                    "unknown operator {s:?}; expected one of {} (or the aliases ==, =, eq, !=, ne, >, >=, <, <=)",
                     Op::ALL.map(Op::as_str).join(", ")
                 )
             })

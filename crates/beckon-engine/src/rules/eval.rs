@@ -219,7 +219,7 @@ impl Test {
             Test::Ne(s) => comparable(v, s) && !equals(v, s),
             Test::In(list) => list.iter().any(|s| equals(v, s)),
             Test::NotIn(list) => {
-                list.first().is_some_and(|s| comparable(v, s)) && !list.iter().any(|s| equals(v, s))
+                list.iter().any(|s| comparable(v, s)) && !list.iter().any(|s| equals(v, s))
             }
             Test::Cmp(cmp, c) => match v {
                 Value::Num(n) => match cmp {

@@ -288,7 +288,8 @@ fn check_url(field: &str, url: &str, errors: &mut Vec<(String, String)>) {
     let ok = url.starts_with("https://")
         || url.starts_with("http://")
         || (url.starts_with('/') && !url.starts_with("//"));
-    if !ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
+    // A backslash is refused too: browsers read "/\\host" as "//host", another site.
+    if !ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c == '\\') {
         errors.push((
             field.to_owned(),
             format!("{url:?} must be an http(s) URL or a path starting with '/'"),
@@ -341,26 +342,48 @@ const BUILTIN_FILTERS: &[&str] = &[
     "truncate",
 ];
 
-/// The filter names used in `{{ … | name }}` expressions.
+/// The filter names used in `{{ … | name }}` expressions and `{% … | name %}` tags; a `|`
+/// inside a quoted string is text, not a filter.
 fn filters_used(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open..].find("}}") else {
+    loop {
+        let open = match (rest.find("{{"), rest.find("{%")) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
+        let close_tag = if rest[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let Some(close) = rest[open + 2..].find(close_tag) else {
             break;
         };
-        let expr = &rest[open + 2..open + close];
-        for part in expr.split('|').skip(1) {
-            let name = part
-                .trim()
-                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .next()
-                .unwrap_or("");
-            if !name.is_empty() {
-                out.push(name);
+        let expr = &rest[open + 2..open + 2 + close];
+        let mut quote: Option<char> = None;
+        let mut after_pipe = false;
+        for (i, c) in expr.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '|') => after_pipe = true,
+                (None, c) if after_pipe && !c.is_whitespace() => {
+                    after_pipe = false;
+                    let name = expr[i..]
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or("");
+                    if !name.is_empty() {
+                        out.push(name);
+                    }
+                }
+                _ => {}
             }
         }
-        rest = &rest[open + close + 2..];
+        rest = &rest[open + 2 + close + 2..];
     }
     out
 }

@@ -134,57 +134,66 @@ pub(crate) struct Window {
 }
 
 impl Schedule {
-    /// Compiles a schedule; errors name the field.
-    pub(crate) fn compile(spec: &ScheduleSpec, tz: Tz) -> Result<Schedule, (String, String)> {
-        let start = spec
-            .start
-            .as_deref()
-            .map(|s| parse_instant(s, tz).map_err(|e| ("schedule.start".to_owned(), e)))
-            .transpose()?;
-        let end = spec
-            .end
-            .as_deref()
-            .map(|s| parse_instant(s, tz).map_err(|e| ("schedule.end".to_owned(), e)))
-            .transpose()?;
+    /// Compiles a schedule; errors name the field, every one of them.
+    pub(crate) fn compile(spec: &ScheduleSpec, tz: Tz) -> Result<Schedule, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut instant = |field: &str, s: &Option<String>| {
+            s.as_deref().and_then(|s| match parse_instant(s, tz) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.push((format!("schedule.{field}"), e));
+                    None
+                }
+            })
+        };
+        let start = instant("start", &spec.start);
+        let end = instant("end", &spec.end);
         if let (Some(s), Some(e)) = (start, end) {
             if e <= s {
-                return Err((
+                errors.push((
                     "schedule.end".to_owned(),
                     "must be after schedule.start".to_owned(),
                 ));
             }
         }
-        let hours = spec
-            .hours
-            .as_ref()
-            .map(|h| {
-                let time = |field: &str, s: &str| {
-                    NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| {
-                        (
+        let hours = spec.hours.as_ref().and_then(|h| {
+            let mut time = |field: &str, s: &str| {
+                NaiveTime::parse_from_str(s, "%H:%M")
+                    .map_err(|_| {
+                        errors.push((
                             format!("schedule.hours.{field}"),
                             format!("{s:?} is not a time of day such as \"09:00\""),
-                        )
+                        ))
                     })
-                };
-                let from = time("from", &h.from)?;
-                let to = time("to", &h.to)?;
+                    .ok()
+            };
+            let from = time("from", &h.from);
+            let to = time("to", &h.to);
+            if let (Some(from), Some(to)) = (from, to) {
                 if to <= from {
-                    return Err((
+                    errors.push((
                         "schedule.hours.to".to_owned(),
                         "must be after schedule.hours.from (hours past midnight are not supported)"
                             .to_owned(),
                     ));
                 }
-                if h.days.is_empty() {
-                    return Err((
-                        "schedule.hours.days".to_owned(),
-                        "must name at least one day".to_owned(),
-                    ));
-                }
-                let days = h.days.iter().fold(0u8, |acc, d| acc | 1 << d.index());
-                Ok(Hours { days, from, to })
+            }
+            if h.days.is_empty() {
+                errors.push((
+                    "schedule.hours.days".to_owned(),
+                    "must name at least one day".to_owned(),
+                ));
+            }
+            let days = h.days.iter().fold(0u8, |acc, d| acc | 1 << d.index());
+            Some(Hours {
+                days,
+                from: from?,
+                to: to?,
             })
-            .transpose()?;
+        });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(Schedule {
             start,
             end,
@@ -259,6 +268,26 @@ impl Schedule {
             .next()
             .map(|t| Timestamp::from_millis(t.timestamp_millis()))
     }
+}
+
+/// The first and last millisecond a date or instant stands for: a date ("2026-12-01") covers
+/// its whole day in `tz`, so `after "2026-12-31"` means from January 1st and `between` includes
+/// its last day; an RFC 3339 instant stands for itself.
+pub(crate) fn parse_span(s: &str, tz: Tz) -> Result<(Timestamp, Timestamp), String> {
+    let start = parse_instant(s, tz)?;
+    if chrono::DateTime::parse_from_rfc3339(s).is_ok() {
+        return Ok((start, start));
+    }
+    let next = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.succ_opt())
+        .and_then(|d| {
+            tz.from_local_datetime(&d.and_time(NaiveTime::MIN))
+                .earliest()
+        })
+        .map(|t| Timestamp::from_millis(t.timestamp_millis() - 1))
+        .unwrap_or(start);
+    Ok((start, next))
 }
 
 /// Parses "2026-12-01" (midnight in `tz`) or an RFC 3339 instant.
