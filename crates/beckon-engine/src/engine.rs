@@ -88,6 +88,17 @@ impl Engine {
     /// An engine for `site` with `policy` and `rules`.
     pub fn new(site: SiteId, policy: Policy, rules: RuleSet) -> Result<Engine, PolicyError> {
         policy.validate()?;
+        if rules.timezone() != Engine::timezone(&policy) {
+            // Dates in schedules and conditions were read in another zone than the site's.
+            return Err(PolicyError {
+                field: "timezone",
+                reason: format!(
+                    "the rules were compiled for {} but the site's time zone is {}",
+                    rules.timezone(),
+                    policy.timezone
+                ),
+            });
+        }
         Ok(Engine {
             holdout_seed: format!("beckon-holdout:{site}:{}", policy.holdout_salt),
             holdout_bp: policy.holdout_basis_points(),
@@ -371,16 +382,23 @@ impl Engine {
         if let Some(until) = p.silenced_until {
             hold(Suppression::Silenced { until }, until);
         }
-        let (today, frees_at) = p.fires_today(now);
-        if today >= pol.max_per_visitor_day {
-            if let Some(until) = frees_at {
-                hold(
-                    Suppression::DailyCap {
-                        max: pol.max_per_visitor_day,
-                        until,
-                    },
+        match p.daily_cap(now, pol.max_per_visitor_day) {
+            None => {}
+            Some(Some(until)) => hold(
+                Suppression::DailyCap {
+                    max: pol.max_per_visitor_day,
                     until,
-                );
+                },
+                until,
+            ),
+            Some(None) => {
+                return Some((
+                    Suppression::DailyCap {
+                        max: 0,
+                        until: Timestamp::from_millis(i64::MAX),
+                    },
+                    Until::Session,
+                ));
             }
         }
         if let Some(last) = p.last_dismissal() {
@@ -402,7 +420,7 @@ impl Engine {
                 .policy
                 .quiet_paths
                 .iter()
-                .any(|prefix| s.page.path.starts_with(prefix.as_str()))
+                .any(|prefix| under_path(&s.page.path, prefix))
     }
 
     /// For explanations when a guardrail stops everything: each rule's conditions, read-only.
@@ -436,6 +454,16 @@ impl Engine {
                 }
             });
         }
+    }
+}
+
+/// Whether `path` is `prefix` or below it: "/account" covers "/account/orders" but not
+/// "/accounting-guide".
+fn under_path(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
     }
 }
 

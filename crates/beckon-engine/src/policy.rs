@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::page::PageType;
+use crate::profile::{MAX_RECENT_DISMISSALS, MAX_RECENT_FIRES};
 
 /// Guardrails that hold for every rule of a site.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,24 @@ impl Policy {
                 format!(
                     "{:?} is not an IANA time zone name such as \"Europe/Paris\"",
                     self.timezone
+                ),
+            );
+        }
+        if self.max_per_visitor_day as usize > MAX_RECENT_FIRES {
+            return fail(
+                "max_per_visitor_day",
+                format!(
+                    "{} is above {MAX_RECENT_FIRES}, the most a profile remembers",
+                    self.max_per_visitor_day
+                ),
+            );
+        }
+        if self.dismissals_before_silence as usize > MAX_RECENT_DISMISSALS {
+            return fail(
+                "dismissals_before_silence",
+                format!(
+                    "{} is above {MAX_RECENT_DISMISSALS}, the most a profile remembers",
+                    self.dismissals_before_silence
                 ),
             );
         }

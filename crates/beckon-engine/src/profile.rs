@@ -80,14 +80,26 @@ impl Profile {
         self.rules.iter().find(|h| &h.rule == rule)
     }
 
-    /// Fires within the rolling day that ends at `now`, and the instant the oldest of them
-    /// leaves the window.
-    pub(crate) fn fires_today(&self, now: Timestamp) -> (u32, Option<Timestamp>) {
+    /// Whether the rolling day that ends at `now` already holds `max` fires, and if so the
+    /// instant a slot frees up: when enough of them have left the window to go below `max`
+    /// (`None` when no slot ever frees, i.e. `max` is zero).
+    pub(crate) fn daily_cap(&self, now: Timestamp, max: u32) -> Option<Option<Timestamp>> {
         let from = now.as_millis() - DAY_MS;
-        let mut in_window = self.recent_fires.iter().filter(|t| t.as_millis() > from);
-        let oldest = in_window.next().copied();
-        let count = oldest.map_or(0, |_| 1 + in_window.count() as u32);
-        (count, oldest.map(|t| t.plus_ms(DAY_MS)))
+        let in_window: Vec<Timestamp> = self
+            .recent_fires
+            .iter()
+            .copied()
+            .filter(|t| t.as_millis() > from)
+            .collect();
+        let count = in_window.len();
+        if count < max as usize {
+            return None;
+        }
+        if max == 0 {
+            return Some(None);
+        }
+        // Below the cap again once the oldest `count - max + 1` fires have left the window.
+        Some(Some(in_window[count - max as usize].plus_ms(DAY_MS)))
     }
 
     /// Records that `rule` fired at `now`.

@@ -236,7 +236,9 @@ impl Session {
                     duration_ms(policy.silence),
                 );
             }
-            Event::Engaged { .. } => self.intervention_open = false,
+            // Engaging keeps the intervention on screen (an applied coupon, a chat opening), so
+            // nothing new replaces it until the visitor moves on or closes it.
+            Event::Engaged { .. } => {}
             Event::ConversationStarted => {
                 self.conversation_active = true;
                 self.intervention_open = false;

@@ -42,6 +42,7 @@ fn fires_in(tz: Tz, when_toml: &str, setup: &[(Event, i64)]) -> (bool, Trace) {
     let policy = Policy {
         holdout_percent: 0.0,
         arrival_grace: Duration::ZERO,
+        timezone: tz.name().to_owned(),
         ..Policy::default()
     };
     let engine = Engine::new(
@@ -1013,4 +1014,42 @@ fn a_failed_condition_is_explained_by_its_path_and_the_value_seen() {
     assert!(why.contains("when.all[1]"), "{why}");
     assert!(why.contains("page.type"), "{why}");
     assert!(why.contains("product"), "{why}");
+}
+
+#[test]
+fn a_date_covers_its_whole_day() {
+    // The visit starts at 2026-03-10T12:00:00Z: during March 10th in UTC.
+    check(
+        r#"{ var = "time.date", op = "after", value = "2026-03-10" }"#,
+        &[(Event::Tick, 0)],
+        false,
+    );
+    check(
+        r#"{ var = "time.date", op = "after", value = "2026-03-09" }"#,
+        &[(Event::Tick, 0)],
+        true,
+    );
+    check(
+        r#"{ var = "time.date", op = "before", value = "2026-03-10" }"#,
+        &[(Event::Tick, 0)],
+        false,
+    );
+    check(
+        r#"{ var = "time.date", op = "between", value = ["2026-03-01", "2026-03-10"] }"#,
+        &[(Event::Tick, 0)],
+        true,
+    );
+}
+
+#[test]
+fn rules_compiled_for_another_time_zone_are_refused_by_the_engine() {
+    let paris: Tz = "Europe/Paris".parse().unwrap();
+    let err = Engine::new(
+        SiteId::parse("shop").unwrap(),
+        Policy::default(),
+        one_rule(r#"{ var = "cart.items", op = "gt", value = 0 }"#, paris),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "timezone");
+    assert!(err.reason.contains("Europe/Paris"), "{err}");
 }

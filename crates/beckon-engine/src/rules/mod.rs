@@ -25,9 +25,20 @@ pub const MAX_RULES: usize = 1000;
 
 /// A site's compiled rules, in the order they are tried: highest priority first, ties broken
 /// by id so that the winner never depends on insertion order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// The zone dates were read in; an engine refuses rules compiled for another zone.
+    tz: Tz,
+}
+
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet {
+            rules: Vec::new(),
+            tz: Tz::UTC,
+        }
+    }
 }
 
 /// Why a rule file or body could not be loaded.
@@ -75,17 +86,22 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(LoadError::Invalid(errors));
         }
-        Ok(RuleSet::from_rules(rules))
+        Ok(RuleSet::from_rules(rules, tz))
     }
 
-    /// A rule set from compiled rules.
-    pub fn from_rules(mut rules: Vec<Rule>) -> RuleSet {
+    /// A rule set from rules compiled for `tz`.
+    pub fn from_rules(mut rules: Vec<Rule>, tz: Tz) -> RuleSet {
         rules.sort_by(|a, b| {
             b.priority()
                 .cmp(&a.priority())
                 .then_with(|| a.id.cmp(&b.id))
         });
-        RuleSet { rules }
+        RuleSet { rules, tz }
+    }
+
+    /// The time zone the rules were compiled for.
+    pub fn timezone(&self) -> Tz {
+        self.tz
     }
 
     /// Parses and compiles a TOML rule file (`[[rules]]` tables).
