@@ -1,5 +1,4 @@
-/*! Beckon widget — proactive chat for this site. Plain JavaScript, no dependencies.
- * Speaks docs/wire-protocol.md; renders into #beckon-root (open shadow root). */
+/*! Beckon widget: see widget/README.md and docs/wire-protocol.md */
 (function (w, d) {
   'use strict';
   // Everything below runs inside try/catch: a tracker must never break the page that hosts it.
@@ -8,10 +7,12 @@
     var old = w.beckon;
     if (old && old.version) return; // loaded twice: the first copy keeps working
 
-    var BATCH_MS = 250, MAX_EVENTS = 100, MAX_CHARS = 50000, ACK_MS = 10000, MAX_TRIES = 8,
+    var BATCH_MS = 250, MAX_EVENTS = 100, MAX_CHARS = 20000, ACK_MS = 10000, MAX_TRIES = 8,
       MAX_OUTBOX = 500, SESSION_MS = 30 * 60000, ACTIVITY_MS = 5000, IDLE_MS = 30000,
       EXIT_MS = 10000, HOVER_MS = 300, NAV_MS = 100, HTTP_AFTER = 3, BACKOFF_MAX = 30000;
     var ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+    // One bad event fails its whole batch: keep to the server's limits (2048-char strings,
+    // 32 props with keys of 1-64 chars; MAX_CHARS UTF-16 units stay under 64 KiB of UTF-8).
 
     var nav = w.navigator, loc = w.location, hist = w.history;
     function guard(fn) {
@@ -29,7 +30,6 @@
       ? function (fn) { w.requestIdleCallback(guard(fn), { timeout: 1000 }); }
       : function (fn) { setTimeout(guard(fn), 1); };
 
-    // ---- configuration, from the script tag
     var script = d.currentScript;
     if (!script) {
       var all = d.getElementsByTagName('script');
@@ -41,23 +41,23 @@
     // The API lives where the script came from (any path prefix kept), unless data-endpoint says.
     var base = ((script && script.getAttribute('data-endpoint')) ||
       (script ? script.src.split(/[?#]/)[0].replace(/\/[^/]*$/, '') : '')).replace(/\/+$/, '');
+    if (!site || !/^https?:/.test(base)) return; // not configured: leave the page (and its queue) alone
 
-    // ---- the public function (calls before setup wait in the queue)
+    // ---- the API (calls wait in the queue until setup is done)
     var queue = (old && old.q) || [], ready = false;
     function api() {
       if (!ready) queue.push(arguments);
       else run(arguments);
     }
     var vid, sid;
-    Object.defineProperties(api, { // read-only, for tests and support
+    Object.defineProperties(api, {
       version: { value: VERSION, enumerable: true },
       visitor: { value: function () { return vid; } },
       session: { value: function () { return sid; } }
     });
     w.beckon = api;
-    if (!site || !/^https?:/.test(base)) { ready = true; queue = []; return; } // not configured: inert
 
-    // ---- storage; blocked → a cookie (visitor id only) → memory
+    // ---- storage (blocked: a cookie for the visitor id, else memory)
     function probe(name) {
       try { var s = w[name]; s.setItem('beckon:t', '1'); s.removeItem('beckon:t'); return s; } catch (e) { return null; }
     }
@@ -99,7 +99,7 @@
     var box = []; // {e: event, s: sent at (0 = not in flight), n: tries}
     function context() {
       var sc = w.screen || {};
-      return { lang: str(nav.language), tz_offset: -new Date().getTimezoneOffset(), screen: [sc.width | 0, sc.height | 0] };
+      return { lang: str(nav.language), tz_offset: -new Date().getTimezoneOffset(), screen: [sc.width | 0, sc.height | 0], webdriver: !!nav.webdriver };
     }
     function evOf(x) { return x.e; }
     function sessionOf(e) { return e.id.slice(0, e.id.lastIndexOf(':')); }
@@ -120,7 +120,7 @@
         newSession();
         lastAt = now;
         if (renewed) {
-          reconnect(); // the socket is bound to the old session
+          reconnect(); // the socket belongs to the old session
           if (type != 'page') reportPage();
         }
       }
@@ -129,7 +129,7 @@
       put(SS, 'beckon:seq', String(seq));
       put(SS, 'beckon:last', String(now));
       var e = { id: sid + ':' + seq, type: type, t: now };
-      for (var k in fields) if (fields[k] !== undefined) e[k] = fields[k];
+      for (var k in fields) if (fields[k] !== undefined) e[k] = typeof fields[k] == 'string' ? fields[k].slice(0, 2048) : fields[k];
       box.push({ e: e, s: 0, n: 0 });
       if (box.length > MAX_OUTBOX) box.splice(0, box.length - MAX_OUTBOX);
       schedule(urgent);
@@ -142,7 +142,6 @@
       persist();
     }
 
-    // Batches hold one session each, at most MAX_EVENTS and about MAX_CHARS.
     function batches(list) {
       var out = [], cur = null;
       list.forEach(function (x) {
@@ -177,7 +176,6 @@
           } else post(b, now);
         });
       }
-      // In flight: checked again when the ack is overdue.
       if (box.length && !retryTimer) {
         retryTimer = setTimeout(function () { retryTimer = 0; flush(); }, ACK_MS);
       }
@@ -190,17 +188,17 @@
       var ids = b.list.map(function (x) { return x.e.id; });
       w.fetch(base + '/v1/events', {
         method: 'POST', body: body(b), keepalive: true, credentials: 'omit',
-        headers: { 'Content-Type': 'text/plain' } // a simple request: no CORS preflight
+        headers: { 'Content-Type': 'text/plain' } // no CORS preflight
       }).then(guard(function (r) {
         // A 4xx (other than 408/429) will not get better by resending.
         if (r.ok || (r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429)) forget(ids);
         return r.ok ? r.json() : null;
       })).then(guard(function (j) {
         if (j && Array.isArray(j.interventions)) j.interventions.forEach(onIntervention);
-      }))['catch'](function () {}); // resent after ACK_MS
+      }))['catch'](function () { b.list.forEach(function (x) { x.n--; }); }); // offline is no refusal
     }
 
-    // Hidden pages may never come back: hand all unacked events to the browser (ids dedupe).
+    // A hidden page may never come back: the browser gets all that is unacked.
     function beacon() {
       persist();
       if (!nav.sendBeacon) return flush();
@@ -221,21 +219,25 @@
       try {
         ws = new w.WebSocket(base.replace(/^http/, 'ws') + '/v1/ws?site=' + encodeURIComponent(site) +
           '&visitor=' + encodeURIComponent(vid) + '&session=' + encodeURIComponent(sid));
-      } catch (e) { httpMode = true; schedule(); return; } // e.g. ws: from an https page
-      var opened = false;
+      } catch (e) { httpMode = true; schedule(); return; }
+      var healthy = false; // a socket closed before any answer is a failed connect
       sock = ws;
       ws.onopen = guard(function () {
         if (sock != ws) return;
-        opened = sockOpen = true; fails = 0; httpMode = false; backoff = 500;
+        sockOpen = true;
         box.forEach(function (x) { x.s = 0; });
         flush();
       });
-      ws.onmessage = guard(function (m) { if (sock == ws) onFrame(JSON.parse(m.data)); });
+      ws.onmessage = guard(function (m) {
+        if (sock != ws) return;
+        healthy = true; fails = 0; httpMode = false; backoff = 500;
+        onFrame(JSON.parse(m.data));
+      });
       ws.onclose = guard(function () {
         if (sock != ws) return;
         sock = null; sockOpen = false;
-        if (!opened && ++fails >= HTTP_AFTER) httpMode = true;
-        box.forEach(function (x) { x.s = 0; }); // unacknowledged: resend on the next channel
+        if (!healthy && ++fails >= HTTP_AFTER) httpMode = true;
+        box.forEach(function (x) { x.s = 0; }); // resend on the next channel
         if (httpMode) schedule();
         var delay = Math.min(BACKOFF_MAX, backoff);
         backoff = Math.min(BACKOFF_MAX, backoff * 2);
@@ -281,6 +283,8 @@
         page_type: PAGE_TYPES.test(type) ? type : 'other', referrer: str(pageRef), product: product || undefined
       });
       if (fresh) later(measure);
+      lastAct = Date.now(); idle = false; // idle counts from a page view too
+      armIdle();
     }
     // Routers set the title (and may call beckon('page')) just after a route change.
     function onNav() {
@@ -312,15 +316,17 @@
       exitAt = now;
       emit('exit_intent', 0, true);
     }
-    var flick = 0, prevY = 0, prevT = 0;
+    var flick = 0, fast = 0, prevY = 0, prevT = 0, touchAt = 0;
+    function onTouch() { touchAt = Date.now(); activity(); }
     function onScroll() {
       activity();
       if (!rafPending) { rafPending = true; w.requestAnimationFrame(guard(measure)); }
       if (!touch) return;
-      // A flick up: faster than 1.5 px/ms for 150 px or more, from below the first screen.
+      // A finger's flick up, not a script's jump: 3+ scroll events in a row faster than
+      // 1.5 px/ms, 150 px or more in all, from below the first screen.
       var y = w.pageYOffset, t = Date.now();
-      flick = (prevY - y) / Math.max(1, t - prevT) > 1.5 ? flick + prevY - y : 0;
-      if (flick >= 150 && y + flick > w.innerHeight) { flick = 0; exitIntent(); }
+      if (t - touchAt < 1000 && (prevY - y) / Math.max(1, t - prevT) > 1.5) { flick += prevY - y; fast++; } else flick = fast = 0;
+      if (fast > 2 && flick >= 150 && y + flick > w.innerHeight) { flick = fast = 0; exitIntent(); }
       prevY = y; prevT = t;
     }
 
@@ -336,12 +342,13 @@
       var now = Date.now();
       lastAct = now;
       if (idle || now - actAt >= ACTIVITY_MS) { idle = false; actAt = now; emit('activity'); }
-      if (!idleTimer) idleTimer = setTimeout(guard(checkIdle), IDLE_MS);
+      armIdle();
     }
+    function armIdle() { if (!idleTimer) idleTimer = setTimeout(guard(checkIdle), IDLE_MS); }
 
     // ---- tracked elements
     var hovered = new WeakSet(), hoverEl = null, hoverTimer = 0;
-    function tracked(t) { return t && t.closest ? t.closest('[data-beckon-track]') : null; }
+    function tracked(t) { return t && t.closest ? t.closest('[data-beckon-track]:not([data-beckon-track=""])') : null; }
     function trackFields(el) {
       var item = el.getAttribute('data-beckon-item');
       return { element: str(el.getAttribute('data-beckon-track')), item: item ? item : undefined };
@@ -364,11 +371,12 @@
     function props(o) {
       var out = {};
       if (isObj(o)) {
-        for (var k in o) {
+        Object.keys(o).slice(0, 32).forEach(function (k) {
           var v = o[k], t = typeof v;
-          if (t == 'string') out[k] = v.slice(0, 1000);
+          if (k.length > 64) return;
+          if (t == 'string') out[k] = v.slice(0, 500);
           else if ((t == 'number' && isFinite(v)) || t == 'boolean') out[k] = v;
-        }
+        });
       }
       return out;
     }
@@ -383,20 +391,20 @@
         var it = o.items, n = Array.isArray(it)
           ? it.reduce(function (s, x) { return s + (x && x.quantity != null ? num(x.quantity) : 1); }, 0)
           : num(it);
-        emit('cart', { value: num(o.value), currency: str(o.currency).toUpperCase(), items: Math.max(0, Math.round(n)) }, true);
+        emit('cart', { value: Math.max(0, num(o.value)), currency: str(o.currency).toUpperCase(), items: Math.min(1e6, Math.max(0, Math.round(n))) }, true);
       },
       convert: function (o) {
         o = isObj(o) ? o : {};
         emit('convert', { order_id: o.order_id != null ? str(o.order_id) : undefined, value: num(o.value) }, true);
       },
       identify: function (o) { emit('identify', { traits: props(o) }); },
-      track: function (name, p) { if (name) emit('track', { name: str(name), props: props(p) }); },
+      track: function (name, p) { if (name) emit('track', { name: str(name).slice(0, 64), props: props(p) }); },
       on: function (ev, fn) { if (hooks[ev] && typeof fn == 'function') hooks[ev].push(fn); },
       open: function () { openChat(true); },
       close: function () { closeChat(); }
     };
     function run(a) {
-      try { var f = cmds[a[0]]; if (f) f(a[1], a[2]); } catch (e) {}
+      try { if (cmds.hasOwnProperty(a[0])) cmds[a[0]](a[1], a[2]); } catch (e) {}
     }
     function callHooks(name, arg) {
       hooks[name].forEach(function (fn) { try { fn(arg); } catch (e) {} });
@@ -404,22 +412,19 @@
     }
 
     // Rendering: one host element, an open shadow root, no innerHTML with server data.
-    var CSS = `:host{all:initial}
-*{box-sizing:border-box}
-.w{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:360px;max-width:calc(100vw - 24px);display:flex;flex-direction:column;gap:12px;pointer-events:none;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;--a:var(--beckon-accent,#4338ca)}
-@media(max-width:480px){.w{right:12px;left:12px;bottom:12px;width:auto;max-width:none}}
-.c{position:relative;pointer-events:auto;background:#fff;border:1px solid rgba(15,23,42,.08);border-radius:16px;box-shadow:0 18px 40px -12px rgba(15,23,42,.28),0 2px 6px rgba(15,23,42,.08);padding:18px;overflow:hidden;animation:bk .26s cubic-bezier(.2,.8,.2,1)}
+    var CSS = `*{box-sizing:border-box}
+.w{position:fixed;right:16px;bottom:16px;z-index:2147483000;width:min(360px,100vw - 32px);display:flex;flex-direction:column;gap:12px;pointer-events:none;font:15px/1.45 system-ui,sans-serif;color:#1f2328;--a:var(--beckon-accent,#4338ca)}
+.c{position:relative;pointer-events:auto;background:#fff;border:1px solid #e5e8eb;border-radius:16px;box-shadow:0 16px 40px -10px #0f172a4d;padding:18px;overflow:hidden;animation:bk .26s cubic-bezier(.2,.8,.2,1)}
 @keyframes bk{from{opacity:0;transform:translateY(14px)}}
 @media(prefers-reduced-motion:reduce){.c{animation:none}}
-h2{margin:0 30px 6px 0;font-size:16px;line-height:1.3;font-weight:650}
-h3{margin:0 0 2px;font-size:15px;font-weight:650}
+h2{margin:0 30px 6px 0;font-size:16px;line-height:1.3}
+h3{margin:0;font-size:15px}
 p{margin:0 0 8px}
 .t{margin-right:30px;font-weight:600}
 .n{font-weight:400}
 .m{color:#59636e;font-size:13px}
 .c>:last-child,.m:last-child{margin-bottom:0}
-.x{position:absolute;top:10px;right:10px;width:32px;height:32px;border:0;border-radius:8px;background:rgba(255,255,255,.8);color:#59636e;font:inherit;font-size:22px;line-height:1;cursor:pointer}
-.x:hover{color:#1f2328}
+.x{position:absolute;top:10px;right:10px;width:32px;height:32px;border:0;border-radius:8px;background:#fffc;color:#59636e;font:inherit;font-size:22px;line-height:1;cursor:pointer}
 .img{display:block;width:calc(100% + 36px);max-height:170px;object-fit:cover;margin:-18px -18px 14px}
 .acts{display:flex;flex-wrap:wrap;gap:8px;margin-top:14px}
 .b{display:inline-flex;align-items:center;justify-content:center;min-height:38px;padding:8px 16px;border:1px solid var(--a);border-radius:10px;background:var(--a);color:#fff;font:inherit;font-weight:600;text-decoration:none;cursor:pointer}
@@ -428,26 +433,26 @@ p{margin:0 0 8px}
 .b:disabled{opacity:.7;cursor:default}
 :focus-visible{outline:2px solid var(--a);outline-offset:2px}
 .code{display:flex;align-items:center;justify-content:space-between;gap:10px;margin:12px 0 4px;padding:10px 12px;border:1.5px dashed var(--a);border-radius:10px;background:#f6f6fe}
-.code b{font:700 18px/1.2 ui-monospace,Menlo,Consolas,monospace;letter-spacing:.06em;color:var(--a)}
+.code b{font:700 18px ui-monospace,monospace;letter-spacing:.06em;color:var(--a)}
 .cmp{display:grid;grid-template-columns:1fr 1fr;gap:10px;margin-top:10px}
-.col{display:flex;flex-direction:column;border:1px solid #e4e7eb;border-radius:12px;padding:12px}
+.col{display:flex;flex-direction:column;border:1px solid #e5e8eb;border-radius:12px;padding:12px}
 .pr{font-weight:700;font-size:17px;margin-bottom:6px}
-ul{list-style:none;margin:0 0 12px;padding:0;font-size:13px;flex:1}
-li{padding-left:18px;position:relative;margin:3px 0}
-li:before{content:"\\2713";position:absolute;left:0;color:var(--a);font-weight:700}
+ul{margin:0 0 12px;padding-left:16px;font-size:13px;flex:1;list-style:"\\2713  "}
+li::marker{color:var(--a)}
 .col .b{padding:6px 10px;min-height:34px;width:100%}
-label{display:block;margin:10px 0 4px;font-size:13px;font-weight:600}
-input,textarea{width:100%;padding:9px 11px;border:1px solid #c5ccd4;border-radius:9px;font:inherit;color:inherit;background:#fff}
-textarea{resize:vertical;min-height:64px}
-.ck{display:flex;gap:8px;align-items:flex-start;font-weight:400;color:#3d454d}
+label{display:block;margin-top:10px;font-size:13px;font-weight:600}
+input,textarea{display:block;width:100%;margin-top:4px;padding:9px 11px;border:1px solid #c5ccd4;border-radius:9px;font:inherit;font-size:16px;color:inherit;background:#fff}
+textarea{resize:vertical}
+.ck{display:flex;gap:8px;align-items:flex-start;font-weight:400;color:#59636e}
 .ck input{width:auto;margin:3px 0 0}
+.f input{margin:0}
 .chat{padding:0;display:flex;flex-direction:column}
-.hd{padding:14px 16px 8px;border-bottom:1px solid #eceff2}
+.hd{padding:14px 16px 8px;border-bottom:1px solid #e5e8eb}
 .log{display:flex;flex-direction:column;gap:8px;padding:14px 16px;height:min(340px,50vh);overflow-y:auto}
 .msg{max-width:85%;padding:8px 12px;border-radius:14px;background:#f1f3f5;align-self:flex-start;white-space:pre-wrap;overflow-wrap:anywhere}
 .msg.me{align-self:flex-end;background:var(--a);color:#fff;border-bottom-right-radius:4px}
 .msg.sys{align-self:center;background:none;color:#59636e;font-size:13px;text-align:center}
-.f{display:flex;gap:8px;padding:12px;border-top:1px solid #eceff2}
+.f{display:flex;gap:8px;padding:12px;border-top:1px solid #e5e8eb}
 .f input{flex:1}
 [hidden]{display:none!important}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}`;
@@ -489,11 +494,10 @@ textarea{resize:vertical;min-height:64px}
       live.textContent = '';
       setTimeout(guard(function () { live.textContent = text; }), 100);
     }
-    // Only http(s) URLs and same-site paths ("/x", never "//x" or "/\x"); no spaces or controls.
+    // http(s) or a same-site path ("/x", never "//x"); no spaces, backslashes or controls.
     function safeUrl(u) {
       u = str(u);
-      if (!u || /[\s\\\x00-\x1f]/.test(u) || !(/^https?:\/\//i.test(u) || /^\/(?!\/)/.test(u))) return null;
-      try { var x = new URL(u, loc.href); return /^https?:$/.test(x.protocol) ? x.href : null; } catch (e) { return null; }
+      return /[\s\\\x00-\x1f]/.test(u) || !/^(https?:\/\/|\/(?!\/))/i.test(u) ? null : u;
     }
 
     // ---- focus: never taken on arrival, given back on close
@@ -509,12 +513,12 @@ textarea{resize:vertical;min-height:64px}
 
     // ---- interventions
     var cur = null, waiting = null;
-    var TYPES = { text: 1, card: 1, offer: 1, comparison: 1, email_capture: 1, open_chat: 1 };
+    var TYPES = /^(text|card|offer|comparison|email_capture|open_chat)$/;
     function onIntervention(f) {
-      if (!isObj(f) || !isObj(f.message) || !TYPES[f.message.type] || !ID_RE.test(str(f.rule))) return;
-      if (cur) return; // one at a time (the server never sends two)
+      if (!isObj(f) || !isObj(f.message) || !TYPES.test(f.message.type) || !ID_RE.test(str(f.rule)) || !ID_RE.test(str(f.id))) return;
+      if (cur) return; // one at a time
       var iv = { id: str(f.id), rule: str(f.rule), msg: f.message, el: null, engaged: false };
-      // Shown means seen: a hidden tab gets it when it becomes visible.
+      // Shown means seen: a hidden tab waits until it is visible.
       if (d.hidden || !ensureRoot()) { waiting = f; return; }
       show(iv);
     }
@@ -526,7 +530,7 @@ textarea{resize:vertical;min-height:64px}
     }
     function close(iv, dismissed) {
       if (!iv || cur != iv) return;
-      if (iv.chat) return closeChat(); // which reports the dismissal
+      if (iv.chat) return closeChat();
       cur = null;
       var had = focusInside(iv.el);
       iv.el.remove();
@@ -538,11 +542,10 @@ textarea{resize:vertical;min-height:64px}
       var m = iv.msg, t = m.type;
       if (t == 'open_chat') {
         iv.chat = true;
-        outcome('shown', iv);
+        shown(iv);
         openChat(false, iv);
         if (m.text) chatIn('ai', m.text);
         if (m.question) chatOut(m.question);
-        callHooks('intervention', { id: iv.id, rule: iv.rule, message: m });
         return;
       }
       var title = t == 'card' || t == 'comparison' ? str(m.title) : str(m.text);
@@ -563,7 +566,7 @@ textarea{resize:vertical;min-height:64px}
       var applyCoupon = function (b, code) {
         engage(iv);
         if (!callHooks('coupon', code)) {
-          try { nav.clipboard.writeText(code); } catch (e) {}
+          try { nav.clipboard.writeText(code)['catch'](function () {}); } catch (e) {}
           b.textContent = 'Copied';
         } else b.textContent = 'Applied \u2713';
         b.disabled = true;
@@ -586,7 +589,6 @@ textarea{resize:vertical;min-height:64px}
       } else if (t == 'text') {
         kids.push(el('p.t.n', { id: 'bk-t', text: title }));
         acts.push(btn('Reply', 'accept', function () { toChat('', title); }));
-        acts.push(btn('No thanks', 'dismiss', function () { close(iv, true); }, true));
       } else if (t == 'offer') {
         var code = str(m.code);
         kids.push(el('p.t', { id: 'bk-t', text: title }));
@@ -619,35 +621,33 @@ textarea{resize:vertical;min-height:64px}
       }, kids);
       wrap.insertBefore(iv.el, wrap.firstChild);
       announce('New message: ' + title);
-      outcome('shown', iv);
-      callHooks('intervention', { id: iv.id, rule: iv.rule, message: m });
+      shown(iv);
     }
+    function shown(iv) {
+      outcome('shown', iv);
+      callHooks('intervention', { id: iv.id, rule: iv.rule, message: iv.msg });
+    }
+    // Not Intl: its first use is a long task on slow phones.
     function expiry(s) {
-      var dt = new Date(/^\d{4}-\d\d-\d\d$/.test(s) ? s + 'T00:00' : s); // a bare date is local
-      return isNaN(dt) ? s : dt.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+      var p = /^(\d{4})-(0[1-9]|1[0-2])-(\d\d)/.exec(s);
+      return p ? 'JanFebMarAprMayJunJulAugSepOctNovDec'.substr(p[2] * 3 - 3, 3) + ' ' + +p[3] + ', ' + p[1] : s;
     }
     function form(iv, m) {
-      var n = 0, field = function (label, input) {
-        input.id = 'bk-f' + (++n);
-        return [el('label', { for: input.id, text: label }), input];
-      };
       var email = el('input', { type: 'email', name: 'email', required: true, autocomplete: 'email', maxlength: 254 });
-      var name = m.ask_name ? el('input', { type: 'text', name: 'name', autocomplete: 'name', maxlength: 200 }) : null;
-      var q = m.ask_question ? el('textarea', { name: 'question', rows: 3, maxlength: 2000 }) : null;
-      var consent = el('input', { type: 'checkbox', name: 'consent', required: true });
-      var kids = field('Email', email);
-      if (name) kids = kids.concat(field('Name (optional)', name));
-      if (q) kids = kids.concat(field('Your question (optional)', q));
-      kids.push(el('label.ck', {}, [consent, el('span', { text: m.consent || 'I agree to be contacted about my request.' })]));
-      kids.push(el('div.acts', {}, [el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]));
+      var name = m.ask_name && el('input', { name: 'name', autocomplete: 'name', maxlength: 200 });
+      var q = m.ask_question && el('textarea', { name: 'question', rows: 3, maxlength: 2000 });
+      var kids = [
+        el('label', { text: 'Email' }, [email]),
+        name && el('label', { text: 'Name (optional)' }, [name]),
+        q && el('label', { text: 'Your question (optional)' }, [q]),
+        el('label.ck', {}, [el('input', { type: 'checkbox', name: 'consent', required: true }), el('span', { text: m.consent || 'I agree to be contacted about my request.' })]),
+        el('div.acts', {}, [el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })])
+      ];
       var f = el('form', {
         submit: function (e) {
           e.preventDefault();
-          emit('lead', {
-            rule: iv.rule, intervention: iv.id, email: email.value.trim(),
-            name: name && name.value.trim() ? name.value.trim() : undefined,
-            question: q && q.value.trim() ? q.value.trim() : undefined, consent: true
-          }, true);
+          var val = function (x) { return (x && x.value.trim()) || undefined; };
+          emit('lead', { rule: iv.rule, intervention: iv.id, email: val(email), name: val(name), question: val(q), consent: true }, true);
           engage(iv);
           var thanks = el('p', { tabindex: '-1', text: 'Thank you! We will be in touch soon.' });
           var had = focusInside(f);
@@ -721,7 +721,7 @@ textarea{resize:vertical;min-height:64px}
       bubble(from == 'system' ? 'sys' : from, from == 'agent' ? 'Agent' : from == 'ai' ? 'Assistant' : 'Notice', text);
     }
 
-    // Escape: closes the chat or dismisses the intervention when focus is in it or on the page body.
+    // Escape closes what has focus, or the intervention when the page body has it.
     function onKey(e) {
       if (e.key != 'Escape' && e.key != 'Esc') return;
       var a = d.activeElement;
@@ -760,7 +760,9 @@ textarea{resize:vertical;min-height:64px}
         if (d.hidden) emit('visibility', { visible: false });
       },
       function () { // listeners, then the connection
-        ['mousemove', 'keydown', 'touchstart', 'click'].forEach(function (t) { on(w, t, activity); });
+        ['mousemove', 'keydown', 'click'].forEach(function (t) { on(w, t, activity); });
+        on(w, 'touchstart', onTouch);
+        on(w, 'touchmove', onTouch);
         on(w, 'scroll', onScroll);
         on(d, 'mouseover', onOver);
         on(d, 'click', function (e) { var t = tracked(e.target); if (t) emit('click', trackFields(t)); });
@@ -793,7 +795,8 @@ textarea{resize:vertical;min-height:64px}
           };
         });
         connect();
-      }
+      },
+      function () { ensureRoot(); } // a live region must exist before it speaks
     ];
     function next() {
       var s = steps.shift();

@@ -83,6 +83,7 @@ pub async fn submit(
         start,
         events,
         reply,
+        backend: from.backend,
     };
     state
         .shards

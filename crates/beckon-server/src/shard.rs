@@ -29,6 +29,8 @@ pub const IDLE_EVICT: Duration = Duration::from_secs(30 * 60);
 pub const RECENT_IDS: usize = 256;
 /// The session id the merchant's backend uses for "whatever session the visitor has now".
 pub const CURRENT_SESSION: &str = "current";
+/// How many previous session ids a visitor's state remembers.
+pub const ENDED_SESSIONS: usize = 8;
 /// Messages that may wait for a shard.
 pub const SHARD_QUEUE: usize = 1024;
 
@@ -49,6 +51,9 @@ pub struct BatchJob {
     pub events: Vec<Incoming>,
     /// Where the answer goes, once durable.
     pub reply: oneshot::Sender<Result<BatchReply, String>>,
+    /// Sent by the merchant's backend: its answer goes to the backend, so what fires is
+    /// delivered to the visitor like a timer's intervention instead.
+    pub backend: bool,
 }
 
 /// The answer to a batch.
@@ -142,6 +147,8 @@ struct Live {
     state: beckon_engine::Session,
     profile: Profile,
     recent_ids: VecDeque<String>,
+    /// Previous session ids of the visitor.
+    ended: VecDeque<String>,
     timer: Option<delay_queue::Key>,
     conns: Vec<(u64, mpsc::Sender<DownFrame>)>,
     /// Interventions fired by a timer while no connection was attached; delivered with the
@@ -223,6 +230,7 @@ impl Shard {
                         state: session.state,
                         profile: record.profile,
                         recent_ids: session.recent_ids.into(),
+                        ended: session.ended.into(),
                         timer: None,
                         conns: Vec::new(),
                         pending: Vec::new(),
@@ -245,11 +253,21 @@ impl Shard {
     async fn batch(&mut self, job: BatchJob) {
         let key = (job.site.record.id.clone(), job.visitor.clone());
         let now = now();
-        if let Err(e) = self.ensure_live(&key, &job, now).await {
-            let _ = job.reply.send(Err(e));
-            return;
-        }
+        let current = match self.ensure_live(&key, &job, now).await {
+            Ok(current) => current,
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+                return;
+            }
+        };
         let live = self.sessions.get_mut(&key).expect("ensured above");
+        // Events are logged under the session they were sent in; the backend's "current"
+        // means the visitor's live one.
+        let session = if job.session == CURRENT_SESSION {
+            live.session_id.clone()
+        } else {
+            job.session.clone()
+        };
         let mut pass = Pass::default();
         pass.reply.interventions.append(&mut live.pending);
         for incoming in job.events {
@@ -258,20 +276,22 @@ impl Shard {
                 pass.reply.duplicates += 1;
                 continue;
             }
-            remember(&mut live.recent_ids, incoming.id.clone());
+            remember(&mut live.recent_ids, incoming.id.clone(), RECENT_IDS);
             pass.reply.accepted += 1;
             pass.write.events.push(StoredEvent {
                 site: key.0.clone(),
                 visitor: key.1.clone(),
-                session: live.session_id.clone(),
+                session: session.clone(),
                 id: incoming.id,
                 at: now,
                 kind: incoming.kind,
                 body: incoming.raw.to_string(),
             });
-            decide(live, &incoming.event, now, &mut pass);
+            if current {
+                decide(live, &incoming.event, now, &mut pass);
+            }
         }
-        self.finish(key, pass, Some(job.reply), now);
+        self.finish(key, pass, Some(job.reply), now, job.backend);
     }
 
     /// A session's timer is due: decide on a tick.
@@ -283,7 +303,7 @@ impl Shard {
         live.timer = None;
         let mut pass = Pass::default();
         let id = format!("tick:{}", now.as_millis());
-        remember(&mut live.recent_ids, id.clone());
+        remember(&mut live.recent_ids, id.clone(), RECENT_IDS);
         pass.write.events.push(StoredEvent {
             site: key.0.clone(),
             visitor: key.1.clone(),
@@ -294,7 +314,7 @@ impl Shard {
             body: "{\"type\":\"tick\"}".to_owned(),
         });
         decide(live, &Event::Tick, now, &mut pass);
-        self.finish(key, pass, None, now);
+        self.finish(key, pass, None, now, true);
     }
 
     /// Re-arms the timer, queues the write, and answers once it is durable.
@@ -304,6 +324,9 @@ impl Shard {
         mut pass: Pass,
         reply: Option<oneshot::Sender<Result<BatchReply, String>>>,
         now: Timestamp,
+        // Interventions go to the visitor apart from `reply`, which (if any) does not reach
+        // them: a timer, or an event from the merchant's backend.
+        deliver_apart: bool,
     ) {
         let live = self.sessions.get_mut(&key).expect("live session");
         live.last_seen = now;
@@ -324,18 +347,25 @@ impl Shard {
                 id: live.session_id.clone(),
                 state: live.state.clone(),
                 recent_ids: live.recent_ids.iter().cloned().collect(),
+                ended: live.ended.iter().cloned().collect(),
             }),
             last_seen: now,
         });
-        // A timer-driven intervention goes to the visitor's open connections; without one it
+        // An intervention fired by a timer or by the merchant's backend goes to the visitor's
+        // open connections (the backend's answer would not reach the visitor); without one it
         // waits for the visitor's next request.
-        let push: Vec<mpsc::Sender<DownFrame>> = if reply.is_none() {
+        let push: Vec<mpsc::Sender<DownFrame>> = if deliver_apart {
             live.conns.iter().map(|(_, tx)| tx.clone()).collect()
         } else {
             Vec::new()
         };
-        if reply.is_none() && push.is_empty() {
-            live.pending.append(&mut pass.reply.interventions);
+        let mut pushed = Vec::new();
+        if deliver_apart {
+            if push.is_empty() {
+                live.pending.append(&mut pass.reply.interventions);
+            } else {
+                pushed = std::mem::take(&mut pass.reply.interventions);
+            }
         }
         let writer = self.writer.clone();
         let me = self.me.clone();
@@ -344,11 +374,10 @@ impl Shard {
                 Ok(()) => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(pass.reply));
-                    } else {
-                        for tx in push {
-                            for i in &pass.reply.interventions {
-                                let _ = tx.send(DownFrame::Intervention(i.clone())).await;
-                            }
+                    }
+                    for tx in push {
+                        for i in &pushed {
+                            let _ = tx.send(DownFrame::Intervention(i.clone())).await;
                         }
                     }
                 }
@@ -364,24 +393,39 @@ impl Shard {
         });
     }
 
-    /// Makes sure the visitor's session is in memory: from memory, from the store, or new.
+    /// Makes sure the visitor's session is in memory and is the one the batch speaks for.
+    /// Returns false when the batch belongs to an ended visit: its events are logged but not
+    /// replayed into the current one (a late beacon, or a tab left open from before).
     async fn ensure_live(
         &mut self,
         key: &VisitorKey,
         job: &BatchJob,
         now: Timestamp,
-    ) -> Result<(), String> {
-        let engine = &job.site.engine;
-        if let Some(live) = self.sessions.get_mut(key) {
-            live.site = job.site.clone();
-            if live.session_id != job.session && job.session != CURRENT_SESSION {
-                live.state =
-                    engine.start_session(key.1.clone(), job.start.clone(), &mut live.profile, now);
-                live.session_id = job.session.clone();
-                live.recent_ids.clear();
-            }
-            return Ok(());
+    ) -> Result<bool, String> {
+        if !self.sessions.contains_key(key) {
+            let live = self.load(key, job, now).await?;
+            self.sessions.insert(key.clone(), live);
         }
+        let live = self.sessions.get_mut(key).expect("inserted above");
+        live.site = job.site.clone();
+        if job.session == CURRENT_SESSION || live.session_id == job.session {
+            return Ok(true);
+        }
+        if live.ended.contains(&job.session) {
+            return Ok(false);
+        }
+        // A new visit.
+        let previous = std::mem::replace(&mut live.session_id, job.session.clone());
+        remember(&mut live.ended, previous, ENDED_SESSIONS);
+        live.state =
+            job.site
+                .engine
+                .start_session(key.1.clone(), job.start.clone(), &mut live.profile, now);
+        Ok(true)
+    }
+
+    /// The visitor's state from the store, or a first visit.
+    async fn load(&self, key: &VisitorKey, job: &BatchJob, now: Timestamp) -> Result<Live, String> {
         let stored = self
             .store
             .visitor(&key.0, &key.1)
@@ -391,35 +435,29 @@ impl Shard {
             Some(r) => (r.profile, r.session),
             None => (Profile::default(), None),
         };
-        let session_id = session
-            .as_ref()
-            .filter(|s| s.id == job.session || job.session == CURRENT_SESSION)
-            .map(|s| s.id.clone());
-        let (state, recent_ids) = match session {
-            Some(s) if s.id == job.session || job.session == CURRENT_SESSION => {
-                (s.state, s.recent_ids.into())
+        let (session_id, state, recent_ids, ended) = match session {
+            Some(s) => (s.id, s.state, s.recent_ids.into(), s.ended.into()),
+            None => {
+                let state =
+                    job.site
+                        .engine
+                        .start_session(key.1.clone(), job.start.clone(), &mut profile, now);
+                (job.session.clone(), state, VecDeque::new(), VecDeque::new())
             }
-            _ => (
-                engine.start_session(key.1.clone(), job.start.clone(), &mut profile, now),
-                VecDeque::new(),
-            ),
         };
-        self.sessions.insert(
-            key.clone(),
-            Live {
-                site: job.site.clone(),
-                session_id: session_id.unwrap_or_else(|| job.session.clone()),
-                state,
-                profile,
-                recent_ids,
-                timer: None,
-                conns: Vec::new(),
-                pending: Vec::new(),
-                next_wake: None,
-                last_seen: now,
-            },
-        );
-        Ok(())
+        Ok(Live {
+            site: job.site.clone(),
+            session_id,
+            state,
+            profile,
+            recent_ids,
+            ended,
+            timer: None,
+            conns: Vec::new(),
+            pending: Vec::new(),
+            next_wake: None,
+            last_seen: now,
+        })
     }
 
     fn sweep(&mut self) {
@@ -440,8 +478,8 @@ impl Shard {
     }
 }
 
-fn remember(ids: &mut VecDeque<String>, id: String) {
-    if ids.len() >= RECENT_IDS {
+fn remember(ids: &mut VecDeque<String>, id: String, max: usize) {
+    if ids.len() >= max {
         ids.pop_front();
     }
     ids.push_back(id);

@@ -215,7 +215,13 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
         "chat_closed" => Event::ChatClosed,
         "shown" => Event::Shown { rule: rule()? },
         "dismissed" => Event::Dismissed { rule: rule()? },
-        "engaged" | "lead" => Event::Engaged { rule: rule()? },
+        "engaged" => Event::Engaged { rule: rule()? },
+        // The widget reports the engagement itself with `engaged`; the lead's details are for
+        // the follow-up flow, which reads them from the log.
+        "lead" => {
+            rule()?;
+            Event::Activity
+        }
         // A chat message is activity for the engine; the conversation service reads it from
         // the log.
         "chat" => Event::Activity,
@@ -267,7 +273,11 @@ fn bool_field(
 }
 
 fn props(v: Option<&Value>, at: &str) -> Result<Vec<(String, AttrValue)>, String> {
-    let Some(v) = v else { return Ok(Vec::new()) };
+    // `null` is "none", as for every other optional field: the backend's `/v1/track` forwards
+    // an omitted `props` as null, which was refused as "must be an object".
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
     let obj = v
         .as_object()
         .ok_or_else(|| format!("{at} must be an object"))?;

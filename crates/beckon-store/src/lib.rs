@@ -73,6 +73,10 @@ pub struct SessionRecord {
     pub state: Session,
     /// Recently processed event ids, so that a resend after a restart is not applied twice.
     pub recent_ids: Vec<String>,
+    /// The visitor's previous session ids: late events of an ended visit (a beacon, another
+    /// tab) are logged, not replayed into the current one.
+    #[serde(default)]
+    pub ended: Vec<String>,
 }
 
 /// A visitor's persisted state.

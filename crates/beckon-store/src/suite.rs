@@ -137,6 +137,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
             id: "s-state".to_owned(),
             state: session.clone(),
             recent_ids: vec!["s-state:1".to_owned()],
+            ended: vec!["s-before".to_owned()],
         }),
         last_seen: now,
     };
@@ -168,6 +169,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
     let s = back.session.unwrap();
     assert_eq!(s.id, "s-state");
     assert_eq!(s.recent_ids, ["s-state:1"]);
+    assert_eq!(s.ended, ["s-before"]);
     assert_eq!(s.state.arm(), session.arm());
     assert_eq!(
         store.exposures(&site("suite-state")).await.unwrap(),
@@ -232,6 +234,7 @@ async fn active_visitors_are_found_by_recency(store: &dyn Store) {
                 id: format!("s-{name}"),
                 state,
                 recent_ids: Vec::new(),
+                ended: Vec::new(),
             }),
             last_seen: t,
         });

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -16,8 +17,17 @@ use crate::wire::{Accepted, Batch, MAX_BODY_BYTES};
 pub async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // The router's body limit refuses an oversized body while it is read, before this handler
+    // runs, and axum answers that with plain text; taking the rejection here gives the client
+    // the same JSON error, naming the limit, as every other refusal.
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+        }
+        _ => ApiError::BadRequest(format!("unreadable body: {}", e.body_text())),
+    })?;
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::TooLarge(format!(
             "the body is larger than {MAX_BODY_BYTES} bytes"

@@ -143,9 +143,15 @@ impl Demo {
         self.wait_widget(c).await;
     }
 
-    /// Waits until the widget has loaded and connected.
+    /// Waits until the widget has finished its setup: its host element is the last thing it
+    /// creates, after its listeners and its connection.
     pub async fn wait_widget(&self, c: &Client) {
-        eventually(c, "window.beckon && window.beckon.version && window.beckon.visitor && !!window.beckon.visitor()", Duration::from_secs(10)).await;
+        eventually(
+            c,
+            "window.beckon && window.beckon.version && !!window.beckon.visitor() && !!document.getElementById('beckon-root')",
+            Duration::from_secs(10),
+        )
+        .await;
     }
 
     /// Stops the server (flushing) and the driver.

@@ -1,0 +1,494 @@
+//! `POST /v1/events` over a real socket: what fires, what is stored, what is refused and why,
+//! bots, the holdout, sites kept apart, CORS, health.
+
+mod support;
+
+use beckon_engine::{Arm, Policy};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::*;
+
+const SHOP: &str = "shop";
+
+/// Page, cart of `items`, exit intent: the moment the demo's `cart-exit-offer` is for.
+fn leaving_with_cart(session: &str, items: u32) -> Vec<Value> {
+    vec![
+        page(&format!("{session}:1"), "product", "/products/trail-shoe-x"),
+        cart(&format!("{session}:2"), items, 129.0),
+        bare(&format!("{session}:3"), "exit_intent"),
+    ]
+}
+
+async fn demo_shop() -> TestServer {
+    TestServer::with_sites(&[Site::new(SHOP, DEMO_RULES, Policy::default())]).await
+}
+
+#[tokio::test]
+async fn a_cart_exit_batch_gets_the_rendered_offer_once_and_a_resend_is_acknowledged_only() {
+    let server = demo_shop().await;
+    let visitor = server.treated(SHOP, "v_cartexit");
+    let session = "s_cartexit";
+    let body = batch(SHOP, &visitor, session, leaving_with_cart(session, 3));
+
+    let first = server.post_events(&body).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{first:?}");
+    assert_eq!(
+        first
+            .headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some(ORIGIN),
+        "an allowed origin may read the answer"
+    );
+    assert_eq!(first.body["accepted"], 3);
+    assert_eq!(first.body["duplicates"], 0);
+    let interventions = first.interventions();
+    assert_eq!(interventions.len(), 1, "{interventions:?}");
+    let offer = &interventions[0];
+    assert_eq!(offer["rule"], "cart-exit-offer");
+    assert_eq!(offer["message"]["type"], "offer");
+    assert_eq!(offer["message"]["code"], "STAY10");
+    assert_eq!(
+        offer["message"]["text"], "Before you go: 10% off the 3 items in your cart.",
+        "the template is rendered with the cart's item count"
+    );
+    let intervention_id = offer["id"].as_str().expect("an intervention id");
+    assert!(intervention_id.starts_with("i_"), "{intervention_id}");
+
+    // Stored before the answer: the events in order, and one treated exposure.
+    let stored = server.events(SHOP, session).await;
+    let kinds: Vec<(&str, &str)> = stored
+        .iter()
+        .map(|e| (e.id.as_str(), e.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("s_cartexit:1", "page"),
+            ("s_cartexit:2", "cart"),
+            ("s_cartexit:3", "exit_intent")
+        ]
+    );
+    assert!(stored.iter().all(|e| e.visitor.as_str() == visitor));
+    let exposures = server.exposures(SHOP).await;
+    assert_eq!(exposures.len(), 1, "{exposures:?}");
+    let x = &exposures[0];
+    assert_eq!(
+        (
+            x.id.as_str(),
+            x.rule.as_str(),
+            x.arm,
+            x.visitor.as_str(),
+            x.session.as_str()
+        ),
+        (
+            intervention_id,
+            "cart-exit-offer",
+            Arm::Treated,
+            visitor.as_str(),
+            session
+        )
+    );
+    assert!(x.message.contains("the 3 items"), "{}", x.message);
+
+    // The widget resends the same batch (it never saw the answer): acknowledged, not re-applied.
+    let again = server.post_events(&body).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{again:?}");
+    assert_eq!(again.body["accepted"], 0);
+    assert_eq!(again.body["duplicates"], 3);
+    assert!(again.interventions().is_empty(), "{again:?}");
+    assert_eq!(server.exposures(SHOP).await.len(), 1);
+    assert_eq!(server.events(SHOP, session).await.len(), 3);
+    server.shutdown().await;
+}
+
+/// A request that must be refused, and the words its error must contain.
+struct Refusal {
+    what: &'static str,
+    origin: Option<&'static str>,
+    body: String,
+    status: StatusCode,
+    words: &'static [&'static str],
+}
+
+#[tokio::test]
+async fn rejections_name_the_problem_and_store_nothing() {
+    let mut open = Site::new("open", DEMO_RULES, Policy::default());
+    open.origins = vec!["*".to_owned()];
+    let server =
+        TestServer::with_sites(&[Site::new(SHOP, DEMO_RULES, Policy::default()), open]).await;
+    let visitor = server.treated(SHOP, "v_reject");
+    let ok = |session: &str| batch(SHOP, &visitor, session, leaving_with_cart(session, 2));
+
+    let mut unknown_site = ok("s_r1");
+    unknown_site["site"] = json!("nosuch");
+    let mut unknown_type = ok("s_r4");
+    unknown_type["events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "s_r4:4", "type": "teleport"}));
+    let mut bad_field = ok("s_r5");
+    bad_field["events"][1]["items"] = json!("three");
+    let mut bad_visitor = ok("s_r6");
+    bad_visitor["visitor"] = json!("v_<script>");
+    let mut too_many = ok("s_r7");
+    for i in 0..98 {
+        too_many["events"]
+            .as_array_mut()
+            .unwrap()
+            .push(bare(&format!("s_r7:a{i}"), "activity"));
+    }
+    let mut too_big = ok("s_r8");
+    too_big["padding"] = json!("x".repeat(70 * 1024));
+
+    let cases = [
+        Refusal {
+            what: "unknown site",
+            origin: Some(ORIGIN),
+            body: unknown_site.to_string(),
+            status: StatusCode::FORBIDDEN,
+            words: &["unknown site key", "nosuch"],
+        },
+        Refusal {
+            what: "disallowed origin",
+            origin: Some("https://evil.example"),
+            body: ok("s_r2").to_string(),
+            status: StatusCode::FORBIDDEN,
+            words: &["origin", "https://evil.example", "not allowed"],
+        },
+        Refusal {
+            what: "missing origin",
+            origin: None,
+            body: ok("s_r3").to_string(),
+            status: StatusCode::FORBIDDEN,
+            words: &["origin", "(none)", "not allowed"],
+        },
+        Refusal {
+            what: "malformed JSON",
+            origin: Some(ORIGIN),
+            body: r#"{"site": "shop", "visitor": "#.to_owned(),
+            status: StatusCode::BAD_REQUEST,
+            words: &["malformed batch"],
+        },
+        Refusal {
+            what: "unknown event type",
+            origin: Some(ORIGIN),
+            body: unknown_type.to_string(),
+            status: StatusCode::BAD_REQUEST,
+            words: &["events[3].type", "teleport"],
+        },
+        Refusal {
+            what: "bad field type",
+            origin: Some(ORIGIN),
+            body: bad_field.to_string(),
+            status: StatusCode::BAD_REQUEST,
+            words: &["events[1].items must be a number"],
+        },
+        Refusal {
+            what: "illegal visitor id",
+            origin: Some(ORIGIN),
+            body: bad_visitor.to_string(),
+            status: StatusCode::BAD_REQUEST,
+            words: &["visitor", "'<'"],
+        },
+        Refusal {
+            what: "more than 100 events",
+            origin: Some(ORIGIN),
+            body: too_many.to_string(),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            words: &["101 events", "at most 100"],
+        },
+        Refusal {
+            what: "a body over 64 KiB",
+            origin: Some(ORIGIN),
+            body: too_big.to_string(),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            words: &["larger than 65536 bytes"],
+        },
+    ];
+    for case in cases {
+        let r = server.post_events_as(case.origin, CHROME, case.body).await;
+        assert_eq!(r.status, case.status, "{}: {r:?}", case.what);
+        let error = r.error();
+        for w in case.words {
+            assert!(
+                error.contains(w),
+                "{}: {error:?} should name {w:?}",
+                case.what
+            );
+        }
+    }
+
+    assert!(server.exposures(SHOP).await.is_empty());
+    assert!(server.visitor(SHOP, &visitor).await.is_none());
+    for i in 1..=8 {
+        let session = format!("s_r{i}");
+        assert!(server.events(SHOP, &session).await.is_empty(), "{session}");
+    }
+    // The same batch from the allowed origin is accepted and fires: the refusals above are the
+    // only reason nothing happened.
+    let accepted = server.post_events(&ok("s_r9")).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{accepted:?}");
+    assert_eq!(accepted.interventions().len(), 1, "{accepted:?}");
+    // A site that allows "*" takes a batch without an Origin header.
+    let visitor = server.treated("open", "v_open");
+    let body = batch("open", &visitor, "s_open", leaving_with_cart("s_open", 2));
+    let no_origin = server.post_events_as(None, CHROME, body.to_string()).await;
+    assert_eq!(no_origin.status, StatusCode::ACCEPTED, "{no_origin:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bots_and_automated_browsers_are_acknowledged_but_never_stored_or_served() {
+    let server = demo_shop().await;
+    let bots = [
+        (
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            false,
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+            false,
+        ),
+        ("curl/8.5.0", false),
+        (CHROME, true),
+    ];
+    let mut seen = Vec::new();
+    for (i, (ua, webdriver)) in bots.into_iter().enumerate() {
+        let visitor = server.treated(SHOP, &format!("v_bot{i}_"));
+        let session = format!("s_bot{i}");
+        let mut body = batch(SHOP, &visitor, &session, leaving_with_cart(&session, 2));
+        body["context"]["webdriver"] = json!(webdriver);
+        let r = server
+            .post_events_as(Some(ORIGIN), ua, body.to_string())
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{ua}: {r:?}");
+        assert!(r.interventions().is_empty(), "{ua}: {r:?}");
+        assert_eq!(r.body["accepted"], 0, "{ua}: nothing is new to the log");
+        seen.push((visitor, session));
+    }
+    for (visitor, session) in &seen {
+        assert!(server.visitor(SHOP, visitor).await.is_none(), "{visitor}");
+        assert!(server.events(SHOP, session).await.is_empty(), "{session}");
+    }
+    assert!(server.exposures(SHOP).await.is_empty());
+
+    // The same batch from a person fires.
+    let visitor = server.treated(SHOP, "v_person");
+    let person = server
+        .post_events(&batch(
+            SHOP,
+            &visitor,
+            "s_person",
+            leaving_with_cart("s_person", 2),
+        ))
+        .await;
+    assert_eq!(person.interventions().len(), 1, "{person:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_beacon_batch_sent_as_text_plain_is_accepted() {
+    let server = demo_shop().await;
+    let visitor = server.treated(SHOP, "v_beacon");
+    let body = batch(SHOP, &visitor, "s_beacon", leaving_with_cart("s_beacon", 1));
+    let r = server
+        .http
+        .post(server.url("/v1/events"))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .header("origin", ORIGIN)
+        .header("user-agent", CHROME)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let answer: Value = r.json().await.expect("JSON");
+    assert_eq!(answer["accepted"], 3);
+    assert_eq!(answer["interventions"][0]["rule"], "cart-exit-offer");
+    assert_eq!(server.events(SHOP, "s_beacon").await.len(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_held_out_visitor_sees_nothing_but_a_holdout_exposure_is_logged() {
+    let server = demo_shop().await;
+    let visitor = server.visitor_in(SHOP, Arm::Holdout, "v_holdout");
+    let r = server
+        .post_events(&batch(
+            SHOP,
+            &visitor,
+            "s_holdout",
+            leaving_with_cart("s_holdout", 2),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    assert_eq!(r.body["accepted"], 3);
+    assert!(r.interventions().is_empty(), "{r:?}");
+    let exposures = server.exposures(SHOP).await;
+    assert_eq!(exposures.len(), 1, "{exposures:?}");
+    assert_eq!(exposures[0].arm, Arm::Holdout);
+    assert_eq!(exposures[0].rule.as_str(), "cart-exit-offer");
+    assert_eq!(exposures[0].visitor.as_str(), visitor);
+    assert!(exposures[0].message.is_empty(), "a ghost shows nothing");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_sites_never_share_a_visitors_state() {
+    let rules = cart_exit_rule("cart-exit");
+    let server = TestServer::with_sites(&[
+        Site::new("alpha", &rules, Policy::default()),
+        Site::new("beta", &rules, Policy::default()),
+    ])
+    .await;
+    // One id, treated on both sites (the arm depends on the site).
+    let visitor = server.visitor_in_all(&["alpha", "beta"], Arm::Treated, "v_both");
+    let session = "s_shared";
+
+    let a = server
+        .post_events(&batch(
+            "alpha",
+            &visitor,
+            session,
+            leaving_with_cart(session, 1),
+        ))
+        .await;
+    assert_eq!(a.interventions().len(), 1, "{a:?}");
+    let dismissed = server
+        .post_events(&batch(
+            "alpha",
+            &visitor,
+            session,
+            vec![about("s_shared:4", "dismissed", &a.interventions()[0])],
+        ))
+        .await;
+    assert_eq!(dismissed.status, StatusCode::ACCEPTED, "{dismissed:?}");
+
+    // Same visitor id, same session id, same event ids on the other site: all new, and the
+    // dismissal on alpha does not cool beta down.
+    let b = server
+        .post_events(&batch(
+            "beta",
+            &visitor,
+            session,
+            leaving_with_cart(session, 1),
+        ))
+        .await;
+    assert_eq!(b.body["accepted"], 3, "{b:?}");
+    assert_eq!(b.body["duplicates"], 0, "{b:?}");
+    assert_eq!(b.interventions().len(), 1, "{b:?}");
+
+    // While alpha is cooling down after the dismissal.
+    let a_again = server
+        .post_events(&batch(
+            "alpha",
+            &visitor,
+            session,
+            vec![
+                bare("s_shared:5", "activity"),
+                bare("s_shared:6", "exit_intent"),
+            ],
+        ))
+        .await;
+    assert!(a_again.interventions().is_empty(), "{a_again:?}");
+    let alpha = server.visitor("alpha", &visitor).await.expect("stored");
+    let beta = server.visitor("beta", &visitor).await.expect("stored");
+    assert_eq!(alpha.profile.dismissals, 1);
+    assert_eq!(beta.profile.dismissals, 0);
+    assert_eq!(server.exposures("alpha").await.len(), 1);
+    assert_eq!(server.exposures("beta").await.len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_allowed_origins_only() {
+    let server = demo_shop().await;
+    let preflight = |origin: &'static str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url("/v1/events"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .header("user-agent", CHROME)
+            .send()
+    };
+    let allowed = preflight(ORIGIN).await.expect("preflight");
+    assert!(allowed.status().is_success(), "{allowed:?}");
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], ORIGIN);
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("content-type")
+    );
+
+    let refused = preflight("https://evil.example").await.expect("preflight");
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-methods")
+            .is_none()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let server = demo_shop().await;
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let r = server
+            .http
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let body: Value = r.json().await.expect("JSON");
+        assert_eq!(body["status"], status, "{path}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
+    let server = demo_shop().await;
+    let visitor = server.treated(SHOP, "v_late");
+    let first = batch(SHOP, &visitor, "s_one", vec![page("s_one:1", "home", "/")]);
+    assert_eq!(server.post_events(&first).await.status, StatusCode::ACCEPTED);
+    let second = batch(SHOP, &visitor, "s_two", vec![page("s_two:1", "cart", "/cart")]);
+    assert_eq!(server.post_events(&second).await.status, StatusCode::ACCEPTED);
+
+    // A beacon of the first visit arrives late: a cart and an exit intent that, in the current
+    // visit, would bring the offer.
+    let late = batch(
+        SHOP,
+        &visitor,
+        "s_one",
+        vec![cart("s_one:2", 2, 50.0), bare("s_one:3", "exit_intent")],
+    );
+    let reply = server.post_events(&late).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(reply.body["accepted"], 2, "stored in the log");
+    assert!(reply.interventions().is_empty(), "{reply:?}");
+    let record = server.visitor(SHOP, &visitor).await.expect("stored");
+    assert_eq!(record.profile.visits, 2, "the late beacon is not a third visit");
+    assert_eq!(record.session.expect("live").id, "s_two");
+    assert_eq!(server.events(SHOP, "s_one").await.len(), 3);
+}
