@@ -19,6 +19,9 @@ fi
 echo "== formatting"
 cargo fmt --all -- --check
 
+echo "== widget size"
+./widget/size.sh
+
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -122,6 +122,8 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
+        // The widget travels gzipped (its budget is counted that way), and so do the shop's pages.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 

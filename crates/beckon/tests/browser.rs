@@ -456,3 +456,44 @@ async fn exit_intent_to_offer_on_screen_latency() {
     assert_eq!(samples.len(), 20);
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escape_dismisses_the_intervention_without_it_having_taken_the_focus() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    demo.open_as(&c, &demo.visitor_in(Arm::Treated, "esc"), "/cart.html")
+        .await;
+    fill_cart(&c).await;
+    c.refresh().await.unwrap();
+    demo.wait_widget(&c).await;
+    c.execute(EXIT_INTENT, vec![]).await.unwrap();
+    intervention_within(&c, Duration::from_secs(10)).await;
+    // A proactive message must not steal the focus from what the visitor was doing.
+    let focus = c
+        .execute("return document.activeElement === document.body;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focus, json!(true), "the focus stayed on the page");
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    eventually(
+        &c,
+        "!document.getElementById('beckon-root').shadowRoot.querySelector('[data-beckon-rule]')",
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut kinds = Vec::new();
+    for _ in 0..50 {
+        kinds = stored_kinds(&demo, &c).await;
+        if kinds.contains(&"dismissed".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kinds.contains(&"dismissed".to_owned()), "{kinds:?}");
+    demo.stop().await;
+}
