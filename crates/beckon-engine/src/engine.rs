@@ -227,7 +227,7 @@ impl Engine {
                 });
                 continue;
             }
-            if !rule.pages.is_empty() && !s.page.page_type.is_some_and(|t| rule.pages.contains(t)) {
+            if !in_scope(rule, s) {
                 s.stop_holding(rule.key);
                 rec.rule(rule, || Verdict::OutOfScope {
                     page_type: s.page.page_type,
@@ -445,6 +445,19 @@ impl Engine {
                     Verdict::NotLive {
                         status: rule.status(),
                     }
+                } else if !in_scope(rule, s) {
+                    Verdict::OutOfScope {
+                        page_type: s.page.page_type,
+                    }
+                } else if let Some(w) = rule
+                    .schedule
+                    .as_ref()
+                    .map(|sch| sch.window(now))
+                    .filter(|w| !w.open)
+                {
+                    Verdict::OutsideSchedule {
+                        until: w.changes_at,
+                    }
                 } else if rule.when.eval(&cx).holds {
                     Verdict::Held { by: why.clone() }
                 } else {
@@ -455,6 +468,11 @@ impl Engine {
             });
         }
     }
+}
+
+/// Whether the rule applies to the session's current page type.
+fn in_scope(rule: &Rule, s: &Session) -> bool {
+    rule.pages.is_empty() || s.page.page_type.is_some_and(|t| rule.pages.contains(t))
 }
 
 /// Whether `path` is `prefix` or below it: "/account" covers "/account/orders" but not

@@ -438,10 +438,12 @@ impl Shard {
         let (session_id, state, recent_ids, ended) = match session {
             Some(s) => (s.id, s.state, s.recent_ids.into(), s.ended.into()),
             None => {
-                let state =
-                    job.site
-                        .engine
-                        .start_session(key.1.clone(), job.start.clone(), &mut profile, now);
+                let state = job.site.engine.start_session(
+                    key.1.clone(),
+                    job.start.clone(),
+                    &mut profile,
+                    now,
+                );
                 (job.session.clone(), state, VecDeque::new(), VecDeque::new())
             }
         };

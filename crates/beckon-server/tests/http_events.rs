@@ -471,9 +471,20 @@ async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
     let server = demo_shop().await;
     let visitor = server.treated(SHOP, "v_late");
     let first = batch(SHOP, &visitor, "s_one", vec![page("s_one:1", "home", "/")]);
-    assert_eq!(server.post_events(&first).await.status, StatusCode::ACCEPTED);
-    let second = batch(SHOP, &visitor, "s_two", vec![page("s_two:1", "cart", "/cart")]);
-    assert_eq!(server.post_events(&second).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        server.post_events(&first).await.status,
+        StatusCode::ACCEPTED
+    );
+    let second = batch(
+        SHOP,
+        &visitor,
+        "s_two",
+        vec![page("s_two:1", "cart", "/cart")],
+    );
+    assert_eq!(
+        server.post_events(&second).await.status,
+        StatusCode::ACCEPTED
+    );
 
     // A beacon of the first visit arrives late: a cart and an exit intent that, in the current
     // visit, would bring the offer.
@@ -488,7 +499,10 @@ async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
     assert_eq!(reply.body["accepted"], 2, "stored in the log");
     assert!(reply.interventions().is_empty(), "{reply:?}");
     let record = server.visitor(SHOP, &visitor).await.expect("stored");
-    assert_eq!(record.profile.visits, 2, "the late beacon is not a third visit");
+    assert_eq!(
+        record.profile.visits, 2,
+        "the late beacon is not a third visit"
+    );
     assert_eq!(record.session.expect("live").id, "s_two");
     assert_eq!(server.events(SHOP, "s_one").await.len(), 3);
 }
