@@ -8,11 +8,6 @@ pub fn intervention_id() -> String {
     random_id("i_", 16)
 }
 
-/// A new random secret, for keys.
-pub fn secret() -> String {
-    random_id("sk_", 32)
-}
-
 fn random_id(prefix: &str, len: usize) -> String {
     let tail: String = rand::rng()
         .sample_iter(&Alphanumeric)
