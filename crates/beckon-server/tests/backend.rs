@@ -270,3 +270,24 @@ async fn retrying_a_backend_event_is_idempotent() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_malformed_backend_body_gets_a_json_error_that_says_what_is_wrong() {
+    let server = TestServer::with_sites(&[shop()]).await;
+    let http = reqwest::Client::new();
+    for path in ["/v1/conversions", "/v1/track"] {
+        let r = http
+            .post(server.url(path))
+            .header("authorization", bearer())
+            .header("content-type", "application/json")
+            .body("{\"site\": \"shop\", \"visitor\": 42}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "{path}");
+        let body: serde_json::Value = r.json().await.expect("a JSON error");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("malformed body"), "{path}: {error}");
+    }
+    server.shutdown().await;
+}

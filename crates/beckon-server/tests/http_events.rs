@@ -505,4 +505,28 @@ async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
     );
     assert_eq!(record.session.expect("live").id, "s_two");
     assert_eq!(server.events(SHOP, "s_one").await.len(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_readable_by_a_page_of_an_allowed_origin() {
+    let server = demo_shop().await;
+    let reply = server
+        .post_events_as(Some(ORIGIN), CHROME, "{\"site\": \"shop\",".to_owned())
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error().contains("malformed batch"), "{reply:?}");
+    assert_eq!(
+        reply
+            .headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some(ORIGIN),
+        "the widget can read why"
+    );
+    let foreign = server
+        .post_events_as(Some("https://evil.example"), CHROME, "{".to_owned())
+        .await;
+    assert!(foreign.headers.get("access-control-allow-origin").is_none());
+    server.shutdown().await;
 }

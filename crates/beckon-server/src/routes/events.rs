@@ -13,10 +13,27 @@ use crate::intake::{self, Sender};
 use crate::wire::{Accepted, Batch, MAX_BODY_BYTES};
 
 /// Accepts JSON sent as `application/json` or as `text/plain` (what `sendBeacon` sends without
-/// a CORS preflight).
+/// a CORS preflight). A refusal is readable by a page of an allowed origin too, so the widget
+/// (and the site's developer in the console) sees what was wrong.
 pub async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let origin = header_str(&headers, header::ORIGIN);
+    let mut response = match accept(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    if state.sites.any_allows(origin) {
+        allow_origin(&mut response, origin);
+    }
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // The router's body limit refuses an oversized body while it is read, before this handler
@@ -35,7 +52,7 @@ pub async fn post(
     }
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed batch: {e}")))?;
-    let origin = header_str(&headers, header::ORIGIN);
+    let origin = header_str(headers, header::ORIGIN);
     let site = state
         .sites
         .get(&batch.site)
@@ -47,12 +64,12 @@ pub async fn post(
         )));
     }
     let reply = intake::submit(
-        &state,
+        state,
         Sender {
             site: site.clone(),
             visitor: &batch.visitor,
             session: &batch.session,
-            user_agent: header_str(&headers, header::USER_AGENT).unwrap_or(""),
+            user_agent: header_str(headers, header::USER_AGENT).unwrap_or(""),
             context: &batch.context,
             backend: false,
         },
@@ -64,9 +81,7 @@ pub async fn post(
         duplicates: reply.duplicates,
         interventions: reply.interventions,
     };
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    allow_origin(&mut response, origin);
-    Ok(response)
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// `OPTIONS /v1/events`: the CORS preflight for sites that post JSON from another origin.
