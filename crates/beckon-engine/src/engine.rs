@@ -219,7 +219,11 @@ impl Engine {
         };
 
         let mut winner: Option<&Rule> = None;
+        // The earliest instant after `now` at which something could change on its own.
         let mut wake: Option<Timestamp> = None;
+        let mut wake_at = |t: Option<Timestamp>| {
+            wake = earliest(wake, t.filter(|t| *t > now));
+        };
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.status() != Status::Live {
                 rec.rule(rule, || Verdict::NotLive {
@@ -238,7 +242,7 @@ impl Engine {
                 let w = schedule.window(now);
                 if !w.open {
                     s.stop_holding(rule.key);
-                    wake = earliest(wake, w.changes_at);
+                    wake_at(w.changes_at);
                     rec.rule(rule, || Verdict::OutsideSchedule {
                         until: w.changes_at,
                     });
@@ -260,7 +264,7 @@ impl Engine {
                 }
                 t
             };
-            wake = earliest(wake, truth.changes_at);
+            wake_at(truth.changes_at);
             if !truth.holds {
                 s.stop_holding(rule.key);
                 continue;
@@ -290,7 +294,7 @@ impl Engine {
                 .max()
                 .unwrap_or(now);
             if ready_at > now {
-                wake = earliest(wake, Some(ready_at));
+                wake_at(Some(ready_at));
                 rec.rule(rule, || match (&guard, repeat_over) {
                     (Some((by, _)), _) => Verdict::Held { by: by.clone() },
                     (None, Some(until)) if until > now => Verdict::RepeatCycle { until },
@@ -305,8 +309,8 @@ impl Engine {
                         Arm::Treated => Verdict::Fired,
                         Arm::Holdout => Verdict::Ghost,
                     });
-                    // Lower rules only need their delays kept up to date, which the loop
-                    // does; when nobody is watching, that is all that is left to do.
+                    // The loop goes on over the lower rules: their delays must be kept up
+                    // to date, and an explanation names them outranked.
                 }
                 Some(w) => rec.rule(rule, || Verdict::Outranked { by: w.id.clone() }),
             }
@@ -317,7 +321,7 @@ impl Engine {
                 outcome: Outcome::Nothing {
                     held: guard.map(|(why, _)| why),
                 },
-                next_wake: wake.filter(|t| *t > now),
+                next_wake: wake,
             };
         };
         s.record_fire(&rule.id, rule.key, p, now);
