@@ -29,6 +29,8 @@ pub const IDLE_EVICT: Duration = Duration::from_secs(30 * 60);
 pub const RECENT_IDS: usize = 256;
 /// The session id the merchant's backend uses for "whatever session the visitor has now".
 pub const CURRENT_SESSION: &str = "current";
+/// The longest a session's timer is set for; a later wake is re-checked then.
+pub const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many previous session ids a visitor's state remembers.
 pub const ENDED_SESSIONS: usize = 8;
 /// Messages that may wait for a shard.
@@ -188,7 +190,7 @@ impl Shard {
                     None => break,
                 },
                 Some(expired) = self.timers.next(), if !self.timers.is_empty() => {
-                    self.wake(expired.into_inner());
+                    self.wake(expired.into_inner()).await;
                 }
                 _ = sweep.tick() => self.sweep(),
                 _ = shutdown.cancelled() => break,
@@ -238,7 +240,7 @@ impl Shard {
                         last_seen: record.last_seen,
                     },
                 );
-                self.wake(key);
+                self.wake(key).await;
             }
             ShardMsg::Evict(key) => {
                 if let Some(live) = self.sessions.remove(&key) {
@@ -291,11 +293,12 @@ impl Shard {
                 decide(live, &incoming.event, now, &mut pass);
             }
         }
-        self.finish(key, pass, Some(job.reply), now, job.backend);
+        self.finish(key, pass, Some(job.reply), now, job.backend)
+            .await;
     }
 
     /// A session's timer is due: decide on a tick.
-    fn wake(&mut self, key: VisitorKey) {
+    async fn wake(&mut self, key: VisitorKey) {
         let now = now();
         let Some(live) = self.sessions.get_mut(&key) else {
             return;
@@ -314,11 +317,11 @@ impl Shard {
             body: "{\"type\":\"tick\"}".to_owned(),
         });
         decide(live, &Event::Tick, now, &mut pass);
-        self.finish(key, pass, None, now, true);
+        self.finish(key, pass, None, now, true).await;
     }
 
     /// Re-arms the timer, queues the write, and answers once it is durable.
-    fn finish(
+    async fn finish(
         &mut self,
         key: VisitorKey,
         mut pass: Pass,
@@ -334,9 +337,13 @@ impl Shard {
             self.timers.remove(&t);
         }
         if let Some(wake) = live.next_wake {
+            // A wake far away (a schedule that starts next year, a long silence) is re-checked
+            // daily instead: a tick re-decides and re-arms, and timers stay within what the
+            // timer wheel can hold.
             let delay = Duration::from_millis(
                 wake.as_millis().saturating_sub(now.as_millis()).max(0) as u64,
-            );
+            )
+            .min(MAX_TIMER);
             live.timer = Some(self.timers.insert(key.clone(), delay));
         }
         pass.write.visitors.push(VisitorRecord {
@@ -367,17 +374,21 @@ impl Shard {
                 pushed = std::mem::take(&mut pass.reply.interventions);
             }
         }
-        let writer = self.writer.clone();
+        // Queued here, in the shard, so writes reach the writer in the order they were applied;
+        // only the wait for the commit runs apart.
+        let committed = self.writer.enqueue(pass.write).await;
         let me = self.me.clone();
         tokio::spawn(async move {
-            match writer.commit(pass.write).await {
+            match committed.await {
                 Ok(()) => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(pass.reply));
                     }
+                    // try_send: a client that stopped reading must not hold this task (and
+                    // with it the writer, and shutdown) forever.
                     for tx in push {
                         for i in &pushed {
-                            let _ = tx.send(DownFrame::Intervention(i.clone())).await;
+                            let _ = tx.try_send(DownFrame::Intervention(i.clone())).is_ok();
                         }
                     }
                 }

@@ -31,15 +31,22 @@ impl Writer {
         (Writer { tx }, task)
     }
 
-    /// Writes `batch` durably; resolves once it is committed.
-    pub async fn commit(&self, batch: WriteBatch) -> Result<(), String> {
+    /// Queues `batch`; the returned future resolves once it is committed. Batches are
+    /// committed in the order they are queued, so a shard that queues its writes in the order
+    /// it applied them never lets an older snapshot of a visitor overwrite a newer one.
+    pub async fn enqueue(
+        &self,
+        batch: WriteBatch,
+    ) -> impl std::future::Future<Output = Result<(), String>> + use<> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send((batch, done))
-            .await
-            .map_err(|_| "the writer has stopped".to_owned())?;
-        wait.await
-            .map_err(|_| "the writer has stopped".to_owned())?
+        let queued = self.tx.send((batch, done)).await.is_ok();
+        async move {
+            if !queued {
+                return Err("the writer has stopped".to_owned());
+            }
+            wait.await
+                .map_err(|_| "the writer has stopped".to_owned())?
+        }
     }
 }
 

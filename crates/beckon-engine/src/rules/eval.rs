@@ -177,8 +177,14 @@ impl Leaf {
     /// When a growing seconds variable, now at `ms`, flips this leaf's answer.
     fn crossing(&self, ms: i64, now: Timestamp) -> Option<Timestamp> {
         // The first whole millisecond at which `value > c` (strict) or `value >= c` holds.
-        let above = |c: f64| ((c * 1000.0).floor() as i64 + 1 - ms).max(1);
-        let at_least = |c: f64| ((c * 1000.0).ceil() as i64 - ms).max(1);
+        // `as i64` saturates for huge thresholds; the additions must not overflow either.
+        let above = |c: f64| {
+            ((c * 1000.0).floor() as i64)
+                .saturating_add(1)
+                .saturating_sub(ms)
+                .max(1)
+        };
+        let at_least = |c: f64| ((c * 1000.0).ceil() as i64).saturating_sub(ms).max(1);
         let v = ms as f64 / 1000.0;
         let delta = match self.test {
             Test::Cmp(Cmp::Gt, c) if v <= c => above(c),

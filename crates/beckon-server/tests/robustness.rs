@@ -1,0 +1,105 @@
+//! What must never take a shard down or let the durable state fall behind what was acknowledged.
+
+mod support;
+
+use std::time::Duration;
+
+use beckon_engine::Policy;
+use reqwest::StatusCode;
+use support::*;
+
+const SHOP: &str = "shop";
+
+#[tokio::test]
+async fn a_wake_years_away_neither_kills_the_shard_nor_is_lost() {
+    let rules = r#"[[rules]]
+id = "future"
+name = "Future"
+status = "live"
+when = { var = "behaviour.pages", op = "gt", value = 0 }
+schedule = { start = "2030-01-01" }
+message = { type = "text", text = "hi" }
+"#;
+    let silence = Policy {
+        silence: Duration::from_secs(5 * 365 * 24 * 3600),
+        dismissals_before_silence: 1,
+        ..Policy::default()
+    };
+    let server = TestServer::with_sites(&[
+        Site::new(SHOP, rules, Policy::default()),
+        Site::new("quiet", &cart_exit_rule("r1"), silence),
+    ])
+    .await;
+    let v = server.treated(SHOP, "v_fut");
+    for i in 1..=2 {
+        let r = server
+            .post_events(&batch(
+                SHOP,
+                &v,
+                "s_f",
+                vec![page(&format!("s_f:{i}"), "home", "/")],
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    }
+    let q = server.treated("quiet", "v_sil");
+    let first = server
+        .post_events(&batch(
+            "quiet",
+            &q,
+            "s_q",
+            vec![
+                page("s_q:1", "product", "/p"),
+                cart("s_q:2", 1, 10.0),
+                bare("s_q:3", "exit_intent"),
+            ],
+        ))
+        .await;
+    let shown = first.interventions()[0].clone();
+    for (i, events) in [
+        vec![
+            about("s_q:4", "dismissed", &shown),
+            bare("s_q:5", "exit_intent"),
+        ],
+        vec![bare("s_q:6", "activity")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = server.post_events(&batch("quiet", &q, "s_q", events)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "batch {i}: {r:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_durable_state_holds_every_acknowledged_event_under_concurrent_batches() {
+    let server =
+        TestServer::with_sites(&[Site::new(SHOP, &cart_exit_rule("r1"), Policy::default())]).await;
+    for round in 0..5 {
+        let v = server.treated(SHOP, &format!("v_race{round}_"));
+        let s = format!("s_race{round}");
+        let sends = (0..100).map(|i| {
+            let body = batch(SHOP, &v, &s, vec![bare(&format!("{s}:{i}"), "activity")]);
+            let server = &server;
+            async move { server.post_events(&body).await.status }
+        });
+        let statuses = futures::future::join_all(sends).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+        let ids = server
+            .visitor(SHOP, &v)
+            .await
+            .expect("stored")
+            .session
+            .expect("live")
+            .recent_ids;
+        let missing: Vec<usize> = (0..100)
+            .filter(|i| !ids.contains(&format!("{s}:{i}")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: the durable state lacks acknowledged {missing:?}"
+        );
+    }
+    server.shutdown().await;
+}
