@@ -24,6 +24,8 @@
       target.addEventListener(type, guard(fn), { passive: true, capture: true });
     }
     function str(v) { return v == null ? '' : String(v); }
+    // never half an emoji: a lone surrogate is invalid JSON
+    function cut(v, n) { v = str(v).slice(0, n); return /[\ud800-\udbff]$/.test(v) ? v.slice(0, -1) : v; }
     function num(v) { v = +v; return isFinite(v) ? v : 0; }
     function isObj(v) { return v && typeof v == 'object' && !Array.isArray(v); }
     var later = w.requestIdleCallback
@@ -129,7 +131,7 @@
       put(SS, 'beckon:seq', String(seq));
       put(SS, 'beckon:last', String(now));
       var e = { id: sid + ':' + seq, type: type, t: now };
-      for (var k in fields) if (fields[k] !== undefined) e[k] = typeof fields[k] == 'string' ? fields[k].slice(0, 2048) : fields[k];
+      for (var k in fields) if (fields[k] !== undefined) e[k] = typeof fields[k] == 'string' ? cut(fields[k], 2048) : fields[k];
       box.push({ e: e, s: 0, n: 0 });
       if (box.length > MAX_OUTBOX) box.splice(0, box.length - MAX_OUTBOX);
       schedule(urgent);
@@ -374,7 +376,7 @@
         Object.keys(o).slice(0, 32).forEach(function (k) {
           var v = o[k], t = typeof v;
           if (k.length > 64) return;
-          if (t == 'string') out[k] = v.slice(0, 500);
+          if (t == 'string') out[k] = cut(v, 500);
           else if ((t == 'number' && isFinite(v)) || t == 'boolean') out[k] = v;
         });
       }
@@ -398,7 +400,7 @@
         emit('convert', { order_id: o.order_id != null ? str(o.order_id) : undefined, value: num(o.value) }, true);
       },
       identify: function (o) { emit('identify', { traits: props(o) }); },
-      track: function (name, p) { if (name) emit('track', { name: str(name).slice(0, 64), props: props(p) }); },
+      track: function (name, p) { if (name) emit('track', { name: cut(name, 64), props: props(p) }); },
       on: function (ev, fn) { if (hooks[ev] && typeof fn == 'function') hooks[ev].push(fn); },
       open: function () { openChat(true); },
       close: function () { closeChat(); }
@@ -711,7 +713,7 @@ textarea{resize:vertical}
     }
     function chatOut(text) {
       bubble('me', 'You', text);
-      emit('chat', { text: str(text).slice(0, 2000) }, true);
+      emit('chat', { text: cut(text, 2000) }, true);
     }
     function chatIn(from, text) {
       if (!text) return;

@@ -639,10 +639,20 @@ fn an_unknown_template_filter_is_refused() {
 /// unchecked there, the typo would only surface when the server renders the message, which
 /// is evaluation time.
 #[test]
-fn an_unknown_template_filter_inside_a_block_tag_is_refused() {
-    let toml =
-        with_message(r#"{ type = "text", text = "{% if page.title | shout %}Hi{% endif %}" }"#);
-    assert_refused(&toml, "message.text", &["unknown filter \"shout\""]);
+fn template_tags_and_arithmetic_are_refused_so_rendering_stays_cheap() {
+    // A filter hidden in a tag, a loop (nested, it would render for seconds), arithmetic.
+    for text in [
+        "{% if page.title | shout %}Hi{% endif %}",
+        "{% for a in page.url %}{% for b in page.url %}x{% endfor %}{% endfor %}",
+    ] {
+        let toml = with_message(&format!(r#"{{ type = "text", text = "{text}" }}"#));
+        assert_refused(&toml, "message.text", &["not {% tags %}"]);
+    }
+    let toml = with_message(r#"{ type = "text", text = "{{ page.url * 100000000 }}" }"#);
+    assert_refused(&toml, "message.text", &["not a variable with filters"]);
+    assert_accepted(&with_message(
+        r#"{ type = "text", text = "{{ cart.value | money }} for {{ page.title | truncate(40) | upper }}" }"#,
+    ));
 }
 
 /// Page titles often hold a `|`; inside a string literal it is text, not a filter.

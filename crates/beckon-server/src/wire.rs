@@ -203,7 +203,8 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
         },
         "track" => {
             let name = s("name")?;
-            if name.is_empty() || name.len() > 64 {
+            // Characters, not bytes: the widget counts what a person typed.
+            if name.is_empty() || name.chars().count() > 64 {
                 return Err(format!("{} must be 1 to 64 characters", at("name")));
             }
             Event::Track {
@@ -286,7 +287,7 @@ fn props(v: Option<&Value>, at: &str) -> Result<Vec<(String, AttrValue)>, String
     }
     let mut out = Vec::with_capacity(obj.len());
     for (k, v) in obj {
-        if k.is_empty() || k.len() > 64 {
+        if k.is_empty() || k.chars().count() > 64 {
             return Err(format!("{at}: key {k:?} must be 1 to 64 characters"));
         }
         let value = match v {

@@ -302,6 +302,26 @@ pub(crate) fn check_template(text: &str) -> Result<(), String> {
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(());
     }
+    // Only `{{ variable | filter }}` is allowed: no tags (a loop over a long URL nested three
+    // deep would render for seconds) and no arithmetic (`page.url * 100000000`).
+    if text.contains("{%") {
+        return Err(
+            "templates may only use {{ variable | filter }} expressions, not {% tags %}".to_owned(),
+        );
+    }
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}") else {
+            break;
+        };
+        let expr = &rest[open + 2..open + close];
+        if !simple_expression().is_match(expr) {
+            return Err(format!(
+                "{{{{{expr}}}}} is not a variable with filters, such as {{{{ cart.value | money }}}}"
+            ));
+        }
+        rest = &rest[open + close + 2..];
+    }
     let env = minijinja::Environment::new();
     let tmpl = env
         .template_from_str(text)
@@ -323,6 +343,20 @@ pub(crate) fn check_template(text: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `name.path | filter | filter(arg, 'text')`: a variable and filters with literal arguments.
+fn simple_expression() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        let ident = r"[A-Za-z_][A-Za-z0-9_]*";
+        let literal = r#"(?:-?[0-9]+(?:\.[0-9]+)?|'[^']*'|"[^"]*"|true|false)"#;
+        let args = format!(r"\(\s*{literal}(?:\s*,\s*{literal})*\s*\)");
+        regex::Regex::new(&format!(
+            r"^\s*{ident}(?:\.{ident})*\s*(?:\|\s*{ident}\s*(?:{args})?\s*)*$"
+        ))
+        .expect("a valid pattern")
+    })
 }
 
 /// The built-in filters a message is likely to need; the rest of minijinja's are refused to
@@ -398,7 +432,9 @@ pub fn render(message: &Message, context: &minijinja::Value) -> Result<Message, 
         if !t.contains("{{") && !t.contains("{%") {
             return Ok(t.clone());
         }
-        env.render_str(t, context).map_err(|e| e.to_string())
+        let out = env.render_str(t, context).map_err(|e| e.to_string())?;
+        // A long trait or URL must not make a long message.
+        Ok(out.chars().take(MAX_TEXT).collect())
     };
     Ok(match message {
         Message::Text { text } => Message::Text { text: r(text)? },
@@ -451,6 +487,11 @@ pub fn render(message: &Message, context: &minijinja::Value) -> Result<Message, 
 fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.add_filter("money", |v: f64| format!("{v:.2}"));
+    // Lenient: a visitor's trait that is not a number renders as nothing, never as an error
+    // (which would leave the template's raw text to show).
+    env.add_filter("money", |v: minijinja::Value| match f64::try_from(v) {
+        Ok(n) => format!("{n:.2}"),
+        Err(_) => String::new(),
+    });
     env
 }
