@@ -155,6 +155,14 @@ impl Engine {
         Session::start(visitor, arm, start, profile, now)
     }
 
+    /// Whether a session starting at `now` would continue the visitor's current visit: their
+    /// last activity is within the policy's visit gap.
+    pub fn same_visit(&self, profile: &Profile, now: Timestamp) -> bool {
+        profile
+            .last_active
+            .is_some_and(|t| now.ms_since(t) < duration_ms(self.policy.visit_gap))
+    }
+
     /// Applies `event` at `now` and decides. When a rule fires (or would have, for a held-out
     /// visitor) the session and profile record it, so the caps hold without the caller doing
     /// anything.

@@ -34,6 +34,11 @@ pub struct Policy {
     /// shows exit intent.
     #[serde(with = "crate::rules::duration")]
     pub arrival_grace: Duration,
+    /// A new session id seen within this time of the visitor's last activity continues the
+    /// same visit (another tab, cleared tab storage) instead of starting a new one, so a
+    /// second tab cannot reset the session's cap or its conversion.
+    #[serde(with = "crate::rules::duration")]
+    pub visit_gap: Duration,
     /// Page types on which nothing is ever shown (legal, account, …).
     pub quiet_page_types: Vec<PageType>,
     /// Path prefixes on which nothing is ever shown, e.g. "/account", "/legal".
@@ -57,6 +62,7 @@ impl Default for Policy {
             silence: Duration::from_secs(30 * 24 * 60 * 60),
             quiet_after_conversion: Duration::ZERO,
             arrival_grace: Duration::from_secs(5),
+            visit_gap: Duration::from_secs(30 * 60),
             quiet_page_types: Vec::new(),
             quiet_paths: Vec::new(),
             holdout_percent: 10.0,

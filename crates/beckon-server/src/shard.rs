@@ -425,6 +425,10 @@ impl Shard {
         if live.ended.contains(&job.session) {
             return Ok(false);
         }
+        if job.site.engine.same_visit(&live.profile, now) {
+            // Another tab of the same visit: its events join the live session.
+            return Ok(true);
+        }
         // A new visit.
         let previous = std::mem::replace(&mut live.session_id, job.session.clone());
         remember(&mut live.ended, previous, ENDED_SESSIONS);

@@ -468,7 +468,12 @@ async fn health_and_readiness_answer() {
 
 #[tokio::test]
 async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
-    let server = demo_shop().await;
+    // No visit gap: every new session id is a new visit.
+    let policy = Policy {
+        visit_gap: std::time::Duration::ZERO,
+        ..Policy::default()
+    };
+    let server = TestServer::with_sites(&[Site::new(SHOP, DEMO_RULES, policy)]).await;
     let visitor = server.treated(SHOP, "v_late");
     let first = batch(SHOP, &visitor, "s_one", vec![page("s_one:1", "home", "/")]);
     assert_eq!(
@@ -528,5 +533,33 @@ async fn a_refusal_is_readable_by_a_page_of_an_allowed_origin() {
         .post_events_as(Some("https://evil.example"), CHROME, "{".to_owned())
         .await;
     assert!(foreign.headers.get("access-control-allow-origin").is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_tab_within_the_visit_gap_continues_the_visit() {
+    let server = demo_shop().await;
+    let visitor = server.treated(SHOP, "v_tabs");
+    let tab_one = batch(SHOP, &visitor, "s_tab1", leaving_with_cart("s_tab1", 2));
+    assert_eq!(server.post_events(&tab_one).await.interventions().len(), 1);
+    let buy = batch(
+        SHOP,
+        &visitor,
+        "s_tab1",
+        vec![json!({"id": "s_tab1:9", "type": "convert", "order_id": "A1", "value": 50.0})],
+    );
+    assert_eq!(server.post_events(&buy).await.status, StatusCode::ACCEPTED);
+    // A second tab gets a fresh session id from its own storage: still the same visit, so
+    // the conversion still holds everything back.
+    let tab_two = batch(SHOP, &visitor, "s_tab2", leaving_with_cart("s_tab2", 2));
+    let reply = server.post_events(&tab_two).await;
+    assert!(reply.interventions().is_empty(), "{reply:?}");
+    let record = server.visitor(SHOP, &visitor).await.expect("stored");
+    assert_eq!(record.profile.visits, 1, "one visit, two tabs");
+    assert_eq!(
+        server.events(SHOP, "s_tab2").await.len(),
+        3,
+        "logged under its own id"
+    );
     server.shutdown().await;
 }

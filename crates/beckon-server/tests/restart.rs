@@ -219,7 +219,12 @@ async fn the_session_cap_and_a_conversion_survive_a_restart() {
 
 #[tokio::test]
 async fn the_holdout_arm_is_the_same_after_a_restart() {
-    let (_dir, path) = database(&cart_exit_rule("cart-exit"), Policy::default()).await;
+    // Every new session id is a new visit here, so the arm is computed afresh for it.
+    let no_gap = Policy {
+        visit_gap: std::time::Duration::ZERO,
+        ..Policy::default()
+    };
+    let (_dir, path) = database(&cart_exit_rule("cart-exit"), no_gap).await;
     let before = serve(&path).await;
     let held = before.visitor_in(SHOP, Arm::Holdout, "v_held");
     let treated = before.treated(SHOP, "v_treated");

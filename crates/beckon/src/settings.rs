@@ -74,6 +74,7 @@ shards = 0
 # silence = "30days"                         # ...silence the visitor this long
 # quiet_after_conversion = "0s"              # beyond the session (always quiet in it)
 # arrival_grace = "5s"                       # nothing this early without cart or exit intent
+# visit_gap = "30m"                          # a new tab within this of the last activity is the same visit
 # quiet_page_types = []                      # e.g. ["checkout"]
 # quiet_paths = []                           # e.g. ["/account", "/legal"]
 # holdout_percent = 10.0                     # visitors who see nothing, for honest lift

@@ -10,7 +10,7 @@ mod browser_support;
 use std::time::Duration;
 
 use beckon_engine::session::Arm;
-use beckon_engine::{SiteId, VisitorId};
+use beckon_engine::{Policy, SiteId, VisitorId};
 use browser_support::*;
 use fantoccini::Locator;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction};
@@ -165,7 +165,13 @@ async fn dwelling_on_a_product_brings_the_common_questions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_returning_visitor_with_items_in_the_cart_is_welcomed_back() {
-    let demo = Demo::start().await;
+    // Visits are normally 30 minutes of inactivity apart; with no gap, the next session id
+    // the widget makes is a new visit at once.
+    let demo = Demo::start_with(Policy {
+        visit_gap: Duration::ZERO,
+        ..Policy::default()
+    })
+    .await;
     let c = demo.browser(HUMAN_UA).await;
     let visitor = demo.visitor_in(Arm::Treated, "back");
     demo.open_as(&c, &visitor, "/category.html").await;

@@ -47,11 +47,16 @@ fn free_port() -> u16 {
 impl Demo {
     /// Starts `beckon demo` (the same code path as the command) and a chromedriver.
     pub async fn start() -> Demo {
+        Demo::start_with(Policy::default()).await
+    }
+
+    /// The same, with the demo site's policy changed.
+    pub async fn start_with(policy: Policy) -> Demo {
         let data = tempfile::tempdir().unwrap();
         let store = beckon::open_store(data.path()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = beckon::start_demo(store.clone(), port, Policy::default())
+        let server = beckon::start_demo(store.clone(), port, policy.clone())
             .await
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -76,7 +81,7 @@ impl Demo {
         let driver_url = format!("http://127.0.0.1:{driver_port}");
         wait_ready(&format!("{driver_url}/status")).await;
 
-        let site = beckon::demo_site(vec![], Policy::default());
+        let site = beckon::demo_site(vec![], policy);
         let rules = RuleSet::from_toml(beckon::DEMO_RULES, beckon_engine::Tz::UTC).unwrap();
         let engine = Engine::new(site.id, site.policy, rules).unwrap();
         Demo {
