@@ -952,3 +952,24 @@ fn the_problems_of_a_schedule_are_reported_together() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_delayed_rule_on_the_event_being_handled_is_refused() {
+    let toml = r#"
+[[rules]]
+id = "late"
+name = "Late"
+status = "live"
+delay = "10s"
+when = { var = "event.name", op = "equals", value = "payment_failed" }
+message = { type = "text", text = "Need help?" }
+"#;
+    let err = beckon_engine::RuleSet::from_toml(toml, beckon_engine::Tz::UTC).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("delay") && text.contains("event.tracked"),
+        "{text}"
+    );
+    let undelayed = toml.replace("delay = \"10s\"\n", "");
+    assert!(beckon_engine::RuleSet::from_toml(&undelayed, beckon_engine::Tz::UTC).is_ok());
+}

@@ -163,9 +163,18 @@ impl Rule {
             let mut c = Compiler {
                 tz,
                 leaves: 0,
+                reads_event: false,
                 errors: Vec::new(),
             };
             let node = c.node(&spec.when, "when", 0);
+            if c.reads_event && !spec.delay.is_zero() {
+                err(
+                    "delay",
+                    "event.name and event.props hold only while their event is handled, so a \
+                     delayed rule would never see them; use event.tracked for \"this visit had the event\""
+                        .to_owned(),
+                );
+            }
             if c.leaves > MAX_LEAVES {
                 err(
                     "when",
@@ -307,6 +316,8 @@ pub(crate) enum Test {
 struct Compiler {
     tz: Tz,
     leaves: usize,
+    /// A leaf reads the event being handled (`event.name`, `event.props.*`).
+    reads_event: bool,
     errors: Vec<FieldError>,
 }
 
@@ -356,6 +367,7 @@ impl Compiler {
             Ok(found) => found,
             Err(reason) => return self.fail(format!("{path}.var"), reason),
         };
+        self.reads_event |= matches!(var, Var::EventName | Var::EventProp(_));
         let text = match &leaf.value {
             Some(v) => format!("{} {} {v}", leaf.var, leaf.op.symbol()),
             None => format!("{} {}", leaf.var, leaf.op.symbol()),
