@@ -43,7 +43,7 @@ when = { all = [
         { not = { var = "behaviour.hovered", op = "contains", value = "faq" } },
         { var = "behaviour.page_types", op = "not_contains", value = "pricing" },
         { var = "visitor.traits.plan", op = "in", value = ["pro", 3, true] },
-        { var = "event.props.amount", op = "between", value = [-5, 1e6] },
+        { var = "visitor.traits.amount", op = "between", value = [-5, 1e6] },
     ] },
 ] }
 delay = "10m"
