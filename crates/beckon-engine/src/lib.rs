@@ -54,7 +54,7 @@ pub use chrono_tz::Tz;
 pub use device::{Device, DeviceType};
 pub use engine::{Decision, Engine, Outcome};
 pub use event::{AttrValue, CartUpdate, Event, PageView, Tracked, Utm};
-pub use ids::{IdError, RuleId, SiteId, VisitorId};
+pub use ids::{EventId, IdError, RuleId, SessionId, SiteId, VisitorId};
 pub use page::PageType;
 pub use policy::Policy;
 pub use profile::Profile;

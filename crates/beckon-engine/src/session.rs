@@ -26,8 +26,9 @@ pub enum Arm {
     Holdout,
 }
 
-/// What the edge knows when a visit starts.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What the edge knows when a visit starts. Serializable because the log records it with the
+/// batch that started the visit, so that the visit can be replayed exactly.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionStart {
     /// Device, from the user agent.
     pub device: Device,

@@ -4,11 +4,15 @@
 //! backend (SQLite embedded, PostgreSQL for scale-out) is a crate of its own with its own
 //! migrations, and [`suite`] is the one story every backend must pass.
 
+pub mod faults;
 pub mod suite;
 
 use async_trait::async_trait;
 use beckon_engine::session::Arm;
-use beckon_engine::{Policy, Profile, RuleId, Session, SiteId, Timestamp, VisitorId};
+use beckon_engine::{
+    EventId, Policy, Profile, RuleId, Session, SessionId, SessionStart, SiteId, Timestamp,
+    VisitorId,
+};
 use serde::{Deserialize, Serialize};
 
 /// A site: its keys, where its pages may call from, and its guardrail policy.
@@ -22,9 +26,157 @@ pub struct SiteRecord {
     pub origins: Vec<String>,
     /// Guardrails.
     pub policy: Policy,
+    /// The current rule-set version (policy and rules together); set by the store, ignored by
+    /// [`Store::put_site`].
+    pub version: u64,
 }
 
-/// One event as received, for the durable log.
+/// Where a batch came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The widget in a visitor's browser.
+    Browser,
+    /// The merchant's backend, authenticated with the site's secret key.
+    Backend,
+    /// The server's own timer: a session woke up because the engine asked it to.
+    Timer,
+}
+
+impl Source {
+    /// The name stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Browser => "browser",
+            Source::Backend => "backend",
+            Source::Timer => "timer",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "browser" => Some(Source::Browser),
+            "backend" => Some(Source::Backend),
+            "timer" => Some(Source::Timer),
+            _ => None,
+        }
+    }
+}
+
+/// What the edge concluded about whoever sent a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// A person (as far as the edge can tell).
+    Human,
+    /// Automated traffic: logged for the operator, never decided on, in no number.
+    Bot {
+        /// Which layer judged it, and why (`user agent matches "bot"`, `navigator.webdriver`).
+        reason: String,
+    },
+}
+
+/// The request context of a batch, as the edge saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchContext {
+    /// The `User-Agent` header (empty for the backend and the timer).
+    pub user_agent: String,
+    /// The language the widget reported (BCP 47 primary tag), if any.
+    pub language: Option<String>,
+    /// Minutes east of UTC, as the widget reported.
+    pub tz_offset_minutes: i16,
+}
+
+/// How the events of a batch were used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Fed to the engine. A decided event must be new: the store refuses to commit a state
+    /// built on a duplicate (see [`Store::commit`]).
+    Decided,
+    /// Kept in the log only: a late event of an ended visit, or a bot's.
+    Logged,
+    /// Refused by the server, for the reason given (an outcome for an intervention that was
+    /// never issued to this visitor). Kept in the log only.
+    Refused(String),
+}
+
+impl Applied {
+    /// The name stored in the log (`decided`, `logged`, `refused:<reason>`).
+    pub fn to_stored(&self) -> String {
+        match self {
+            Applied::Decided => "decided".to_owned(),
+            Applied::Logged => "logged".to_owned(),
+            Applied::Refused(why) => format!("refused:{why}"),
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(s: &str) -> Applied {
+        match s {
+            "decided" => Applied::Decided,
+            "logged" => Applied::Logged,
+            other => Applied::Refused(other.strip_prefix("refused:").unwrap_or(other).to_owned()),
+        }
+    }
+}
+
+/// One event of a logged batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedEvent {
+    /// The idempotency key, unique per site and visitor: the client's event id, or
+    /// `order:<order id>` for a conversion with an order id (those are unique per *site* and
+    /// kept forever, whichever client reported them).
+    pub key: String,
+    /// The client's id for the event (what the acknowledgement names).
+    pub id: EventId,
+    /// The event type, as on the wire.
+    pub kind: String,
+    /// The event's known fields, as JSON (unknown fields are never stored).
+    pub body: String,
+    /// How it was used.
+    pub applied: Applied,
+}
+
+/// A visit that a batch started: what the engine was told, so that a replay starts it the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VisitBegin {
+    /// The session's start.
+    pub start: SessionStart,
+    /// The visitor's profile was started afresh (a new visitor, or a stored state that could
+    /// not be decoded).
+    pub fresh_profile: bool,
+}
+
+/// One batch as logged: who sent it, from where, under which rules, and its events. The log
+/// holds enough to rebuild every decision: replaying a visitor's batches in order through the
+/// engine, with the rule set of the version named, gives the same exposures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedBatch {
+    /// The site.
+    pub site: SiteId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// The session the events were logged under (`None`: a backend event for a visitor with no
+    /// live visit).
+    pub session: Option<SessionId>,
+    /// When the server handled it.
+    pub at: Timestamp,
+    /// Who sent it.
+    pub source: Source,
+    /// The request context.
+    pub context: BatchContext,
+    /// The edge's verdict.
+    pub verdict: Verdict,
+    /// The site's rule-set version in force.
+    pub rules_version: u64,
+    /// Set when this batch started a visit, before its first event.
+    pub begins: Option<VisitBegin>,
+    /// The events, in order.
+    pub events: Vec<LoggedEvent>,
+}
+
+/// One event as read back from the log, flattened with its batch's session and time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {
     /// The site.
@@ -32,15 +184,19 @@ pub struct StoredEvent {
     /// The visitor.
     pub visitor: VisitorId,
     /// The session.
-    pub session: String,
-    /// The client's id for the event, unique per visitor (idempotency key).
-    pub id: String,
+    pub session: Option<SessionId>,
+    /// The client's id.
+    pub id: EventId,
+    /// The idempotency key.
+    pub key: String,
     /// When the server received it.
     pub at: Timestamp,
     /// The event type, as on the wire.
     pub kind: String,
-    /// The event as received (JSON).
+    /// The event's known fields (JSON).
     pub body: String,
+    /// How it was used.
+    pub applied: Applied,
 }
 
 /// A rule firing for a visitor: shown (treated arm) or ghost (holdout arm).
@@ -53,7 +209,7 @@ pub struct Exposure {
     /// The visitor.
     pub visitor: VisitorId,
     /// The session.
-    pub session: String,
+    pub session: SessionId,
     /// The rule.
     pub rule: RuleId,
     /// Treated (shown) or holdout (ghost).
@@ -64,20 +220,34 @@ pub struct Exposure {
     pub message: String,
 }
 
+/// An intervention issued to a visitor: only these may be reported shown, dismissed or
+/// engaged by that visitor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    /// The intervention's id.
+    pub id: String,
+    /// Its rule.
+    pub rule: RuleId,
+}
+
 /// The live state of a visitor's current session, as persisted with each commit.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// The session id.
-    pub id: String,
+    pub id: SessionId,
     /// The engine's state.
     pub state: Session,
-    /// Recently processed event ids, so that a resend after a restart is not applied twice.
-    pub recent_ids: Vec<String>,
     /// The visitor's previous session ids: late events of an ended visit (a beacon, another
     /// tab) are logged, not replayed into the current one.
-    #[serde(default)]
-    pub ended: Vec<String>,
+    pub ended: Vec<SessionId>,
+    /// The interventions issued in this visit (bounded by the session cap).
+    pub issued: Vec<Issued>,
 }
+
+/// The version of the persisted visitor shape ([`Profile`] and [`SessionRecord`]). A row of
+/// another version, or one that does not decode, is reported as [`StoreError::Undecodable`]:
+/// the visitor starts afresh, and start-up never fails because of one row.
+pub const VISITOR_SCHEMA: u32 = 2;
 
 /// A visitor's persisted state.
 #[derive(Clone, Debug)]
@@ -94,40 +264,106 @@ pub struct VisitorRecord {
     pub last_seen: Timestamp,
 }
 
+/// A visitor's state to write. Only what changed is written: the profile is `None` when it is
+/// unchanged since the last write of this visitor that succeeded.
+#[derive(Clone, Debug)]
+pub struct VisitorWrite {
+    /// The site.
+    pub site: SiteId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// The profile, when it changed (always set on a visitor's first write).
+    pub profile: Option<Profile>,
+    /// The current session.
+    pub session: Option<SessionRecord>,
+    /// When the visitor was last active.
+    pub last_seen: Timestamp,
+}
+
 /// Everything one group commit writes, in one transaction.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
-    /// Events to append (duplicates by id are skipped).
-    pub events: Vec<StoredEvent>,
+    /// Batches to append to the log.
+    pub batches: Vec<LoggedBatch>,
     /// Exposures to append.
     pub exposures: Vec<Exposure>,
-    /// Visitor states to upsert.
-    pub visitors: Vec<VisitorRecord>,
+    /// Visitor states to upsert, in the order they were produced; when a visitor appears more
+    /// than once, the last session wins and the last profile that is set wins.
+    pub visitors: Vec<VisitorWrite>,
 }
 
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.exposures.is_empty() && self.visitors.is_empty()
+        self.batches.is_empty() && self.exposures.is_empty() && self.visitors.is_empty()
     }
 
     /// Appends another batch.
     pub fn append(&mut self, other: WriteBatch) {
-        self.events.extend(other.events);
+        self.batches.extend(other.batches);
         self.exposures.extend(other.exposures);
         self.visitors.extend(other.visitors);
     }
+
+    /// How many events the batch logs.
+    pub fn event_count(&self) -> usize {
+        self.batches.iter().map(|b| b.events.len()).sum()
+    }
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Events new to the log.
+    pub inserted: usize,
+    /// Logged-only events skipped because their key was already in the log.
+    pub skipped: usize,
+}
+
+/// Visitors with a live session, for resuming after a restart.
+#[derive(Debug, Default)]
+pub struct ActiveVisitors {
+    /// The records that decoded.
+    pub records: Vec<VisitorRecord>,
+    /// Rows that did not decode (or are of another schema version); each was logged.
+    pub undecodable: usize,
+}
+
+/// A site's policy and rules as they were at one version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleSetVersion {
+    /// The version.
+    pub version: u64,
+    /// The guardrail policy.
+    pub policy: Policy,
+    /// The rules, as written.
+    pub rules: Vec<beckon_engine::rules::RuleSpec>,
 }
 
 /// Why a storage call failed. Details are for the log, never for a client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Database(String),
-    /// Stored data could not be read back.
+    /// Stored data could not be read back (a site, a rule): the installation is damaged.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A visitor's persisted state is of another schema version or does not decode; the caller
+    /// starts the visitor afresh.
+    #[error("undecodable visitor state: {0}")]
+    Undecodable(String),
+    /// A commit held an event marked [`Applied::Decided`] whose key is already in the log:
+    /// state built on a duplicate. Nothing of the commit was written.
+    #[error("event {key:?} of visitor {visitor} is already in the log")]
+    Duplicate {
+        /// The site.
+        site: SiteId,
+        /// The visitor.
+        visitor: VisitorId,
+        /// The key.
+        key: String,
+    },
 }
 
 /// Result of a storage call.
@@ -139,36 +375,70 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> Result<()>;
 
-    /// Creates or replaces a site.
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// The installation's secret key for visitor tokens: 32 random bytes made on the first call
+    /// and the same ever after, for every process sharing the database.
+    async fn server_key(&self) -> Result<[u8; 32]>;
+
+    /// Creates or replaces a site. Its rule-set version goes up when the policy changed (and
+    /// the site is new at version 1).
     async fn put_site(&self, site: &SiteRecord) -> Result<()>;
 
-    /// Every site.
+    /// Every site, with its current rule-set version.
     async fn sites(&self) -> Result<Vec<SiteRecord>>;
 
-    /// Replaces a site's rules with these, atomically (an import).
+    /// Every site's current version: cheap, polled so that a change made by another process
+    /// (`beckon rules import`) takes effect in a running server.
+    async fn site_versions(&self) -> Result<Vec<(SiteId, u64)>>;
+
+    /// Replaces a site's rules with these, atomically (an import); the rule-set version goes up.
     async fn replace_rules(
         &self,
         site: &SiteId,
         rules: &[beckon_engine::rules::RuleSpec],
     ) -> Result<()>;
 
-    /// A site's rules as written.
+    /// A site's current rules as written.
     async fn rules(&self, site: &SiteId) -> Result<Vec<beckon_engine::rules::RuleSpec>>;
 
-    /// Writes a group commit in one transaction. Returns how many events were new (the rest
-    /// were duplicates by id).
-    async fn commit(&self, batch: &WriteBatch) -> Result<usize>;
+    /// A site's policy and rules as they were at `version`.
+    async fn rule_set(&self, site: &SiteId, version: u64) -> Result<Option<RuleSetVersion>>;
 
-    /// A visitor's persisted state.
+    /// Writes a group commit in one transaction: all of it or nothing. An event marked
+    /// [`Applied::Decided`] whose key is already in the log fails the whole commit with
+    /// [`StoreError::Duplicate`]; other events with a known key are skipped.
+    async fn commit(&self, batch: &WriteBatch) -> Result<CommitReport>;
+
+    /// Which of `keys` are already in the visitor's log (`order:` keys: in the site's orders,
+    /// kept forever). Reads never wait for the writer's sync.
+    async fn known_keys(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        keys: &[String],
+    ) -> Result<Vec<String>>;
+
+    /// A visitor's persisted state ([`StoreError::Undecodable`] when it cannot be read back).
     async fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Option<VisitorRecord>>;
 
     /// Visitors with a live session active since `since`, to resume their timers after a
-    /// restart.
-    async fn active_visitors(&self, since: Timestamp) -> Result<Vec<VisitorRecord>>;
+    /// restart. Undecodable rows are counted, never fatal.
+    async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors>;
 
     /// A site's exposures, oldest first.
     async fn exposures(&self, site: &SiteId) -> Result<Vec<Exposure>>;
 
-    /// A session's events, in the order received.
-    async fn session_events(&self, site: &SiteId, session: &str) -> Result<Vec<StoredEvent>>;
+    /// A session's events, in the order logged.
+    async fn session_events(&self, site: &SiteId, session: &SessionId) -> Result<Vec<StoredEvent>>;
+
+    /// A site's logged batches in the order they were committed, from position `after`
+    /// (exclusive; 0 for the start), at most `limit`; each with its position, for paging.
+    async fn log(&self, site: &SiteId, after: u64, limit: usize) -> Result<Vec<(u64, LoggedBatch)>>;
+
+    /// Deletes logged batches (and their events) handled before `before`, at most `limit`
+    /// batches per call so that pruning never holds the database for long; returns how many
+    /// batches went. Orders, exposures and visitor states are kept.
+    async fn prune_log(&self, before: Timestamp, limit: usize) -> Result<usize>;
 }
