@@ -163,6 +163,25 @@ impl Engine {
             .is_some_and(|t| now.ms_since(t) < duration_ms(self.policy.visit_gap))
     }
 
+    /// Records, in the profile alone, an event that arrives for a visitor with no live visit
+    /// (the merchant's backend reporting an order after the visitor left): a conversion still
+    /// keeps the visitor quiet next time, traits are still kept. Nothing is decided: there is
+    /// no page to show anything on.
+    pub fn record_without_visit(&self, profile: &mut Profile, event: &Event, now: Timestamp) {
+        match event {
+            Event::Conversion { .. } => {
+                profile.conversions = profile.conversions.saturating_add(1);
+                profile.last_conversion = Some(now);
+            }
+            Event::Identify { traits } => {
+                for (k, v) in traits {
+                    crate::profile::set_attr(&mut profile.traits, k, v);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Applies `event` at `now` and decides. When a rule fires (or would have, for a held-out
     /// visitor) the session and profile record it, so the caps hold without the caller doing
     /// anything.

@@ -289,8 +289,13 @@ impl Session {
         }
         self.pages = self.pages.saturating_add(1);
         self.page_types.insert(page_type);
-        // Navigating away closes whatever was on screen, for both arms alike.
+        // Navigating away closes whatever was on screen, for both arms alike, and the chat
+        // with it unless a conversation runs (the widget opens no chat on a new page, so a
+        // chat left "open" would silence every rule for the rest of the visit).
         self.intervention_open = false;
+        if !self.conversation_active {
+            self.chat_open = false;
+        }
         // A page view is reported when a page is shown, so the new page is visible (the
         // widget reports `visibility: false` right after if it loaded in a background tab).
         // The previous page's `pagehide` may have left the session hidden.

@@ -49,7 +49,9 @@ message = { type = "text", text = "Big cart" }
         page_type: Some(PageType::Cart),
         ..PageView::default()
     });
+    // A chat with a conversation running stays open across the page change below.
     engine.decide(&mut session, &mut profile, &Event::ChatOpened, t0);
+    engine.decide(&mut session, &mut profile, &Event::ConversationStarted, t0);
     let (decision, trace) =
         engine.explain(&mut session, &mut profile, &cart_page, t0.plus_ms(1000));
     assert!(matches!(

@@ -518,6 +518,33 @@ fn nothing_fires_while_the_chat_is_open() {
 }
 
 #[test]
+fn a_page_change_closes_the_chat_unless_a_conversation_runs() {
+    let e = engine(&nudge(""), policy());
+    let mut v = Visitor::arrive(&e, "v", T0);
+    v.send(page(PageType::Product), at(0));
+    v.send(Event::ChatOpened, at(SEC));
+    assert_eq!(seen(&v.send(cart(1), at(2 * SEC))), held(Suppression::ChatOpen));
+    // The visitor clicked a chat button, then went on to another page: the widget opens no
+    // chat there, so the server must not believe it is still open.
+    assert_eq!(
+        seen(&v.send(page(PageType::Category), at(3 * SEC))),
+        fire("nudge")
+    );
+
+    let mut w = Visitor::arrive(&e, "w", T0);
+    w.send(page(PageType::Product), at(0));
+    w.send(Event::ChatOpened, at(SEC));
+    w.send(Event::ConversationStarted, at(SEC));
+    w.send(page(PageType::Category), at(3 * SEC));
+    w.send(Event::ConversationEnded, at(4 * SEC));
+    assert_eq!(
+        seen(&w.send(cart(1), at(5 * SEC))),
+        held(Suppression::ChatOpen),
+        "the chat stayed open across the page change while the conversation ran"
+    );
+}
+
+#[test]
 fn nothing_fires_while_a_conversation_is_running() {
     let e = engine(&nudge(""), policy());
     let mut v = Visitor::arrive(&e, "v", T0);

@@ -495,6 +495,8 @@ fn nothing_over_the_chat_an_intervention_or_a_quiet_page(story: &Story, steps: &
             Event::Dismissed { .. } | Event::Engaged { .. } => open = false,
             Event::PageView(view) => {
                 open = false;
+                // A new page has no chat open unless a conversation runs.
+                chat &= conversation;
                 let page_type = view.page_type.unwrap_or(PageType::Other);
                 quiet_page = pol.quiet_page_types.contains(&page_type)
                     || pol
