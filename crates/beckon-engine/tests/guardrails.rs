@@ -523,7 +523,10 @@ fn a_page_change_closes_the_chat_unless_a_conversation_runs() {
     let mut v = Visitor::arrive(&e, "v", T0);
     v.send(page(PageType::Product), at(0));
     v.send(Event::ChatOpened, at(SEC));
-    assert_eq!(seen(&v.send(cart(1), at(2 * SEC))), held(Suppression::ChatOpen));
+    assert_eq!(
+        seen(&v.send(cart(1), at(2 * SEC))),
+        held(Suppression::ChatOpen)
+    );
     // The visitor clicked a chat button, then went on to another page: the widget opens no
     // chat there, so the server must not believe it is still open.
     assert_eq!(

@@ -58,3 +58,21 @@ fn a_long_value_cannot_make_a_long_message() {
     let out = render(&msg, &s.template_context(&p)).unwrap();
     assert_eq!(text(&out).chars().count(), MAX_TEXT);
 }
+
+#[test]
+fn a_template_that_fails_to_render_shows_its_text_without_template_syntax() {
+    use beckon_engine::rules::message::render_or_plain;
+    let (s, p) = session_with(&[]);
+    let broken = Message::Text {
+        text: "Hi {{ visitor.name | no_such_filter }}, welcome back {% if x %}!".to_owned(),
+    };
+    let ctx = s.template_context(&p);
+    assert!(render(&broken, &ctx).is_err(), "the template is broken");
+    let (shown, error) = render_or_plain(&broken, &ctx);
+    assert_eq!(text(&shown), "Hi, welcome back!");
+    assert!(error.is_some());
+    let fine = Message::Text {
+        text: "Plain words".to_owned(),
+    };
+    assert_eq!(render_or_plain(&fine, &ctx), (fine.clone(), None));
+}

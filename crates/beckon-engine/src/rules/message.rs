@@ -428,24 +428,78 @@ fn filters_used(text: &str) -> Vec<&str> {
 /// and minijinja has no access to anything but the context.
 pub fn render(message: &Message, context: &minijinja::Value) -> Result<Message, String> {
     let env = environment();
-    let r = |t: &String| -> Result<String, String> {
+    map_text(message, &mut |t: &String| -> Result<String, String> {
         if !t.contains("{{") && !t.contains("{%") {
             return Ok(t.clone());
         }
         let out = env.render_str(t, context).map_err(|e| e.to_string())?;
         // A long trait or URL must not make a long message.
         Ok(out.chars().take(MAX_TEXT).collect())
-    };
+    })
+}
+
+/// Renders like [`render`]; when that fails, the message's text without its template
+/// expressions (`Hi {{ visitor.name }}, welcome` becomes `Hi, welcome`), so a visitor never sees
+/// raw template syntax. The error, if any, is returned beside it for the caller to log.
+pub fn render_or_plain(message: &Message, context: &minijinja::Value) -> (Message, Option<String>) {
+    match render(message, context) {
+        Ok(m) => (m, None),
+        Err(e) => {
+            let plain = map_text(message, &mut |t: &String| Ok::<_, ()>(strip_templates(t)))
+                .unwrap_or_else(|()| message.clone());
+            (plain, Some(e))
+        }
+    }
+}
+
+/// Text with every `{{ … }}` and `{% … %}` removed, and the spaces and punctuation around a
+/// removed expression tidied.
+fn strip_templates(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest
+        .find('{')
+        .filter(|&i| matches!(rest[i + 1..].chars().next(), Some('{' | '%')))
+    {
+        out.push_str(&rest[..open]);
+        let close_tag = if rest[open + 1..].starts_with('{') {
+            "}}"
+        } else {
+            "%}"
+        };
+        match rest[open + 2..].find(close_tag) {
+            Some(close) => rest = &rest[open + 2 + close + 2..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mut tidy = words.join(" ");
+    for p in [",", ".", "!", "?", ":", ";"] {
+        tidy = tidy.replace(&format!(" {p}"), p);
+    }
+    tidy.trim_matches(|c: char| c == ',' || c.is_whitespace())
+        .to_owned()
+}
+
+/// The message with `f` applied to each templated field.
+fn map_text<E>(
+    message: &Message,
+    f: &mut dyn FnMut(&String) -> Result<String, E>,
+) -> Result<Message, E> {
     Ok(match message {
-        Message::Text { text } => Message::Text { text: r(text)? },
+        Message::Text { text } => Message::Text { text: f(text)? },
         Message::Card {
             title,
             body,
             image,
             buttons,
         } => Message::Card {
-            title: r(title)?,
-            body: r(body)?,
+            title: f(title)?,
+            body: f(body)?,
             image: image.clone(),
             buttons: buttons.clone(),
         },
@@ -455,13 +509,13 @@ pub fn render(message: &Message, context: &minijinja::Value) -> Result<Message, 
             description,
             expires,
         } => Message::Offer {
-            text: r(text)?,
+            text: f(text)?,
             code: code.clone(),
-            description: description.as_ref().map(r).transpose()?,
+            description: description.as_ref().map(&mut *f).transpose()?,
             expires: expires.clone(),
         },
         Message::Comparison { title, items } => Message::Comparison {
-            title: r(title)?,
+            title: f(title)?,
             items: items.clone(),
         },
         Message::EmailCapture {
@@ -470,14 +524,14 @@ pub fn render(message: &Message, context: &minijinja::Value) -> Result<Message, 
             ask_question,
             consent,
         } => Message::EmailCapture {
-            text: r(text)?,
+            text: f(text)?,
             ask_name: *ask_name,
             ask_question: *ask_question,
             consent: consent.clone(),
         },
         Message::OpenChat { question, text } => Message::OpenChat {
-            question: r(question)?,
-            text: text.as_ref().map(r).transpose()?,
+            question: f(question)?,
+            text: text.as_ref().map(&mut *f).transpose()?,
         },
     })
 }
