@@ -10,16 +10,25 @@ use beckon_engine::{Device, DeviceType};
 
 /// Whether this user agent (and the widget's report of `navigator.webdriver`) is a bot.
 pub fn is_bot(user_agent: &str, webdriver: bool) -> bool {
+    bot_reason(user_agent, webdriver).is_some()
+}
+
+/// Why this sender is a bot (the layer that said so), or `None` for a person.
+pub fn bot_reason(user_agent: &str, webdriver: bool) -> Option<String> {
     static BOTS: OnceLock<isbot::Bots> = OnceLock::new();
-    if webdriver || user_agent.trim().is_empty() {
-        return true;
+    if webdriver {
+        return Some("browser: navigator.webdriver is set".to_owned());
+    }
+    if user_agent.trim().is_empty() {
+        return Some("user agent: empty".to_owned());
     }
     if BOTS.get_or_init(isbot::Bots::default).is_bot(user_agent) {
-        return true;
+        return Some("user agent: matches the isbot patterns".to_owned());
     }
     woothee::parser::Parser::new()
         .parse(user_agent)
-        .is_some_and(|r| r.category == "crawler")
+        .filter(|r| r.category == "crawler")
+        .map(|r| format!("user agent: crawler {:?}", r.name))
 }
 
 /// The device, browser and OS of a user agent.

@@ -29,6 +29,21 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl From<crate::intake::IntakeError> for ApiError {
+    fn from(e: crate::intake::IntakeError) -> Self {
+        use crate::intake::IntakeError;
+        use crate::shard::BatchError;
+        match e {
+            IntakeError::BadRequest(m) => ApiError::BadRequest(m),
+            IntakeError::TooLarge(m) => ApiError::TooLarge(m),
+            IntakeError::Batch(BatchError::UnknownSite) => {
+                ApiError::Forbidden("unknown site key".to_owned())
+            }
+            IntakeError::Batch(other) => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {

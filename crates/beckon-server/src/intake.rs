@@ -1,34 +1,94 @@
-//! The domain call behind both event endpoints: validate a visitor's batch and hand it to the
-//! shard that owns the visitor.
+//! The domain call behind every event endpoint: establish who is sending, validate the batch,
+//! and hand it to the shard that owns the visitor (or, for a bot, straight to the log).
 
 use std::sync::Arc;
 
-use beckon_engine::{SessionStart, VisitorId};
+use beckon_engine::{SessionId, SessionStart, VisitorId};
+use beckon_store::{Applied, BatchContext, LoggedBatch, LoggedEvent, Source, Verdict, WriteBatch};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::edge;
-use crate::error::ApiError;
-use crate::shard::{BatchJob, BatchReply, ShardMsg};
+use crate::shard::{BatchError, BatchJob, BatchReply, ShardMsg};
 use crate::sites::SiteRuntime;
-use crate::wire::{ClientContext, MAX_BATCH_EVENTS, parse_event};
+use crate::visit::SessionRef;
+use crate::wire::{ClientContext, Identity, Incoming, MAX_BATCH_EVENTS, parse_event};
+
+/// Why a batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Malformed: the message names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Too many events.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Not stored; the client should resend.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
+/// Who claims to be sending, as the request says.
+pub enum Claim<'a> {
+    /// A browser: the visitor id and token it kept, if any. A missing or wrong token makes it a
+    /// new visitor.
+    Browser {
+        /// The visitor id as sent.
+        visitor: Option<&'a str>,
+        /// The token as sent.
+        token: Option<&'a str>,
+    },
+    /// The merchant's backend (authenticated with the site's secret key), naming a visitor.
+    Backend {
+        /// The visitor id as sent.
+        visitor: &'a str,
+    },
+}
 
 /// Who is sending, as the edge saw it.
 pub struct Sender<'a> {
     /// The site.
     pub site: Arc<SiteRuntime>,
-    /// The visitor id as sent.
-    pub visitor: &'a str,
-    /// The session id as sent.
-    pub session: &'a str,
+    /// Who they claim to be.
+    pub claim: Claim<'a>,
+    /// The session id as sent (`None`: the visitor's current visit, for the backend).
+    pub session: Option<&'a str>,
     /// The `User-Agent` header.
     pub user_agent: &'a str,
     /// The widget's context.
     pub context: &'a ClientContext,
-    /// The merchant's backend (authenticated with the secret key), not a browser: never
-    /// judged a bot.
-    pub backend: bool,
+}
+
+/// What a submitted batch got.
+#[derive(Debug)]
+pub struct Submitted {
+    /// The shard's answer.
+    pub reply: BatchReply,
+    /// Set when the sender was made a new visitor: the id and token to keep.
+    pub identity: Option<Identity>,
+}
+
+/// The visitor a browser speaks for: the claimed one when its token is right, otherwise a new
+/// one (with the identity to hand back).
+pub fn identify(
+    state: &AppState,
+    site: &SiteRuntime,
+    visitor: Option<&str>,
+    token: Option<&str>,
+) -> (VisitorId, Option<Identity>) {
+    let id = &site.record.id;
+    if let (Some(v), Some(t)) = (visitor.and_then(|v| VisitorId::parse(v).ok()), token) {
+        if state.tokens.verify(id, &v, t) {
+            return (v, None);
+        }
+    }
+    let (visitor, token) = state.tokens.mint(id);
+    let identity = Identity {
+        visitor: visitor.to_string(),
+        token,
+    };
+    (visitor, Some(identity))
 }
 
 /// Validates and submits a batch; resolves once it is durable.
@@ -36,16 +96,15 @@ pub async fn submit(
     state: &AppState,
     from: Sender<'_>,
     events: Vec<Value>,
-) -> Result<BatchReply, ApiError> {
-    let visitor =
-        VisitorId::parse(from.visitor).map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
-    if VisitorId::parse(from.session).is_err() {
-        return Err(ApiError::BadRequest(
-            "session must be 1 to 128 characters of [A-Za-z0-9._:-]".to_owned(),
-        ));
-    }
+) -> Result<Submitted, IntakeError> {
+    let session = match from.session {
+        Some(s) => SessionRef::Id(
+            SessionId::parse(s).map_err(|e| IntakeError::BadRequest(format!("session {e}")))?,
+        ),
+        None => SessionRef::Current,
+    };
     if events.len() > MAX_BATCH_EVENTS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(IntakeError::TooLarge(format!(
             "{} events in one batch; at most {MAX_BATCH_EVENTS}",
             events.len()
         )));
@@ -55,43 +114,107 @@ pub async fn submit(
         .enumerate()
         .map(|(i, v)| parse_event(i, v))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::BadRequest)?;
-    // Bots are judged before the engine sees anything, and kept out of the log and the numbers.
-    if !from.backend && edge::is_bot(from.user_agent, from.context.webdriver.unwrap_or(false)) {
-        return Ok(BatchReply {
-            acked: events.into_iter().map(|e| e.id).collect(),
-            ..BatchReply::default()
-        });
+        .map_err(IntakeError::BadRequest)?;
+    let (visitor, identity, source) = match from.claim {
+        Claim::Browser { visitor, token } => {
+            let (v, identity) = identify(state, &from.site, visitor, token);
+            (v, identity, Source::Browser)
+        }
+        Claim::Backend { visitor } => (
+            VisitorId::parse(visitor)
+                .map_err(|e| IntakeError::BadRequest(format!("visitor {e}")))?,
+            None,
+            Source::Backend,
+        ),
+    };
+    let language = from
+        .context
+        .lang
+        .as_deref()
+        .and_then(|l| l.split('-').next())
+        .filter(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()))
+        .map(str::to_ascii_lowercase);
+    let tz = from.context.tz_offset.unwrap_or(0).clamp(-14 * 60, 14 * 60) as i16;
+    let context = BatchContext {
+        user_agent: from.user_agent.chars().take(512).collect(),
+        language: language.clone(),
+        tz_offset_minutes: tz,
+    };
+    // Bots are judged before the engine sees anything: logged for the operator, never decided
+    // on, kept out of every number.
+    if source == Source::Browser {
+        if let Some(reason) =
+            edge::bot_reason(from.user_agent, from.context.webdriver.unwrap_or(false))
+        {
+            let reply =
+                log_bot(state, &from.site, visitor, session, context, reason, events).await?;
+            return Ok(Submitted { reply, identity });
+        }
     }
     let start = SessionStart {
         device: edge::device(from.user_agent),
         bot: false,
-        language: from
-            .context
-            .lang
-            .as_deref()
-            .and_then(|l| l.split('-').next())
-            .filter(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()))
-            .map(str::to_ascii_lowercase),
-        utc_offset_minutes: from.context.tz_offset.unwrap_or(0).clamp(-14 * 60, 14 * 60) as i16,
+        language,
+        utc_offset_minutes: tz,
     };
     let (reply, answer) = oneshot::channel();
     let job = BatchJob {
-        site: from.site,
+        site: from.site.record.id.clone(),
         visitor: visitor.clone(),
-        session: from.session.to_owned(),
+        session,
+        source,
         start,
+        context,
         events,
         reply,
-        backend: from.backend,
     };
-    state
-        .shards
-        .send(&visitor, ShardMsg::Batch(job))
-        .await
-        .map_err(ApiError::Unavailable)?;
-    answer
-        .await
-        .map_err(|_| ApiError::Unavailable("the shard dropped the batch".to_owned()))?
-        .map_err(ApiError::Unavailable)
+    state.shards.try_send(&visitor, ShardMsg::Batch(job))?;
+    let reply = answer.await.map_err(|_| BatchError::Stopped)??;
+    Ok(Submitted { reply, identity })
+}
+
+/// Logs a bot's batch without deciding anything, and acknowledges it once durable.
+async fn log_bot(
+    state: &AppState,
+    site: &SiteRuntime,
+    visitor: VisitorId,
+    session: SessionRef,
+    context: BatchContext,
+    reason: String,
+    events: Vec<Incoming>,
+) -> Result<BatchReply, BatchError> {
+    let acked = events.iter().map(|e| e.id.clone()).collect();
+    let batch = LoggedBatch {
+        site: site.record.id.clone(),
+        visitor,
+        session: match session {
+            SessionRef::Id(s) => Some(s),
+            SessionRef::Current => None,
+        },
+        at: state.clock.now(),
+        source: Source::Browser,
+        context,
+        verdict: Verdict::Bot { reason },
+        rules_version: site.version(),
+        begins: None,
+        events: events
+            .into_iter()
+            .map(|e| LoggedEvent {
+                key: e.key,
+                id: e.id,
+                kind: e.kind.to_owned(),
+                body: e.body,
+                applied: Applied::Logged,
+            })
+            .collect(),
+    };
+    let write = WriteBatch {
+        batches: vec![batch],
+        ..WriteBatch::default()
+    };
+    state.writer.enqueue(write, Vec::new()).await.await?;
+    Ok(BatchReply {
+        acked,
+        ..BatchReply::default()
+    })
 }

@@ -9,10 +9,17 @@ pub mod edge;
 pub mod error;
 pub mod ids;
 pub mod intake;
+pub mod limits;
+pub mod metrics;
+pub mod prune;
+pub mod replay;
 pub mod routes;
 pub mod shard;
 pub mod sites;
+pub mod token;
+pub mod visit;
 pub mod wire;
+pub mod wire_message;
 pub mod writer;
 
 use std::future::Future;
@@ -26,8 +33,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::shard::{IDLE_EVICT, ShardMsg, Shards};
+use crate::clock::Clock;
+use crate::limits::Limits;
+use crate::shard::{IDLE_EVICT, ShardConfig, ShardMsg, Shards};
 use crate::sites::Sites;
+use crate::token::Tokens;
 use crate::writer::Writer;
 
 /// What every handler can reach.
@@ -37,8 +47,16 @@ pub struct AppState {
     pub sites: Sites,
     /// The engine shards.
     pub shards: Shards,
+    /// The group-commit writer.
+    pub writer: Writer,
     /// Storage.
     pub store: Arc<dyn Store>,
+    /// Visitor tokens.
+    pub tokens: Tokens,
+    /// The clock.
+    pub clock: Clock,
+    /// The server's bounds.
+    pub limits: Limits,
     /// Serve the demo shop at `/`.
     pub demo_shop: bool,
     /// Cancelled when the server shuts down; connection loops select on it.
@@ -52,6 +70,12 @@ pub struct Options {
     pub shards: usize,
     /// Serve the demo shop at `/`.
     pub demo_shop: bool,
+    /// The server's bounds.
+    pub limits: Limits,
+    /// The clock (tests use tokio's, to run timers on paused time).
+    pub clock: Clock,
+    /// How often the store is asked for changed sites.
+    pub watch_sites: std::time::Duration,
 }
 
 impl Default for Options {
@@ -59,8 +83,22 @@ impl Default for Options {
         Options {
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             demo_shop: false,
+            limits: Limits::default(),
+            clock: Clock::System,
+            watch_sites: sites::WATCH_EVERY,
         }
     }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store failed.
+    #[error("storage: {0}")]
+    Store(#[from] beckon_store::StoreError),
+    /// The shards stopped while resuming.
+    #[error(transparent)]
+    Shard(#[from] shard::BatchError),
 }
 
 /// A started server: its state and background tasks.
@@ -73,21 +111,53 @@ pub struct Server {
 
 /// Loads the sites, starts the writer and the shards, and resumes the sessions that were live
 /// when the server last stopped (their timers are re-armed).
-pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, String> {
+pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, StartError> {
+    let tokens = Tokens::new(store.server_key().await?);
     let sites = Sites::load(store.as_ref()).await?;
     let shutdown = CancellationToken::new();
+    let clock = options.clock.clone();
     let (writer, writer_task) = Writer::start(store.clone());
-    let (shards, tasks) = Shards::start(options.shards, store.clone(), writer, shutdown.clone());
-    let since = clock::now().plus_ms(-(IDLE_EVICT.as_millis() as i64));
-    let active = store
-        .active_visitors(since)
-        .await
-        .map_err(|e| e.to_string())?;
-    for record in active {
-        if let Some(site) = sites.get(record.site.as_str()) {
+    let shard_count = options.shards.max(1);
+    let config = ShardConfig {
+        store: store.clone(),
+        writer: writer.clone(),
+        sites: sites.clone(),
+        clock: clock.clone(),
+        max_live: options
+            .limits
+            .max_live_sessions
+            .div_ceil(shard_count)
+            .max(1),
+    };
+    let (shards, mut tasks) = Shards::start(shard_count, config, shutdown.clone());
+    tasks.push(tokio::spawn(sites::watch(
+        sites.clone(),
+        store.clone(),
+        options.watch_sites,
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(prune::run(
+        store.clone(),
+        clock.clone(),
+        options.limits.retention,
+        shutdown.clone(),
+    )));
+    let since = clock.now().plus_ms(-(IDLE_EVICT.as_millis() as i64));
+    let active = store.active_visitors(since).await?;
+    if active.undecodable > 0 {
+        tracing::warn!(
+            visitors = active.undecodable,
+            "stored visitor states could not be read; those visitors start afresh"
+        );
+        for _ in 0..active.undecodable {
+            metrics::undecodable_state();
+        }
+    }
+    for record in active.records {
+        if sites.get_id(&record.site).is_some() {
             let visitor = record.visitor.clone();
             shards
-                .send(&visitor, ShardMsg::Resume(site, Box::new(record)))
+                .send(&visitor, ShardMsg::Resume(Box::new(record)))
                 .await?;
         }
     }
@@ -95,7 +165,11 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         state: AppState {
             sites,
             shards,
+            writer,
             store,
+            tokens,
+            clock,
+            limits: options.limits,
             demo_shop: options.demo_shop,
             shutdown,
         },

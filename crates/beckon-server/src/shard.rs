@@ -1,74 +1,118 @@
-//! Engine shards: each owns a slice of the live sessions, runs the engine on them, and wakes
-//! them when the engine asks.
+//! Engine shards: each owns a slice of the live visitors, runs their batches through
+//! [`Visitor::apply`], and wakes them when the engine asks.
 //!
-//! One task per shard owns its sessions outright, so the hot path takes no lock: a visitor's
-//! events always go to the same shard (by a hash of the visitor id) and are handled in order.
-//! Writes go to the group-commit writer; replies (acks, interventions) leave only once the
-//! writer says the batch is durable.
+//! One task per shard owns its visitors outright, so the hot path takes no lock: a visitor's
+//! messages always go to the same shard (by a hash of the visitor id) and are handled in order.
+//! The shard never waits for the store on one visitor's behalf: a visitor that needs a read (a
+//! cold load, a check of which event keys are already logged) is marked busy, the read runs
+//! apart, and the visitor's later messages wait in its own queue while the shard goes on with
+//! everyone else. Writes go to the group-commit writer, fenced by the visitor's load
+//! generation; replies (acks, interventions) leave only once the writer says they are durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use beckon_engine::hash::fnv1a64;
-use beckon_engine::session::Arm;
-use beckon_engine::{Engine, Event, Outcome, Profile, SessionStart, SiteId, Timestamp, VisitorId};
-use beckon_store::{Exposure, SessionRecord, Store, StoredEvent, VisitorRecord, WriteBatch};
+use beckon_engine::{Event, EventId, Profile, SessionStart, SiteId, Timestamp, VisitorId};
+use beckon_store::{
+    BatchContext, Exposure, LoggedBatch, Source, Store, StoreError, Verdict, VisitorRecord,
+    VisitorWrite, WriteBatch,
+};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
-use crate::clock::now;
-use crate::sites::SiteRuntime;
-use crate::wire::{DownFrame, Incoming, Intervention};
-use crate::writer::Writer;
+use crate::clock::Clock;
+use crate::sites::Sites;
+use crate::visit::{SessionRef, Visitor};
+use crate::wire::{DownFrame, Incoming, Intervention, TICK_BODY};
+use crate::writer::{WriteError, Writer};
 
-/// A session idle this long is dropped from memory (its state is on disk).
+/// A visitor idle this long is dropped from memory (its state is on disk).
 pub const IDLE_EVICT: Duration = Duration::from_secs(30 * 60);
-/// How many recent event ids a session remembers to drop resends.
-pub const RECENT_IDS: usize = 256;
-/// The session id the merchant's backend uses for "whatever session the visitor has now".
-pub const CURRENT_SESSION: &str = "current";
-/// The longest a session's timer is set for; a later wake is re-checked then.
+/// The longest a visitor's timer is set for; a later wake is re-checked then.
 pub const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
-/// How many previous session ids a visitor's state remembers.
-pub const ENDED_SESSIONS: usize = 8;
-/// Messages that may wait for a shard.
+/// Messages that may wait for a shard; past it, the edge sheds (503).
 pub const SHARD_QUEUE: usize = 1024;
+/// Event keys a live visitor remembers as logged, to answer resends without a read.
+pub const KNOWN_KEYS: usize = 128;
+/// How often idle visitors are dropped from memory.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Who a session belongs to.
 pub type VisitorKey = (SiteId, VisitorId);
 
+/// Load generations, unique in the process and increasing, so that the writer can tell a
+/// reloaded visitor state from the one whose write failed.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 /// A batch of a visitor's events for the shard that owns them.
 pub struct BatchJob {
     /// The site.
-    pub site: Arc<SiteRuntime>,
-    /// The visitor.
+    pub site: SiteId,
+    /// The visitor (verified by the edge).
     pub visitor: VisitorId,
-    /// The session id the widget uses.
-    pub session: String,
-    /// What the edge knows, used when a new session starts.
+    /// The visit the batch speaks for.
+    pub session: SessionRef,
+    /// Who sent it.
+    pub source: Source,
+    /// What the edge knows, used when a new visit starts.
     pub start: SessionStart,
+    /// The request context, for the log.
+    pub context: BatchContext,
     /// The events, already validated.
     pub events: Vec<Incoming>,
     /// Where the answer goes, once durable.
-    pub reply: oneshot::Sender<Result<BatchReply, String>>,
-    /// Sent by the merchant's backend: its answer goes to the backend, so what fires is
-    /// delivered to the visitor like a timer's intervention instead.
-    pub backend: bool,
+    pub reply: oneshot::Sender<Result<BatchReply, BatchError>>,
 }
 
 /// The answer to a batch.
 #[derive(Debug, Default)]
 pub struct BatchReply {
     /// Every id of the batch, stored now or before.
-    pub acked: Vec<String>,
+    pub acked: Vec<EventId>,
     /// Events new to the log.
     pub accepted: usize,
     /// Events seen before.
     pub duplicates: usize,
-    /// What fired.
+    /// What fired, for the visitor.
     pub interventions: Vec<Intervention>,
+}
+
+/// Why a batch was not stored.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The store failed (or an earlier write of this visitor did); nothing of the batch was
+    /// stored and a resend will be applied once.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The shard's queue is full.
+    #[error("the server is overloaded")]
+    Overloaded,
+    /// The site is not served (any more).
+    #[error("unknown site")]
+    UnknownSite,
+    /// The shard has stopped.
+    #[error("the engine shard has stopped")]
+    Stopped,
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        BatchError::Unavailable(e.to_string())
+    }
+}
+
+impl From<WriteError> for BatchError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Stopped => BatchError::Stopped,
+            other => BatchError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 /// A message to a shard.
@@ -91,10 +135,45 @@ pub enum ShardMsg {
         /// The connection's id.
         conn: u64,
     },
-    /// A persisted session to resume after a restart (its timer is re-armed).
-    Resume(Arc<SiteRuntime>, Box<VisitorRecord>),
-    /// A commit failed: forget the in-memory state so the next event reloads what is durable.
-    Evict(VisitorKey),
+    /// A persisted visitor to resume after a restart (its timer is re-armed).
+    Resume(Box<VisitorRecord>),
+    /// Answers when the shard is running (for `/readyz`).
+    Ping(oneshot::Sender<()>),
+}
+
+/// What the shard's own helpers report back. These travel on a channel apart from the edge's
+/// bounded queue, so that a full queue never delays a failure or a finished read.
+enum Internal {
+    Loaded {
+        key: VisitorKey,
+        result: Result<Option<VisitorRecord>, StoreError>,
+    },
+    Known {
+        key: VisitorKey,
+        job: BatchJob,
+        result: Result<Vec<String>, StoreError>,
+    },
+    Committed {
+        key: VisitorKey,
+        generation: u64,
+        keys: Vec<String>,
+        ok: bool,
+    },
+}
+
+/// How the shards are built.
+#[derive(Clone)]
+pub struct ShardConfig {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The group-commit writer.
+    pub writer: Writer,
+    /// The sites, for the engine in force.
+    pub sites: Sites,
+    /// The clock.
+    pub clock: Clock,
+    /// Live visitors one shard may hold.
+    pub max_live: usize,
 }
 
 /// The shards, addressed by visitor.
@@ -107,22 +186,23 @@ impl Shards {
     /// Starts `n` shards.
     pub fn start(
         n: usize,
-        store: Arc<dyn Store>,
-        writer: Writer,
-        shutdown: tokio_util::sync::CancellationToken,
+        config: ShardConfig,
+        shutdown: CancellationToken,
     ) -> (Shards, Vec<tokio::task::JoinHandle<()>>) {
         let mut senders = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
-        for _ in 0..n.max(1) {
+        for index in 0..n.max(1) {
             let (tx, rx) = mpsc::channel(SHARD_QUEUE);
+            let (internal_tx, internal_rx) = mpsc::unbounded_channel();
             let shard = Shard {
-                sessions: HashMap::new(),
+                index,
+                slots: HashMap::new(),
+                live: 0,
                 timers: DelayQueue::new(),
-                store: store.clone(),
-                writer: writer.clone(),
-                me: tx.clone(),
+                config: config.clone(),
+                internal: internal_tx,
             };
-            tasks.push(tokio::spawn(shard.run(rx, shutdown.clone())));
+            tasks.push(tokio::spawn(shard.run(rx, internal_rx, shutdown.clone())));
             senders.push(tx);
         }
         (
@@ -133,58 +213,120 @@ impl Shards {
         )
     }
 
-    /// Sends a message to the shard that owns `visitor`.
-    pub async fn send(&self, visitor: &VisitorId, msg: ShardMsg) -> Result<(), String> {
+    fn sender(&self, visitor: &VisitorId) -> &mpsc::Sender<ShardMsg> {
         let i = (fnv1a64(visitor.as_str()) % self.senders.len() as u64) as usize;
-        self.senders[i]
+        &self.senders[i]
+    }
+
+    /// Sends a message to the shard that owns `visitor`, waiting for room in its queue.
+    pub async fn send(&self, visitor: &VisitorId, msg: ShardMsg) -> Result<(), BatchError> {
+        self.sender(visitor)
             .send(msg)
             .await
-            .map_err(|_| "the engine shard has stopped".to_owned())
+            .map_err(|_| BatchError::Stopped)
+    }
+
+    /// Sends a message to the shard that owns `visitor` if its queue has room: a request is
+    /// shed rather than left waiting on an overloaded shard.
+    pub fn try_send(&self, visitor: &VisitorId, msg: ShardMsg) -> Result<(), BatchError> {
+        self.sender(visitor).try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => BatchError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => BatchError::Stopped,
+        })
+    }
+
+    /// Whether every shard task is still running (a stopped or panicked shard drops its
+    /// queue).
+    pub fn alive(&self) -> bool {
+        !self.senders.iter().any(|s| s.is_closed())
     }
 }
 
-struct Live {
-    site: Arc<SiteRuntime>,
-    session_id: String,
-    state: beckon_engine::Session,
-    profile: Profile,
-    recent_ids: VecDeque<String>,
-    /// Previous session ids of the visitor.
-    ended: VecDeque<String>,
-    timer: Option<delay_queue::Key>,
+/// A visitor this shard knows of: their live state (if loaded), their sockets, and the work
+/// that waits while a read runs.
+#[derive(Default)]
+struct Slot {
+    live: Option<Live>,
+    /// A read for this visitor is running; its messages wait in `waiting`.
+    busy: bool,
+    waiting: VecDeque<Work>,
+    /// Keys of writes not yet answered by the writer.
+    inflight: HashMap<String, u32>,
     conns: Vec<(u64, mpsc::Sender<DownFrame>)>,
-    /// Interventions fired by a timer while no connection was attached; delivered with the
-    /// next answer.
+    /// Interventions fired while no socket was attached; delivered with the next answer.
     pending: Vec<Intervention>,
-    /// The engine's latest `next_wake`.
+}
+
+/// Work deferred until a visitor's read finishes.
+enum Work {
+    Batch(BatchJob),
+    Tick,
+}
+
+/// A visitor's state in memory.
+struct Live {
+    visitor: Visitor,
+    generation: u64,
+    /// Keys known to be logged (a cache of the durable truth).
+    known: HashSet<String>,
+    /// Every key this visitor ever logged is in `known`: the state was born in this process and
+    /// `known` never overflowed, so a key not in it is new without asking the store.
+    complete: bool,
+    /// The profile as last queued for writing, to write it only when it changed.
+    written_profile: Option<Profile>,
+    timer: Option<delay_queue::Key>,
     next_wake: Option<Timestamp>,
     last_seen: Timestamp,
 }
 
-struct Shard {
-    sessions: HashMap<VisitorKey, Live>,
-    timers: DelayQueue<VisitorKey>,
-    store: Arc<dyn Store>,
-    writer: Writer,
-    me: mpsc::Sender<ShardMsg>,
+impl Live {
+    fn new(visitor: Visitor, complete: bool, last_seen: Timestamp) -> Live {
+        Live {
+            visitor,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            known: HashSet::new(),
+            complete,
+            written_profile: None,
+            timer: None,
+            next_wake: None,
+            last_seen,
+        }
+    }
+
+    fn remember(&mut self, keys: Vec<String>) {
+        for key in keys {
+            if self.known.len() >= KNOWN_KEYS {
+                // From here on, a miss must ask the store.
+                self.known.clear();
+                self.complete = false;
+            }
+            self.known.insert(key);
+        }
+    }
 }
 
-/// What one pass of the engine over some events produced.
-#[derive(Default)]
-struct Pass {
-    write: WriteBatch,
-    reply: BatchReply,
+struct Shard {
+    index: usize,
+    slots: HashMap<VisitorKey, Slot>,
+    /// Slots with live state.
+    live: usize,
+    timers: DelayQueue<VisitorKey>,
+    config: ShardConfig,
+    internal: mpsc::UnboundedSender<Internal>,
 }
 
 impl Shard {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<ShardMsg>,
-        shutdown: tokio_util::sync::CancellationToken,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+        shutdown: CancellationToken,
     ) {
-        let mut sweep = tokio::time::interval(Duration::from_secs(60));
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
+                biased;
+                Some(msg) = internal.recv() => self.internal(msg).await,
                 msg = rx.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
                     None => break,
@@ -200,138 +342,437 @@ impl Shard {
 
     async fn handle(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Batch(job) => self.batch(job).await,
+            ShardMsg::Batch(job) => {
+                let key = (job.site.clone(), job.visitor.clone());
+                self.submit(key, Work::Batch(job)).await;
+            }
             ShardMsg::Attach { key, conn, tx } => {
-                if let Some(live) = self.sessions.get_mut(&key) {
-                    for i in live.pending.drain(..) {
-                        // A full socket queue means a stuck client; it will get the
-                        // intervention's effects (caps) but not the message, which is fine.
-                        let _ = tx.try_send(DownFrame::Intervention(i)).is_ok();
-                    }
-                    live.conns.push((conn, tx));
+                let slot = self.slots.entry(key).or_default();
+                for i in slot.pending.drain(..) {
+                    // A full socket queue means a stuck client; it keeps the intervention's
+                    // effects (caps) but not the message, which is fine.
+                    let _ = tx.try_send(DownFrame::Intervention(i)).is_ok();
                 }
+                slot.conns.push((conn, tx));
             }
             ShardMsg::Detach { key, conn } => {
-                if let Some(live) = self.sessions.get_mut(&key) {
-                    live.conns.retain(|(c, _)| *c != conn);
+                if let Some(slot) = self.slots.get_mut(&key) {
+                    slot.conns.retain(|(c, _)| *c != conn);
                 }
+                self.forget_if_empty(&key);
             }
-            ShardMsg::Resume(site, record) => {
+            ShardMsg::Resume(record) => {
                 let key = (record.site.clone(), record.visitor.clone());
-                if self.sessions.contains_key(&key) {
+                let slot = self.slots.entry(key.clone()).or_default();
+                if slot.live.is_some() || slot.busy || record.session.is_none() {
                     return;
                 }
-                let Some(session) = record.session else {
-                    return;
-                };
-                self.sessions.insert(
-                    key.clone(),
-                    Live {
-                        site,
-                        session_id: session.id,
-                        state: session.state,
-                        profile: record.profile,
-                        recent_ids: session.recent_ids.into(),
-                        ended: session.ended.into(),
-                        timer: None,
-                        conns: Vec::new(),
-                        pending: Vec::new(),
-                        next_wake: None,
-                        last_seen: record.last_seen,
-                    },
-                );
+                let last_seen = record.last_seen;
+                slot.live = Some(Live::new(Visitor::from_record(*record), false, last_seen));
+                self.live += 1;
+                self.make_room();
                 self.wake(key).await;
             }
-            ShardMsg::Evict(key) => {
-                if let Some(live) = self.sessions.remove(&key) {
-                    if let Some(t) = live.timer {
-                        self.timers.remove(&t);
-                    }
-                }
+            ShardMsg::Ping(tx) => {
+                let _ = tx.send(());
             }
         }
     }
 
-    async fn batch(&mut self, job: BatchJob) {
-        let key = (job.site.record.id.clone(), job.visitor.clone());
-        let now = now();
-        let current = match self.ensure_live(&key, &job, now).await {
-            Ok(current) => current,
-            Err(e) => {
-                let _ = job.reply.send(Err(e));
+    /// Runs `work` now, or queues it behind the visitor's running read.
+    async fn submit(&mut self, key: VisitorKey, work: Work) {
+        let slot = self.slots.entry(key.clone()).or_default();
+        if slot.busy {
+            slot.waiting.push_back(work);
+            return;
+        }
+        self.process(key, work).await;
+    }
+
+    /// Runs the visitor's waiting work until a read makes them busy again.
+    async fn drain(&mut self, key: VisitorKey) {
+        loop {
+            let Some(slot) = self.slots.get_mut(&key) else {
+                return;
+            };
+            if slot.busy {
                 return;
             }
-        };
-        let live = self.sessions.get_mut(&key).expect("ensured above");
-        // Events are logged under the session they were sent in; the backend's "current"
-        // means the visitor's live one.
-        let session = if job.session == CURRENT_SESSION {
-            live.session_id.clone()
-        } else {
-            job.session.clone()
-        };
-        let mut pass = Pass::default();
-        pass.reply.interventions.append(&mut live.pending);
-        for incoming in job.events {
-            pass.reply.acked.push(incoming.id.clone());
-            if live.recent_ids.contains(&incoming.id) {
-                pass.reply.duplicates += 1;
-                continue;
+            let Some(work) = slot.waiting.pop_front() else {
+                break;
+            };
+            self.process(key.clone(), work).await;
+        }
+        self.forget_if_empty(&key);
+    }
+
+    async fn process(&mut self, key: VisitorKey, work: Work) {
+        let slot = self.slots.get_mut(&key).expect("slot exists");
+        let Some(live) = slot.live.as_mut() else {
+            match work {
+                // A tick for a visitor no longer in memory has nothing to wake.
+                Work::Tick => {}
+                Work::Batch(job) => {
+                    slot.waiting.push_front(Work::Batch(job));
+                    self.load(key);
+                }
             }
-            remember(&mut live.recent_ids, incoming.id.clone(), RECENT_IDS);
-            pass.reply.accepted += 1;
-            pass.write.events.push(StoredEvent {
-                site: key.0.clone(),
-                visitor: key.1.clone(),
-                session: session.clone(),
-                id: incoming.id,
-                at: now,
-                kind: incoming.kind,
-                body: incoming.raw.to_string(),
-            });
-            if current {
-                decide(live, &incoming.event, now, &mut pass);
+            return;
+        };
+        let job = match work {
+            Work::Tick => return self.tick(key).await,
+            Work::Batch(job) => job,
+        };
+        // Keys this batch brings that neither memory nor an in-flight write knows.
+        let unknown: Vec<String> = job
+            .events
+            .iter()
+            .map(|e| e.key.clone())
+            .filter(|k| !live.known.contains(k) && !slot.inflight.contains_key(k))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if unknown.is_empty() || live.complete {
+            return self.apply(key, job, HashSet::new()).await;
+        }
+        slot.busy = true;
+        let store = self.config.store.clone();
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let result = store.known_keys(&key.0, &key.1, &unknown).await;
+            let _ = tx.send(Internal::Known { key, job, result });
+        });
+    }
+
+    /// Starts reading the visitor's state; their work waits meanwhile.
+    fn load(&mut self, key: VisitorKey) {
+        let slot = self.slots.get_mut(&key).expect("slot exists");
+        slot.busy = true;
+        let store = self.config.store.clone();
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let result = store.visitor(&key.0, &key.1).await;
+            let _ = tx.send(Internal::Loaded { key, result });
+        });
+    }
+
+    async fn internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Loaded { key, result } => {
+                let now = self.config.clock.now();
+                let Some(slot) = self.slots.get_mut(&key) else {
+                    return;
+                };
+                slot.busy = false;
+                let live = match result {
+                    Ok(Some(record)) => Live::new(Visitor::from_record(record), false, now),
+                    // Nothing stored: every key this visitor will log passes through here.
+                    Ok(None) => Live::new(Visitor::fresh(key.1.clone()), true, now),
+                    Err(StoreError::Undecodable(reason)) => {
+                        tracing::warn!(site = %key.0, visitor = %key.1, %reason, "stored visitor state is unreadable; the visitor starts afresh");
+                        crate::metrics::undecodable_state();
+                        // Keys already logged may exist: ask the store about them.
+                        Live::new(Visitor::fresh(key.1.clone()), false, now)
+                    }
+                    Err(e) => {
+                        // The work that waited cannot run: tell each sender, keep nothing.
+                        for work in slot.waiting.drain(..) {
+                            if let Work::Batch(job) = work {
+                                let _ = job.reply.send(Err(e.clone().into()));
+                            }
+                        }
+                        self.forget_if_empty(&key);
+                        return;
+                    }
+                };
+                slot.live = Some(live);
+                self.live += 1;
+                self.make_room();
+                self.drain(key).await;
+            }
+            Internal::Known { key, job, result } => {
+                let Some(slot) = self.slots.get_mut(&key) else {
+                    let _ = job.reply.send(Err(BatchError::Stopped));
+                    return;
+                };
+                slot.busy = false;
+                match result {
+                    Ok(found) => {
+                        let found: HashSet<String> = found.into_iter().collect();
+                        if let Some(live) = slot.live.as_mut() {
+                            live.remember(found.iter().cloned().collect());
+                        }
+                        self.apply(key.clone(), job, found).await;
+                    }
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e.into()));
+                    }
+                }
+                self.drain(key).await;
+            }
+            Internal::Committed {
+                key,
+                generation,
+                keys,
+                ok,
+            } => {
+                let Some(slot) = self.slots.get_mut(&key) else {
+                    return;
+                };
+                for k in &keys {
+                    if let Some(n) = slot.inflight.get_mut(k) {
+                        *n -= 1;
+                        if *n == 0 {
+                            slot.inflight.remove(k);
+                        }
+                    }
+                }
+                let current = slot
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| l.generation == generation);
+                if ok {
+                    if let Some(live) = slot.live.as_mut().filter(|_| current) {
+                        live.remember(keys);
+                    }
+                } else if current {
+                    // What waited for delivery fired in a state that never landed.
+                    slot.pending.clear();
+                    // The memory is ahead of the disk: drop it, so that the next batch reloads
+                    // what is durable and the client's resend is applied to it exactly once.
+                    // Writes already queued on this state are fenced by the writer.
+                    if let Some(live) = slot.live.take() {
+                        if let Some(t) = live.timer {
+                            self.timers.remove(&t);
+                        }
+                        self.live -= 1;
+                    }
+                }
+                self.forget_if_empty(&key);
             }
         }
-        self.finish(key, pass, Some(job.reply), now, job.backend)
+    }
+
+    /// Applies a batch to a loaded visitor: `durable` holds the batch's keys the store already
+    /// has.
+    async fn apply(&mut self, key: VisitorKey, job: BatchJob, durable: HashSet<String>) {
+        let now = self.config.clock.now();
+        let Some(site) = self.config.sites.get_id(&key.0) else {
+            let _ = job.reply.send(Err(BatchError::UnknownSite));
+            return;
+        };
+        let slot = self.slots.get_mut(&key).expect("slot exists");
+        let live = slot.live.as_mut().expect("loaded");
+        let mut reply = BatchReply::default();
+        let mut fresh = Vec::with_capacity(job.events.len());
+        let mut seen_here = HashSet::new();
+        for incoming in job.events {
+            reply.acked.push(incoming.id.clone());
+            let k = &incoming.key;
+            if live.known.contains(k)
+                || slot.inflight.contains_key(k)
+                || durable.contains(k)
+                || !seen_here.insert(k.clone())
+            {
+                reply.duplicates += 1;
+                continue;
+            }
+            crate::metrics::events_in(incoming.kind);
+            fresh.push(incoming);
+        }
+        reply.accepted = fresh.len();
+        crate::metrics::duplicate_events(reply.duplicates);
+        let mut new_id = crate::ids::intervention_id;
+        let effect = live.visitor.apply(
+            &site.engine,
+            &job.session,
+            &job.start,
+            fresh,
+            now,
+            &mut new_id,
+        );
+        if let Some(wake) = effect.next_wake {
+            live.next_wake = wake;
+        }
+        let refused = effect
+            .events
+            .iter()
+            .filter(|e| matches!(e.applied, beckon_store::Applied::Refused(_)))
+            .count();
+        crate::metrics::refused_events(refused);
+        let logged = (!effect.events.is_empty()).then(|| LoggedBatch {
+            site: key.0.clone(),
+            visitor: key.1.clone(),
+            session: effect.session.clone(),
+            at: now,
+            source: job.source,
+            context: job.context,
+            verdict: Verdict::Human,
+            rules_version: site.version(),
+            begins: effect.begins.clone(),
+            events: effect.events,
+        });
+        let mut pushed = Vec::new();
+        let mut write = WriteBatch::default();
+        for fired in effect.fired {
+            crate::metrics::decision(
+                if fired.message.is_some() {
+                    "fire"
+                } else {
+                    "ghost"
+                },
+                None,
+            );
+            write.exposures.push(Exposure {
+                id: fired.intervention.clone(),
+                site: key.0.clone(),
+                visitor: key.1.clone(),
+                session: fired.session,
+                rule: fired.rule.clone(),
+                arm: fired.arm,
+                at: now,
+                message: fired
+                    .message
+                    .as_ref()
+                    .map(|m| serde_json::to_string(m).unwrap_or_default())
+                    .unwrap_or_default(),
+            });
+            if let Some(message) = fired.message {
+                pushed.push(Intervention {
+                    id: fired.intervention,
+                    rule: fired.rule.to_string(),
+                    message,
+                });
+            }
+        }
+        // What the merchant's backend triggers reaches the visitor apart (its answer goes to
+        // the backend); the browser's own batch carries it in the answer.
+        let apart = if job.source == Source::Browser {
+            let slot = self.slots.get_mut(&key).expect("slot exists");
+            reply.interventions.append(&mut slot.pending);
+            reply.interventions.extend(pushed);
+            Vec::new()
+        } else {
+            pushed
+        };
+        if let Some(batch) = logged {
+            write.batches.push(batch);
+        }
+        self.finish(key, write, now, Some((job.reply, reply)), apart)
             .await;
     }
 
-    /// A session's timer is due: decide on a tick.
+    /// A visitor's timer is due: decide on a tick.
     async fn wake(&mut self, key: VisitorKey) {
-        let now = now();
-        let Some(live) = self.sessions.get_mut(&key) else {
+        let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
-        live.timer = None;
-        let mut pass = Pass::default();
-        let id = format!("tick:{}", now.as_millis());
-        remember(&mut live.recent_ids, id.clone(), RECENT_IDS);
-        pass.write.events.push(StoredEvent {
-            site: key.0.clone(),
-            visitor: key.1.clone(),
-            session: live.session_id.clone(),
-            id,
-            at: now,
-            kind: "tick".to_owned(),
-            body: "{\"type\":\"tick\"}".to_owned(),
-        });
-        decide(live, &Event::Tick, now, &mut pass);
-        self.finish(key, pass, None, now, true).await;
+        if let Some(live) = slot.live.as_mut() {
+            live.timer = None;
+        }
+        self.submit(key, Work::Tick).await;
     }
 
-    /// Re-arms the timer, queues the write, and answers once it is durable.
+    async fn tick(&mut self, key: VisitorKey) {
+        let now = self.config.clock.now();
+        let Some(site) = self.config.sites.get_id(&key.0) else {
+            return;
+        };
+        let slot = self.slots.get_mut(&key).expect("slot exists");
+        let live = slot.live.as_mut().expect("loaded");
+        if live.visitor.visit.is_none() {
+            return;
+        }
+        let tick_key = format!("tick:{}", crate::ids::tick_id());
+        let incoming = Incoming {
+            id: EventId::parse(&tick_key).expect("a valid id"),
+            key: tick_key,
+            kind: "tick",
+            event: Event::Tick,
+            outcome: None,
+            body: TICK_BODY.to_owned(),
+        };
+        let mut new_id = crate::ids::intervention_id;
+        let effect = live.visitor.apply(
+            &site.engine,
+            &SessionRef::Current,
+            &SessionStart::default(),
+            vec![incoming],
+            now,
+            &mut new_id,
+        );
+        if let Some(wake) = effect.next_wake {
+            live.next_wake = wake;
+        }
+        let mut write = WriteBatch::default();
+        let mut pushed = Vec::new();
+        for fired in effect.fired {
+            crate::metrics::decision(
+                if fired.message.is_some() {
+                    "fire"
+                } else {
+                    "ghost"
+                },
+                None,
+            );
+            write.exposures.push(Exposure {
+                id: fired.intervention.clone(),
+                site: key.0.clone(),
+                visitor: key.1.clone(),
+                session: fired.session,
+                rule: fired.rule.clone(),
+                arm: fired.arm,
+                at: now,
+                message: fired
+                    .message
+                    .as_ref()
+                    .map(|m| serde_json::to_string(m).unwrap_or_default())
+                    .unwrap_or_default(),
+            });
+            if let Some(message) = fired.message {
+                pushed.push(Intervention {
+                    id: fired.intervention,
+                    rule: fired.rule.to_string(),
+                    message,
+                });
+            }
+        }
+        write.batches.push(LoggedBatch {
+            site: key.0.clone(),
+            visitor: key.1.clone(),
+            session: effect.session,
+            at: now,
+            source: Source::Timer,
+            context: BatchContext::default(),
+            verdict: Verdict::Human,
+            rules_version: site.version(),
+            begins: None,
+            events: effect.events,
+        });
+        self.finish(key, write, now, None, pushed).await;
+    }
+
+    /// Re-arms the timer, queues the write with the visitor's state, and answers once it is
+    /// durable: `reply` to the batch's sender, `apart` (what a timer or the merchant's backend
+    /// fired) to the visitor's open sockets, or with their next answer when none is open.
     async fn finish(
         &mut self,
         key: VisitorKey,
-        mut pass: Pass,
-        reply: Option<oneshot::Sender<Result<BatchReply, String>>>,
+        mut write: WriteBatch,
         now: Timestamp,
-        // Interventions go to the visitor apart from `reply`, which (if any) does not reach
-        // them: a timer, or an event from the merchant's backend.
-        deliver_apart: bool,
+        reply: Option<(oneshot::Sender<Result<BatchReply, BatchError>>, BatchReply)>,
+        apart: Vec<Intervention>,
     ) {
-        let live = self.sessions.get_mut(&key).expect("live session");
+        let slot = self.slots.get_mut(&key).expect("slot exists");
+        let mut push_to = Vec::new();
+        if !apart.is_empty() {
+            if slot.conns.is_empty() {
+                slot.pending.extend(apart.iter().cloned());
+            } else {
+                push_to = slot.conns.iter().map(|(_, tx)| tx.clone()).collect();
+            }
+        }
+        let live = slot.live.as_mut().expect("loaded");
         live.last_seen = now;
         if let Some(t) = live.timer.take() {
             self.timers.remove(&t);
@@ -346,203 +787,128 @@ impl Shard {
             .min(MAX_TIMER);
             live.timer = Some(self.timers.insert(key.clone(), delay));
         }
-        pass.write.visitors.push(VisitorRecord {
-            site: key.0.clone(),
-            visitor: key.1.clone(),
-            profile: live.profile.clone(),
-            session: Some(SessionRecord {
-                id: live.session_id.clone(),
-                state: live.state.clone(),
-                recent_ids: live.recent_ids.iter().cloned().collect(),
-                ended: live.ended.iter().cloned().collect(),
-            }),
-            last_seen: now,
-        });
-        // An intervention fired by a timer or by the merchant's backend goes to the visitor's
-        // open connections (the backend's answer would not reach the visitor); without one it
-        // waits for the visitor's next request.
-        let push: Vec<mpsc::Sender<DownFrame>> = if deliver_apart {
-            live.conns.iter().map(|(_, tx)| tx.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        let mut pushed = Vec::new();
-        if deliver_apart {
-            if push.is_empty() {
-                live.pending.append(&mut pass.reply.interventions);
-            } else {
-                pushed = std::mem::take(&mut pass.reply.interventions);
+        let keys: Vec<String> = write
+            .batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(|e| e.key.clone()))
+            .collect();
+        if !keys.is_empty() {
+            let profile = &live.visitor.profile;
+            let changed = live.written_profile.as_ref() != Some(profile);
+            if changed {
+                live.written_profile = Some(profile.clone());
             }
+            write.visitors.push(VisitorWrite {
+                site: key.0.clone(),
+                visitor: key.1.clone(),
+                profile: changed.then(|| profile.clone()),
+                session: live.visitor.session_record(),
+                last_seen: now,
+            });
         }
+        for k in &keys {
+            *slot.inflight.entry(k.clone()).or_default() += 1;
+        }
+        let generation = live.generation;
         // Queued here, in the shard, so writes reach the writer in the order they were applied;
         // only the wait for the commit runs apart.
-        let committed = self.writer.enqueue(pass.write).await;
-        let me = self.me.clone();
+        let committed = self
+            .config
+            .writer
+            .enqueue(write, vec![(key.clone(), generation)])
+            .await;
+        let internal = self.internal.clone();
         tokio::spawn(async move {
-            match committed.await {
-                Ok(()) => {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok(pass.reply));
-                    }
-                    // try_send: a client that stopped reading must not hold this task (and
-                    // with it the writer, and shutdown) forever.
-                    for tx in push {
-                        for i in &pushed {
-                            let _ = tx.try_send(DownFrame::Intervention(i.clone())).is_ok();
-                        }
-                    }
-                }
-                Err(e) => {
-                    // The memory is ahead of the disk now; drop it, so the resend the client
-                    // will make is applied to the durable state exactly once.
-                    let _ = me.send(ShardMsg::Evict(key)).await;
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(e));
+            let result = committed.await;
+            // Memory first, then the answer: a client that resends on the answer finds the
+            // keys known (or still in flight), never neither.
+            let _ = internal.send(Internal::Committed {
+                key,
+                generation,
+                keys,
+                ok: result.is_ok(),
+            });
+            if result.is_ok() {
+                // try_send: a client that stopped reading must not hold this task forever.
+                for tx in push_to {
+                    for i in &apart {
+                        let _ = tx.try_send(DownFrame::Intervention(i.clone())).is_ok();
                     }
                 }
+            }
+            if let Some((tx, reply)) = reply {
+                let _ = tx.send(result.map(|_| reply).map_err(BatchError::from));
             }
         });
     }
 
-    /// Makes sure the visitor's session is in memory and is the one the batch speaks for.
-    /// Returns false when the batch belongs to an ended visit: its events are logged but not
-    /// replayed into the current one (a late beacon, or a tab left open from before).
-    async fn ensure_live(
-        &mut self,
-        key: &VisitorKey,
-        job: &BatchJob,
-        now: Timestamp,
-    ) -> Result<bool, String> {
-        if !self.sessions.contains_key(key) {
-            let live = self.load(key, job, now).await?;
-            self.sessions.insert(key.clone(), live);
+    /// Drops a slot that holds nothing.
+    fn forget_if_empty(&mut self, key: &VisitorKey) {
+        if let Some(slot) = self.slots.get(key) {
+            if slot.live.is_none()
+                && !slot.busy
+                && slot.waiting.is_empty()
+                && slot.inflight.is_empty()
+                && slot.conns.is_empty()
+                && slot.pending.is_empty()
+            {
+                self.slots.remove(key);
+            }
         }
-        let live = self.sessions.get_mut(key).expect("inserted above");
-        live.site = job.site.clone();
-        if job.session == CURRENT_SESSION || live.session_id == job.session {
-            return Ok(true);
-        }
-        if live.ended.contains(&job.session) {
-            return Ok(false);
-        }
-        if job.site.engine.same_visit(&live.profile, now) {
-            // Another tab of the same visit: its events join the live session.
-            return Ok(true);
-        }
-        // A new visit.
-        let previous = std::mem::replace(&mut live.session_id, job.session.clone());
-        remember(&mut live.ended, previous, ENDED_SESSIONS);
-        live.state =
-            job.site
-                .engine
-                .start_session(key.1.clone(), job.start.clone(), &mut live.profile, now);
-        Ok(true)
     }
 
-    /// The visitor's state from the store, or a first visit.
-    async fn load(&self, key: &VisitorKey, job: &BatchJob, now: Timestamp) -> Result<Live, String> {
-        let stored = self
-            .store
-            .visitor(&key.0, &key.1)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut profile, session) = match stored {
-            Some(r) => (r.profile, r.session),
-            None => (Profile::default(), None),
-        };
-        let (session_id, state, recent_ids, ended) = match session {
-            Some(s) => (s.id, s.state, s.recent_ids.into(), s.ended.into()),
-            None => {
-                let state = job.site.engine.start_session(
-                    key.1.clone(),
-                    job.start.clone(),
-                    &mut profile,
-                    now,
-                );
-                (job.session.clone(), state, VecDeque::new(), VecDeque::new())
+    /// Keeps live visitors within the limit: past it, the longest idle tenth of those without a
+    /// socket, a read or a write in flight leaves memory (their state is on disk).
+    fn make_room(&mut self) {
+        if self.live <= self.config.max_live {
+            crate::metrics::live_sessions(self.index, self.live);
+            return;
+        }
+        let mut idle: Vec<(Timestamp, VisitorKey)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.conns.is_empty() && !s.busy && s.inflight.is_empty())
+            .filter_map(|(k, s)| s.live.as_ref().map(|l| (l.last_seen, k.clone())))
+            .collect();
+        let drop_n = (self.live - self.config.max_live)
+            .max(self.config.max_live / 10)
+            .max(1);
+        if idle.len() > drop_n {
+            idle.select_nth_unstable(drop_n);
+            idle.truncate(drop_n);
+        }
+        for (_, key) in idle {
+            self.evict(&key);
+        }
+        crate::metrics::live_sessions(self.index, self.live);
+    }
+
+    fn evict(&mut self, key: &VisitorKey) {
+        if let Some(live) = self.slots.get_mut(key).and_then(|s| s.live.take()) {
+            if let Some(t) = live.timer {
+                self.timers.remove(&t);
             }
-        };
-        Ok(Live {
-            site: job.site.clone(),
-            session_id,
-            state,
-            profile,
-            recent_ids,
-            ended,
-            timer: None,
-            conns: Vec::new(),
-            pending: Vec::new(),
-            next_wake: None,
-            last_seen: now,
-        })
+            self.live -= 1;
+        }
+        self.forget_if_empty(key);
     }
 
     fn sweep(&mut self) {
-        let cutoff = now().as_millis() - IDLE_EVICT.as_millis() as i64;
+        let cutoff = self.config.clock.now().as_millis() - IDLE_EVICT.as_millis() as i64;
         let idle: Vec<VisitorKey> = self
-            .sessions
+            .slots
             .iter()
-            .filter(|(_, l)| l.last_seen.as_millis() < cutoff && l.conns.is_empty())
+            .filter(|(_, s)| s.conns.is_empty() && !s.busy && s.inflight.is_empty())
+            .filter(|(_, s)| {
+                s.live
+                    .as_ref()
+                    .is_some_and(|l| l.last_seen.as_millis() < cutoff)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in idle {
-            if let Some(live) = self.sessions.remove(&key) {
-                if let Some(t) = live.timer {
-                    self.timers.remove(&t);
-                }
-            }
+            self.evict(&key);
         }
-    }
-}
-
-fn remember(ids: &mut VecDeque<String>, id: String, max: usize) {
-    if ids.len() >= max {
-        ids.pop_front();
-    }
-    ids.push_back(id);
-}
-
-/// Runs the engine on one event and records what it decided.
-fn decide(live: &mut Live, event: &Event, now: Timestamp, pass: &mut Pass) {
-    let site = live.site.clone();
-    let engine: &Engine = &site.engine;
-    let decision = engine.decide(&mut live.state, &mut live.profile, event, now);
-    live.next_wake = decision.next_wake;
-    let (rule, message) = match decision.outcome {
-        Outcome::Nothing { .. } => return,
-        Outcome::Fire { rule, message } => (rule, Some(message)),
-        Outcome::Ghost { rule } => (rule, None),
-    };
-    let id = crate::ids::intervention_id();
-    let rendered = message.map(|m| {
-        beckon_engine::rules::message::render(m, &live.state.template_context(&live.profile))
-            .unwrap_or_else(|e| {
-                tracing::error!(rule = %rule.id, error = %e, "message template failed to render");
-                m.clone()
-            })
-    });
-    pass.write.exposures.push(Exposure {
-        id: id.clone(),
-        site: site.record.id.clone(),
-        visitor: live.state.visitor().clone(),
-        session: live.session_id.clone(),
-        rule: rule.id.clone(),
-        arm: if rendered.is_some() {
-            Arm::Treated
-        } else {
-            Arm::Holdout
-        },
-        at: now,
-        message: rendered
-            .as_ref()
-            .map(|m| serde_json::to_string(m).unwrap_or_default())
-            .unwrap_or_default(),
-    });
-    if let Some(message) = rendered {
-        pass.reply.interventions.push(Intervention {
-            id,
-            rule: rule.id.to_string(),
-            message,
-        });
+        crate::metrics::live_sessions(self.index, self.live);
     }
 }

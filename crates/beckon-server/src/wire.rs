@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use beckon_engine::{AttrValue, CartUpdate, Event, PageType, PageView, RuleId, Tracked, Utm};
+use beckon_engine::{
+    AttrValue, CartUpdate, Event, EventId, PageType, PageView, RuleId, Tracked, Utm,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,13 +20,21 @@ pub const MAX_FIELD_CHARS: usize = 2048;
 /// The most traits or properties one event may carry.
 pub const MAX_PROPS: usize = 32;
 
-/// A batch as posted to `/v1/events`.
+/// The longest order id accepted (it is the conversion's idempotency key).
+pub const MAX_ORDER_ID_CHARS: usize = 128;
+
+/// A batch as posted to `/v1/events?site=…`.
 #[derive(Debug, Deserialize)]
 pub struct Batch {
-    /// The site key.
-    pub site: String,
-    /// The visitor id.
-    pub visitor: String,
+    /// The site key (also in the URL, which is what counts; must match when present).
+    #[serde(default)]
+    pub site: Option<String>,
+    /// The visitor id the widget keeps (absent on a first visit).
+    #[serde(default)]
+    pub visitor: Option<String>,
+    /// The token the server issued with the visitor id.
+    #[serde(default)]
+    pub token: Option<String>,
     /// The session id.
     pub session: String,
     /// About the browser.
@@ -63,9 +73,12 @@ pub struct ClientContext {
 }
 
 /// A frame sent down.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DownFrame {
+    /// The visitor id and token this socket speaks for, from now on (sent first when the
+    /// socket's own were missing or wrong).
+    Identity(Identity),
     /// These events are stored.
     Ack {
         /// Their ids.
@@ -80,6 +93,15 @@ pub enum DownFrame {
     },
 }
 
+/// A visitor id with its token, issued by the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The visitor id.
+    pub visitor: String,
+    /// Its token.
+    pub token: String,
+}
+
 /// An intervention, as sent to the widget.
 #[derive(Clone, Debug, Serialize)]
 pub struct Intervention {
@@ -88,7 +110,7 @@ pub struct Intervention {
     /// The rule.
     pub rule: String,
     /// The rendered message.
-    pub message: beckon_engine::rules::Message,
+    pub message: crate::wire_message::Message,
 }
 
 /// The answer to `POST /v1/events`.
@@ -100,20 +122,102 @@ pub struct Accepted {
     pub duplicates: usize,
     /// What fired in response.
     pub interventions: Vec<Intervention>,
+    /// Set when the request's token was missing or wrong: the batch was filed under this new
+    /// visitor, whom the widget is from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// An outcome event's claim: which intervention it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeOf {
+    /// The intervention id, as the server sent it (empty when the event named none).
+    pub intervention: String,
+    /// The rule.
+    pub rule: RuleId,
 }
 
 /// One incoming event, converted.
 #[derive(Debug, Clone)]
 pub struct Incoming {
     /// The client's id.
-    pub id: String,
+    pub id: EventId,
+    /// The idempotency key: the id, or `order:<order id>` for a conversion with one.
+    pub key: String,
     /// The wire type.
-    pub kind: String,
+    pub kind: &'static str,
     /// The engine event.
     pub event: Event,
-    /// A lead captured by the widget, kept for the follow-up flow.
-    pub raw: Value,
+    /// For shown, dismissed, engaged and lead: the intervention it is about.
+    pub outcome: Option<OutcomeOf>,
+    /// The event's known fields as JSON, for the log: nothing the protocol does not know is
+    /// ever stored.
+    pub body: String,
 }
+
+/// The fields of each event type that are kept (besides `id`, `type` and `t`).
+fn known_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "page" => &["url", "path", "title", "page_type", "referrer", "product"],
+        "visibility" => &["visible"],
+        "scroll" => &["depth"],
+        "hover" | "click" => &["element", "item"],
+        "cart" => &["value", "currency", "items"],
+        "convert" => &["order_id", "value"],
+        "identify" => &["traits"],
+        "track" => &["name", "props"],
+        "shown" | "dismissed" | "engaged" => &["rule", "intervention"],
+        "lead" => &[
+            "rule",
+            "intervention",
+            "email",
+            "name",
+            "question",
+            "consent",
+        ],
+        "chat" => &["text"],
+        _ => &[],
+    }
+}
+
+/// The protocol's name for a type, as a static string (the log and the metrics use it).
+fn kind_name(kind: &str) -> Option<&'static str> {
+    const KINDS: &[&str] = &[
+        "page",
+        "visibility",
+        "scroll",
+        "exit_intent",
+        "activity",
+        "idle",
+        "hover",
+        "click",
+        "cart",
+        "convert",
+        "identify",
+        "track",
+        "chat_opened",
+        "chat_closed",
+        "shown",
+        "dismissed",
+        "engaged",
+        "lead",
+        "chat",
+    ];
+    KINDS.iter().copied().find(|k| *k == kind)
+}
+
+/// The engine event of a logged event, for a replay: the wire's events, and the server's own
+/// `tick`.
+pub fn logged_event(kind: &str, body: &str) -> Result<Event, String> {
+    if kind == "tick" {
+        return Ok(Event::Tick);
+    }
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("logged body: {e}"))?;
+    parse_event(0, value).map(|i| i.event)
+}
+
+/// The body the log keeps for a timer's tick.
+pub const TICK_BODY: &str = "{\"type\":\"tick\"}";
 
 /// Converts one wire event. Errors name the event and the field.
 pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
@@ -122,17 +226,18 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
         .as_object()
         .ok_or_else(|| format!("events[{index}] must be an object"))?;
     let id = str_field(obj, "id", &at)?.ok_or_else(|| format!("{} is required", at("id")))?;
-    if id.is_empty() || id.len() > 128 {
-        return Err(format!("{} must be 1 to 128 characters", at("id")));
-    }
+    let id = EventId::parse(&id).map_err(|e| format!("{} {e}", at("id")))?;
     let kind = str_field(obj, "type", &at)?.ok_or_else(|| format!("{} is required", at("type")))?;
+    let kind =
+        kind_name(&kind).ok_or_else(|| format!("{}: unknown event type {kind:?}", at("type")))?;
     let s = |f: &str| -> Result<String, String> { Ok(str_field(obj, f, &at)?.unwrap_or_default()) };
     let opt = |f: &str| str_field(obj, f, &at);
     let rule = || -> Result<RuleId, String> {
         let r = s("rule")?;
         RuleId::parse(&r).map_err(|e| format!("{} {e}", at("rule")))
     };
-    let event = match kind.as_str() {
+    let mut key = id.as_str().to_owned();
+    let event = match kind {
         "page" => {
             let url = s("url")?;
             let page_type = match opt("page_type")? {
@@ -194,10 +299,27 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
                 items: items as u32,
             })
         }
-        "convert" => Event::Conversion {
-            order_id: opt("order_id")?,
-            value: obj.get("value").and_then(Value::as_f64).unwrap_or(0.0),
-        },
+        "convert" => {
+            let order_id = opt("order_id")?.filter(|o| !o.is_empty());
+            if let Some(order) = &order_id {
+                if order.chars().count() > MAX_ORDER_ID_CHARS {
+                    return Err(format!(
+                        "{} is longer than {MAX_ORDER_ID_CHARS} characters",
+                        at("order_id")
+                    ));
+                }
+                // An order counts once per site, whoever reports it and however late.
+                key = format!("order:{order}");
+            }
+            Event::Conversion {
+                order_id,
+                value: obj
+                    .get("value")
+                    .and_then(Value::as_f64)
+                    .filter(|v| v.is_finite())
+                    .unwrap_or(0.0),
+            }
+        }
         "identify" => Event::Identify {
             traits: props(obj.get("traits"), &at("traits"))?,
         },
@@ -221,18 +343,43 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
         // the follow-up flow, which reads them from the log.
         "lead" => {
             rule()?;
+            for field in ["email", "name", "question"] {
+                s(field)?;
+            }
             Event::Activity
         }
         // A chat message is activity for the engine; the conversation service reads it from
         // the log.
-        "chat" => Event::Activity,
-        other => return Err(format!("{}: unknown event type {other:?}", at("type"))),
+        "chat" => {
+            s("text")?;
+            Event::Activity
+        }
+        _ => unreachable!("kind_name admits only the types above"),
     };
+    let outcome = match kind {
+        "shown" | "dismissed" | "engaged" | "lead" => Some(OutcomeOf {
+            intervention: s("intervention")?,
+            rule: rule()?,
+        }),
+        _ => None,
+    };
+    let mut kept = serde_json::Map::new();
+    for field in ["id", "type"].iter().chain(known_fields(kind)) {
+        if let Some(value) = obj.get(*field) {
+            kept.insert((*field).to_owned(), value.clone());
+        }
+    }
+    // The client's clock, kept for the record when it is a number.
+    if let Some(t) = obj.get("t").filter(|t| t.is_number()) {
+        kept.insert("t".to_owned(), t.clone());
+    }
     Ok(Incoming {
         id,
+        key,
         kind,
         event,
-        raw: v,
+        outcome,
+        body: Value::Object(kept).to_string(),
     })
 }
 

@@ -2,26 +2,34 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::intake::{self, Sender};
+use crate::intake::{self, Claim, Sender};
 use crate::wire::{Accepted, Batch, MAX_BODY_BYTES};
 
 /// Accepts JSON sent as `application/json` or as `text/plain` (what `sendBeacon` sends without
 /// a CORS preflight). A refusal is readable by a page of an allowed origin too, so the widget
 /// (and the site's developer in the console) sees what was wrong.
+/// The query of `POST /v1/events`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Params {
+    /// The site key (the body may repeat it).
+    site: Option<String>,
+}
+
 pub async fn post(
     State(state): State<AppState>,
+    Query(params): Query<Params>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let origin = header_str(&headers, header::ORIGIN);
-    let mut response = match accept(&state, &headers, body).await {
+    let mut response = match accept(&state, params.site.as_deref(), &headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -33,6 +41,7 @@ pub async fn post(
 
 async fn accept(
     state: &AppState,
+    site: Option<&str>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -53,33 +62,49 @@ async fn accept(
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed batch: {e}")))?;
     let origin = header_str(headers, header::ORIGIN);
+    let key = match (site, batch.site.as_deref()) {
+        (Some(url), Some(body)) if url != body => {
+            return Err(ApiError::BadRequest(format!(
+                "the site key in the URL ({url:?}) and in the body ({body:?}) differ"
+            )));
+        }
+        (Some(key), _) | (None, Some(key)) => key,
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "the site key is missing: POST /v1/events?site=SITE_KEY".to_owned(),
+            ));
+        }
+    };
     let site = state
         .sites
-        .get(&batch.site)
-        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {:?}", batch.site)))?;
+        .get(key)
+        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {key:?}")))?;
     if !site.allows_origin(origin) {
         return Err(ApiError::Forbidden(format!(
             "origin {:?} is not allowed for this site",
             origin.unwrap_or("(none)")
         )));
     }
-    let reply = intake::submit(
+    let submitted = intake::submit(
         state,
         Sender {
             site: site.clone(),
-            visitor: &batch.visitor,
-            session: &batch.session,
+            claim: Claim::Browser {
+                visitor: batch.visitor.as_deref(),
+                token: batch.token.as_deref(),
+            },
+            session: Some(&batch.session),
             user_agent: header_str(headers, header::USER_AGENT).unwrap_or(""),
             context: &batch.context,
-            backend: false,
         },
         batch.events,
     )
     .await?;
     let body = Accepted {
-        accepted: reply.accepted,
-        duplicates: reply.duplicates,
-        interventions: reply.interventions,
+        accepted: submitted.reply.accepted,
+        duplicates: submitted.reply.duplicates,
+        interventions: submitted.reply.interventions,
+        identity: submitted.identity,
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::events::header_str;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::intake::{self, Sender};
+use crate::intake::{self, Claim, Sender};
 use crate::sites::SiteRuntime;
 use crate::wire::ClientContext;
 
@@ -48,7 +48,14 @@ pub async fn conversion(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: Conversion = parse(&body)?;
     let site = authorize(&state, &headers, &body.site)?;
-    let event = json!({"id": format!("order:{}", body.order_id), "type": "convert", "order_id": body.order_id, "value": body.value});
+    // The event's id only has to be valid and stable across retries; the order id itself is the
+    // idempotency key (once per site, whoever reports it).
+    let id = format!(
+        "order:{:016x}",
+        beckon_engine::hash::fnv1a64(&body.order_id)
+    );
+    let event =
+        json!({"id": id, "type": "convert", "order_id": body.order_id, "value": body.value});
     forward(&state, site, &body.visitor, body.session.as_deref(), event).await
 }
 
@@ -94,21 +101,21 @@ async fn forward(
     session: Option<&str>,
     event: Value,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    // Without a session id the event joins the visitor's current session, if any: the shard
-    // keeps the session it has when the id is "current".
-    let session = session.unwrap_or(crate::shard::CURRENT_SESSION);
+    // Without a session id the event joins the visitor's current visit, if any; with none, it
+    // reaches their profile alone.
     let from = Sender {
         site,
-        visitor,
+        claim: Claim::Backend { visitor },
         session,
         user_agent: "",
         context: &ClientContext::default(),
-        backend: true,
     };
-    let reply = intake::submit(state, from, vec![event]).await?;
+    let submitted = intake::submit(state, from, vec![event]).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": reply.accepted, "duplicates": reply.duplicates})),
+        Json(
+            json!({"accepted": submitted.reply.accepted, "duplicates": submitted.reply.duplicates}),
+        ),
     ))
 }
 

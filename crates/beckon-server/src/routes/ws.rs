@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use super::events::header_str;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::intake::{self, Sender};
+use crate::intake::{self, Claim, Sender};
 use crate::shard::ShardMsg;
-use crate::wire::{ClientContext, DownFrame, MAX_BODY_BYTES, UpFrame};
+use crate::wire::{ClientContext, DownFrame, Identity, MAX_BODY_BYTES, UpFrame};
 
 /// Frames that may wait to be written to one socket.
 const OUTBOUND: usize = 64;
@@ -23,7 +23,10 @@ const OUTBOUND: usize = 64;
 #[derive(Debug, Deserialize)]
 pub struct Params {
     site: String,
-    visitor: String,
+    #[serde(default)]
+    visitor: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
     session: String,
 }
 
@@ -46,27 +49,47 @@ pub async fn upgrade(
             origin.unwrap_or("(none)")
         )));
     }
-    let visitor = VisitorId::parse(&params.visitor)
-        .map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
+    if beckon_engine::SessionId::parse(&params.session).is_err() {
+        return Err(ApiError::BadRequest(
+            "session must be 1 to 128 characters of [A-Za-z0-9._:-]".to_owned(),
+        ));
+    }
+    // A missing or wrong token makes this socket a new visitor's: it is told so first.
+    let (visitor, identity) = intake::identify(
+        &state,
+        &site,
+        params.visitor.as_deref(),
+        params.token.as_deref(),
+    );
+    let token = match &identity {
+        Some(i) => i.token.clone(),
+        None => params.token.clone().unwrap_or_default(),
+    };
     let user_agent = header_str(&headers, header::USER_AGENT)
         .unwrap_or("")
         .to_owned();
     Ok(ws
         .max_message_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| serve(socket, state, params, visitor, user_agent)))
+        .on_upgrade(move |socket| {
+            serve(socket, state, params, visitor, token, identity, user_agent)
+        }))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     socket: WebSocket,
     state: AppState,
     params: Params,
     visitor: VisitorId,
+    token: String,
+    identity: Option<Identity>,
     user_agent: String,
 ) {
     let Some(site) = state.sites.get(&params.site) else {
         return;
     };
     let key = (site.record.id.clone(), visitor.clone());
+    let visitor_text = visitor.to_string();
     let conn: u64 = rand::random();
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<DownFrame>(OUTBOUND);
@@ -78,6 +101,9 @@ async fn serve(
             }
         }
     });
+    if let Some(identity) = identity {
+        let _ = tx.send(DownFrame::Identity(identity)).await;
+    }
     let mut context = ClientContext::default();
     let mut attached = false;
     let shutdown = state.shutdown.clone();
@@ -111,14 +137,17 @@ async fn serve(
         }
         let from = Sender {
             site: site.clone(),
-            visitor: &params.visitor,
-            session: &params.session,
+            claim: Claim::Browser {
+                visitor: Some(&visitor_text),
+                token: Some(&token),
+            },
+            session: Some(&params.session),
             user_agent: &user_agent,
             context: &context,
-            backend: false,
         };
         match intake::submit(&state, from, events).await {
-            Ok(reply) => {
+            Ok(submitted) => {
+                let reply = submitted.reply;
                 if !attached {
                     // The first batch has loaded the session into its shard; from now on the
                     // shard can push timer-driven interventions to this socket.
@@ -130,7 +159,8 @@ async fn serve(
                     };
                     let _ = state.shards.send(&visitor, attach).await;
                 }
-                let _ = tx.send(DownFrame::Ack { ids: reply.acked }).await;
+                let ids = reply.acked.iter().map(|i| i.to_string()).collect();
+                let _ = tx.send(DownFrame::Ack { ids }).await;
                 for i in reply.interventions {
                     let _ = tx.send(DownFrame::Intervention(i)).await;
                 }
@@ -138,7 +168,7 @@ async fn serve(
             Err(e) => {
                 let _ = tx
                     .send(DownFrame::Error {
-                        error: e.to_string(),
+                        error: crate::error::ApiError::from(e).to_string(),
                     })
                     .await;
             }

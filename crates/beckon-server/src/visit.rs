@@ -1,0 +1,327 @@
+//! One visitor's state, and what a batch of their events does to it: which visit the events
+//! belong to, which outcome events are genuine, and what the engine decides.
+//!
+//! Pure: no I/O, no clock (the instant is an argument), no async, no randomness (intervention
+//! ids come from the caller). The shard owns one [`Visitor`] per live visitor and feeds it new
+//! events; the replayer ([`crate::replay`]) feeds it the log, and gets the same decisions.
+
+use std::collections::VecDeque;
+
+use beckon_engine::rules::message::render_or_plain;
+use beckon_engine::session::Arm;
+use beckon_engine::{
+    Engine, Outcome, Profile, RuleId, Session, SessionId, SessionStart, Timestamp, VisitorId,
+};
+use beckon_store::{Applied, Issued, LoggedEvent, SessionRecord, VisitBegin, VisitorRecord};
+
+use crate::wire::{Incoming, OutcomeOf};
+use crate::wire_message::Message;
+
+/// How many previous session ids a visitor's state remembers.
+pub const ENDED_SESSIONS: usize = 8;
+/// How many interventions of the current visit are remembered (outcomes for older ones are
+/// refused; the session cap keeps a visit far below this).
+pub const MAX_ISSUED: usize = 16;
+
+/// Which visit a batch speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionRef {
+    /// The widget's session id.
+    Id(SessionId),
+    /// Whatever visit the visitor has now, if any: the merchant's backend does not know the
+    /// browser's session.
+    Current,
+}
+
+/// A visitor's current visit.
+#[derive(Clone, Debug)]
+pub struct Visit {
+    /// The session id the visit started with.
+    pub id: SessionId,
+    /// The engine's state.
+    pub state: Session,
+    /// The visitor's previous session ids, oldest first.
+    pub ended: VecDeque<SessionId>,
+    /// Interventions issued in this visit, oldest first.
+    pub issued: VecDeque<Issued>,
+}
+
+/// A visitor: the profile that outlives visits, and the current visit.
+#[derive(Clone, Debug)]
+pub struct Visitor {
+    /// The visitor's id.
+    pub id: VisitorId,
+    /// The long-lived profile.
+    pub profile: Profile,
+    /// The current visit, if any.
+    pub visit: Option<Visit>,
+    /// The profile was started afresh in this process (a new visitor, or a stored state that
+    /// could not be decoded); the next visit's start says so in the log.
+    pub fresh: bool,
+}
+
+/// Something the engine fired (shown) or would have fired (ghost, for a held-out visitor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fired {
+    /// The intervention id.
+    pub intervention: String,
+    /// The rule.
+    pub rule: RuleId,
+    /// Shown or ghost.
+    pub arm: Arm,
+    /// The session it fired in.
+    pub session: SessionId,
+    /// The rendered message; `None` for a ghost.
+    pub message: Option<Message>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct Effect {
+    /// Set when the batch started a visit.
+    pub begins: Option<VisitBegin>,
+    /// The session the events are logged under.
+    pub session: Option<SessionId>,
+    /// The events as logged, in order.
+    pub events: Vec<LoggedEvent>,
+    /// What fired.
+    pub fired: Vec<Fired>,
+    /// The engine's latest `next_wake`, when it decided anything.
+    pub next_wake: Option<Option<Timestamp>>,
+}
+
+/// How a batch's events are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Decided on in the current visit.
+    Decide,
+    /// The visitor has no visit: recorded in the profile only.
+    ProfileOnly,
+    /// A late event of an ended visit: logged only.
+    LogOnly,
+}
+
+impl Visitor {
+    /// A visitor seen for the first time (or whose stored state was unreadable).
+    pub fn fresh(id: VisitorId) -> Visitor {
+        Visitor {
+            id,
+            profile: Profile::default(),
+            visit: None,
+            fresh: true,
+        }
+    }
+
+    /// A visitor as the store kept them.
+    pub fn from_record(record: VisitorRecord) -> Visitor {
+        Visitor {
+            id: record.visitor,
+            profile: record.profile,
+            visit: record.session.map(|s| Visit {
+                id: s.id,
+                state: s.state,
+                ended: s.ended.into(),
+                issued: s.issued.into(),
+            }),
+            fresh: false,
+        }
+    }
+
+    /// The current visit as the store keeps it.
+    pub fn session_record(&self) -> Option<SessionRecord> {
+        self.visit.as_ref().map(|v| SessionRecord {
+            id: v.id.clone(),
+            state: v.state.clone(),
+            ended: v.ended.iter().cloned().collect(),
+            issued: v.issued.iter().cloned().collect(),
+        })
+    }
+
+    /// Applies a batch of new events (duplicates already removed) at `now`. `new_id` names
+    /// each intervention that fires.
+    pub fn apply(
+        &mut self,
+        engine: &Engine,
+        session: &SessionRef,
+        start: &SessionStart,
+        events: Vec<Incoming>,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Effect {
+        let mut effect = Effect::default();
+        let mode = match session {
+            SessionRef::Current => match &self.visit {
+                Some(v) => {
+                    effect.session = Some(v.id.clone());
+                    Mode::Decide
+                }
+                None => Mode::ProfileOnly,
+            },
+            SessionRef::Id(sid) => {
+                effect.session = Some(sid.clone());
+                match &self.visit {
+                    Some(v) if &v.id == sid => Mode::Decide,
+                    Some(v) if v.ended.contains(sid) => Mode::LogOnly,
+                    // Another tab of the same visit: its events join the live one.
+                    Some(_) if engine.same_visit(&self.profile, now) => Mode::Decide,
+                    _ => {
+                        effect.begins = Some(self.begin(engine, sid, start, now));
+                        Mode::Decide
+                    }
+                }
+            }
+        };
+        for incoming in events {
+            let applied = self.step(engine, mode, &incoming, now, new_id, &mut effect, false);
+            effect.events.push(LoggedEvent {
+                key: incoming.key,
+                id: incoming.id,
+                kind: incoming.kind.to_owned(),
+                body: incoming.body,
+                applied,
+            });
+        }
+        self.fresh = false;
+        effect
+    }
+
+    /// Replays one logged batch: the visit it began, then its decided events. Returns what
+    /// fired (with the ids `new_id` gives).
+    pub fn replay(
+        &mut self,
+        engine: &Engine,
+        session: Option<&SessionId>,
+        begins: Option<&VisitBegin>,
+        events: &[(Incoming, bool)],
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Vec<Fired> {
+        let mut effect = Effect::default();
+        if let (Some(begin), Some(sid)) = (begins, session) {
+            if begin.fresh_profile {
+                self.profile = Profile::default();
+                self.visit = None;
+            }
+            self.begin(engine, sid, &begin.start, now);
+        }
+        let mode = if self.visit.is_some() {
+            Mode::Decide
+        } else {
+            Mode::ProfileOnly
+        };
+        for (incoming, decided) in events {
+            if *decided {
+                // The log says it was decided on: its outcome claim was checked then, against
+                // intervention ids a replay does not reproduce.
+                self.step(engine, mode, incoming, now, new_id, &mut effect, true);
+            }
+        }
+        effect.fired
+    }
+
+    /// Starts a visit under `sid`; the previous one, if any, ends.
+    fn begin(
+        &mut self,
+        engine: &Engine,
+        sid: &SessionId,
+        start: &SessionStart,
+        now: Timestamp,
+    ) -> VisitBegin {
+        let mut ended = match self.visit.take() {
+            Some(v) => {
+                let mut ended = v.ended;
+                ended.push_back(v.id);
+                ended
+            }
+            None => VecDeque::new(),
+        };
+        while ended.len() > ENDED_SESSIONS {
+            ended.pop_front();
+        }
+        let state = engine.start_session(self.id.clone(), start.clone(), &mut self.profile, now);
+        self.visit = Some(Visit {
+            id: sid.clone(),
+            state,
+            ended,
+            issued: VecDeque::new(),
+        });
+        VisitBegin {
+            start: start.clone(),
+            fresh_profile: self.fresh,
+        }
+    }
+
+    /// One event: checked (unless `trusted`), then decided on (or recorded) as `mode` says.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        engine: &Engine,
+        mode: Mode,
+        incoming: &Incoming,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+        effect: &mut Effect,
+        trusted: bool,
+    ) -> Applied {
+        if mode == Mode::LogOnly {
+            return Applied::Logged;
+        }
+        if let Some(claim) = incoming.outcome.as_ref().filter(|_| !trusted) {
+            if !self.issued(claim) {
+                return Applied::Refused(format!(
+                    "intervention {:?} of rule {} was not issued to this visitor",
+                    claim.intervention, claim.rule
+                ));
+            }
+        }
+        let Some(visit) = self.visit.as_mut().filter(|_| mode == Mode::Decide) else {
+            engine.record_without_visit(&mut self.profile, &incoming.event, now);
+            return Applied::Decided;
+        };
+        let decision = engine.decide(&mut visit.state, &mut self.profile, &incoming.event, now);
+        effect.next_wake = Some(decision.next_wake);
+        let (rule, message) = match decision.outcome {
+            Outcome::Nothing { .. } => return Applied::Decided,
+            Outcome::Fire { rule, message } => (rule, Some(message)),
+            Outcome::Ghost { rule } => (rule, None),
+        };
+        let intervention = new_id();
+        visit.issued.push_back(Issued {
+            id: intervention.clone(),
+            rule: rule.id.clone(),
+        });
+        while visit.issued.len() > MAX_ISSUED {
+            visit.issued.pop_front();
+        }
+        let message = message.map(|m| {
+            let context = visit.state.template_context(&self.profile);
+            let (rendered, error) = render_or_plain(m, &context);
+            if let Some(error) = error {
+                tracing::error!(rule = %rule.id, %error, "a message template failed to render; sent without its templates");
+            }
+            Message::from(&rendered)
+        });
+        effect.fired.push(Fired {
+            intervention,
+            rule: rule.id.clone(),
+            arm: if message.is_some() {
+                Arm::Treated
+            } else {
+                Arm::Holdout
+            },
+            session: visit.id.clone(),
+            message,
+        });
+        Applied::Decided
+    }
+
+    /// Whether the claimed intervention was issued to this visitor, for that rule, in this
+    /// visit.
+    fn issued(&self, claim: &OutcomeOf) -> bool {
+        self.visit.as_ref().is_some_and(|v| {
+            v.issued
+                .iter()
+                .any(|i| i.id == claim.intervention && i.rule == claim.rule)
+        })
+    }
+}
