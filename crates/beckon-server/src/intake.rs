@@ -117,6 +117,10 @@ pub async fn submit(
         .map_err(IntakeError::BadRequest)?;
     let (visitor, identity, source) = match from.claim {
         Claim::Browser { visitor, token } => {
+            // A malformed id is an error to report, not merely an unknown visitor.
+            if let Some(v) = visitor {
+                VisitorId::parse(v).map_err(|e| IntakeError::BadRequest(format!("visitor {e}")))?;
+            }
             let (v, identity) = identify(state, &from.site, visitor, token);
             (v, identity, Source::Browser)
         }

@@ -103,13 +103,13 @@ async fn a_backend_conversion_leaves_the_visitor_alone_for_the_rest_of_the_sessi
     let stored = server.visitor(SHOP, &buyer).await.expect("stored");
     assert_eq!(stored.profile.conversions, 1);
     let session = stored.session.expect("a session");
-    assert_eq!(session.id, "s_buyer");
+    assert_eq!(session.id.as_str(), "s_buyer");
     assert!(session.state.converted());
     let kinds: Vec<(String, String)> = server
         .events(SHOP, "s_buyer")
         .await
         .into_iter()
-        .map(|e| (e.id, e.kind))
+        .map(|e| (e.key, e.kind))
         .collect();
     assert!(
         kinds.contains(&("order:A-1001".to_owned(), "convert".to_owned())),
@@ -191,7 +191,7 @@ async fn a_tracked_payment_failure_fires_its_rule_on_the_visitors_next_event() {
     let exposures = server.exposures(SHOP).await;
     assert_eq!(exposures.len(), 1, "{exposures:?}");
     assert_eq!(exposures[0].id, next[0]["id"].as_str().unwrap());
-    assert_eq!(exposures[0].session, "s_pay");
+    assert_eq!(exposures[0].session.as_str(), "s_pay");
     // Delivered once: the event after that brings nothing more.
     let later = send(
         &server,
@@ -260,7 +260,7 @@ async fn retrying_a_backend_event_is_idempotent() {
         .events(SHOP, "s_retry")
         .await
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.key)
         .collect();
     assert_eq!(ids, ["s_retry:1", "server:evt-42", "order:A-42"]);
     let stored = server.visitor(SHOP, &visitor).await.expect("stored");

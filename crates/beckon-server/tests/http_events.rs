@@ -239,7 +239,7 @@ async fn rejections_name_the_problem_and_store_nothing() {
 }
 
 #[tokio::test]
-async fn bots_and_automated_browsers_are_acknowledged_but_never_stored_or_served() {
+async fn bots_and_automated_browsers_are_acknowledged_and_logged_but_never_decided_on_or_served() {
     let server = demo_shop().await;
     let bots = [
         (
@@ -269,8 +269,30 @@ async fn bots_and_automated_browsers_are_acknowledged_but_never_stored_or_served
     }
     for (visitor, session) in &seen {
         assert!(server.visitor(SHOP, visitor).await.is_none(), "{visitor}");
-        assert!(server.events(SHOP, session).await.is_empty(), "{session}");
+        // Kept for the operator to inspect, marked as never decided on.
+        let events = server.events(SHOP, session).await;
+        assert_eq!(events.len(), 3, "{session}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.applied == beckon_store::Applied::Logged),
+            "{events:?}"
+        );
     }
+    let log = server
+        .store
+        .log(&beckon_engine::SiteId::parse(SHOP).unwrap(), 0, 100)
+        .await
+        .unwrap();
+    let reasons: Vec<String> = log
+        .iter()
+        .filter_map(|(_, b)| match &b.verdict {
+            beckon_store::Verdict::Bot { reason } => Some(reason.clone()),
+            beckon_store::Verdict::Human => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[3].contains("webdriver"), "{reasons:?}");
     assert!(server.exposures(SHOP).await.is_empty());
 
     // The same batch from a person fires.
@@ -508,7 +530,7 @@ async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
         record.profile.visits, 2,
         "the late beacon is not a third visit"
     );
-    assert_eq!(record.session.expect("live").id, "s_two");
+    assert_eq!(record.session.expect("live").id.as_str(), "s_two");
     assert_eq!(server.events(SHOP, "s_one").await.len(), 3);
     server.shutdown().await;
 }

@@ -329,7 +329,7 @@ async fn a_pending_timer_fires_after_a_restart_without_new_events() {
     assert_eq!(exposures.len(), 1, "{exposures:?}");
     assert_eq!(exposures[0].rule.as_str(), "product-dwell");
     assert_eq!(exposures[0].arm, Arm::Treated);
-    assert_eq!(exposures[0].session, "s_dwell");
+    assert_eq!(exposures[0].session.as_str(), "s_dwell");
 
     // The widget reconnects; the intervention waiting for it comes with the first answer.
     let mut ws = after.ws(ORIGIN, SHOP, &visitor, "s_dwell").await;

@@ -9,9 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beckon_engine::{Arm, Engine, Event, Policy, RuleSet, SiteId, Suppression, VisitorId};
+use beckon_engine::{
+    Arm, Engine, Event, Policy, RuleSet, SessionId, SiteId, Suppression, VisitorId,
+};
+use beckon_server::Options;
+use beckon_server::clock::Clock;
+use beckon_server::limits::Limits;
 use beckon_server::sites::Sites;
-use beckon_server::{Options, clock};
+use beckon_server::token::Tokens;
 use beckon_store::{Exposure, SiteRecord, Store, StoredEvent, VisitorRecord};
 use beckon_store_sqlite::SqliteStore;
 use futures::{SinkExt, StreamExt};
@@ -104,6 +109,7 @@ pub async fn install(store: &dyn Store, site: &Site) {
             secret: site.secret.clone(),
             origins: site.origins.clone(),
             policy: site.policy.clone(),
+            version: 0,
         })
         .await
         .expect("put_site");
@@ -123,6 +129,8 @@ pub struct TestServer {
     pub sites: Sites,
     /// A client with no default user agent: each request says who it plays.
     pub http: reqwest::Client,
+    /// The server's visitor tokens: the test plays visitors the server issued ids to.
+    pub tokens: Tokens,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -140,16 +148,24 @@ impl TestServer {
     /// A server on `store`, serving the sites it holds (and resuming its live sessions), once
     /// `/readyz` says it is ready.
     pub async fn start(store: Arc<dyn Store>) -> TestServer {
-        let server = beckon_server::start(
-            store.clone(),
+        TestServer::start_with(
+            store,
             Options {
                 shards: 2,
-                demo_shop: false,
+                limits: Limits::unthrottled(),
+                ..Options::default()
             },
         )
         .await
-        .expect("server starts");
+    }
+
+    /// A server on `store` with these options.
+    pub async fn start_with(store: Arc<dyn Store>, options: Options) -> TestServer {
+        let server = beckon_server::start(store.clone(), options)
+            .await
+            .expect("server starts");
         let sites = server.state.sites.clone();
+        let tokens = server.state.tokens.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -167,6 +183,7 @@ impl TestServer {
             store,
             sites,
             http,
+            tokens,
             stop: Some(stop),
             task,
         };
@@ -245,11 +262,40 @@ impl TestServer {
             .await
     }
 
-    /// `POST /v1/events` with this origin (none: no header), user agent and raw body.
+    /// The token the server issues to `visitor` on `site`.
+    pub fn token(&self, site: &str, visitor: &str) -> String {
+        self.tokens.issue(
+            &SiteId::parse(site).expect("site id"),
+            &VisitorId::parse(visitor).expect("visitor id"),
+        )
+    }
+
+    /// `POST /v1/events?site=…` with this origin (none: no header), user agent and raw body.
+    /// A JSON body naming a visitor without a `token` member gets the visitor's token, as the
+    /// widget would send it (a test that plays a forger sets `token` itself).
     pub async fn post_events_as(&self, origin: Option<&str>, ua: &str, body: String) -> Reply {
+        let (body, site) = match serde_json::from_str::<Value>(&body) {
+            Ok(Value::Object(mut b)) => {
+                let site = b.get("site").and_then(Value::as_str).map(str::to_owned);
+                if let (Some(s), Some(v)) = (&site, b.get("visitor").and_then(Value::as_str)) {
+                    if !b.contains_key("token") {
+                        if let (Ok(_), Ok(_)) = (SiteId::parse(s), VisitorId::parse(v)) {
+                            let t = self.token(s, v);
+                            b.insert("token".to_owned(), Value::String(t));
+                        }
+                    }
+                }
+                (Value::Object(b).to_string(), site)
+            }
+            _ => (body, None),
+        };
+        let url = match site {
+            Some(s) => format!("{}?site={}", self.url("/v1/events"), s),
+            None => self.url("/v1/events"),
+        };
         let mut req = self
             .http
-            .post(self.url("/v1/events"))
+            .post(url)
             .header("content-type", "application/json")
             .header("user-agent", ua)
             .body(body);
@@ -283,8 +329,25 @@ impl TestServer {
         visitor: &str,
         session: &str,
     ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let token = match (SiteId::parse(site), VisitorId::parse(visitor)) {
+            (Ok(_), Ok(_)) => self.token(site, visitor),
+            _ => String::new(),
+        };
+        self.try_ws_with_token(origin, site, visitor, &token, session)
+            .await
+    }
+
+    /// Opens `/v1/ws` with this token (empty: none), returning the handshake error as is.
+    pub async fn try_ws_with_token(
+        &self,
+        origin: &str,
+        site: &str,
+        visitor: &str,
+        token: &str,
+        session: &str,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         let url = format!(
-            "{}/v1/ws?site={site}&visitor={visitor}&session={session}",
+            "{}/v1/ws?site={site}&visitor={visitor}&token={token}&session={session}",
             self.base.replacen("http://", "ws://", 1)
         );
         let mut request = url.into_client_request().expect("a WebSocket request");
@@ -320,7 +383,7 @@ impl TestServer {
         let mut session = record.session.expect("a live session").state;
         let mut profile = record.profile;
         let engine = self.engine(site);
-        let (_, trace) = engine.explain(&mut session, &mut profile, event, clock::now());
+        let (_, trace) = engine.explain(&mut session, &mut profile, event, Clock::System.now());
         trace.held
     }
 }
@@ -336,7 +399,10 @@ pub async fn exposures(store: &dyn Store, site: &str) -> Vec<Exposure> {
 /// The stored events of a session, the server's own timer ticks left out.
 pub async fn events(store: &dyn Store, site: &str, session: &str) -> Vec<StoredEvent> {
     store
-        .session_events(&SiteId::parse(site).expect("site id"), session)
+        .session_events(
+            &SiteId::parse(site).expect("site id"),
+            &SessionId::parse(session).expect("session id"),
+        )
         .await
         .expect("session events")
         .into_iter()
