@@ -7,9 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use beckon_engine::Timestamp;
 
 /// Where "now" comes from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum Clock {
     /// The system's wall clock.
+    #[default]
     System,
     /// `base` at the moment `start` was taken, then advancing with tokio's clock (which a test
     /// may pause and advance).
@@ -42,11 +43,5 @@ impl Clock {
             }
             Clock::Tokio { base, start } => base.plus_ms(start.elapsed().as_millis() as i64),
         }
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::System
     }
 }

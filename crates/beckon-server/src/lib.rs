@@ -217,12 +217,18 @@ impl Server {
                 token.cancel();
             })
             .await;
+        self.stop().await;
+        result
+    }
+
+    /// Stops the background parts: the shards and the watchers stop, then the writer flushes
+    /// everything already accepted.
+    pub async fn stop(self) {
         self.state.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
         }
         drop(self.state);
         let _ = self.writer.await;
-        result
     }
 }

@@ -74,8 +74,17 @@ pub enum ReplayError {
     },
 }
 
-/// Replays `site`'s whole log and returns what fired, sorted.
-pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Vec<Fired>, ReplayError> {
+/// What a replay rebuilt.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// What fired, sorted.
+    pub fired: Vec<Fired>,
+    /// Each visitor's state at the end of the log.
+    pub visitors: HashMap<VisitorId, Visitor>,
+}
+
+/// Replays `site`'s whole log.
+pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Replay, ReplayError> {
     let mut engines: HashMap<u64, Arc<Engine>> = HashMap::new();
     let mut visitors: HashMap<VisitorId, Visitor> = HashMap::new();
     let mut fired = Vec::new();
@@ -141,7 +150,7 @@ pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Vec<Fired>,
         }
     }
     fired.sort();
-    Ok(fired)
+    Ok(Replay { fired, visitors })
 }
 
 /// What the store recorded as fired for `site`, sorted like [`replay_site`]'s answer.

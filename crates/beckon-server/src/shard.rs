@@ -146,11 +146,11 @@ pub enum ShardMsg {
 enum Internal {
     Loaded {
         key: VisitorKey,
-        result: Result<Option<VisitorRecord>, StoreError>,
+        result: Result<Option<Box<VisitorRecord>>, StoreError>,
     },
     Known {
         key: VisitorKey,
-        job: BatchJob,
+        job: Box<BatchJob>,
         result: Result<Vec<String>, StoreError>,
     },
     Committed {
@@ -259,7 +259,7 @@ struct Slot {
 
 /// Work deferred until a visitor's read finishes.
 enum Work {
-    Batch(BatchJob),
+    Batch(Box<BatchJob>),
     Tick,
 }
 
@@ -344,7 +344,7 @@ impl Shard {
         match msg {
             ShardMsg::Batch(job) => {
                 let key = (job.site.clone(), job.visitor.clone());
-                self.submit(key, Work::Batch(job)).await;
+                self.submit(key, Work::Batch(Box::new(job))).await;
             }
             ShardMsg::Attach { key, conn, tx } => {
                 let slot = self.slots.entry(key).or_default();
@@ -421,7 +421,7 @@ impl Shard {
         };
         let job = match work {
             Work::Tick => return self.tick(key).await,
-            Work::Batch(job) => job,
+            Work::Batch(job) => *job,
         };
         // Keys this batch brings that neither memory nor an in-flight write knows.
         let unknown: Vec<String> = job
@@ -435,6 +435,7 @@ impl Shard {
         if unknown.is_empty() || live.complete {
             return self.apply(key, job, HashSet::new()).await;
         }
+        let job = Box::new(job);
         slot.busy = true;
         let store = self.config.store.clone();
         let tx = self.internal.clone();
@@ -451,7 +452,7 @@ impl Shard {
         let store = self.config.store.clone();
         let tx = self.internal.clone();
         tokio::spawn(async move {
-            let result = store.visitor(&key.0, &key.1).await;
+            let result = store.visitor(&key.0, &key.1).await.map(|r| r.map(Box::new));
             let _ = tx.send(Internal::Loaded { key, result });
         });
     }
@@ -465,7 +466,7 @@ impl Shard {
                 };
                 slot.busy = false;
                 let live = match result {
-                    Ok(Some(record)) => Live::new(Visitor::from_record(record), false, now),
+                    Ok(Some(record)) => Live::new(Visitor::from_record(*record), false, now),
                     // Nothing stored: every key this visitor will log passes through here.
                     Ok(None) => Live::new(Visitor::fresh(key.1.clone()), true, now),
                     Err(StoreError::Undecodable(reason)) => {
@@ -497,12 +498,17 @@ impl Shard {
                 };
                 slot.busy = false;
                 match result {
+                    // A failed commit dropped the state while the read ran: the batch starts
+                    // over on the state reloaded from the store.
+                    Ok(_) if slot.live.is_none() => {
+                        slot.waiting.push_front(Work::Batch(job));
+                    }
                     Ok(found) => {
                         let found: HashSet<String> = found.into_iter().collect();
                         if let Some(live) = slot.live.as_mut() {
                             live.remember(found.iter().cloned().collect());
                         }
-                        self.apply(key.clone(), job, found).await;
+                        self.apply(key.clone(), *job, found).await;
                     }
                     Err(e) => {
                         let _ = job.reply.send(Err(e.into()));
