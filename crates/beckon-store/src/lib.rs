@@ -382,8 +382,9 @@ pub trait Store: Send + Sync + 'static {
     /// and the same ever after, for every process sharing the database.
     async fn server_key(&self) -> Result<[u8; 32]>;
 
-    /// Creates or replaces a site. Its rule-set version goes up when the policy changed (and
-    /// the site is new at version 1).
+    /// Creates or replaces a site. Its rule-set version goes up when anything changed (secret,
+    /// origins or policy), and the new version keeps the rules in force; a new site starts at
+    /// version 1, and an identical record changes nothing.
     async fn put_site(&self, site: &SiteRecord) -> Result<()>;
 
     /// Every site, with its current rule-set version.
@@ -394,6 +395,7 @@ pub trait Store: Send + Sync + 'static {
     async fn site_versions(&self) -> Result<Vec<(SiteId, u64)>>;
 
     /// Replaces a site's rules with these, atomically (an import); the rule-set version goes up.
+    /// The site must exist ([`Store::put_site`] first).
     async fn replace_rules(
         &self,
         site: &SiteId,
@@ -435,7 +437,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// A site's logged batches in the order they were committed, from position `after`
     /// (exclusive; 0 for the start), at most `limit`; each with its position, for paging.
-    async fn log(&self, site: &SiteId, after: u64, limit: usize) -> Result<Vec<(u64, LoggedBatch)>>;
+    async fn log(&self, site: &SiteId, after: u64, limit: usize)
+    -> Result<Vec<(u64, LoggedBatch)>>;
 
     /// Deletes logged batches (and their events) handled before `before`, at most `limit`
     /// batches per call so that pruning never holds the database for long; returns how many
