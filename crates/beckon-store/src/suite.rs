@@ -1,22 +1,50 @@
 //! The story every storage backend must tell the same way. Each backend's tests call
 //! [`run_all`] on a fresh database; a backend passes only if every chapter holds.
+//!
+//! Each chapter works on sites of its own, so chapters do not see each other's rows. Pruning is
+//! not per site, so the chapters that prune come last, and the one that counts what pruning
+//! removed logs its batches at instants before every other chapter's.
 
 use beckon_engine::rules::RuleFile;
 use beckon_engine::session::Arm;
 use beckon_engine::{
-    Engine, Event, Policy, Profile, RuleId, SessionStart, SiteId, Timestamp, VisitorId,
+    Engine, Event, EventId, Policy, Profile, RuleId, SessionId, SessionStart, SiteId, Timestamp,
+    VisitorId,
 };
 
-use crate::{Exposure, SessionRecord, SiteRecord, Store, StoredEvent, VisitorRecord, WriteBatch};
+use crate::{
+    Applied, BatchContext, CommitReport, Exposure, Issued, LoggedBatch, LoggedEvent, SessionRecord,
+    SiteRecord, Source, Store, StoreError, Verdict, VisitBegin, VisitorWrite, WriteBatch,
+};
 
 /// Runs every chapter against `store`, which must be freshly migrated and empty.
 pub async fn run_all(store: &dyn Store) {
+    the_database_answers(store).await;
+    the_server_key_is_made_once(store).await;
     sites_round_trip(store).await;
+    versions_go_up_on_every_change_and_keep_what_was_in_force(store).await;
     rule_imports_replace_the_whole_set(store).await;
-    events_are_idempotent_by_id(store).await;
+    the_log_round_trips_exactly(store).await;
+    session_events_come_back_in_order(store).await;
+    known_keys_are_per_visitor(store).await;
+    a_decided_duplicate_fails_the_whole_commit(store).await;
+    logged_duplicates_are_skipped(store).await;
+    order_keys_are_unique_per_site(store).await;
     visitor_state_survives_a_restart(store).await;
+    an_unchanged_profile_keeps_the_stored_one(store).await;
+    repeated_visitors_in_one_commit_coalesce(store).await;
     a_failed_commit_leaves_nothing_behind(store).await;
     active_visitors_are_found_by_recency(store).await;
+    // Pruning is global: these come last (see the module header).
+    pruning_is_bounded_and_keeps_orders_exposures_and_visitors(store).await;
+    order_keys_survive_pruning(store).await;
+}
+
+/// Every chapter's instants are after this one, except the pruning chapter's.
+const T0: i64 = 1_800_000_000_000;
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + ms)
 }
 
 fn site(id: &str) -> SiteId {
@@ -27,15 +55,137 @@ fn visitor(id: &str) -> VisitorId {
     VisitorId::parse(id).unwrap()
 }
 
-fn event(site_id: &str, v: &str, session: &str, id: &str, at: i64) -> StoredEvent {
-    StoredEvent {
-        site: site(site_id),
-        visitor: visitor(v),
-        session: session.to_owned(),
-        id: id.to_owned(),
-        at: Timestamp::from_millis(at),
+fn session_id(id: &str) -> SessionId {
+    SessionId::parse(id).unwrap()
+}
+
+/// An event whose key is its id.
+fn event(key: &str, applied: Applied) -> LoggedEvent {
+    LoggedEvent {
+        key: key.to_owned(),
+        id: EventId::parse(key).unwrap(),
         kind: "activity".to_owned(),
-        body: format!("{{\"id\":\"{id}\",\"type\":\"activity\"}}"),
+        body: format!("{{\"id\":\"{key}\",\"type\":\"activity\"}}"),
+        applied,
+    }
+}
+
+/// A conversion with an order id: its key is `order:<id>`, its id the client's.
+fn order_event(id: &str, order: &str, applied: Applied) -> LoggedEvent {
+    LoggedEvent {
+        key: format!("order:{order}"),
+        id: EventId::parse(id).unwrap(),
+        kind: "conversion".to_owned(),
+        body: format!("{{\"id\":\"{id}\",\"type\":\"conversion\",\"order_id\":\"{order}\"}}"),
+        applied,
+    }
+}
+
+/// A plain browser batch: human, rule-set version 1, no visit start.
+fn batch(
+    s: &str,
+    v: &str,
+    session: &str,
+    when: Timestamp,
+    events: Vec<LoggedEvent>,
+) -> LoggedBatch {
+    LoggedBatch {
+        site: site(s),
+        visitor: visitor(v),
+        session: Some(session_id(session)),
+        at: when,
+        source: Source::Browser,
+        context: BatchContext::default(),
+        verdict: Verdict::Human,
+        rules_version: 1,
+        begins: None,
+        events,
+    }
+}
+
+fn batches(batches: Vec<LoggedBatch>) -> WriteBatch {
+    WriteBatch {
+        batches,
+        ..WriteBatch::default()
+    }
+}
+
+fn keys(list: &[&str]) -> Vec<String> {
+    list.iter().map(|k| (*k).to_owned()).collect()
+}
+
+async fn known(store: &dyn Store, s: &str, v: &str, asked: &[&str]) -> Vec<String> {
+    let mut found = store
+        .known_keys(&site(s), &visitor(v), &keys(asked))
+        .await
+        .unwrap();
+    found.sort();
+    found
+}
+
+fn profile(dismissals: u32) -> Profile {
+    Profile {
+        visits: 1 + dismissals,
+        dismissals,
+        ..Profile::default()
+    }
+}
+
+/// A live session record for `v` on site `s`.
+fn session_record(s: &str, v: &str, id: &str, now: Timestamp) -> SessionRecord {
+    let engine = Engine::new(site(s), Policy::default(), Default::default()).unwrap();
+    let mut p = Profile::default();
+    SessionRecord {
+        id: session_id(id),
+        state: engine.start_session(visitor(v), SessionStart::default(), &mut p, now),
+        ended: Vec::new(),
+        issued: Vec::new(),
+    }
+}
+
+fn visitor_write(
+    s: &str,
+    v: &str,
+    p: Option<Profile>,
+    session: &str,
+    when: Timestamp,
+) -> VisitorWrite {
+    VisitorWrite {
+        site: site(s),
+        visitor: visitor(v),
+        profile: p,
+        session: Some(session_record(s, v, session, when)),
+        last_seen: when,
+    }
+}
+
+fn exposure(s: &str, v: &str, id: &str, when: Timestamp) -> Exposure {
+    Exposure {
+        id: id.to_owned(),
+        site: site(s),
+        visitor: visitor(v),
+        session: session_id("s-x"),
+        rule: RuleId::parse("r").unwrap(),
+        arm: Arm::Treated,
+        at: when,
+        message: "{\"text\":\"hi\"}".to_owned(),
+    }
+}
+
+async fn the_database_answers(store: &dyn Store) {
+    store.ping().await.unwrap();
+    // Nothing to write is not an error, and writes nothing.
+    assert_eq!(
+        store.commit(&WriteBatch::default()).await.unwrap(),
+        CommitReport::default()
+    );
+}
+
+async fn the_server_key_is_made_once(store: &dyn Store) {
+    let first = store.server_key().await.unwrap();
+    assert_ne!(first, [0; 32], "the key is random, not blank");
+    for _ in 0..3 {
+        assert_eq!(store.server_key().await.unwrap(), first);
     }
 }
 
@@ -48,6 +198,7 @@ async fn sites_round_trip(store: &dyn Store) {
             max_per_session: 5,
             ..Policy::default()
         },
+        version: 1,
     };
     store.put_site(&record).await.unwrap();
     let sites = store.sites().await.unwrap();
@@ -60,61 +211,611 @@ async fn sites_round_trip(store: &dyn Store) {
     store.put_site(&changed).await.unwrap();
     let sites = store.sites().await.unwrap();
     assert_eq!(sites.iter().filter(|s| s.id == record.id).count(), 1);
+    let back = sites.iter().find(|s| s.id == record.id).unwrap();
+    assert_eq!(back.secret, "sk_rotated");
+    assert_eq!(back.version, 2);
+}
+
+/// A site's version, as `site_versions` and `sites` both report it.
+async fn current_version(store: &dyn Store, id: &SiteId) -> u64 {
+    let versions = store.site_versions().await.unwrap();
+    let current = versions.iter().find(|(s, _)| s == id).map(|(_, v)| *v);
+    let from_sites = store
+        .sites()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == *id)
+        .map(|s| s.version);
+    assert_eq!(current, from_sites, "site_versions agrees with sites");
+    current.unwrap()
+}
+
+async fn versions_go_up_on_every_change_and_keep_what_was_in_force(store: &dyn Store) {
+    let id = site("suite-versions");
+    let first_policy = Policy::default();
+    let record = SiteRecord {
+        id: id.clone(),
+        secret: "sk_1".to_owned(),
+        origins: vec!["*".to_owned()],
+        policy: first_policy.clone(),
+        // Ignored by put_site: the store sets it.
+        version: 42,
+    };
+    store.put_site(&record).await.unwrap();
     assert_eq!(
-        sites.iter().find(|s| s.id == record.id).unwrap().secret,
-        "sk_rotated"
+        current_version(store, &id).await,
+        1,
+        "a new site starts at version 1"
+    );
+    store.put_site(&record).await.unwrap();
+    assert_eq!(
+        current_version(store, &id).await,
+        1,
+        "an identical record changes nothing"
+    );
+
+    let rotated = SiteRecord {
+        secret: "sk_2".to_owned(),
+        ..record.clone()
+    };
+    store.put_site(&rotated).await.unwrap();
+    assert_eq!(
+        current_version(store, &id).await,
+        2,
+        "a new secret is a change"
+    );
+
+    let second_policy = Policy {
+        max_per_session: 1,
+        holdout_percent: 25.0,
+        ..Policy::default()
+    };
+    let retuned = SiteRecord {
+        policy: second_policy.clone(),
+        ..rotated.clone()
+    };
+    store.put_site(&retuned).await.unwrap();
+    assert_eq!(
+        current_version(store, &id).await,
+        3,
+        "a new policy is a change"
+    );
+
+    let file: RuleFile = toml::from_str(include_str!("../../../examples/demo-rules.toml")).unwrap();
+    store.replace_rules(&id, &file.rules).await.unwrap();
+    assert_eq!(
+        current_version(store, &id).await,
+        4,
+        "an import is a change"
+    );
+
+    let moved = SiteRecord {
+        origins: vec!["https://shop.example".to_owned()],
+        ..retuned.clone()
+    };
+    store.put_site(&moved).await.unwrap();
+    assert_eq!(
+        current_version(store, &id).await,
+        5,
+        "new origins are a change"
+    );
+    store.put_site(&moved).await.unwrap();
+    assert_eq!(current_version(store, &id).await, 5);
+
+    // Every version keeps the policy and rules that were in force then.
+    let set = |v: u64| {
+        let id = id.clone();
+        async move { store.rule_set(&id, v).await.unwrap() }
+    };
+    let v1 = set(1).await.unwrap();
+    assert_eq!((v1.version, &v1.policy), (1, &first_policy));
+    assert!(v1.rules.is_empty());
+    assert_eq!(set(2).await.unwrap().policy, first_policy);
+    let v3 = set(3).await.unwrap();
+    assert_eq!(v3.policy, second_policy);
+    assert!(v3.rules.is_empty(), "the import came after version 3");
+    let v4 = set(4).await.unwrap();
+    assert_eq!((&v4.policy, &v4.rules), (&second_policy, &file.rules));
+    let v5 = set(5).await.unwrap();
+    assert_eq!(v5.rules, file.rules, "the rules carry over a site change");
+    assert_eq!(store.rules(&id).await.unwrap(), file.rules);
+    assert!(set(0).await.is_none());
+    assert!(set(6).await.is_none());
+    assert!(
+        store
+            .rule_set(&site("suite-nowhere"), 1)
+            .await
+            .unwrap()
+            .is_none()
     );
 }
 
 async fn rule_imports_replace_the_whole_set(store: &dyn Store) {
     let file: RuleFile = toml::from_str(include_str!("../../../examples/demo-rules.toml")).unwrap();
     let s = site("suite-rules");
+    for id in ["suite-rules", "suite-other"] {
+        store
+            .put_site(&SiteRecord {
+                id: site(id),
+                secret: "sk".to_owned(),
+                origins: vec!["*".to_owned()],
+                policy: Policy::default(),
+                version: 0,
+            })
+            .await
+            .unwrap();
+    }
     store.replace_rules(&s, &file.rules).await.unwrap();
     assert_eq!(store.rules(&s).await.unwrap(), file.rules);
     store.replace_rules(&s, &file.rules[..1]).await.unwrap();
     assert_eq!(store.rules(&s).await.unwrap(), file.rules[..1].to_vec());
     // Another site's rules are untouched by the import.
     assert!(store.rules(&site("suite-other")).await.unwrap().is_empty());
+    // A site the store has never seen has no rules.
+    assert!(
+        store
+            .rules(&site("suite-unknown"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
-async fn events_are_idempotent_by_id(store: &dyn Store) {
-    let first = WriteBatch {
+async fn the_log_round_trips_exactly(store: &dyn Store) {
+    let started = LoggedBatch {
+        site: site("suite-log"),
+        visitor: visitor("v1"),
+        session: Some(session_id("s-log")),
+        at: at(10),
+        source: Source::Backend,
+        context: BatchContext {
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120".to_owned(),
+            language: Some("fr".to_owned()),
+            tz_offset_minutes: -300,
+        },
+        verdict: Verdict::Bot {
+            reason: "navigator.webdriver".to_owned(),
+        },
+        rules_version: 7,
+        begins: Some(VisitBegin {
+            start: SessionStart {
+                bot: true,
+                language: Some("fr".to_owned()),
+                utc_offset_minutes: -300,
+                ..SessionStart::default()
+            },
+            fresh_profile: true,
+        }),
         events: vec![
-            event("suite-ev", "v1", "s1", "s1:1", 1),
-            event("suite-ev", "v1", "s1", "s1:2", 2),
+            LoggedEvent {
+                body: "{\"id\":\"e1\",\"name\":\"café ☕ \\\"quoted\\\"\"}".to_owned(),
+                ..event("e1", Applied::Decided)
+            },
+            event("e2", Applied::Logged),
+            event("e3", Applied::Refused("never issued: i-9".to_owned())),
         ],
-        ..WriteBatch::default()
     };
-    assert_eq!(store.commit(&first).await.unwrap(), 2);
-    // A resend of s1:2 with a new one: only the new one counts.
-    let resend = WriteBatch {
-        events: vec![
-            event("suite-ev", "v1", "s1", "s1:2", 3),
-            event("suite-ev", "v1", "s1", "s1:3", 4),
-        ],
-        ..WriteBatch::default()
+    let woke = LoggedBatch {
+        session: None,
+        at: at(11),
+        source: Source::Timer,
+        context: BatchContext::default(),
+        verdict: Verdict::Human,
+        rules_version: 8,
+        begins: None,
+        events: vec![event("tick-1", Applied::Decided)],
+        ..started.clone()
     };
-    assert_eq!(store.commit(&resend).await.unwrap(), 1);
-    // The same id from another visitor is another event.
-    let other = WriteBatch {
-        events: vec![event("suite-ev", "v2", "s9", "s1:2", 5)],
-        ..WriteBatch::default()
+    let empty = LoggedBatch {
+        events: Vec::new(),
+        at: at(12),
+        ..woke.clone()
     };
-    assert_eq!(store.commit(&other).await.unwrap(), 1);
-    let ids: Vec<String> = store
-        .session_events(&site("suite-ev"), "s1")
+    let elsewhere = batch(
+        "suite-log-other",
+        "v1",
+        "s-log",
+        at(10),
+        vec![event("e1", Applied::Decided)],
+    );
+    let report = store
+        .commit(&batches(vec![
+            started.clone(),
+            elsewhere.clone(),
+            woke.clone(),
+            empty.clone(),
+        ]))
         .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+        .unwrap();
+    assert_eq!(
+        report,
+        CommitReport {
+            inserted: 5,
+            skipped: 0
+        }
+    );
+
+    let log = store.log(&site("suite-log"), 0, 100).await.unwrap();
+    let read: Vec<&LoggedBatch> = log.iter().map(|(_, b)| b).collect();
+    assert_eq!(
+        read,
+        [&started, &woke, &empty],
+        "another site's batch is not in this log"
+    );
+    assert!(log.windows(2).all(|w| w[0].0 < w[1].0), "positions rise");
+    assert_eq!(
+        store.log(&site("suite-log-other"), 0, 100).await.unwrap()[0].1,
+        elsewhere
+    );
+
+    // Paging: `after` is exclusive, `limit` bounds the page.
+    let first = store.log(&site("suite-log"), 0, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, started);
+    let rest = store
+        .log(&site("suite-log"), first[0].0, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest, log[1..].to_vec());
+    let last = log.last().unwrap().0;
+    assert!(
+        store
+            .log(&site("suite-log"), last, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .log(&site("suite-log"), 0, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A later commit's batches come after.
+    let later = batch(
+        "suite-log",
+        "v2",
+        "s-2",
+        at(5),
+        vec![event("e9", Applied::Decided)],
+    );
+    store.commit(&batches(vec![later.clone()])).await.unwrap();
+    let after = store.log(&site("suite-log"), last, 100).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, later);
+}
+
+async fn session_events_come_back_in_order(store: &dyn Store) {
+    let s = "suite-session-events";
+    store
+        .commit(&batches(vec![
+            batch(
+                s,
+                "v1",
+                "s1",
+                at(1),
+                vec![
+                    event("s1:1", Applied::Decided),
+                    event("s1:2", Applied::Logged),
+                ],
+            ),
+            batch(s, "v1", "s2", at(2), vec![event("s2:1", Applied::Decided)]),
+        ]))
+        .await
+        .unwrap();
+    store
+        .commit(&batches(vec![batch(
+            s,
+            "v1",
+            "s1",
+            at(3),
+            vec![event("s1:3", Applied::Decided)],
+        )]))
+        .await
+        .unwrap();
+    let events = store
+        .session_events(&site(s), &session_id("s1"))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["s1:1", "s1:2", "s1:3"]);
+    let e = &events[1];
+    assert_eq!(
+        (
+            &e.site,
+            &e.visitor,
+            &e.session,
+            e.at,
+            e.key.as_str(),
+            &e.applied
+        ),
+        (
+            &site(s),
+            &visitor("v1"),
+            &Some(session_id("s1")),
+            at(1),
+            "s1:2",
+            &Applied::Logged
+        )
+    );
+    assert_eq!(e.kind, "activity");
+    assert_eq!(e.body, "{\"id\":\"s1:2\",\"type\":\"activity\"}");
+    assert!(
+        store
+            .session_events(&site("suite-other"), &session_id("s1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn known_keys_are_per_visitor(store: &dyn Store) {
+    let s = "suite-keys";
+    store
+        .commit(&batches(vec![
+            batch(
+                s,
+                "v1",
+                "s1",
+                at(1),
+                vec![event("a", Applied::Decided), event("b", Applied::Logged)],
+            ),
+            batch(s, "v2", "s2", at(1), vec![event("c", Applied::Decided)]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(
+        known(store, s, "v1", &["a", "b", "c", "z"]).await,
+        ["a", "b"]
+    );
+    assert_eq!(known(store, s, "v2", &["a", "c"]).await, ["c"]);
+    assert!(known(store, s, "v3", &["a", "c"]).await.is_empty());
+    assert!(known(store, "suite-other", "v1", &["a"]).await.is_empty());
+    assert!(known(store, s, "v1", &[]).await.is_empty());
+    // Many keys at once (more than fit in one statement of some databases).
+    let many: Vec<String> = (0..2_000)
+        .map(|i| format!("k{i}"))
+        .chain(["a".to_owned()])
+        .collect();
+    assert_eq!(
+        store
+            .known_keys(&site(s), &visitor("v1"), &many)
+            .await
+            .unwrap(),
+        ["a"]
+    );
+}
+
+async fn a_decided_duplicate_fails_the_whole_commit(store: &dyn Store) {
+    let s = "suite-dup";
+    store
+        .commit(&batches(vec![batch(
+            s,
+            "v1",
+            "s1",
+            at(1),
+            vec![event("k1", Applied::Logged)],
+        )]))
+        .await
+        .unwrap();
+    let group = WriteBatch {
+        batches: vec![
+            batch(s, "v2", "s2", at(2), vec![event("fresh", Applied::Decided)]),
+            batch(s, "v1", "s1", at(2), vec![event("k2", Applied::Decided)]),
+            // Logged before (even as logged only): deciding on it again is a duplicate.
+            batch(s, "v1", "s1", at(2), vec![event("k1", Applied::Decided)]),
+        ],
+        exposures: vec![exposure(s, "v2", "i-dup", at(2))],
+        visitors: vec![visitor_write(s, "v2", Some(profile(0)), "s2", at(2))],
+    };
+    assert_eq!(
+        store.commit(&group).await.unwrap_err(),
+        StoreError::Duplicate {
+            site: site(s),
+            visitor: visitor("v1"),
+            key: "k1".to_owned(),
+        }
+    );
+    // Nothing of the commit landed: not the other visitor's batch, not the new key of the same
+    // visitor, not the exposure, not the state.
+    assert!(known(store, s, "v2", &["fresh"]).await.is_empty());
+    assert!(known(store, s, "v1", &["k2"]).await.is_empty());
+    assert!(store.exposures(&site(s)).await.unwrap().is_empty());
+    assert!(
+        store
+            .visitor(&site(s), &visitor("v2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.log(&site(s), 0, 100).await.unwrap().len(), 1);
+
+    // The same key twice within one commit is a duplicate as well.
+    let twice = batches(vec![
+        batch(s, "v3", "s3", at(3), vec![event("k5", Applied::Decided)]),
+        batch(s, "v3", "s3", at(3), vec![event("k5", Applied::Decided)]),
+    ]);
+    assert!(matches!(
+        store.commit(&twice).await,
+        Err(StoreError::Duplicate { key, .. }) if key == "k5"
+    ));
+    assert!(known(store, s, "v3", &["k5"]).await.is_empty());
+
+    // Without the duplicate, the rest goes in.
+    let mut retry = group.clone();
+    retry.batches.pop();
+    assert_eq!(
+        store.commit(&retry).await.unwrap(),
+        CommitReport {
+            inserted: 2,
+            skipped: 0
+        }
+    );
+    assert_eq!(known(store, s, "v1", &["k1", "k2"]).await, ["k1", "k2"]);
+    assert_eq!(store.exposures(&site(s)).await.unwrap().len(), 1);
+}
+
+async fn logged_duplicates_are_skipped(store: &dyn Store) {
+    let s = "suite-skip";
+    store
+        .commit(&batches(vec![batch(
+            s,
+            "v1",
+            "s1",
+            at(1),
+            vec![event("k1", Applied::Decided)],
+        )]))
+        .await
+        .unwrap();
+    let resend = batch(
+        s,
+        "v1",
+        "s1",
+        at(2),
+        vec![
+            event("k1", Applied::Logged),
+            event("k3", Applied::Decided),
+            event("k1", Applied::Refused("not issued".to_owned())),
+        ],
+    );
+    assert_eq!(
+        store.commit(&batches(vec![resend])).await.unwrap(),
+        CommitReport {
+            inserted: 1,
+            skipped: 2
+        }
+    );
+    // Within one commit too: the first occurrence is logged, the logged-only repeat skipped.
+    assert_eq!(
+        store
+            .commit(&batches(vec![batch(
+                s,
+                "v1",
+                "s1",
+                at(3),
+                vec![event("k4", Applied::Decided), event("k4", Applied::Logged),]
+            )]))
+            .await
+            .unwrap(),
+        CommitReport {
+            inserted: 1,
+            skipped: 1
+        }
+    );
+    let log = store.log(&site(s), 0, 100).await.unwrap();
+    let events: Vec<Vec<(&str, &Applied)>> = log
+        .iter()
+        .map(|(_, b)| {
+            b.events
+                .iter()
+                .map(|e| (e.key.as_str(), &e.applied))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            vec![("k1", &Applied::Decided)],
+            vec![("k3", &Applied::Decided)],
+            vec![("k4", &Applied::Decided)],
+        ],
+        "a skipped event is not logged twice; the first use of a key is the one kept"
+    );
+}
+
+async fn order_keys_are_unique_per_site(store: &dyn Store) {
+    let s = "suite-orders";
+    store
+        .commit(&batches(vec![batch(
+            s,
+            "v1",
+            "s1",
+            at(1),
+            vec![order_event("s1:1", "42", Applied::Decided)],
+        )]))
+        .await
+        .unwrap();
+    // Another visitor reporting the same order (the merchant's backend, another device).
+    let again = |applied| {
+        batches(vec![batch(
+            s,
+            "v2",
+            "s2",
+            at(2),
+            vec![order_event("s2:1", "42", applied)],
+        )])
+    };
+    assert_eq!(
+        store.commit(&again(Applied::Decided)).await.unwrap_err(),
+        StoreError::Duplicate {
+            site: site(s),
+            visitor: visitor("v2"),
+            key: "order:42".to_owned(),
+        }
+    );
+    assert_eq!(
+        store.commit(&again(Applied::Logged)).await.unwrap(),
+        CommitReport {
+            inserted: 0,
+            skipped: 1
+        }
+    );
+    assert_eq!(
+        known(store, s, "v2", &["order:42", "order:43", "s2:1"]).await,
+        ["order:42"]
+    );
+    assert_eq!(known(store, s, "v9", &["order:42"]).await, ["order:42"]);
+    // Per site: another site's order 42 is another order.
+    assert!(
+        known(store, "suite-orders-b", "v1", &["order:42"])
+            .await
+            .is_empty()
+    );
+    store
+        .commit(&batches(vec![batch(
+            "suite-orders-b",
+            "v2",
+            "s2",
+            at(2),
+            vec![order_event("s2:1", "42", Applied::Decided)],
+        )]))
+        .await
+        .unwrap();
+    // Two visitors with one order in one commit: the second is the duplicate, and nothing lands.
+    let both = batches(vec![
+        batch(
+            s,
+            "v3",
+            "s3",
+            at(3),
+            vec![order_event("s3:1", "77", Applied::Decided)],
+        ),
+        batch(
+            s,
+            "v4",
+            "s4",
+            at(3),
+            vec![order_event("s4:1", "77", Applied::Decided)],
+        ),
+    ]);
+    assert_eq!(
+        store.commit(&both).await.unwrap_err(),
+        StoreError::Duplicate {
+            site: site(s),
+            visitor: visitor("v4"),
+            key: "order:77".to_owned(),
+        }
+    );
+    assert!(known(store, s, "v3", &["order:77"]).await.is_empty());
 }
 
 async fn visitor_state_survives_a_restart(store: &dyn Store) {
     let engine = Engine::new(site("suite-state"), Policy::default(), Default::default()).unwrap();
     let mut profile = Profile::default();
-    let now = Timestamp::from_secs(1_800_000_000);
+    let now = at(0);
     let mut session = engine.start_session(
         visitor("v-state"),
         SessionStart::default(),
@@ -129,15 +830,18 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
         },
         now,
     );
-    let record = VisitorRecord {
+    let write = VisitorWrite {
         site: site("suite-state"),
         visitor: visitor("v-state"),
-        profile: profile.clone(),
+        profile: Some(profile.clone()),
         session: Some(SessionRecord {
-            id: "s-state".to_owned(),
+            id: session_id("s-state"),
             state: session.clone(),
-            recent_ids: vec!["s-state:1".to_owned()],
-            ended: vec!["s-before".to_owned()],
+            ended: vec![session_id("s-before")],
+            issued: vec![Issued {
+                id: "i-1".to_owned(),
+                rule: RuleId::parse("r").unwrap(),
+            }],
         }),
         last_seen: now,
     };
@@ -145,7 +849,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
         id: "i-1".to_owned(),
         site: site("suite-state"),
         visitor: visitor("v-state"),
-        session: "s-state".to_owned(),
+        session: session_id("s-state"),
         rule: RuleId::parse("r").unwrap(),
         arm: Arm::Holdout,
         at: now,
@@ -153,7 +857,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
     };
     store
         .commit(&WriteBatch {
-            visitors: vec![record],
+            visitors: vec![write],
             exposures: vec![exposure.clone()],
             ..WriteBatch::default()
         })
@@ -164,13 +868,19 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(
+        (&back.site, &back.visitor),
+        (&site("suite-state"), &visitor("v-state"))
+    );
     assert_eq!(back.profile, profile);
     assert_eq!(back.profile.dismissals, 1);
+    assert_eq!(back.last_seen, now);
     let s = back.session.unwrap();
-    assert_eq!(s.id, "s-state");
-    assert_eq!(s.recent_ids, ["s-state:1"]);
-    assert_eq!(s.ended, ["s-before"]);
+    assert_eq!(s.id, session_id("s-state"));
+    assert_eq!(s.ended, [session_id("s-before")]);
+    assert_eq!(s.issued[0].id, "i-1");
     assert_eq!(s.state.arm(), session.arm());
+    assert_eq!(s.state.started_at(), session.started_at());
     assert_eq!(
         store.exposures(&site("suite-state")).await.unwrap(),
         vec![exposure]
@@ -185,69 +895,318 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
     );
 }
 
+async fn an_unchanged_profile_keeps_the_stored_one(store: &dyn Store) {
+    let s = "suite-delta";
+    let commit = |w: VisitorWrite| async move {
+        store
+            .commit(&WriteBatch {
+                visitors: vec![w],
+                ..WriteBatch::default()
+            })
+            .await
+            .unwrap();
+    };
+    commit(visitor_write(s, "v1", Some(profile(1)), "s1", at(1))).await;
+    commit(visitor_write(s, "v1", None, "s2", at(2))).await;
+    let back = store
+        .visitor(&site(s), &visitor("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        back.profile,
+        profile(1),
+        "no profile in the write: the stored one stays"
+    );
+    assert_eq!(
+        back.session.unwrap().id,
+        session_id("s2"),
+        "the session is written"
+    );
+    assert_eq!(back.last_seen, at(2));
+    commit(visitor_write(s, "v1", Some(profile(3)), "s2", at(3))).await;
+    assert_eq!(
+        store
+            .visitor(&site(s), &visitor("v1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .profile,
+        profile(3)
+    );
+    // A first write without a profile starts from the default one.
+    commit(visitor_write(s, "v2", None, "s9", at(1))).await;
+    let fresh = store
+        .visitor(&site(s), &visitor("v2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.profile, Profile::default());
+    assert_eq!(fresh.session.unwrap().id, session_id("s9"));
+}
+
+async fn repeated_visitors_in_one_commit_coalesce(store: &dyn Store) {
+    let s = "suite-coalesce";
+    store
+        .commit(&WriteBatch {
+            visitors: vec![
+                visitor_write(s, "v1", Some(profile(1)), "s1", at(1)),
+                visitor_write(s, "v2", None, "s-other", at(1)),
+                visitor_write(s, "v1", Some(profile(2)), "s2", at(2)),
+                visitor_write(s, "v1", None, "s3", at(3)),
+                visitor_write(s, "v2", Some(profile(5)), "s-other", at(2)),
+            ],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let v1 = store
+        .visitor(&site(s), &visitor("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1.profile, profile(2), "the last profile that is set wins");
+    assert_eq!(
+        v1.session.unwrap().id,
+        session_id("s3"),
+        "the last session wins"
+    );
+    assert_eq!(v1.last_seen, at(3));
+    let v2 = store
+        .visitor(&site(s), &visitor("v2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v2.profile, profile(5));
+    // A later write that ends the session clears it.
+    store
+        .commit(&WriteBatch {
+            visitors: vec![VisitorWrite {
+                session: None,
+                ..visitor_write(s, "v1", None, "s3", at(4))
+            }],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let v1 = store
+        .visitor(&site(s), &visitor("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(v1.session.is_none());
+    assert_eq!(v1.profile, profile(2));
+}
+
 async fn a_failed_commit_leaves_nothing_behind(store: &dyn Store) {
-    let exposure = |id: &str| Exposure {
-        id: id.to_owned(),
-        site: site("suite-atomic"),
-        visitor: visitor("v-a"),
-        session: "s-a".to_owned(),
-        rule: RuleId::parse("r").unwrap(),
-        arm: Arm::Treated,
-        at: Timestamp::from_millis(1),
-        message: "{}".to_owned(),
-    };
+    let s = "suite-atomic";
     // Two exposures with one id cannot both be stored, so the whole batch must fail.
-    let batch = WriteBatch {
-        events: vec![event("suite-atomic", "v-a", "s-a", "s-a:1", 1)],
-        exposures: vec![exposure("dup"), exposure("dup")],
-        ..WriteBatch::default()
+    let group = WriteBatch {
+        batches: vec![batch(
+            s,
+            "v-a",
+            "s-a",
+            at(1),
+            vec![
+                event("s-a:1", Applied::Decided),
+                order_event("s-a:2", "9", Applied::Decided),
+            ],
+        )],
+        exposures: vec![
+            exposure(s, "v-a", "dup", at(1)),
+            exposure(s, "v-a", "dup", at(1)),
+        ],
+        visitors: vec![visitor_write(s, "v-a", Some(profile(0)), "s-a", at(1))],
     };
-    assert!(store.commit(&batch).await.is_err());
+    assert!(store.commit(&group).await.is_err());
     assert!(
         store
-            .session_events(&site("suite-atomic"), "s-a")
+            .session_events(&site(s), &session_id("s-a"))
             .await
             .unwrap()
             .is_empty()
     );
+    assert!(store.log(&site(s), 0, 100).await.unwrap().is_empty());
+    assert!(
+        known(store, s, "v-a", &["s-a:1", "order:9"])
+            .await
+            .is_empty()
+    );
+    assert!(store.exposures(&site(s)).await.unwrap().is_empty());
     assert!(
         store
-            .exposures(&site("suite-atomic"))
+            .visitor(&site(s), &visitor("v-a"))
             .await
             .unwrap()
-            .is_empty()
+            .is_none()
     );
 }
 
 async fn active_visitors_are_found_by_recency(store: &dyn Store) {
-    let engine = Engine::new(site("suite-recent"), Policy::default(), Default::default()).unwrap();
-    let mut batch = WriteBatch::default();
-    for (name, at) in [("old", 1_000), ("new", 9_000)] {
-        let mut profile = Profile::default();
-        let t = Timestamp::from_millis(at);
-        let state = engine.start_session(visitor(name), SessionStart::default(), &mut profile, t);
-        batch.visitors.push(VisitorRecord {
-            site: site("suite-recent"),
-            visitor: visitor(name),
-            profile,
-            session: Some(SessionRecord {
-                id: format!("s-{name}"),
-                state,
-                recent_ids: Vec::new(),
-                ended: Vec::new(),
-            }),
-            last_seen: t,
-        });
+    let s = "suite-recent";
+    let mut group = WriteBatch::default();
+    for (name, ms) in [("old", 1_000), ("new", 9_000)] {
+        group.visitors.push(visitor_write(
+            s,
+            name,
+            Some(Profile::default()),
+            &format!("s-{name}"),
+            at(ms),
+        ));
     }
-    store.commit(&batch).await.unwrap();
-    let active = store
-        .active_visitors(Timestamp::from_millis(5_000))
-        .await
-        .unwrap();
+    group.visitors.push(VisitorWrite {
+        session: None,
+        ..visitor_write(s, "ended", Some(Profile::default()), "s-ended", at(9_000))
+    });
+    store.commit(&group).await.unwrap();
+    let active = store.active_visitors(at(5_000)).await.unwrap();
     let names: Vec<&str> = active
+        .records
         .iter()
-        .filter(|v| v.site.as_str() == "suite-recent")
+        .filter(|v| v.site.as_str() == s)
         .map(|v| v.visitor.as_str())
         .collect();
-    assert_eq!(names, ["new"]);
+    assert_eq!(names, ["new"], "recent, and with a live session");
+    assert_eq!(active.undecodable, 0);
+}
+
+async fn pruning_is_bounded_and_keeps_orders_exposures_and_visitors(store: &dyn Store) {
+    let s = "suite-prune";
+    // Instants before every other chapter's, so the counts below are this chapter's alone.
+    let early = Timestamp::from_millis;
+    let mut group = batches(
+        (1..=5)
+            .map(|i| {
+                batch(
+                    s,
+                    "v1",
+                    "s1",
+                    early(i),
+                    vec![
+                        event(&format!("p{i}"), Applied::Decided),
+                        event(&format!("q{i}"), Applied::Logged),
+                    ],
+                )
+            })
+            .collect(),
+    );
+    group.batches[0]
+        .events
+        .push(order_event("p1b", "500", Applied::Decided));
+    group.exposures.push(exposure(s, "v1", "i-prune", early(1)));
+    group
+        .visitors
+        .push(visitor_write(s, "v1", Some(profile(1)), "s1", early(1)));
+    store.commit(&group).await.unwrap();
+
+    assert_eq!(
+        store.prune_log(early(4), 2).await.unwrap(),
+        2,
+        "at most `limit` per call"
+    );
+    assert_eq!(known(store, s, "v1", &["p1", "p2", "p3"]).await, ["p3"]);
+    assert_eq!(
+        store.prune_log(early(4), 2).await.unwrap(),
+        1,
+        "only those before `before`"
+    );
+    assert_eq!(store.prune_log(early(4), 2).await.unwrap(), 0);
+    assert_eq!(store.prune_log(early(100), 0).await.unwrap(), 0);
+
+    let left: Vec<Timestamp> = store
+        .log(&site(s), 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.at)
+        .collect();
+    assert_eq!(left, [early(4), early(5)]);
+    assert!(
+        store
+            .session_events(&site(s), &session_id("s1"))
+            .await
+            .unwrap()
+            .len()
+            == 4
+    );
+    assert_eq!(
+        known(store, s, "v1", &["p3", "p4", "q5"]).await,
+        ["p4", "q5"]
+    );
+    // Kept: the order, the exposure, the visitor.
+    assert_eq!(known(store, s, "v1", &["order:500"]).await, ["order:500"]);
+    assert_eq!(store.exposures(&site(s)).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .visitor(&site(s), &visitor("v1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .profile,
+        profile(1)
+    );
+    // Every other chapter's log is untouched.
+    assert_eq!(
+        store.log(&site("suite-log"), 0, 100).await.unwrap().len(),
+        4
+    );
+}
+
+async fn order_keys_survive_pruning(store: &dyn Store) {
+    let s = "suite-orders-kept";
+    store
+        .commit(&batches(vec![batch(
+            s,
+            "v1",
+            "s1",
+            at(1),
+            vec![
+                event("s1:1", Applied::Decided),
+                order_event("s1:2", "1001", Applied::Decided),
+            ],
+        )]))
+        .await
+        .unwrap();
+    let last_position = store.log(&site(s), 0, 100).await.unwrap()[0].0;
+    // Prune the whole log, in bounded steps.
+    while store.prune_log(at(1_000_000), 3).await.unwrap() > 0 {}
+    assert!(store.log(&site(s), 0, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .log(&site("suite-log"), 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The per-visitor key went with the log; the order is remembered for the whole site.
+    assert_eq!(
+        known(store, s, "v1", &["s1:1", "order:1001"]).await,
+        ["order:1001"]
+    );
+    assert_eq!(known(store, s, "v2", &["order:1001"]).await, ["order:1001"]);
+    let resend = batches(vec![batch(
+        s,
+        "v2",
+        "s2",
+        at(2),
+        vec![order_event("s2:1", "1001", Applied::Decided)],
+    )]);
+    assert!(matches!(
+        store.commit(&resend).await,
+        Err(StoreError::Duplicate { key, .. }) if key == "order:1001"
+    ));
+    // Positions keep rising after the log was emptied: a reader paging from the last position
+    // it saw misses nothing.
+    store
+        .commit(&batches(vec![batch(
+            s,
+            "v3",
+            "s3",
+            at(3),
+            vec![event("s3:1", Applied::Decided)],
+        )]))
+        .await
+        .unwrap();
+    let after = store.log(&site(s), last_position, 100).await.unwrap();
+    assert_eq!(after.len(), 1, "a pruned position is never given again");
 }
