@@ -3,27 +3,58 @@
 //!
 //! The database runs in WAL mode with `synchronous = FULL`: a batch acknowledged to a client has
 //! reached the disk. Group commit in the server keeps that affordable: one transaction, one
-//! sync, for many events.
+//! sync, for many events, written with a few multi-row statements (see [`write`]).
+//!
+//! Two pools share the database. Every write goes through one connection, since SQLite admits
+//! one writer at a time anyway and a single connection keeps its prepared statements warm.
+//! Reads go through a pool of their own: in WAL mode readers never wait for the writer, so a
+//! shard's cold load or key check is never stuck behind a group commit's sync.
+
+mod rows;
+mod write;
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use beckon_engine::rules::RuleSpec;
-use beckon_engine::session::Arm;
-use beckon_engine::{RuleId, SiteId, Timestamp, VisitorId};
+use beckon_engine::{SessionId, SiteId, Timestamp, VisitorId};
 use beckon_store::{
-    Exposure, Result, SiteRecord, Store, StoreError, StoredEvent, VisitorRecord, WriteBatch,
+    ActiveVisitors, CommitReport, Exposure, LoggedBatch, Result, RuleSetVersion, SiteRecord, Store,
+    StoreError, StoredEvent, VisitorRecord, WriteBatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, SqliteConnection};
 
-/// The Store on one SQLite database file.
-#[derive(Clone, Debug)]
+/// How many connections serve reads. Reads are short (one visitor, a few keys, a page of the
+/// log); a few connections let a cold-load burst run side by side without holding many files.
+pub const READ_CONNECTIONS: u32 = 4;
+
+/// How long a statement waits for a lock before failing (another process writing: `beckon
+/// rules import` beside a running server).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: the commit path's few multi-row shapes per table,
+/// and every read, with room to spare.
+const STATEMENT_CACHE: usize = 256;
+
+/// The most keys one `IN (…)` list of a read carries.
+const MAX_KEYS_PER_QUERY: usize = 500;
+
+/// The Store on one SQLite database.
+#[derive(Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// The single write connection.
+    writer: SqlitePool,
+    /// Connections for reads only (`query_only`).
+    readers: SqlitePool,
+    /// For an in-memory database, a connection held for the store's lifetime: a shared-cache
+    /// memory database lives only while some connection has it open, and the pools may close
+    /// theirs.
+    _keep_alive: Option<Mutex<SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -31,153 +62,368 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .foreign_keys(true);
-        Self::connect(options).await
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .statement_cache_capacity(STATEMENT_CACHE);
+        // The writer first: it creates the file and puts it in WAL mode before any reader
+        // opens it.
+        let writer = writer_pool(options.clone().create_if_missing(true)).await?;
+        let readers = reader_pool(options).await?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            _keep_alive: None,
+        })
     }
 
-    /// A private in-memory database, for tests.
+    /// A private in-memory database, for tests: a named shared-cache memory database, so that
+    /// the writer and the readers see the same data.
     pub async fn in_memory() -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(db)?;
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<SqliteStore> {
-        // One writer at a time is SQLite's rule anyway; a single connection also keeps an
-        // in-memory database one database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(db)?;
-        Ok(SqliteStore { pool })
+        let name: u64 = rand::random();
+        let options = SqliteConnectOptions::new()
+            .filename(format!("file:beckon-{name:016x}"))
+            .in_memory(true)
+            .shared_cache(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .statement_cache_capacity(STATEMENT_CACHE);
+        let keep = SqliteConnection::connect_with(&options).await.map_err(db)?;
+        let writer = writer_pool(options.clone()).await?;
+        let readers = reader_pool(options).await?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            _keep_alive: Some(Mutex::new(keep)),
+        })
     }
 }
 
-fn db(e: impl std::fmt::Display) -> StoreError {
+async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
+    // One connection, never recycled: its statement cache holds the commit path's statements.
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(db)
+}
+
+async fn reader_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
+    SqlitePoolOptions::new()
+        .max_connections(READ_CONNECTIONS)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options.pragma("query_only", "ON"))
+        .await
+        .map_err(db)
+}
+
+pub(crate) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+pub(crate) fn encode(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(format!("cannot encode a record: {e}"))
 }
 
-fn arm_name(arm: Arm) -> &'static str {
-    match arm {
-        Arm::Treated => "treated",
-        Arm::Holdout => "holdout",
-    }
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(encode)
+}
+
+/// A SQL placeholder list of `n` parameters: `?, ?, ?`.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("./migrations")
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .map_err(db)
     }
 
-    async fn put_site(&self, site: &SiteRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sites (id, secret, origins, policy) VALUES (?, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, origins = excluded.origins,
-             policy = excluded.policy",
-        )
-        .bind(site.id.as_str())
-        .bind(&site.secret)
-        .bind(serde_json::to_string(&site.origins).map_err(corrupt)?)
-        .bind(serde_json::to_string(&site.policy).map_err(corrupt)?)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
-    async fn sites(&self) -> Result<Vec<SiteRecord>> {
-        let rows = sqlx::query("SELECT id, secret, origins, policy FROM sites ORDER BY id")
-            .fetch_all(&self.pool)
+    async fn server_key(&self) -> Result<[u8; 32]> {
+        // Made at most once: whichever process inserts first wins, and everyone reads that.
+        let fresh: [u8; 32] = rand::random();
+        sqlx::query("INSERT OR IGNORE INTO server_key (id, key) VALUES (1, ?)")
+            .bind(&fresh[..])
+            .execute(&self.writer)
             .await
             .map_err(db)?;
-        rows.into_iter()
+        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM server_key WHERE id = 1")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db)?;
+        key.try_into()
+            .map_err(|k: Vec<u8>| StoreError::Corrupt(format!("server key of {} bytes", k.len())))
+    }
+
+    async fn put_site(&self, site: &SiteRecord) -> Result<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let current =
+            sqlx::query("SELECT id, secret, origins, policy, version FROM sites WHERE id = ?")
+                .bind(site.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let version = match current {
+            Some(row) => {
+                // A record that does not decode counts as changed: the new one replaces it.
+                let stored = rows::site(&row).ok();
+                let old_version =
+                    rows::version_col(&row, "version").map_err(StoreError::Corrupt)?;
+                if stored.is_some_and(|s| {
+                    s.secret == site.secret && s.origins == site.origins && s.policy == site.policy
+                }) {
+                    return tx.rollback().await.map_err(db);
+                }
+                old_version + 1
+            }
+            None => 1,
+        };
+        // The rules in force carry over to the new version.
+        let rules: Option<String> = sqlx::query_scalar(
+            "SELECT r.rules FROM sites s JOIN rule_sets r ON r.site_id = s.id AND r.version = s.version
+             WHERE s.id = ?",
+        )
+        .bind(site.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let policy = json(&site.policy)?;
+        sqlx::query(
+            "INSERT INTO sites (id, secret, origins, policy, version) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, origins = excluded.origins,
+             policy = excluded.policy, version = excluded.version",
+        )
+        .bind(site.id.as_str())
+        .bind(&site.secret)
+        .bind(json(&site.origins)?)
+        .bind(&policy)
+        .bind(version as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("INSERT INTO rule_sets (site_id, version, policy, rules) VALUES (?, ?, ?, ?)")
+            .bind(site.id.as_str())
+            .bind(version as i64)
+            .bind(&policy)
+            .bind(rules.unwrap_or_else(|| "[]".to_owned()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn sites(&self) -> Result<Vec<SiteRecord>> {
+        let rows =
+            sqlx::query("SELECT id, secret, origins, policy, version FROM sites ORDER BY id")
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db)?;
+        rows.iter().map(rows::site).collect()
+    }
+
+    async fn site_versions(&self) -> Result<Vec<(SiteId, u64)>> {
+        let rows = sqlx::query("SELECT id, version FROM sites ORDER BY id")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db)?;
+        rows.iter()
             .map(|r| {
-                Ok(SiteRecord {
-                    id: SiteId::parse(r.get("id")).map_err(corrupt)?,
-                    secret: r.get("secret"),
-                    origins: serde_json::from_str(r.get("origins")).map_err(corrupt)?,
-                    policy: serde_json::from_str(r.get("policy")).map_err(corrupt)?,
-                })
+                let id: &str = rows::col(r, "id").map_err(StoreError::Corrupt)?;
+                Ok((
+                    SiteId::parse(id)
+                        .map_err(|e| StoreError::Corrupt(format!("site {id:?} {e}")))?,
+                    rows::version_col(r, "version").map_err(StoreError::Corrupt)?,
+                ))
             })
             .collect()
     }
 
     async fn replace_rules(&self, site: &SiteId, rules: &[RuleSpec]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("DELETE FROM rules WHERE site_id = ?")
+        let rules = json(&rules)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let row = sqlx::query("SELECT policy, version FROM sites WHERE id = ?")
+            .bind(site.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::Database(format!("no site {site} to import rules into")))?;
+        let policy: String = rows::col(&row, "policy").map_err(StoreError::Corrupt)?;
+        let version = rows::version_col(&row, "version").map_err(StoreError::Corrupt)? + 1;
+        sqlx::query("INSERT INTO rule_sets (site_id, version, policy, rules) VALUES (?, ?, ?, ?)")
+            .bind(site.as_str())
+            .bind(version as i64)
+            .bind(policy)
+            .bind(rules)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE sites SET version = ? WHERE id = ?")
+            .bind(version as i64)
             .bind(site.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        for (i, rule) in rules.iter().enumerate() {
-            sqlx::query("INSERT INTO rules (site_id, id, position, spec) VALUES (?, ?, ?, ?)")
-                .bind(site.as_str())
-                .bind(&rule.id)
-                .bind(i as i64)
-                .bind(serde_json::to_string(rule).map_err(corrupt)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
         tx.commit().await.map_err(db)
     }
 
     async fn rules(&self, site: &SiteId) -> Result<Vec<RuleSpec>> {
-        let rows = sqlx::query("SELECT spec FROM rules WHERE site_id = ? ORDER BY position")
-            .bind(site.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter()
-            .map(|r| serde_json::from_str(r.get("spec")).map_err(corrupt))
-            .collect()
+        let rules: Option<String> = sqlx::query_scalar(
+            "SELECT r.rules FROM sites s JOIN rule_sets r ON r.site_id = s.id AND r.version = s.version
+             WHERE s.id = ?",
+        )
+        .bind(site.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db)?;
+        match rules {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("rules of {site}: {e}"))),
+            None => Ok(Vec::new()),
+        }
     }
 
-    async fn commit(&self, batch: &WriteBatch) -> Result<usize> {
+    async fn rule_set(&self, site: &SiteId, version: u64) -> Result<Option<RuleSetVersion>> {
+        let Ok(v) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        let row =
+            sqlx::query("SELECT policy, rules FROM rule_sets WHERE site_id = ? AND version = ?")
+                .bind(site.as_str())
+                .bind(v)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db)?;
+        row.map(|r| {
+            Ok(RuleSetVersion {
+                version,
+                policy: rows::json_col(&r, "policy").map_err(StoreError::Corrupt)?,
+                rules: rows::json_col(&r, "rules").map_err(StoreError::Corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn commit(&self, batch: &WriteBatch) -> Result<CommitReport> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(CommitReport::default());
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let inserted = write_batch(&mut tx, batch).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(inserted)
+        // IMMEDIATE: take the write lock at once, so that the positions the commit gives its
+        // batches cannot be taken by another process between reading and writing.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        match write::commit(&mut tx, batch).await {
+            Ok(report) => {
+                tx.commit().await.map_err(db)?;
+                Ok(report)
+            }
+            Err(e) => {
+                // A failed rollback leaves the transaction to sqlx, which rolls it back before
+                // the connection is used again; the commit's error is the one to report.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn known_keys(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        keys: &[String],
+    ) -> Result<Vec<String>> {
+        let (orders, own): (Vec<&String>, Vec<&String>) =
+            keys.iter().partition(|k| k.starts_with("order:"));
+        let mut known = Vec::new();
+        for chunk in own.chunks(MAX_KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT key FROM events WHERE site_id = ? AND visitor_id = ? AND key IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql)
+                .bind(site.as_str())
+                .bind(visitor.as_str());
+            for k in chunk {
+                query = query.bind(k.as_str());
+            }
+            known.extend(query.fetch_all(&self.readers).await.map_err(db)?);
+        }
+        for chunk in orders.chunks(MAX_KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT 'order:' || order_id FROM orders WHERE site_id = ? AND order_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(site.as_str());
+            for k in chunk {
+                query = query.bind(&k["order:".len()..]);
+            }
+            known.extend(query.fetch_all(&self.readers).await.map_err(db)?);
+        }
+        Ok(known)
     }
 
     async fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Option<VisitorRecord>> {
         let row = sqlx::query(
-            "SELECT site_id, visitor_id, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
              WHERE site_id = ? AND visitor_id = ?",
         )
         .bind(site.as_str())
         .bind(visitor.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(db)?;
-        row.map(|r| visitor_record(&r)).transpose()
+        row.map(|r| rows::visitor(&r)).transpose()
     }
 
-    async fn active_visitors(&self, since: Timestamp) -> Result<Vec<VisitorRecord>> {
+    async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors> {
         let rows = sqlx::query(
-            "SELECT site_id, visitor_id, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
              WHERE last_seen >= ? AND session IS NOT NULL ORDER BY last_seen",
         )
         .bind(since.as_millis())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db)?;
-        rows.iter().map(visitor_record).collect()
+        let mut active = ActiveVisitors::default();
+        for row in &rows {
+            match rows::visitor(row) {
+                Ok(record) => active.records.push(record),
+                Err(e) => {
+                    let site: Option<&str> = row.try_get("site_id").ok();
+                    let visitor: Option<&str> = row.try_get("visitor_id").ok();
+                    tracing::warn!(?site, ?visitor, error = %e, "visitor state not resumed");
+                    active.undecodable += 1;
+                }
+            }
+        }
+        Ok(active)
     }
 
     async fn exposures(&self, site: &SiteId) -> Result<Vec<Exposure>> {
@@ -186,124 +432,152 @@ impl Store for SqliteStore {
              WHERE site_id = ? ORDER BY at, rowid",
         )
         .bind(site.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Exposure {
-                    id: r.get("id"),
-                    site: SiteId::parse(r.get("site_id")).map_err(corrupt)?,
-                    visitor: VisitorId::parse(r.get("visitor_id")).map_err(corrupt)?,
-                    session: r.get("session_id"),
-                    rule: RuleId::parse(r.get("rule_id")).map_err(corrupt)?,
-                    arm: match r.get::<&str, _>("arm") {
-                        "holdout" => Arm::Holdout,
-                        _ => Arm::Treated,
-                    },
-                    at: Timestamp::from_millis(r.get("at")),
-                    message: r.get("message"),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::exposure).collect()
     }
 
-    async fn session_events(&self, site: &SiteId, session: &str) -> Result<Vec<StoredEvent>> {
+    async fn session_events(&self, site: &SiteId, session: &SessionId) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
-            "SELECT site_id, visitor_id, session_id, event_id, at, type, body FROM events
-             WHERE site_id = ? AND session_id = ? ORDER BY seq",
+            "SELECT b.site_id, b.visitor_id, b.session_id, b.at, e.event_id, e.key, e.kind, e.body,
+                    e.applied
+             FROM batches b JOIN events e ON e.batch = b.seq
+             WHERE b.site_id = ? AND b.session_id = ? ORDER BY b.seq, e.position",
         )
         .bind(site.as_str())
-        .bind(session)
-        .fetch_all(&self.pool)
+        .bind(session.as_str())
+        .fetch_all(&self.readers)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    site: SiteId::parse(r.get("site_id")).map_err(corrupt)?,
-                    visitor: VisitorId::parse(r.get("visitor_id")).map_err(corrupt)?,
-                    session: r.get("session_id"),
-                    id: r.get("event_id"),
-                    at: Timestamp::from_millis(r.get("at")),
-                    kind: r.get("type"),
-                    body: r.get("body"),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_event).collect()
+    }
+
+    async fn log(
+        &self,
+        site: &SiteId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LoggedBatch)>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT seq, site_id, visitor_id, session_id, at, source, user_agent, language,
+                    tz_offset, verdict, rules_version, begins
+             FROM batches WHERE site_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(site.as_str())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        let mut batches = rows
+            .iter()
+            .map(rows::batch)
+            .collect::<Result<Vec<(u64, LoggedBatch)>>>()?;
+        let (Some((first, _)), Some((last, _))) = (batches.first(), batches.last()) else {
+            return Ok(batches);
+        };
+        let events = sqlx::query(
+            "SELECT batch, key, event_id, kind, body, applied FROM events
+             WHERE batch BETWEEN ? AND ? AND site_id = ? ORDER BY batch, position",
+        )
+        .bind(*first as i64)
+        .bind(*last as i64)
+        .bind(site.as_str())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        // Both lists are in position order: walk them together.
+        let mut i = 0;
+        for row in &events {
+            let (batch, event) = rows::logged_event(row)?;
+            while i < batches.len() && batches[i].0 < batch {
+                i += 1;
+            }
+            match batches.get_mut(i) {
+                Some((seq, b)) if *seq == batch => b.events.push(event),
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "event {:?} of a batch {batch} that is not in the log",
+                        event.key
+                    )));
+                }
+            }
+        }
+        Ok(batches)
+    }
+
+    async fn prune_log(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let oldest = "SELECT seq FROM batches WHERE at < ? ORDER BY seq LIMIT ?";
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        // Events first, explicitly, so that pruning does not depend on each connection having
+        // foreign keys (and so the cascade) enabled.
+        sqlx::query(&format!("DELETE FROM events WHERE batch IN ({oldest})"))
+            .bind(before.as_millis())
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let gone = sqlx::query(&format!("DELETE FROM batches WHERE seq IN ({oldest})"))
+            .bind(before.as_millis())
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        tx.commit().await.map_err(db)?;
+        Ok(gone as usize)
     }
 }
 
-async fn write_batch(tx: &mut Transaction<'_, Sqlite>, batch: &WriteBatch) -> Result<usize> {
-    let mut inserted = 0;
-    for e in &batch.events {
-        let done = sqlx::query(
-            "INSERT INTO events (site_id, visitor_id, session_id, event_id, at, type, body)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site_id, visitor_id, event_id) DO NOTHING",
-        )
-        .bind(e.site.as_str())
-        .bind(e.visitor.as_str())
-        .bind(&e.session)
-        .bind(&e.id)
-        .bind(e.at.as_millis())
-        .bind(&e.kind)
-        .bind(&e.body)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-        inserted += done.rows_affected() as usize;
-    }
-    for x in &batch.exposures {
-        sqlx::query(
-            "INSERT INTO exposures (id, site_id, visitor_id, session_id, rule_id, arm, at, message)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&x.id)
-        .bind(x.site.as_str())
-        .bind(x.visitor.as_str())
-        .bind(&x.session)
-        .bind(x.rule.as_str())
-        .bind(arm_name(x.arm))
-        .bind(x.at.as_millis())
-        .bind(&x.message)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    }
-    for v in &batch.visitors {
-        let session = v
-            .session
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        sqlx::query(
-            "INSERT INTO visitors (site_id, visitor_id, profile, session, last_seen) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (site_id, visitor_id) DO UPDATE SET profile = excluded.profile,
-             session = excluded.session, last_seen = excluded.last_seen",
-        )
-        .bind(v.site.as_str())
-        .bind(v.visitor.as_str())
-        .bind(serde_json::to_string(&v.profile).map_err(corrupt)?)
-        .bind(session)
-        .bind(v.last_seen.as_millis())
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    }
-    Ok(inserted)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn visitor_record(r: &sqlx::sqlite::SqliteRow) -> Result<VisitorRecord> {
-    let session: Option<String> = r.get("session");
-    Ok(VisitorRecord {
-        site: SiteId::parse(r.get("site_id")).map_err(corrupt)?,
-        visitor: VisitorId::parse(r.get("visitor_id")).map_err(corrupt)?,
-        profile: serde_json::from_str(r.get("profile")).map_err(corrupt)?,
-        session: session
-            .map(|s| serde_json::from_str(&s))
-            .transpose()
-            .map_err(corrupt)?,
-        last_seen: Timestamp::from_millis(r.get("last_seen")),
-    })
+    /// Reads go through their own pool: with the store's own write connection in the middle of
+    /// a transaction (as during a group commit's sync), a cold load still answers at once. With
+    /// one shared connection the read would queue behind the transaction and time out here.
+    #[tokio::test]
+    async fn reads_answer_while_the_writer_holds_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("beckon.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let site = SiteId::parse("held").unwrap();
+        let visitor = VisitorId::parse("v").unwrap();
+        let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query(
+            "INSERT INTO visitors (site_id, visitor_id, schema, profile, session, last_seen)
+             VALUES ('held', 'v', 2, '{}', NULL, 1)",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(2), async {
+            (
+                store.visitor(&site, &visitor).await,
+                store.known_keys(&site, &visitor, &["k".to_owned()]).await,
+                store.ping().await,
+            )
+        })
+        .await
+        .expect("reads answered while the write transaction was open");
+        // The uncommitted row is not visible; the reads did not wait for it.
+        assert!(read.0.unwrap().is_none());
+        assert!(read.1.unwrap().is_empty());
+        read.2.unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.visitor(&site, &visitor).await.unwrap().is_some());
+    }
 }
