@@ -35,7 +35,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -128,9 +131,18 @@ async fn replaying_the_log_of_a_busy_run_gives_exactly_the_recorded_decisions() 
             sends.push(async move { server.post_events(&body).await });
         }
         // A crawler in the crowd: logged, never decided on.
-        let bot = batch(SHOP, "v_bot", "s_bot", vec![page(&format!("s_bot:{round}"), "cart", "/cart")]);
+        let bot = batch(
+            SHOP,
+            "v_bot",
+            "s_bot",
+            vec![page(&format!("s_bot:{round}"), "cart", "/cart")],
+        );
         let bot_reply = server
-            .post_events_as(Some(ORIGIN), "Googlebot/2.1 (+http://www.google.com/bot.html)", bot.to_string())
+            .post_events_as(
+                Some(ORIGIN),
+                "Googlebot/2.1 (+http://www.google.com/bot.html)",
+                bot.to_string(),
+            )
             .await;
         assert_eq!(bot_reply.status, StatusCode::ACCEPTED);
         let replies = futures::future::join_all(sends).await;
@@ -148,9 +160,17 @@ async fn replaying_the_log_of_a_busy_run_gives_exactly_the_recorded_decisions() 
     server.shutdown().await;
 
     let site = SiteId::parse(SHOP).unwrap();
-    let replayed = replay::replay_site(store.as_ref(), &site).await.expect("replays");
-    let recorded = replay::recorded(store.as_ref(), &site).await.expect("exposures");
-    assert!(recorded.len() > 20, "a busy run decides much: {}", recorded.len());
+    let replayed = replay::replay_site(store.as_ref(), &site)
+        .await
+        .expect("replays");
+    let recorded = replay::recorded(store.as_ref(), &site)
+        .await
+        .expect("exposures");
+    assert!(
+        recorded.len() > 20,
+        "a busy run decides much: {}",
+        recorded.len()
+    );
     let from_timer = store
         .log(&site, 0, 1_000_000)
         .await
@@ -169,12 +189,16 @@ async fn replaying_the_log_of_a_busy_run_gives_exactly_the_recorded_decisions() 
     );
     assert_eq!(replayed.fired, recorded, "the log rebuilds every decision");
     for v in &visitors {
-        let stored = visitor_record(store.as_ref(), SHOP, v).await.expect("stored");
+        let stored = visitor_record(store.as_ref(), SHOP, v)
+            .await
+            .expect("stored");
         let rebuilt = &replayed.visitors[&beckon_engine::VisitorId::parse(v).unwrap()];
         assert_eq!(stored.profile, rebuilt.profile, "{v}");
     }
     assert!(
-        !replayed.visitors.contains_key(&beckon_engine::VisitorId::parse("v_bot").unwrap()),
+        !replayed
+            .visitors
+            .contains_key(&beckon_engine::VisitorId::parse("v_bot").unwrap()),
         "the bot is in no state"
     );
 }

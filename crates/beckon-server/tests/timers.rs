@@ -1,0 +1,93 @@
+//! Time-based rules on tokio's paused clock: the server's clock is part of its state, so a
+//! 45-second hesitation is tested without waiting 45 seconds, and to the millisecond.
+
+mod support;
+
+use std::time::Duration;
+
+use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
+use beckon_server::clock::Clock;
+use beckon_server::intake::{self, Claim, Sender};
+use beckon_server::limits::Limits;
+use beckon_server::wire::ClientContext;
+use beckon_server::{Options, Server};
+use serde_json::Value;
+use support::*;
+
+const SHOP: &str = "shop";
+
+async fn send(server: &Server, visitor: &str, events: Vec<Value>) {
+    let state = &server.state;
+    let site = state.sites.get(SHOP).expect("the site");
+    let token = state
+        .tokens
+        .issue(&site.record.id, &VisitorId::parse(visitor).unwrap());
+    let context = ClientContext::default();
+    let from = Sender {
+        site,
+        claim: Claim::Browser {
+            visitor: Some(visitor),
+            token: Some(&token),
+        },
+        session: Some("s_t"),
+        user_agent: CHROME,
+        context: &context,
+    };
+    intake::submit(state, from, events)
+        .await
+        .expect("the batch is stored");
+}
+
+#[tokio::test]
+async fn a_delayed_rule_fires_on_the_servers_own_timer_exactly_when_its_delay_is_over() {
+    let store = memory_store().await;
+    let hesitation = rule(
+        "checkout-hesitation",
+        r#"{ all = [ { var = "page.type", op = "equals", value = "checkout" } ] }"#,
+        "delay = \"45s\"",
+    );
+    let policy = Policy {
+        holdout_percent: 0.0,
+        ..Policy::default()
+    };
+    install(store.as_ref(), &Site::new(SHOP, &hesitation, policy)).await;
+    let t0 = Timestamp::from_secs(1_800_000_000);
+    let server = beckon_server::start(
+        store.clone(),
+        Options {
+            shards: 1,
+            limits: Limits::unthrottled(),
+            clock: Clock::tokio(t0),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("starts");
+    // From here on time moves only when the runtime has nothing else to do, straight to the
+    // next timer. (Paused before the database opens, the pool's own connect timeout would
+    // fire while SQLite works on its thread.)
+    send(&server, "v_warm", vec![page("s_t:0", "home", "/")]).await;
+    tokio::time::pause();
+    send(&server, "v_t", vec![page("s_t:1", "checkout", "/checkout")]).await;
+    let site = SiteId::parse(SHOP).unwrap();
+    let page_at = store.log(&site, 0, 10).await.unwrap()[1].1.at;
+    assert!(
+        store.exposures(&site).await.unwrap().is_empty(),
+        "nothing on arrival"
+    );
+    // An hour of the visitor's time goes by in no time of ours.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let exposures = store.exposures(&site).await.unwrap();
+    assert_eq!(
+        exposures.len(),
+        1,
+        "fired once, by the timer: {exposures:?}"
+    );
+    let after = exposures[0].at.ms_since(page_at);
+    // Never early; late only by the timer wheel's rounding up to its next millisecond slots.
+    assert!(
+        (45_000..45_010).contains(&after),
+        "fired {after} ms after the page view; the delay is 45 s"
+    );
+    server.stop().await;
+}
