@@ -9,6 +9,7 @@ pub mod edge;
 pub mod error;
 pub mod ids;
 pub mod intake;
+pub mod limits;
 pub mod routes;
 pub mod shard;
 pub mod sites;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::Limits;
 use crate::shard::{IDLE_EVICT, ShardMsg, Shards};
 use crate::sites::Sites;
 use crate::writer::Writer;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub demo_shop: bool,
     /// Cancelled when the server shuts down; connection loops select on it.
     pub shutdown: CancellationToken,
+    /// Every bound the server keeps.
+    pub limits: Limits,
 }
 
 /// How to run.
@@ -52,6 +56,8 @@ pub struct Options {
     pub shards: usize,
     /// Serve the demo shop at `/`.
     pub demo_shop: bool,
+    /// Every bound the server keeps.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -59,6 +65,7 @@ impl Default for Options {
         Options {
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             demo_shop: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -98,6 +105,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             store,
             demo_shop: options.demo_shop,
             shutdown,
+            limits: options.limits,
         },
         tasks,
         writer: writer_task,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beckon_engine::{Arm, Engine, Event, Policy, RuleSet, SiteId, Suppression, VisitorId};
+use beckon_server::limits::Limits;
 use beckon_server::sites::Sites;
 use beckon_server::{Options, clock};
 use beckon_store::{Exposure, SiteRecord, Store, StoredEvent, VisitorRecord};
@@ -145,6 +146,8 @@ impl TestServer {
             Options {
                 shards: 2,
                 demo_shop: false,
+                // Tests send much from one address; the tests of the limits set their own.
+                limits: Limits::unthrottled(),
             },
         )
         .await
