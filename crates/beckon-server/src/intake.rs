@@ -85,11 +85,11 @@ pub async fn submit(
         reply,
         backend: from.backend,
     };
+    // A full shard queue sheds the batch (503, come back later) instead of waiting behind it.
     state
         .shards
-        .send(&visitor, ShardMsg::Batch(job))
-        .await
-        .map_err(ApiError::Unavailable)?;
+        .try_send(&visitor, ShardMsg::Batch(job))
+        .map_err(|e| ApiError::shed(e, state.limits.retry_after))?;
     answer
         .await
         .map_err(|_| ApiError::Unavailable("the shard dropped the batch".to_owned()))?

@@ -141,6 +141,20 @@ impl Shards {
             .await
             .map_err(|_| "the engine shard has stopped".to_owned())
     }
+
+    /// Like [`Shards::send`], but refuses at once when the shard's queue is full (or the shard
+    /// has stopped) instead of waiting, so that a request can be shed.
+    pub fn try_send(
+        &self,
+        visitor: &VisitorId,
+        msg: ShardMsg,
+    ) -> Result<(), mpsc::error::TrySendError<()>> {
+        let i = (fnv1a64(visitor.as_str()) % self.senders.len() as u64) as usize;
+        self.senders[i].try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+            mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+        })
+    }
 }
 
 struct Live {

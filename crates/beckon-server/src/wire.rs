@@ -21,8 +21,10 @@ pub const MAX_PROPS: usize = 32;
 /// A batch as posted to `/v1/events`.
 #[derive(Debug, Deserialize)]
 pub struct Batch {
-    /// The site key.
-    pub site: String,
+    /// The site key; the URL's (`?site=`) is the one that counts, and this one, when
+    /// present, must match it.
+    #[serde(default)]
+    pub site: Option<String>,
     /// The visitor id.
     pub visitor: String,
     /// The session id.

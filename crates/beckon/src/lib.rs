@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use beckon_engine::rules::RuleFile;
 use beckon_engine::{Engine, Policy, RuleSet, SiteId};
+use beckon_server::limits::Limits;
 use beckon_server::{Options, Server};
 use beckon_store::{SiteRecord, Store};
 use beckon_store_sqlite::SqliteStore;
@@ -72,6 +73,12 @@ pub async fn start_demo(
         store,
         Options {
             demo_shop: true,
+            // The demo's one visitor is on this machine, loading the shop's pages, the widget
+            // and its events from one address: a per-address limit would only get in the way.
+            limits: Limits {
+                per_ip_per_second: 0,
+                ..Limits::default()
+            },
             ..Options::default()
         },
     )

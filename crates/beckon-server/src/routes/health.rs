@@ -12,16 +12,31 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the store answers, so events can be accepted.
+/// `GET /readyz`: events can be accepted: the store answers, and every engine shard and the
+/// writer still run. Otherwise 503, with what is wrong.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.sites().await {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
+    match ready(&state).await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(reason) => {
+            tracing::warn!(reason, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable" })),
+                Json(json!({ "status": "unavailable", "error": reason })),
             )
         }
     }
+}
+
+async fn ready(state: &AppState) -> Result<(), &'static str> {
+    state.liveness.check()?;
+    // The store's cheapest read stands in for a ping.
+    state
+        .store
+        .sites()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::warn!(error = %e, "the store does not answer");
+            "the store does not answer"
+        })
 }

@@ -248,11 +248,31 @@ impl TestServer {
             .await
     }
 
-    /// `POST /v1/events` with this origin (none: no header), user agent and raw body.
+    /// `POST /v1/events?site=…` with this origin (none: no header), user agent and raw body;
+    /// the site key in the URL is the body's `site`, as the widget sends it.
     pub async fn post_events_as(&self, origin: Option<&str>, ua: &str, body: String) -> Reply {
+        let site = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|b| b["site"].as_str().map(str::to_owned));
+        self.post_events_to(site.as_deref(), origin, ua, body).await
+    }
+
+    /// `POST /v1/events?site={site}` (no site: no query) with this origin, user agent and raw
+    /// body.
+    pub async fn post_events_to(
+        &self,
+        site: Option<&str>,
+        origin: Option<&str>,
+        ua: &str,
+        body: String,
+    ) -> Reply {
+        let path = match site {
+            Some(site) => format!("/v1/events?site={site}"),
+            None => "/v1/events".to_owned(),
+        };
         let mut req = self
             .http
-            .post(self.url("/v1/events"))
+            .post(self.url(&path))
             .header("content-type", "application/json")
             .header("user-agent", ua)
             .body(body);
