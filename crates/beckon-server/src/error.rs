@@ -88,7 +88,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if let Some(after) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after_value(after));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_value(after));
         }
         response
     }

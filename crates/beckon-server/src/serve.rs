@@ -46,7 +46,9 @@ pub async fn run(
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let max = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let slots = Arc::new(Semaphore::new(max));
     // `drain` asks every connection to finish its request and close; `close` drops them.
     let drain = CancellationToken::new();
@@ -117,12 +119,10 @@ impl Connection {
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         // Handlers (and the per-address rate limit) read the peer as axum's `ConnectInfo`.
-        let service = self
-            .router
-            .map_request(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
+        let service = self.router.map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
         let mut conn = pin!(
             self.http
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))

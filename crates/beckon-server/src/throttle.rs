@@ -214,7 +214,11 @@ mod tests {
     #[test]
     fn the_address_comes_from_the_trusted_header_alone_and_its_last_entry() {
         check(None, "", "10.0.0.1");
-        check(Some("x-forwarded-for"), "6.6.6.6, 203.0.113.9", "203.0.113.9");
+        check(
+            Some("x-forwarded-for"),
+            "6.6.6.6, 203.0.113.9",
+            "203.0.113.9",
+        );
         check(Some("x-real-ip"), "203.0.113.7", "203.0.113.7");
         check(Some("x-real-ip"), "not an address", "10.0.0.1");
         check(

@@ -94,10 +94,13 @@ impl Edge {
     }
 }
 
-/// An HTTP client that connects from `ip` (any of 127.0.0.0/8 reaches the server).
+/// An HTTP client that connects from `ip` (any of 127.0.0.0/8 reaches the server). It keeps
+/// no idle connection: one the server closes for its idle timeout just as a request goes out
+/// on it would fail that request (the keep-alive race every client must retry).
 fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(ip.parse::<IpAddr>().expect("an address"))
+        .pool_max_idle_per_host(0)
         .timeout(PATIENCE)
         .build()
         .expect("client")
@@ -108,8 +111,8 @@ async fn reply(r: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::Head
     let status = r.status();
     let headers = r.headers().clone();
     let text = r.text().await.expect("a body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
     (status, headers, body)
 }
 
@@ -175,7 +178,14 @@ async fn read_reply(s: &mut TcpStream) -> RawReply {
     let text = String::from_utf8(raw).expect("UTF-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -183,7 +193,11 @@ async fn read_reply(s: &mut TcpStream) -> RawReply {
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     RawReply {
         status,
         headers,
@@ -311,7 +325,9 @@ async fn a_shutdown_lets_a_request_in_flight_finish_and_stores_it() {
     let store = edge.store.clone();
     let stopping = tokio::spawn(edge.stop());
     wait_until_refused(addr).await;
-    s.write_all(rest.as_bytes()).await.expect("the rest of the body");
+    s.write_all(rest.as_bytes())
+        .await
+        .expect("the rest of the body");
     let answer = read_reply(&mut s).await;
     assert_eq!(answer.status, 202, "{answer:?}");
     stopping.await.expect("the server stops");
@@ -330,9 +346,15 @@ async fn a_shutdown_closes_what_is_left_after_the_drain_timeout() {
     // Half a request that would hold its connection for the header timeout (ten minutes).
     let mut s = stalled(edge.addr, HALF_HEADERS).await;
     let http = client_from("127.0.0.1");
-    assert_eq!(reply(http.get(edge.url("/healthz"))).await.0, StatusCode::OK);
+    assert_eq!(
+        reply(http.get(edge.url("/healthz"))).await.0,
+        StatusCode::OK
+    );
     edge.stop().await;
-    assert!(closed_by_server(&mut s).await, "the stalled connection is closed");
+    assert!(
+        closed_by_server(&mut s).await,
+        "the stalled connection is closed"
+    );
 }
 
 // ---- timeouts ---------------------------------------------------------------------------
@@ -380,7 +402,10 @@ async fn a_request_that_outlasts_the_request_timeout_is_answered_json_408() {
     )
     .await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("took too long"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("took too long"),
+        "{body}"
+    );
     edge.stop().await;
 }
 
@@ -426,7 +451,10 @@ async fn a_burst_from_one_address_is_throttled_while_another_address_is_served()
     let (headers, body) = &refused[0];
     assert!(retry_after(headers) >= 1);
     assert!(
-        body["error"].as_str().unwrap().contains("from this address"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("from this address"),
         "{body}"
     );
     // A forged X-Forwarded-For is not believed: still the same address.
@@ -447,7 +475,12 @@ async fn a_burst_from_one_address_is_throttled_while_another_address_is_served()
         }
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     };
-    assert!(body["error"].as_str().unwrap().contains("from this address"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("from this address")
+    );
     assert_eq!(headers["access-control-allow-origin"], ORIGIN);
     assert!(
         headers["access-control-expose-headers"]
@@ -479,7 +512,10 @@ async fn behind_a_trusted_proxy_the_address_comes_from_its_header() {
     let first = burst(&edge, &proxy, 6, Some("6.6.6.6, 203.0.113.1")).await;
     assert!(!first.is_empty(), "a burst of 6 past 2 went through");
     let other = burst(&edge, &proxy, 2, Some("6.6.6.6, 203.0.113.2")).await;
-    assert!(other.is_empty(), "another client behind the proxy: {other:?}");
+    assert!(
+        other.is_empty(),
+        "another client behind the proxy: {other:?}"
+    );
     edge.stop().await;
 }
 
@@ -553,7 +589,12 @@ async fn a_preflight_is_granted_only_to_the_origins_of_the_site_in_the_url() {
     assert!(granted.status().is_success(), "{granted:?}");
     let h = granted.headers();
     assert_eq!(h["access-control-allow-origin"], "https://alpha.example");
-    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
     assert!(
         h["access-control-allow-headers"]
             .to_str()
@@ -563,7 +604,10 @@ async fn a_preflight_is_granted_only_to_the_origins_of_the_site_in_the_url() {
     // Beta's origin may speak for beta, not for alpha.
     let refused = preflight("alpha", "https://beta.example").await.unwrap();
     assert!(
-        refused.headers().get("access-control-allow-origin").is_none(),
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
         "{refused:?}"
     );
     let beta = preflight("beta", "https://beta.example").await.unwrap();
@@ -719,12 +763,11 @@ async fn every_refusal_is_json_with_its_status() {
     for (what, req, status, words) in cases {
         let r = req.send().await.expect("reaches the server");
         assert_eq!(r.status(), status, "{what}");
-        assert_eq!(
-            r.headers()["content-type"], "application/json",
-            "{what}"
-        );
+        assert_eq!(r.headers()["content-type"], "application/json", "{what}");
         let body: Value = r.json().await.expect("JSON");
-        let error = body["error"].as_str().unwrap_or_else(|| panic!("{what}: {body}"));
+        let error = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: {body}"));
         assert!(error.contains(words), "{what}: {error:?}");
     }
     edge.stop().await;
@@ -767,7 +810,10 @@ async fn a_full_shard_queue_sheds_batches_with_503_and_retry_after() {
     let (i, (status, headers, body)) = answers.recv().await.expect("an answer");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(retry_after(&headers), 3);
-    assert!(body["error"].as_str().unwrap().contains("overloaded"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("overloaded"),
+        "{body}"
+    );
     shed.push(i);
     edge.store.open_gate();
     while let Some((i, (status, _, body))) = answers.recv().await {
@@ -777,7 +823,11 @@ async fn a_full_shard_queue_sheds_batches_with_503_and_retry_after() {
             other => panic!("{other}: {body}"),
         }
     }
-    assert!(accepted.len() >= queue, "the queue's worth is accepted: {}", accepted.len());
+    assert!(
+        accepted.len() >= queue,
+        "the queue's worth is accepted: {}",
+        accepted.len()
+    );
     assert_eq!(accepted.len() + shed.len(), total);
     // A shed batch was not stored; an accepted one was.
     for (list, stored) in [(&shed, false), (&accepted, true)] {
@@ -862,7 +912,9 @@ impl Store for Switched {
     }
     async fn sites(&self) -> beckon_store::Result<Vec<SiteRecord>> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(beckon_store::StoreError::Database("switched off".to_owned()));
+            return Err(beckon_store::StoreError::Database(
+                "switched off".to_owned(),
+            ));
         }
         self.inner.sites().await
     }

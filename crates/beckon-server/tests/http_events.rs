@@ -529,7 +529,12 @@ async fn a_refusal_is_readable_by_a_page_of_an_allowed_origin() {
         "the widget can read why"
     );
     let foreign = server
-        .post_events_to(Some(SHOP), Some("https://evil.example"), CHROME, "{".to_owned())
+        .post_events_to(
+            Some(SHOP),
+            Some("https://evil.example"),
+            CHROME,
+            "{".to_owned(),
+        )
         .await;
     assert!(foreign.headers.get("access-control-allow-origin").is_none());
     server.shutdown().await;

@@ -143,7 +143,10 @@ async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
     println!("Five example rules are live (examples/demo-rules.toml). One visitor in ten is held");
     println!("out and sees nothing, by design; a private window is a new visitor. Ctrl-C stops.");
     let stop = shutdown_signal()?;
-    server.serve(listener, stop).await.map_err(|e| e.to_string())
+    server
+        .serve(listener, stop)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
@@ -172,10 +175,15 @@ async fn serve(settings: Settings) -> Result<(), String> {
     if settings.shards > 0 {
         options.shards = settings.shards;
     }
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server = beckon_server::start(store, options).await?;
     let stop = shutdown_signal()?;
-    tracing::info!(listen = %settings.listen, "beckon is serving");
-    server.serve(listener, stop).await.map_err(|e| e.to_string())
+    // The bound address, not the configured one: with port 0 the system picks the port.
+    println!("beckon is serving on http://{addr}");
+    server
+        .serve(listener, stop)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn rules(command: RulesCommand) -> Result<(), String> {

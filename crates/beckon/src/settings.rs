@@ -135,11 +135,23 @@ impl LimitSettings {
     /// success.
     pub fn to_limits(&self) -> Result<Limits, String> {
         let at_least_one = [
-            ("per_ip_burst", self.per_ip_burst as usize, self.per_ip_per_second > 0),
-            ("per_site_burst", self.per_site_burst as usize, self.per_site_per_second > 0),
+            (
+                "per_ip_burst",
+                self.per_ip_burst as usize,
+                self.per_ip_per_second > 0,
+            ),
+            (
+                "per_site_burst",
+                self.per_site_burst as usize,
+                self.per_site_per_second > 0,
+            ),
             ("max_connections", self.max_connections, true),
             ("max_live_sessions", self.max_live_sessions, true),
-            ("max_sockets_per_visitor", self.max_sockets_per_visitor, true),
+            (
+                "max_sockets_per_visitor",
+                self.max_sockets_per_visitor,
+                true,
+            ),
         ];
         for (field, value, applies) in at_least_one {
             if applies && value == 0 {
@@ -147,7 +159,10 @@ impl LimitSettings {
             }
         }
         if self.max_connections > u32::MAX as usize {
-            return Err(format!("limits.max_connections must be at most {}", u32::MAX));
+            return Err(format!(
+                "limits.max_connections must be at most {}",
+                u32::MAX
+            ));
         }
         let positive = [
             ("ws_ping", self.ws_ping),

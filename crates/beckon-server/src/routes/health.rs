@@ -30,13 +30,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 async fn ready(state: &AppState) -> Result<(), &'static str> {
     state.liveness.check()?;
     // The store's cheapest read stands in for a ping.
-    state
-        .store
-        .sites()
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::warn!(error = %e, "the store does not answer");
-            "the store does not answer"
-        })
+    state.store.sites().await.map(|_| ()).map_err(|e| {
+        tracing::warn!(error = %e, "the store does not answer");
+        "the store does not answer"
+    })
 }
