@@ -90,3 +90,73 @@ fn words(status: StatusCode) -> &'static str {
         _ => "refused",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::to_bytes;
+    use axum::http::Request;
+    use axum::routing::post;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Sends `request` through a router whose one route takes JSON (so that axum refuses on
+    /// its own), under the refusal layer; the status, `Retry-After` and the JSON body.
+    async fn check(request: Request<Body>) -> (StatusCode, Option<String>, Value) {
+        let router = Router::new()
+            .route(
+                "/json",
+                post(|_: axum::Json<Value>| async { "ok" })
+                    .get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .fallback(not_found)
+            .layer(axum::middleware::map_response_with_state(
+                Duration::from_secs(7),
+                as_json,
+            ));
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = to_bytes(response.into_body(), 4096).await.unwrap();
+        (status, retry, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    fn request(method: &str, path: &str, content_type: Option<&str>, body: &str) -> Request<Body> {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(t) = content_type {
+            r = r.header(header::CONTENT_TYPE, t);
+        }
+        r.body(Body::from(body.to_owned())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn axum_rejections_and_bare_statuses_become_json_with_their_status() {
+        let (status, _, body) = check(request("POST", "/json", None, "{}")).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(
+            body["error"].as_str().unwrap().contains("Content-Type"),
+            "{body}"
+        );
+        let (status, _, body) =
+            check(request("POST", "/json", Some("application/json"), "{")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("parse"), "{body}");
+        let (status, _, body) = check(request("DELETE", "/json", None, "")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"], "method not allowed here");
+        let (status, _, body) = check(request("GET", "/elsewhere", None, "")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "no such path: /elsewhere");
+        // A bare 503 gets words and the configured Retry-After.
+        let (status, retry, body) = check(request("GET", "/json", None, "")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("7"));
+        assert_eq!(body["error"], "temporarily unavailable, retry later");
+    }
+}

@@ -16,7 +16,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, Request, Response};
 use axum::response::IntoResponse;
 use beckon_engine::SiteId;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
@@ -76,7 +76,7 @@ impl Throttle {
             .check_key(site)
             .map_err(|not_until| ApiError::Throttled {
                 limit: "for this site",
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                retry_after: not_until.wait_time_from(limiter.clock().now()),
             })
     }
 
