@@ -2,20 +2,26 @@
 //!
 //! [`app`] builds the router from an [`AppState`] (tests call it without a socket);
 //! [`start`] starts the background parts (engine shards with their timers, the group-commit
-//! writer) and [`Server::serve`] runs until the shutdown future resolves, then flushes.
+//! writer) and [`Server::serve`] runs until the shutdown future resolves, then drains the
+//! requests in flight and flushes.
 
+pub mod body;
 pub mod clock;
 pub mod edge;
 pub mod error;
 pub mod ids;
 pub mod intake;
 pub mod limits;
+pub mod liveness;
 pub mod metrics;
 pub mod prune;
+pub mod refusals;
 pub mod replay;
 pub mod routes;
+pub mod serve;
 pub mod shard;
 pub mod sites;
+pub mod throttle;
 pub mod token;
 pub mod visit;
 pub mod wire;
@@ -26,17 +32,23 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
 use beckon_store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody, TimeoutLayer};
 
 use crate::clock::Clock;
 use crate::limits::Limits;
+use crate::liveness::Liveness;
 use crate::shard::{IDLE_EVICT, ShardConfig, ShardMsg, Shards};
 use crate::sites::Sites;
+use crate::throttle::Throttle;
 use crate::token::Tokens;
 use crate::writer::Writer;
 
@@ -55,12 +67,16 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The clock.
     pub clock: Clock,
-    /// The server's bounds.
-    pub limits: Limits,
     /// Serve the demo shop at `/`.
     pub demo_shop: bool,
     /// Cancelled when the server shuts down; connection loops select on it.
     pub shutdown: CancellationToken,
+    /// Every bound the server keeps.
+    pub limits: Limits,
+    /// The rate limits per client address and per site.
+    pub throttle: Throttle,
+    /// Whether the shards and the writer still run (for `/readyz`).
+    pub liveness: Liveness,
 }
 
 /// How to run.
@@ -70,7 +86,7 @@ pub struct Options {
     pub shards: usize,
     /// Serve the demo shop at `/`.
     pub demo_shop: bool,
-    /// The server's bounds.
+    /// Every bound the server keeps.
     pub limits: Limits,
     /// The clock (tests use tokio's, to run timers on paused time).
     pub clock: Clock,
@@ -107,6 +123,8 @@ pub struct Server {
     pub state: AppState,
     tasks: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
+    /// Stops the writer once the shards have ended.
+    writer_stop: CancellationToken,
 }
 
 /// Loads the sites, starts the writer and the shards, and resumes the sessions that were live
@@ -116,7 +134,8 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
     let sites = Sites::load(store.as_ref()).await?;
     let shutdown = CancellationToken::new();
     let clock = options.clock.clone();
-    let (writer, writer_task) = Writer::start(store.clone());
+    let writer_stop = CancellationToken::new();
+    let (writer, writer_task) = Writer::start(store.clone(), writer_stop.clone());
     let shard_count = options.shards.max(1);
     let config = ShardConfig {
         store: store.clone(),
@@ -161,6 +180,10 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
                 .await?;
         }
     }
+    let liveness = Liveness::new(
+        tasks.iter().map(JoinHandle::abort_handle).collect(),
+        writer_task.abort_handle(),
+    );
     Ok(Server {
         state: AppState {
             sites,
@@ -169,54 +192,82 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             store,
             tokens,
             clock,
-            limits: options.limits,
             demo_shop: options.demo_shop,
             shutdown,
+            throttle: Throttle::new(&options.limits),
+            liveness,
+            limits: options.limits,
         },
         tasks,
         writer: writer_task,
+        writer_stop,
     })
 }
 
-/// The router.
+/// The router, with the edge's layers. From the outside in: CORS (so that every answer to an
+/// allowed origin, a refusal too, is readable), compression, JSON refusals, then, for all but
+/// the probes, the per-address rate limit, the request timeout and the body timeout.
 pub fn app(state: AppState) -> Router {
     use routes::*;
-    let mut router = Router::new()
-        .route("/v1/events", post(events::post).options(events::preflight))
+    let limits = &state.limits;
+    let mut api = Router::new()
+        .route("/v1/events", post(events::post))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
         .route("/widget.js", get(assets::widget));
     if state.demo_shop {
-        router = router
+        api = api
             .route("/", get(assets::shop_index))
             .route("/{*path}", get(assets::shop_file));
     }
-    router
+    let body_timeout = ServiceBuilder::new()
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
+        .map_request(|req: Request<TimeoutBody<Body>>| req.map(Body::new));
+    api = api
+        .fallback(refusals::not_found)
         .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
+        .layer(body_timeout)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ));
+    if let Some(per_address) = state.throttle.layer() {
+        api = api.layer(per_address);
+    }
+    // A load balancer probes from one address, often; the probes are never throttled.
+    let probes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    api.merge(probes)
+        .layer(axum::middleware::map_response_with_state(
+            limits.retry_after,
+            refusals::as_json,
+        ))
         // The widget travels gzipped (its budget is counted that way), and so do the shop's pages.
         .layer(tower_http::compression::CompressionLayer::new())
+        .layer(events::cors(state.sites.clone()))
         .with_state(state)
 }
 
 impl Server {
-    /// Serves on `listener` until `shutdown` resolves, then stops the shards and waits for the
-    /// writer to flush everything already accepted.
+    /// Serves on `listener` until `shutdown` resolves, then shuts down in order: stop
+    /// accepting; let the HTTP requests in flight finish (at most `drain_timeout`); cancel the
+    /// shutdown token (WebSockets close with 1001, the shards stop); wait for the writer to
+    /// flush everything already accepted.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let token = self.state.shutdown.clone();
-        let router = app(self.state.clone());
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                token.cancel();
-            })
-            .await;
+        let limits = self.state.limits.clone();
+        tokio::spawn(
+            self.state
+                .throttle
+                .clone()
+                .sweep(self.state.shutdown.clone()),
+        );
+        let result = serve::run(listener, app(self.state.clone()), &limits, shutdown).await;
         self.stop().await;
         result
     }
@@ -229,6 +280,9 @@ impl Server {
             let _ = task.await;
         }
         drop(self.state);
+        // Nothing queues writes once the shards have ended; what is queued is committed.
+        self.writer_stop.cancel();
         let _ = self.writer.await;
+        tracing::info!("stopped: everything accepted is stored");
     }
 }

@@ -39,6 +39,10 @@ pub const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 pub const SHARD_QUEUE: usize = 1024;
 /// Event keys a live visitor remembers as logged, to answer resends without a read.
 pub const KNOWN_KEYS: usize = 128;
+/// Store reads one shard may have running at once (each for one visitor). Past it, a batch
+/// that needs a read is shed (503) rather than left waiting: a store that stopped answering
+/// must not pile up work without bound.
+pub const MAX_READS: usize = 256;
 /// How often idle visitors are dropped from memory.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -197,6 +201,7 @@ impl Shards {
             let shard = Shard {
                 index,
                 slots: HashMap::new(),
+                reading: 0,
                 live: 0,
                 timers: DelayQueue::new(),
                 config: config.clone(),
@@ -308,6 +313,8 @@ impl Live {
 struct Shard {
     index: usize,
     slots: HashMap<VisitorKey, Slot>,
+    /// Store reads running.
+    reading: usize,
     /// Slots with live state.
     live: usize,
     timers: DelayQueue<VisitorKey>,
@@ -412,6 +419,11 @@ impl Shard {
             match work {
                 // A tick for a visitor no longer in memory has nothing to wake.
                 Work::Tick => {}
+                Work::Batch(job) if self.reading >= MAX_READS => {
+                    crate::metrics::shed("reads");
+                    let _ = job.reply.send(Err(BatchError::Overloaded));
+                    self.forget_if_empty(&key);
+                }
                 Work::Batch(job) => {
                     slot.waiting.push_front(Work::Batch(job));
                     self.load(key);
@@ -435,7 +447,13 @@ impl Shard {
         if unknown.is_empty() || live.complete {
             return self.apply(key, job, HashSet::new()).await;
         }
+        if self.reading >= MAX_READS {
+            crate::metrics::shed("reads");
+            let _ = job.reply.send(Err(BatchError::Overloaded));
+            return;
+        }
         let job = Box::new(job);
+        self.reading += 1;
         slot.busy = true;
         let store = self.config.store.clone();
         let tx = self.internal.clone();
@@ -449,6 +467,7 @@ impl Shard {
     fn load(&mut self, key: VisitorKey) {
         let slot = self.slots.get_mut(&key).expect("slot exists");
         slot.busy = true;
+        self.reading += 1;
         let store = self.config.store.clone();
         let tx = self.internal.clone();
         tokio::spawn(async move {
@@ -460,6 +479,7 @@ impl Shard {
     async fn internal(&mut self, msg: Internal) {
         match msg {
             Internal::Loaded { key, result } => {
+                self.reading -= 1;
                 let now = self.config.clock.now();
                 let Some(slot) = self.slots.get_mut(&key) else {
                     return;
@@ -492,6 +512,7 @@ impl Shard {
                 self.drain(key).await;
             }
             Internal::Known { key, job, result } => {
+                self.reading -= 1;
                 let Some(slot) = self.slots.get_mut(&key) else {
                     let _ = job.reply.send(Err(BatchError::Stopped));
                     return;

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use beckon_store::{CommitReport, Store, StoreError, WriteBatch};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::shard::VisitorKey;
 
@@ -58,11 +59,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer. It stops once every handle is dropped and the queue is drained, so
-    /// shutting down flushes everything already accepted.
-    pub fn start(store: Arc<dyn Store>) -> (Writer, tokio::task::JoinHandle<()>) {
+    /// Starts the writer. It stops when `stop` is cancelled (or every handle is dropped),
+    /// after committing everything already queued, so shutting down flushes everything
+    /// accepted. Cancel `stop` only once nothing more will be queued (the shards have ended).
+    pub fn start(
+        store: Arc<dyn Store>,
+        stop: CancellationToken,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, rx));
+        let task = tokio::spawn(run(store, rx, stop));
         (Writer { tx }, task)
     }
 
@@ -139,9 +144,21 @@ impl Fences {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
     let mut fences = Fences::default();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+            _ = stop.cancelled() => match rx.try_recv() {
+                // Stopping: what is queued is still committed, then the writer ends.
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use beckon_engine::rules::RuleFile;
 use beckon_engine::{Engine, Policy, RuleSet, SiteId};
+use beckon_server::limits::Limits;
 use beckon_server::{Options, Server};
 use beckon_store::{SiteRecord, Store};
 use beckon_store_sqlite::SqliteStore;
@@ -48,6 +49,7 @@ pub fn demo_site(origins: Vec<String>, policy: Policy) -> SiteRecord {
         secret: "sk_demo_secret".to_owned(),
         origins,
         policy,
+        version: 0,
     }
 }
 
@@ -72,10 +74,17 @@ pub async fn start_demo(
         store,
         Options {
             demo_shop: true,
+            // The demo's one visitor is on this machine, loading the shop's pages, the widget
+            // and its events from one address: a per-address limit would only get in the way.
+            limits: Limits {
+                per_ip_per_second: 0,
+                ..Limits::default()
+            },
             ..Options::default()
         },
     )
     .await
+    .map_err(|e| e.to_string())
 }
 
 /// Imports the rule file at `path` for `site`, replacing its rules.

@@ -142,8 +142,9 @@ async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
     println!();
     println!("Five example rules are live (examples/demo-rules.toml). One visitor in ten is held");
     println!("out and sees nothing, by design; a private window is a new visitor. Ctrl-C stops.");
+    let stop = shutdown_signal()?;
     server
-        .serve(listener, shutdown_signal())
+        .serve(listener, stop)
         .await
         .map_err(|e| e.to_string())
 }
@@ -157,6 +158,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
             secret: site.secret.clone(),
             origins: site.origins.clone(),
             policy: site.policy.clone(),
+            version: 0,
         };
         store.put_site(&record).await.map_err(|e| e.to_string())?;
         if let Some(rules) = &site.rules {
@@ -167,14 +169,22 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let mut options = Options::default();
+    let mut options = Options {
+        limits: settings.limits.to_limits()?,
+        ..Options::default()
+    };
     if settings.shards > 0 {
         options.shards = settings.shards;
     }
-    let server = beckon_server::start(store, options).await?;
-    tracing::info!(listen = %settings.listen, "beckon is serving");
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = beckon_server::start(store, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stop = shutdown_signal()?;
+    // The bound address, not the configured one: with port 0 the system picks the port.
+    println!("beckon is serving on http://{addr}");
     server
-        .serve(listener, shutdown_signal())
+        .serve(listener, stop)
         .await
         .map_err(|e| e.to_string())
 }
@@ -218,6 +228,20 @@ async fn rules(command: RulesCommand) -> Result<(), String> {
     }
 }
 
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what `docker stop`, systemd and Kubernetes send).
+/// The handlers are installed here, before the server says it is serving, so that a signal
+/// sent as soon as it answers starts the orderly shutdown instead of killing the process.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
 }

@@ -2,8 +2,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use beckon_engine::Policy;
+use beckon_server::limits::Limits;
 use serde::Deserialize;
 
 /// Everything `beckon serve` needs.
@@ -18,6 +20,8 @@ pub struct Settings {
     pub shards: usize,
     /// The sites served.
     pub sites: Vec<SiteSettings>,
+    /// The server's bounds.
+    pub limits: LimitSettings,
 }
 
 /// One site.
@@ -45,8 +49,175 @@ impl Default for Settings {
             data: PathBuf::from("beckon-data"),
             shards: 0,
             sites: Vec::new(),
+            limits: LimitSettings::default(),
         }
     }
+}
+
+/// The `[limits]` table: every bound of [`Limits`], durations as text ("10s", "90days").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Requests per second from one client address; 0 turns the limit off.
+    pub per_ip_per_second: u32,
+    /// Requests one address may make at once before the rate applies.
+    pub per_ip_burst: u32,
+    /// Event batches per second for one site; 0 turns the limit off.
+    pub per_site_per_second: u32,
+    /// Batches one site may send at once before the rate applies.
+    pub per_site_burst: u32,
+    /// The header a proxy in front of Beckon sets with the client's address; empty (the
+    /// default) believes only the socket's peer.
+    pub trusted_proxy_header: String,
+    /// Open TCP connections at once.
+    pub max_connections: usize,
+    /// Live sessions one node holds in memory.
+    pub max_live_sessions: usize,
+    /// Open WebSockets per visitor.
+    pub max_sockets_per_visitor: usize,
+    /// How often an open WebSocket is pinged.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub ws_ping: Duration,
+    /// A WebSocket silent this long is closed.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub ws_idle_timeout: Duration,
+    /// The longest a request may take, headers to answer.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub request_timeout: Duration,
+    /// The longest a client may take to send a request's headers.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub header_read_timeout: Duration,
+    /// The longest a client may pause while sending a request's body.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub body_read_timeout: Duration,
+    /// How long a shed or throttled client is told to wait.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub retry_after: Duration,
+    /// How long the raw event log is kept.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub retention: Duration,
+    /// How long a shutdown waits for the requests in flight.
+    #[serde(with = "beckon_engine::rules::duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings::from(&Limits::default())
+    }
+}
+
+impl From<&Limits> for LimitSettings {
+    fn from(l: &Limits) -> Self {
+        LimitSettings {
+            per_ip_per_second: l.per_ip_per_second,
+            per_ip_burst: l.per_ip_burst,
+            per_site_per_second: l.per_site_per_second,
+            per_site_burst: l.per_site_burst,
+            trusted_proxy_header: l.trusted_proxy_header.clone().unwrap_or_default(),
+            max_connections: l.max_connections,
+            max_live_sessions: l.max_live_sessions,
+            max_sockets_per_visitor: l.max_sockets_per_visitor,
+            ws_ping: l.ws_ping,
+            ws_idle_timeout: l.ws_idle_timeout,
+            request_timeout: l.request_timeout,
+            header_read_timeout: l.header_read_timeout,
+            body_read_timeout: l.body_read_timeout,
+            retry_after: l.retry_after,
+            retention: l.retention,
+            drain_timeout: l.drain_timeout,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// Checks every bound, naming the field of the first one that cannot work; `Limits` on
+    /// success.
+    pub fn to_limits(&self) -> Result<Limits, String> {
+        let at_least_one = [
+            (
+                "per_ip_burst",
+                self.per_ip_burst as usize,
+                self.per_ip_per_second > 0,
+            ),
+            (
+                "per_site_burst",
+                self.per_site_burst as usize,
+                self.per_site_per_second > 0,
+            ),
+            ("max_connections", self.max_connections, true),
+            ("max_live_sessions", self.max_live_sessions, true),
+            (
+                "max_sockets_per_visitor",
+                self.max_sockets_per_visitor,
+                true,
+            ),
+        ];
+        for (field, value, applies) in at_least_one {
+            if applies && value == 0 {
+                return Err(format!("limits.{field} must be at least 1"));
+            }
+        }
+        if self.max_connections > u32::MAX as usize {
+            return Err(format!(
+                "limits.max_connections must be at most {}",
+                u32::MAX
+            ));
+        }
+        let positive = [
+            ("ws_ping", self.ws_ping),
+            ("ws_idle_timeout", self.ws_idle_timeout),
+            ("request_timeout", self.request_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("retry_after", self.retry_after),
+            ("retention", self.retention),
+            ("drain_timeout", self.drain_timeout),
+        ];
+        for (field, value) in positive {
+            if value.is_zero() {
+                return Err(format!("limits.{field} must be longer than 0s"));
+            }
+        }
+        if self.ws_idle_timeout <= self.ws_ping {
+            return Err(format!(
+                "limits.ws_idle_timeout ({:?}) must be longer than limits.ws_ping ({:?}), or a \
+                 quiet socket is closed before its pong can come back",
+                self.ws_idle_timeout, self.ws_ping
+            ));
+        }
+        let header = self.trusted_proxy_header.trim().to_ascii_lowercase();
+        if !header.is_empty() && !is_header_name(&header) {
+            return Err(format!(
+                "limits.trusted_proxy_header {:?} is not a header name",
+                self.trusted_proxy_header
+            ));
+        }
+        Ok(Limits {
+            per_ip_per_second: self.per_ip_per_second,
+            per_ip_burst: self.per_ip_burst,
+            per_site_per_second: self.per_site_per_second,
+            per_site_burst: self.per_site_burst,
+            trusted_proxy_header: (!header.is_empty()).then_some(header),
+            max_connections: self.max_connections,
+            max_live_sessions: self.max_live_sessions,
+            max_sockets_per_visitor: self.max_sockets_per_visitor,
+            ws_ping: self.ws_ping,
+            ws_idle_timeout: self.ws_idle_timeout,
+            request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            retry_after: self.retry_after,
+            retention: self.retention,
+            drain_timeout: self.drain_timeout,
+        })
+    }
+}
+
+/// Whether `name` is a valid HTTP header name: token characters only.
+fn is_header_name(name: &str) -> bool {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    name.chars().all(token)
 }
 
 /// The annotated defaults, printed by `beckon default-config`.
@@ -59,6 +230,26 @@ listen = "127.0.0.1:8080"
 data = "beckon-data"
 # Engine shards; 0 means one per core.
 shards = 0
+
+# The server's bounds; each has a default that is safe on the open internet.
+[limits]
+per_ip_per_second = 20          # requests per second from one client address (0: no limit)
+per_ip_burst = 100              # requests one address may make at once before that rate applies
+per_site_per_second = 5000      # event batches per second for one site, all visitors (0: no limit)
+per_site_burst = 10000          # batches a site may send at once before that rate applies
+trusted_proxy_header = ""       # behind a proxy: the header with the client's address, e.g.
+                                # "x-forwarded-for" (its last entry counts); "": the socket's peer
+max_connections = 16384         # open TCP connections; more wait in the kernel's backlog
+max_live_sessions = 200000      # live sessions in memory; past it the longest idle is dropped
+max_sockets_per_visitor = 8     # open WebSockets per visitor (tabs); one more is closed with 1008
+ws_ping = "30s"                 # how often an open WebSocket is pinged
+ws_idle_timeout = "1m 15s"      # a WebSocket that sends nothing, not even a pong, this long is closed
+request_timeout = "15s"         # the longest a request may take, headers to answer (then 408)
+header_read_timeout = "10s"     # the longest a client may take to send its headers (then closed)
+body_read_timeout = "10s"       # the longest a client may pause while sending a body (then 408)
+retry_after = "2s"              # Retry-After of a 429 or 503
+retention = "90days"            # how long the raw event log is kept
+drain_timeout = "10s"           # on shutdown, how long requests in flight may take to finish
 
 # One table per site.
 # [[sites]]
@@ -109,6 +300,7 @@ impl Settings {
                 .validate()
                 .map_err(|e| format!("site {}: {e}", site.id))?;
         }
+        s.limits.to_limits()?;
         Ok(s)
     }
 }
@@ -131,6 +323,7 @@ impl fmt::Debug for Settings {
             .field("data", &self.data)
             .field("shards", &self.shards)
             .field("sites", &self.sites)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -10,7 +10,7 @@ mod browser_support;
 use std::time::Duration;
 
 use beckon_engine::session::Arm;
-use beckon_engine::{Policy, SiteId, VisitorId};
+use beckon_engine::{Policy, SessionId, SiteId, VisitorId};
 use browser_support::*;
 use fantoccini::Locator;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction};
@@ -81,7 +81,7 @@ async fn stored_kinds(demo: &Demo, c: &fantoccini::Client) -> Vec<String> {
         .unwrap();
     let site = SiteId::parse("demo").unwrap();
     demo.store
-        .session_events(&site, sid.as_str().unwrap())
+        .session_events(&site, &SessionId::parse(sid.as_str().unwrap()).unwrap())
         .await
         .unwrap()
         .into_iter()
@@ -184,7 +184,7 @@ async fn a_returning_visitor_with_items_in_the_cart_is_welcomed_back() {
     for _ in 0..100 {
         if !demo
             .store
-            .session_events(&site, first.as_str().unwrap())
+            .session_events(&site, &SessionId::parse(first.as_str().unwrap()).unwrap())
             .await
             .unwrap()
             .is_empty()
@@ -502,4 +502,86 @@ async fn escape_dismisses_the_intervention_without_it_having_taken_the_focus() {
     }
     assert!(kinds.contains(&"dismissed".to_owned()), "{kinds:?}");
     demo.stop().await;
+}
+
+/// Nothing a test starts may outlive it: not when it passes (`Demo::stop` checks), and not when
+/// it fails, which is when orphaned browsers used to pile up and starve the next run.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_browser_outlives_its_test_even_when_the_test_panics() {
+    // A test that fails with its demo and two browsers open.
+    let (tell, told) = std::sync::mpsc::channel();
+    let failed = tokio::spawn(async move {
+        let demo = Demo::start().await;
+        let a = demo.browser(HUMAN_UA).await;
+        let b = demo.browser(BOT_UA).await;
+        a.goto(&format!("{}/", demo.base)).await.unwrap();
+        b.goto(&format!("{}/", demo.base)).await.unwrap();
+        let profiles = demo.profiles();
+        let running = chromium_processes(&profiles);
+        let ours = running
+            .iter()
+            .all(|pid| descends_from(*pid, std::process::id()));
+        tell.send((profiles, running, ours, demo.driver_pid()))
+            .unwrap();
+        panic!("an assertion fails with everything open");
+    })
+    .await;
+    assert!(failed.unwrap_err().is_panic());
+    let (profiles, running, ours, driver) = told.recv().unwrap();
+    assert_eq!(profiles.len(), 2);
+    // What is counted is this test's own: while they ran, every process found by its profile
+    // descended from this test process (through chromedriver).
+    assert!(
+        !running.is_empty(),
+        "the browsers were found while they ran"
+    );
+    assert!(ours, "{running:?} all descend from this test");
+    let left = wait_no_chromium(&profiles, Duration::from_secs(10)).await;
+    assert!(left.is_empty(), "Chromium outlived a failed test: {left:?}");
+    assert!(
+        profiles.iter().all(|p| !p.exists()),
+        "profiles removed: {profiles:?}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{driver}")).exists(),
+        "chromedriver ended and was reaped"
+    );
+
+    // A browser dropped in the middle of a test closes its session at once; the others go on.
+    let demo = Demo::start().await;
+    let kept = demo.browser(HUMAN_UA).await;
+    drop(demo.browser(HUMAN_UA).await);
+    let profiles = demo.profiles();
+    assert!(
+        wait_no_chromium(&profiles[1..], Duration::from_secs(10))
+            .await
+            .is_empty()
+            && !profiles[1].exists(),
+        "the dropped browser is gone with its profile"
+    );
+    kept.goto(&format!("{}/", demo.base)).await.unwrap();
+    assert!(!chromium_processes(&profiles[..1]).is_empty());
+    demo.stop().await;
+}
+
+/// Whether `ancestor` is among `pid`'s parents.
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    while pid > 1 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid …; comm may hold spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            return false;
+        };
+        if ppid == ancestor {
+            return true;
+        }
+        pid = ppid;
+    }
+    false
 }

@@ -90,6 +90,66 @@ fn the_printed_defaults_are_a_valid_configuration() {
     std::fs::write(&path, &out).unwrap();
     let settings = beckon::settings::Settings::load(Some(&path)).expect("the defaults load");
     assert_eq!(settings.listen, "127.0.0.1:8080");
+    // The documented [limits] are the server's own defaults, line by line.
+    assert!(out.contains("\n[limits]\n"), "{out}");
+    assert_eq!(
+        settings.limits.to_limits().expect("valid limits"),
+        beckon_server::limits::Limits::default()
+    );
+}
+
+/// Loads `[limits]` with `lines`: the limits, or the error.
+fn limits(lines: &str) -> Result<beckon_server::limits::Limits, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beckon.toml");
+    std::fs::write(&path, format!("[limits]\n{lines}\n")).unwrap();
+    beckon::settings::Settings::load(Some(&path)).map(|s| s.limits.to_limits().unwrap())
+}
+
+#[test]
+fn the_limits_table_takes_durations_as_text_and_keeps_defaults_for_the_rest() {
+    let l = limits(
+        "drain_timeout = \"3s\"\nheader_read_timeout = 5\nretention = \"30days\"\n\
+         per_ip_per_second = 0\ntrusted_proxy_header = \"X-Forwarded-For\"",
+    )
+    .expect("valid");
+    assert_eq!(l.drain_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(l.header_read_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(l.retention, std::time::Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(l.per_ip_per_second, 0, "0 turns the limit off");
+    assert_eq!(l.trusted_proxy_header.as_deref(), Some("x-forwarded-for"));
+    assert_eq!(
+        l.max_connections,
+        beckon_server::limits::Limits::default().max_connections
+    );
+}
+
+#[test]
+fn a_bad_limit_is_refused_naming_its_field() {
+    let cases = [
+        ("max_conections = 5", "max_conections"),
+        (
+            "max_connections = 0",
+            "limits.max_connections must be at least 1",
+        ),
+        ("per_ip_burst = 0", "limits.per_ip_burst must be at least 1"),
+        ("drain_timeout = \"soon\"", "drain_timeout"),
+        (
+            "request_timeout = \"0s\"",
+            "limits.request_timeout must be longer than 0s",
+        ),
+        ("ws_ping = \"2m\"", "limits.ws_idle_timeout"),
+        (
+            "trusted_proxy_header = \"x forwarded\"",
+            "limits.trusted_proxy_header",
+        ),
+    ];
+    for (line, words) in cases {
+        let err = limits(line).expect_err(line);
+        assert!(err.contains(words), "{line}: {err}");
+    }
+    // Turning a rate off needs no burst.
+    assert!(limits("per_site_per_second = 0\nper_site_burst = 0").is_ok());
 }
 
 #[test]

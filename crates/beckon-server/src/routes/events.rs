@@ -1,77 +1,111 @@
-//! `POST /v1/events`: a batch of a visitor's events, answered only once stored.
+//! `POST /v1/events?site=KEY`: a batch of a visitor's events, answered only once stored.
+//!
+//! The site key is in the URL so that a CORS preflight, which carries no body, is answered for
+//! that site's origins alone ([`cors`]); the body's `site` may be left out, and must match
+//! when present.
+
+use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header, request};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::AppState;
+use crate::body::Body;
 use crate::error::ApiError;
 use crate::intake::{self, Claim, Sender};
-use crate::wire::{Accepted, Batch, MAX_BODY_BYTES};
+use crate::sites::{SiteRuntime, Sites};
+use crate::wire::{Accepted, Batch};
+
+/// How long a browser may cache a granted preflight.
+pub const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// The site a request speaks for, from the URL.
+#[derive(Debug, Default, Deserialize)]
+pub struct Target {
+    /// The public site key.
+    pub site: Option<String>,
+}
 
 /// Accepts JSON sent as `application/json` or as `text/plain` (what `sendBeacon` sends without
-/// a CORS preflight). A refusal is readable by a page of an allowed origin too, so the widget
-/// (and the site's developer in the console) sees what was wrong.
-/// The query of `POST /v1/events`.
-#[derive(Debug, serde::Deserialize)]
-pub struct Params {
-    /// The site key (the body may repeat it).
-    site: Option<String>,
-}
-
+/// a CORS preflight).
 pub async fn post(
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    Query(target): Query<Target>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let origin = header_str(&headers, header::ORIGIN);
-    let mut response = match accept(&state, params.site.as_deref(), &headers, body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
+    body: Body,
+) -> Result<Response, ApiError> {
+    let batch: Batch = body.json("batch")?;
+    let site = site(&state, &target, &batch, &headers)?;
+    let submitted = intake::submit(
+        &state,
+        Sender {
+            site,
+            claim: Claim::Browser {
+                visitor: batch.visitor.as_deref(),
+                token: batch.token.as_deref(),
+            },
+            session: Some(&batch.session),
+            user_agent: header_str(&headers, header::USER_AGENT).unwrap_or(""),
+            context: &batch.context,
+        },
+        batch.events,
+    )
+    .await
+    .map_err(|e| ApiError::from_intake(e, state.limits.retry_after))?;
+    let body = Accepted {
+        accepted: submitted.reply.accepted,
+        duplicates: submitted.reply.duplicates,
+        interventions: submitted.reply.interventions,
+        identity: submitted.identity,
     };
-    if state.sites.any_allows(origin) {
-        allow_origin(&mut response, origin);
-    }
-    response
+    Ok((axum::http::StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn accept(
+/// The CORS layer: grants an origin only the site named in `/v1/events?site=KEY` allows, for
+/// the preflight and the request itself (whose refusals are then readable by the page too).
+/// Nothing else is granted to a page of another origin: the widget's script is loaded by a
+/// `<script>` tag, and the WebSocket checks its origin itself.
+pub fn cors(sites: Sites) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(
+            move |origin: &HeaderValue, parts: &request::Parts| {
+                parts.uri.path() == "/v1/events"
+                    && origin.to_str().is_ok_and(|origin| {
+                        site_in_url(&sites, &parts.uri)
+                            .is_some_and(|site| site.allows_origin(Some(origin)))
+                    })
+            },
+        ))
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        // A page may read when to come back after a 429 or a 503.
+        .expose_headers([HeaderName::from_static("retry-after")])
+        .max_age(PREFLIGHT_MAX_AGE)
+}
+
+/// The site the batch is for, checked: named in the URL (or, from a widget that predates the
+/// URL's key, in the body alone), the same in both when both name it, known, allowing the
+/// request's origin, and within its rate.
+fn site(
     state: &AppState,
-    site: Option<&str>,
+    target: &Target,
+    batch: &Batch,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    // The router's body limit refuses an oversized body while it is read, before this handler
-    // runs, and axum answers that with plain text; taking the rejection here gives the client
-    // the same JSON error, naming the limit, as every other refusal.
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
-        }
-        _ => ApiError::BadRequest(format!("unreadable body: {}", e.body_text())),
-    })?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::TooLarge(format!(
-            "the body is larger than {MAX_BODY_BYTES} bytes"
-        )));
-    }
-    let batch: Batch = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed batch: {e}")))?;
-    let origin = header_str(headers, header::ORIGIN);
-    let key = match (site, batch.site.as_deref()) {
+) -> Result<std::sync::Arc<SiteRuntime>, ApiError> {
+    let key = match (target.site.as_deref(), batch.site.as_deref()) {
         (Some(url), Some(body)) if url != body => {
             return Err(ApiError::BadRequest(format!(
-                "the site key in the URL ({url:?}) and in the body ({body:?}) differ"
+                "the URL names site {url:?} but the body names site {body:?}"
             )));
         }
         (Some(key), _) | (None, Some(key)) => key,
         (None, None) => {
             return Err(ApiError::BadRequest(
-                "the site key is missing: POST /v1/events?site=SITE_KEY".to_owned(),
+                "no site key: send the batch to /v1/events?site=KEY".to_owned(),
             ));
         }
     };
@@ -79,67 +113,20 @@ async fn accept(
         .sites
         .get(key)
         .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {key:?}")))?;
+    let origin = header_str(headers, header::ORIGIN);
     if !site.allows_origin(origin) {
         return Err(ApiError::Forbidden(format!(
             "origin {:?} is not allowed for this site",
             origin.unwrap_or("(none)")
         )));
     }
-    let submitted = intake::submit(
-        state,
-        Sender {
-            site: site.clone(),
-            claim: Claim::Browser {
-                visitor: batch.visitor.as_deref(),
-                token: batch.token.as_deref(),
-            },
-            session: Some(&batch.session),
-            user_agent: header_str(headers, header::USER_AGENT).unwrap_or(""),
-            context: &batch.context,
-        },
-        batch.events,
-    )
-    .await?;
-    let body = Accepted {
-        accepted: submitted.reply.accepted,
-        duplicates: submitted.reply.duplicates,
-        interventions: submitted.reply.interventions,
-        identity: submitted.identity,
-    };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    state.throttle.check_site(&site.record.id)?;
+    Ok(site)
 }
 
-/// `OPTIONS /v1/events`: the CORS preflight for sites that post JSON from another origin.
-pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let origin = header_str(&headers, header::ORIGIN);
-    // The site is in the body, which a preflight does not carry; any known site's origin may
-    // ask, and the real request is checked against its own site.
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if origin.is_some() && state.sites.any_allows(origin) {
-        allow_origin(&mut response, origin);
-        let h = response.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("POST"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-    }
-    response
-}
-
-fn allow_origin(response: &mut Response, origin: Option<&str>) {
-    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
-        let h = response.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        h.insert(header::VARY, HeaderValue::from_static("origin"));
-    }
+fn site_in_url(sites: &Sites, uri: &axum::http::Uri) -> Option<std::sync::Arc<SiteRuntime>> {
+    let Query(target) = Query::<Target>::try_from_uri(uri).ok()?;
+    sites.get(&target.site?)
 }
 
 /// A header as text, if present and valid.

@@ -3,7 +3,6 @@
 //! use, for a visitor the widget already knows.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
@@ -11,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::events::header_str;
 use crate::AppState;
+use crate::body::Body;
 use crate::error::ApiError;
 use crate::intake::{self, Claim, Sender};
 use crate::sites::SiteRuntime;
@@ -44,9 +44,9 @@ pub struct Track {
 pub async fn conversion(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body: Conversion = parse(&body)?;
+    let body: Conversion = body.json("body")?;
     let site = authorize(&state, &headers, &body.site)?;
     // The event's id only has to be valid and stable across retries; the order id itself is the
     // idempotency key (once per site, whoever reports it).
@@ -63,17 +63,12 @@ pub async fn conversion(
 pub async fn track(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body: Track = parse(&body)?;
+    let body: Track = body.json("body")?;
     let site = authorize(&state, &headers, &body.site)?;
     let event = json!({"id": format!("server:{}", body.id), "type": "track", "name": body.name, "props": body.props});
     forward(&state, site, &body.visitor, body.session.as_deref(), event).await
-}
-
-/// Reads a JSON body, refusing a malformed one with a JSON error that says what is wrong.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed body: {e}")))
 }
 
 fn authorize(
@@ -110,7 +105,9 @@ async fn forward(
         user_agent: "",
         context: &ClientContext::default(),
     };
-    let submitted = intake::submit(state, from, vec![event]).await?;
+    let submitted = intake::submit(state, from, vec![event])
+        .await
+        .map_err(|e| ApiError::from_intake(e, state.limits.retry_after))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(

@@ -168,7 +168,8 @@ async fn serve(
             Err(e) => {
                 let _ = tx
                     .send(DownFrame::Error {
-                        error: crate::error::ApiError::from(e).to_string(),
+                        error: crate::error::ApiError::from_intake(e, state.limits.retry_after)
+                            .to_string(),
                     })
                     .await;
             }

@@ -270,9 +270,10 @@ impl TestServer {
         )
     }
 
-    /// `POST /v1/events?site=…` with this origin (none: no header), user agent and raw body.
-    /// A JSON body naming a visitor without a `token` member gets the visitor's token, as the
-    /// widget would send it (a test that plays a forger sets `token` itself).
+    /// `POST /v1/events?site=…` with this origin (none: no header), user agent and raw body;
+    /// the site key in the URL is the body's `site`, as the widget sends it. A JSON body naming
+    /// a visitor without a `token` member gets the visitor's token, as the widget would send it
+    /// (a test that plays a forger sets `token` itself).
     pub async fn post_events_as(&self, origin: Option<&str>, ua: &str, body: String) -> Reply {
         let (body, site) = match serde_json::from_str::<Value>(&body) {
             Ok(Value::Object(mut b)) => {
@@ -289,13 +290,25 @@ impl TestServer {
             }
             _ => (body, None),
         };
-        let url = match site {
-            Some(s) => format!("{}?site={}", self.url("/v1/events"), s),
-            None => self.url("/v1/events"),
+        self.post_events_to(site.as_deref(), origin, ua, body).await
+    }
+
+    /// `POST /v1/events?site={site}` (no site: no query) with this origin, user agent and raw
+    /// body.
+    pub async fn post_events_to(
+        &self,
+        site: Option<&str>,
+        origin: Option<&str>,
+        ua: &str,
+        body: String,
+    ) -> Reply {
+        let path = match site {
+            Some(site) => format!("/v1/events?site={site}"),
+            None => "/v1/events".to_owned(),
         };
         let mut req = self
             .http
-            .post(url)
+            .post(self.url(&path))
             .header("content-type", "application/json")
             .header("user-agent", ua)
             .body(body);

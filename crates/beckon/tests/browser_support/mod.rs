@@ -1,12 +1,16 @@
 //! The harness of the browser tests: `beckon demo` in-process on a fresh database, Debian's
 //! Chromium driven through chromedriver (WebDriver), and helpers that read the widget's shadow
 //! root the way a site owner's own tests would (through the data attributes of the contract).
+//!
+//! Nothing a test starts outlives it, pass or fail: see [`Demo`] and [`Browser`].
 
 #![allow(dead_code)]
 
 use std::net::TcpListener as StdListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beckon_engine::session::Arm;
@@ -22,6 +26,12 @@ pub const HUMAN_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (
 pub const BOT_UA: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
 /// A running demo and a chromedriver.
+///
+/// Everything it starts ends with it, whether the test passes or panics: every WebDriver
+/// session still open is closed (which quits its Chromium), then chromedriver's whole process
+/// group is killed (so a Chromium the driver failed to quit dies too), then each browser's
+/// profile directory is removed. [`Demo::stop`] also checks that no Chromium of this demo is
+/// left running, and fails the test if one is.
 pub struct Demo {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
@@ -29,11 +39,185 @@ pub struct Demo {
     pub store: Arc<dyn Store>,
     /// The demo site's engine, for computing visitors' arms.
     pub engine: Engine,
-    driver: Child,
-    driver_url: String,
+    driver: Driver,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _data: tempfile::TempDir,
+}
+
+/// One headless Chromium, driven through its WebDriver session. It dereferences to the
+/// fantoccini [`Client`]; dropping it (at the end of the test, or while a panic unwinds) closes
+/// the session and removes the browser's profile directory.
+pub struct Browser {
+    client: Client,
+    id: String,
+    sessions: Sessions,
+}
+
+impl std::ops::Deref for Browser {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Already closed when the demo was stopped first (the usual order in a test).
+        if let Some(open) = self.sessions.take(&self.id) {
+            delete_session(&self.sessions.driver_url, &open.id);
+        }
+    }
+}
+
+/// chromedriver, in a process group of its own, and the sessions opened on it.
+struct Driver {
+    child: Child,
+    sessions: Sessions,
+    /// Every profile directory this driver's browsers were given, for the final check.
+    profiles: Vec<PathBuf>,
+}
+
+/// The sessions still open on a driver, shared by the demo and its browsers.
+#[derive(Clone)]
+struct Sessions {
+    driver_url: String,
+    open: Arc<Mutex<Vec<OpenSession>>>,
+    profiles: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+struct OpenSession {
+    id: String,
+    client: Client,
+    /// Removed when dropped, which is always after the session (and its Chromium) has ended.
+    _profile: tempfile::TempDir,
+}
+
+impl Sessions {
+    fn take(&self, id: &str) -> Option<OpenSession> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let at = open.iter().position(|s| s.id == id)?;
+        Some(open.remove(at))
+    }
+
+    fn take_all(&self) -> Vec<OpenSession> {
+        std::mem::take(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so that killing the group also ends the Chromium
+            // processes it started (they stay in it), not only the driver.
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver is installed (scripts/test.sh installs chromium-driver)");
+        Driver {
+            child,
+            sessions: Sessions {
+                driver_url: format!("http://127.0.0.1:{port}"),
+                open: Arc::default(),
+                profiles: Arc::default(),
+            },
+            profiles: Vec::new(),
+        }
+    }
+
+    /// Closes what is still open, quitting each browser, then kills the driver's process group.
+    /// Safe to call twice.
+    fn shutdown(&mut self) {
+        for open in self.sessions.take_all() {
+            delete_session(&self.sessions.driver_url, &open.id);
+            drop(open.client);
+        }
+        self.profiles = self
+            .sessions
+            .profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Ok(None) = self.child.try_wait() {
+            // The driver's pid is its group's id; signalled before it is reaped, so the id
+            // cannot have been reused. `kill` rather than libc: no unsafe, no new dependency.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Ends a WebDriver session synchronously (`DELETE /session/ID`; chromedriver answers once the
+/// browser has quit), so that it also works from a `Drop` while a panic unwinds, when the
+/// test's runtime can no longer be relied on: the request runs on a thread of its own with a
+/// runtime of its own.
+fn delete_session(driver_url: &str, id: &str) {
+    let url = format!("{driver_url}/session/{id}");
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            reqwest::Client::new()
+                .delete(&url)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .ok()
+        })
+    })
+    .join();
+}
+
+/// The processes whose command line names one of `profiles` as its `--user-data-dir`: the
+/// Chromium processes of those browsers, found wherever they were reparented to.
+pub fn chromium_processes(profiles: &[PathBuf]) -> Vec<u32> {
+    let flags: Vec<Vec<u8>> = profiles
+        .iter()
+        .map(|p| format!("--user-data-dir={}", p.display()).into_bytes())
+        .collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| flags.iter().any(|f| arg == f.as_slice()))
+        })
+        .collect()
+}
+
+/// Waits up to `limit` for the browsers of `profiles` to be gone; returns those still there.
+pub async fn wait_no_chromium(profiles: &[PathBuf], limit: Duration) -> Vec<u32> {
+    let started = std::time::Instant::now();
+    loop {
+        let left = chromium_processes(profiles);
+        if left.is_empty() || started.elapsed() > limit {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn free_port() -> u16 {
@@ -71,15 +255,8 @@ impl Demo {
         let base = format!("http://127.0.0.1:{port}");
         wait_ready(&format!("{base}/readyz")).await;
 
-        let driver_port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed (scripts/test.sh installs chromium-driver)");
-        let driver_url = format!("http://127.0.0.1:{driver_port}");
-        wait_ready(&format!("{driver_url}/status")).await;
+        let driver = Driver::start();
+        wait_ready(&format!("{}/status", driver.sessions.driver_url)).await;
 
         let site = beckon::demo_site(vec![], policy);
         let rules = RuleSet::from_toml(beckon::DEMO_RULES, beckon_engine::Tz::UTC).unwrap();
@@ -89,15 +266,19 @@ impl Demo {
             store,
             engine,
             driver,
-            driver_url,
             stop: Some(stop),
             server: Some(server),
             _data: data,
         }
     }
 
-    /// A new browser: a person's desktop Chrome, or the given user agent.
-    pub async fn browser(&self, user_agent: &str) -> Client {
+    /// A new browser, with a profile directory of its own: a person's desktop Chrome, or the
+    /// given user agent.
+    pub async fn browser(&self, user_agent: &str) -> Browser {
+        let profile = tempfile::Builder::new()
+            .prefix("beckon-chromium-")
+            .tempdir()
+            .unwrap();
         let args = vec![
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),
@@ -109,6 +290,7 @@ impl Demo {
             "--disable-quic".to_owned(),
             "--no-first-run".to_owned(),
             "--window-size=1280,900".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
             // A person's browser does not expose navigator.webdriver.
             "--disable-blink-features=AutomationControlled".to_owned(),
             format!("--user-agent={user_agent}"),
@@ -118,14 +300,49 @@ impl Demo {
             "goog:chromeOptions".to_owned(),
             json!({ "binary": "/usr/bin/chromium", "args": args, "excludeSwitches": ["enable-automation"] }),
         );
+        let sessions = self.driver.sessions.clone();
+        sessions
+            .profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(profile.path().to_owned());
         // chromedriver speaks plain HTTP on loopback; no TLS stack is needed.
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
-            .connect(&self.driver_url)
+            .connect(&sessions.driver_url)
             .await
-            .expect("chromedriver session")
+            .expect("chromedriver session");
+        let id = client.session_id().await.unwrap().expect("a session id");
+        sessions
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(OpenSession {
+                id: id.clone(),
+                client: client.clone(),
+                _profile: profile,
+            });
+        Browser {
+            client,
+            id,
+            sessions,
+        }
     }
 
+    /// The profile directories of the browsers opened so far.
+    pub fn profiles(&self) -> Vec<PathBuf> {
+        self.driver
+            .sessions
+            .profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// chromedriver's process id (which is also its process group's).
+    pub fn driver_pid(&self) -> u32 {
+        self.driver.child.id()
+    }
     /// A visitor id that lands in `arm`.
     pub fn visitor_in(&self, arm: Arm, salt: &str) -> String {
         (0..10_000)
@@ -159,21 +376,30 @@ impl Demo {
         .await;
     }
 
-    /// Stops the server (flushing) and the driver.
+    /// Closes the browsers, stops the server (flushing) and the driver, and fails if a Chromium
+    /// of this demo is still running or a profile directory is left behind.
     pub async fn stop(mut self) {
+        for open in self.driver.sessions.take_all() {
+            let OpenSession {
+                client, _profile, ..
+            } = open;
+            let _ = client.close().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        let _ = self.driver.kill();
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let profiles = self.profiles();
+        self.driver.shutdown();
+        let left = wait_no_chromium(&profiles, Duration::from_secs(10)).await;
+        assert!(
+            left.is_empty(),
+            "Chromium processes outlived the test: {left:?}"
+        );
+        let kept: Vec<_> = profiles.iter().filter(|p| p.exists()).collect();
+        assert!(kept.is_empty(), "profile directories left behind: {kept:?}");
     }
 }
 
