@@ -54,6 +54,30 @@ pub struct Browser {
     sessions: Sessions,
 }
 
+impl Browser {
+    /// Runs `script` in every document this browser loads from now on, before the page's own
+    /// scripts (the DevTools command `Page.addScriptToEvaluateOnNewDocument`, which chromedriver
+    /// passes on). For what only a page's first microseconds can change, such as taking
+    /// `WebSocket` away before the widget looks for it.
+    pub async fn before_each_page(&self, script: &str) {
+        let url = format!(
+            "{}/session/{}/goog/cdp/execute",
+            self.sessions.driver_url, self.id
+        );
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&json!({ "cmd": "Page.addScriptToEvaluateOnNewDocument", "params": { "source": script } }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "chromedriver refused a DevTools command: {}",
+            answer.text().await.unwrap_or_default()
+        );
+    }
+}
+
 impl std::ops::Deref for Browser {
     type Target = Client;
 
@@ -462,6 +486,26 @@ pub async fn no_intervention_for(c: &Client, period: Duration) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Run before each page (see [`Browser::before_each_page`]): no `WebSocket`, so the widget
+/// talks HTTP at once, and every `fetch` and `sendBeacon` is recorded in `window.__posts` as
+/// `{url, body}` (the body as text).
+pub const HTTP_ONLY_AND_RECORDED: &str = r#"
+(function () { // its own scope: another script run before each page may use the same names
+  window.__posts = [];
+  delete window.WebSocket;
+  var fetch0 = window.fetch;
+  window.fetch = function (url, init) {
+    window.__posts.push({ url: String(url), body: init && typeof init.body == 'string' ? init.body : null, via: 'fetch' });
+    return fetch0.apply(this, arguments);
+  };
+  var beacon0 = navigator.sendBeacon.bind(navigator);
+  navigator.sendBeacon = function (url, data) {
+    window.__posts.push({ url: String(url), body: null, via: 'beacon' });
+    return beacon0(url, data);
+  };
+})();
+"#;
 
 /// Fires an exit intent the way a desktop pointer leaving through the top does.
 pub const EXIT_INTENT: &str = "document.dispatchEvent(new MouseEvent('mouseout', {clientX: 400, clientY: -2, relatedTarget: null, bubbles: true}));";
