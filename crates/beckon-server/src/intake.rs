@@ -56,6 +56,9 @@ pub async fn submit(
         .map(|(i, v)| parse_event(i, v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::BadRequest)?;
+    events
+        .iter()
+        .for_each(|e| crate::metrics::events_in(&e.kind));
     // Bots are judged before the engine sees anything, and kept out of the log and the numbers.
     if !from.backend && edge::is_bot(from.user_agent, from.context.webdriver.unwrap_or(false)) {
         return Ok(BatchReply {

@@ -210,6 +210,7 @@ impl Shard {
                 _ = shutdown.cancelled() => break,
             }
         }
+        crate::metrics::live_sessions(-(self.sessions.len() as i64));
     }
 
     async fn handle(&mut self, msg: ShardMsg) {
@@ -238,6 +239,7 @@ impl Shard {
                 let Some(session) = record.session else {
                     return;
                 };
+                crate::metrics::live_sessions(1);
                 self.sessions.insert(
                     key.clone(),
                     Live {
@@ -258,6 +260,7 @@ impl Shard {
             }
             ShardMsg::Evict(key) => {
                 if let Some(live) = self.sessions.remove(&key) {
+                    crate::metrics::live_sessions(-1);
                     if let Some(t) = live.timer {
                         self.timers.remove(&t);
                     }
@@ -307,6 +310,7 @@ impl Shard {
                 decide(live, &incoming.event, now, &mut pass);
             }
         }
+        crate::metrics::duplicate_events(pass.reply.duplicates);
         self.finish(key, pass, Some(job.reply), now, job.backend)
             .await;
     }
@@ -430,6 +434,7 @@ impl Shard {
         if !self.sessions.contains_key(key) {
             let live = self.load(key, job, now).await?;
             self.sessions.insert(key.clone(), live);
+            crate::metrics::live_sessions(1);
         }
         let live = self.sessions.get_mut(key).expect("inserted above");
         live.site = job.site.clone();
@@ -501,6 +506,7 @@ impl Shard {
             .collect();
         for key in idle {
             if let Some(live) = self.sessions.remove(&key) {
+                crate::metrics::live_sessions(-1);
                 if let Some(t) = live.timer {
                     self.timers.remove(&t);
                 }
@@ -521,6 +527,7 @@ fn decide(live: &mut Live, event: &Event, now: Timestamp, pass: &mut Pass) {
     let site = live.site.clone();
     let engine: &Engine = &site.engine;
     let decision = engine.decide(&mut live.state, &mut live.profile, event, now);
+    crate::metrics::outcome(&decision.outcome);
     live.next_wake = decision.next_wake;
     let (rule, message) = match decision.outcome {
         Outcome::Nothing { .. } => return,

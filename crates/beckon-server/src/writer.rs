@@ -63,10 +63,13 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = store.commit(&batch).await.map(|_| ()).map_err(|e| {
+            crate::metrics::commit_failed();
             tracing::error!(error = %e, batches = waiting.len(), "group commit failed");
             e.to_string()
         });
+        crate::metrics::commit_seconds(started.elapsed());
         for done in waiting {
             let _ = done.send(result.clone());
         }

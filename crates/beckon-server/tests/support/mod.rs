@@ -138,16 +138,30 @@ impl TestServer {
         TestServer::start(store).await
     }
 
+    /// A server on a fresh in-memory database holding `sites`, with these limits.
+    pub async fn with_limits(sites: &[Site], limits: Limits) -> TestServer {
+        let store = memory_store().await;
+        for site in sites {
+            install(store.as_ref(), site).await;
+        }
+        TestServer::start_with(store, limits).await
+    }
+
     /// A server on `store`, serving the sites it holds (and resuming its live sessions), once
     /// `/readyz` says it is ready.
     pub async fn start(store: Arc<dyn Store>) -> TestServer {
+        // Tests send much from one address; the tests of the limits set their own.
+        TestServer::start_with(store, Limits::unthrottled()).await
+    }
+
+    /// [`TestServer::start`] with these limits.
+    pub async fn start_with(store: Arc<dyn Store>, limits: Limits) -> TestServer {
         let server = beckon_server::start(
             store.clone(),
             Options {
                 shards: 2,
                 demo_shop: false,
-                // Tests send much from one address; the tests of the limits set their own.
-                limits: Limits::unthrottled(),
+                limits,
             },
         )
         .await
