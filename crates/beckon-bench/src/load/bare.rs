@@ -2,8 +2,8 @@
 //! at once, with nothing decided and nothing stored.
 //!
 //! It is what the server would cost if Beckon did no work of its own: axum, hyper, the
-//! WebSocket library and serde_json, on the same runtime (tokio's multi-threaded default, one
-//! worker per core, as `beckon serve` runs). The full server's throughput over this one's is
+//! WebSocket library (with the buffer sizes Beckon's server gives it) and serde_json, on the
+//! same runtime (tokio's multi-threaded default, one worker per core, as `beckon serve` runs). The full server's throughput over this one's is
 //! the share left after durability and deciding.
 //!
 //! With [`BareOptions::issue_identities`] it also plays the token protocol: a batch or socket
@@ -27,6 +27,10 @@ use serde_json::{Value, json};
 
 /// The largest body and frame accepted, as Beckon's.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A socket's read buffer, as Beckon's server sizes it (tungstenite's default, 128 KiB
+/// allocated up front, would make the bare endpoint's idle sockets cost several times what
+/// Beckon's do, and the comparison would measure a setting).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What the bare endpoint accepts.
 #[derive(Clone, Debug)]
@@ -179,6 +183,9 @@ async fn upgrade(
     }
     let identity = identity(&bare, &query.visitor, query.token.as_deref());
     ws.max_message_size(MAX_BODY_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_BODY_BYTES + 4 * 1024)
         .on_upgrade(move |socket| socket_loop(socket, bare, identity))
 }
 
