@@ -99,8 +99,6 @@ impl Drop for Browser {
 struct Driver {
     child: Child,
     sessions: Sessions,
-    /// Every profile directory this driver's browsers were given, for the final check.
-    profiles: Vec<PathBuf>,
 }
 
 /// The sessions still open on a driver, shared by the demo and its browsers.
@@ -108,6 +106,7 @@ struct Driver {
 struct Sessions {
     driver_url: String,
     open: Arc<Mutex<Vec<OpenSession>>>,
+    /// Every profile directory given to a browser of this driver, for the final check.
     profiles: Arc<Mutex<Vec<PathBuf>>>,
 }
 
@@ -149,7 +148,6 @@ impl Driver {
                 open: Arc::default(),
                 profiles: Arc::default(),
             },
-            profiles: Vec::new(),
         }
     }
 
@@ -160,12 +158,6 @@ impl Driver {
             delete_session(&self.sessions.driver_url, &open.id);
             drop(open.client);
         }
-        self.profiles = self
-            .sessions
-            .profiles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         if let Ok(None) = self.child.try_wait() {
             // The driver's pid is its group's id; signalled before it is reaped, so the id
             // cannot have been reused. `kill` rather than libc: no unsafe, no new dependency.
