@@ -2,9 +2,11 @@
 //!
 //! Most sockets are idle most of the time (a visitor reading a page), and a node is meant to
 //! hold a hundred thousand of them, so what one socket costs is chosen here: one task per
-//! socket (reading, writing, pinging and the idle deadline in one `select!`, no writer task),
-//! a small read buffer that grows only for a large frame, no write buffering, and the large
-//! futures (a batch on its way to the shard) boxed so they cost memory only while they run.
+//! socket (reading, writing, pinging and the idle deadline in one `select!` over one timer,
+//! no writer task), a small read buffer that grows only for a large frame, no write
+//! buffering, the shard's push channel made only once there is a session, and everything
+//! that runs for a frame (a batch on its way, a reply, the close) boxed so it costs memory
+//! only while it runs. `tests/memory.rs` measures the result.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ use axum::response::Response;
 use beckon_engine::VisitorId;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::events::header_str;
 use crate::AppState;
@@ -25,15 +27,16 @@ use crate::error::ApiError;
 use crate::intake::{self, Sender};
 use crate::metrics;
 use crate::shard::{ShardMsg, VisitorKey};
+use crate::sites::SiteRuntime;
 use crate::wire::{ClientContext, DownFrame, MAX_BODY_BYTES, UpFrame};
 
 /// The largest frame (and message) a client may send: the same bound as a `POST` body. A
 /// larger one closes the socket with 1009.
 pub const MAX_FRAME_BYTES: usize = MAX_BODY_BYTES;
-/// What the socket's read buffer starts at, and returns to between frames. tungstenite
-/// allocates it up front for every socket (128 KiB by default); an events frame of a few
-/// events fits in it, and a larger frame grows it for as long as it takes to read.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// What the socket's read buffer starts at. tungstenite allocates it up front for every
+/// socket (128 KiB by default, the largest part of an idle socket's cost); an events frame
+/// of a few events fits in it, and a larger frame grows it (up to [`MAX_FRAME_BYTES`]).
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// The most that may wait to be written to a client that does not read; past it the socket
 /// is closed. One largest frame fits, with room for the control frames around it.
 pub const MAX_WRITE_BUFFER_BYTES: usize = MAX_FRAME_BYTES + 4 * 1024;
@@ -75,6 +78,19 @@ pub async fn upgrade(
     let user_agent = header_str(&headers, header::USER_AGENT)
         .unwrap_or("")
         .to_owned();
+    // Boxed, so the upgrade's closure and the socket's task each hold a pointer to it rather
+    // than a copy (an async fn keeps its arguments apart from what they are moved into).
+    let conn = Box::new(Conn {
+        key: (site.record.id.clone(), visitor.clone()),
+        site: site.clone(),
+        state,
+        params,
+        visitor,
+        user_agent,
+        context: ClientContext::default(),
+        id: rand::random(),
+        pushes: None,
+    });
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
         // Each frame is written as it is sent: frames down are few and small, and a buffer
@@ -83,7 +99,7 @@ pub async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| serve(socket, state, params, visitor, user_agent)))
+        .on_upgrade(move |socket| serve(socket, conn)))
 }
 
 /// Why a socket closed, with the close code the server sends (if it sends one).
@@ -207,56 +223,69 @@ impl Drop for Slot {
     }
 }
 
-async fn serve(
-    mut socket: WebSocket,
+/// What one socket keeps between frames. The loop that waits for the next frame holds only
+/// this and the socket; all that runs for a frame (a batch on its way, a reply being written,
+/// the close) is boxed, so it costs memory only while it runs.
+struct Conn {
     state: AppState,
+    site: Arc<SiteRuntime>,
     params: Params,
     visitor: VisitorId,
     user_agent: String,
-) {
-    let Some(site) = state.sites.get(&params.site) else {
-        return;
-    };
-    let key = (site.record.id.clone(), visitor.clone());
-    let Some(slot) = state
+    key: VisitorKey,
+    /// The widget's context, as last sent.
+    context: ClientContext,
+    /// This connection's id in its shard's list of sockets to push to.
+    id: u64,
+    /// The shard's pushes (timer-driven interventions), from the first batch on: a channel
+    /// is made only once there is a session to push from.
+    pushes: Option<mpsc::Receiver<DownFrame>>,
+}
+
+async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
+    let limits = &conn.state.limits;
+    let Some(slot) = conn
+        .state
         .sockets
-        .open(key.clone(), state.limits.max_sockets_per_visitor)
+        .open(conn.key.clone(), limits.max_sockets_per_visitor)
     else {
-        close(socket, CloseReason::TooManySockets).await;
+        Box::pin(close(socket, CloseReason::TooManySockets)).await;
         return;
     };
-    let conn: u64 = rand::random();
-    let (tx, mut rx) = mpsc::channel::<DownFrame>(OUTBOUND);
-    let ping_every = state.limits.ws_ping;
-    let idle_after = state.limits.ws_idle_timeout;
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let idle = tokio::time::sleep(idle_after);
-    tokio::pin!(idle);
-    let mut context = ClientContext::default();
-    let mut attached = false;
-    let shutdown = state.shutdown.clone();
+    let (ping_every, idle_after) = (limits.ws_ping, limits.ws_idle_timeout);
+    let shutdown = conn.state.shutdown.clone();
+    // One timer for both the next ping and the idle deadline, whichever comes first.
+    let mut next_ping = Instant::now() + ping_every;
+    let mut deadline = Instant::now() + idle_after;
+    let timer = tokio::time::sleep_until(next_ping.min(deadline));
+    tokio::pin!(timer);
     let reason = loop {
+        timer.as_mut().reset(next_ping.min(deadline));
         let msg = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break CloseReason::Shutdown,
             msg = socket.recv() => msg,
-            Some(frame) = rx.recv() => {
-                if let Err(reason) = send(&mut socket, &frame, idle_after).await {
+            Some(frame) = next_push(&mut conn.pushes) => {
+                if let Err(reason) = Box::pin(send(&mut socket, &frame, idle_after)).await {
                     break reason;
                 }
                 continue;
             }
-            _ = ping.tick() => {
-                if let Err(reason) = send_raw(&mut socket, Message::Ping(Default::default()), idle_after).await {
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break CloseReason::Idle;
+                }
+                next_ping = now + ping_every;
+                let ping = Message::Ping(Default::default());
+                if let Err(reason) = Box::pin(send_raw(&mut socket, ping, idle_after)).await {
                     break reason;
                 }
                 continue;
             }
-            () = &mut idle => break CloseReason::Idle,
         };
         // Anything from the client, a pong included, shows it is there.
-        idle.as_mut().reset(Instant::now() + idle_after);
+        deadline = Instant::now() + idle_after;
         let text = match msg {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -264,80 +293,102 @@ async fn serve(
             Some(Ok(Message::Close(_))) | None => break CloseReason::Client,
             Some(Err(e)) => break read_error(e),
         };
-        let frame = match serde_json::from_str::<UpFrame>(&text) {
-            Ok(f) => f,
+        if let Err(reason) = Box::pin(conn.on_text(&mut socket, &text, idle_after)).await {
+            break reason;
+        }
+    };
+    Box::pin(conn.detach()).await;
+    drop(slot);
+    Box::pin(close(socket, reason)).await;
+}
+
+impl Conn {
+    /// Answers one text frame: an error frame for a malformed one, else the batch's ack and
+    /// interventions once it is stored.
+    async fn on_text(
+        &mut self,
+        socket: &mut WebSocket,
+        text: &str,
+        within: Duration,
+    ) -> Result<(), CloseReason> {
+        let (ctx, events) = match serde_json::from_str::<UpFrame>(text) {
+            Ok(UpFrame::Events { context, events }) => (context, events),
             Err(e) => {
                 let error = DownFrame::Error {
                     error: format!("malformed frame: {e}"),
                 };
-                match send(&mut socket, &error, idle_after).await {
-                    Ok(()) => continue,
-                    Err(reason) => break reason,
-                }
+                return send(socket, &error, within).await;
             }
         };
-        let UpFrame::Events {
-            context: ctx,
-            events,
-        } = frame;
         if let Some(ctx) = ctx {
-            context = ctx;
+            self.context = ctx;
         }
         let from = Sender {
-            site: site.clone(),
-            visitor: &params.visitor,
-            session: &params.session,
-            user_agent: &user_agent,
-            context: &context,
+            site: self.site.clone(),
+            visitor: &self.params.visitor,
+            session: &self.params.session,
+            user_agent: &self.user_agent,
+            context: &self.context,
             backend: false,
         };
         // The site's rate applies to batches over a socket as to batches posted; a throttled
         // batch is refused with an error frame (nothing was stored; the widget resends).
-        let submitted = match state.throttle.check_site(&site.record.id) {
-            // Boxed: the batch's future is large and lives only while the batch is on its
-            // way, and inline it would be part of every idle socket's task.
-            Ok(()) => Box::pin(intake::submit(&state, from, events)).await,
+        let submitted = match self.state.throttle.check_site(&self.site.record.id) {
+            Ok(()) => intake::submit(&self.state, from, events).await,
             Err(e) => {
                 metrics::throttled("site");
                 Err(e)
             }
         };
-        let replies = match submitted {
-            Ok(reply) => {
-                if !attached {
-                    // The first batch has loaded the session into its shard; from now on the
-                    // shard can push timer-driven interventions to this socket.
-                    attached = true;
-                    let attach = ShardMsg::Attach {
-                        key: key.clone(),
-                        conn,
-                        tx: tx.clone(),
-                    };
-                    let _ = state.shards.send(&visitor, attach).await;
+        let reply = match submitted {
+            Ok(reply) => reply,
+            Err(e) => {
+                if let Some(reason) = overloaded(&e) {
+                    return Err(reason);
                 }
-                let mut frames = vec![DownFrame::Ack { ids: reply.acked }];
-                frames.extend(reply.interventions.into_iter().map(DownFrame::Intervention));
-                frames
-            }
-            Err(e) => match overloaded(&e) {
-                Some(reason) => break reason,
-                None => vec![DownFrame::Error {
+                let error = DownFrame::Error {
                     error: e.to_string(),
-                }],
-            },
+                };
+                return send(socket, &error, within).await;
+            }
         };
-        if let Err(reason) = send_all(&mut socket, &replies, idle_after).await {
-            break reason;
+        if self.pushes.is_none() {
+            // The first batch has loaded the session into its shard; from now on the shard
+            // can push timer-driven interventions to this socket.
+            let (tx, rx) = mpsc::channel(OUTBOUND);
+            self.pushes = Some(rx);
+            let attach = ShardMsg::Attach {
+                key: self.key.clone(),
+                conn: self.id,
+                tx,
+            };
+            let _ = self.state.shards.send(&self.visitor, attach).await;
         }
-    };
-    if attached {
-        let _ = state
-            .shards
-            .send(&visitor, ShardMsg::Detach { key, conn })
-            .await;
+        send(socket, &DownFrame::Ack { ids: reply.acked }, within).await?;
+        for i in reply.interventions {
+            send(socket, &DownFrame::Intervention(i), within).await?;
+        }
+        Ok(())
     }
-    drop(slot);
-    close(socket, reason).await;
+
+    /// Stops the shard's pushes to this socket.
+    async fn detach(self: Box<Self>) {
+        if self.pushes.is_some() {
+            let detach = ShardMsg::Detach {
+                key: self.key,
+                conn: self.id,
+            };
+            let _ = self.state.shards.send(&self.visitor, detach).await;
+        }
+    }
+}
+
+/// The next frame the shard pushed; never, before the first batch.
+async fn next_push(pushes: &mut Option<mpsc::Receiver<DownFrame>>) -> Option<DownFrame> {
+    match pushes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The close reason for a batch refused because the server is overloaded (its shard's queue
@@ -393,17 +444,6 @@ fn read_error(e: axum::Error) -> CloseReason {
         Error::Protocol(_) => CloseReason::Protocol,
         _ => CloseReason::Client,
     }
-}
-
-async fn send_all(
-    socket: &mut WebSocket,
-    frames: &[DownFrame],
-    within: Duration,
-) -> Result<(), CloseReason> {
-    for frame in frames {
-        send(socket, frame, within).await?;
-    }
-    Ok(())
 }
 
 async fn send(
