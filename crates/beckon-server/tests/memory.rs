@@ -77,24 +77,14 @@ async fn an_idle_socket_with_its_session_costs_a_few_kilobytes() {
 
     let (warm, report) = tokio::task::spawn_blocking(move || {
         let mut warm: Vec<TcpStream> = (0..WARM_UP).map(|i| open(&addr, "w", i)).collect();
-        for (i, s) in warm.iter_mut().enumerate() {
-            send_page(s, "w", i);
-        }
-        for s in warm.iter_mut() {
-            read_ack(s);
-        }
+        page_views(&mut warm, "w");
         let base = usage();
         let mut sockets: Vec<TcpStream> = (0..n).map(|i| open(&addr, "m", i)).collect();
         // One round trip on the last socket: the server has run every socket opened before.
         send_page(sockets.last_mut().expect("n > 0"), "m", n - 1);
         read_ack(sockets.last_mut().expect("n > 0"));
         let bare = usage();
-        for (i, s) in sockets.iter_mut().enumerate().take(n - 1) {
-            send_page(s, "m", i);
-        }
-        for s in sockets.iter_mut().take(n - 1) {
-            read_ack(s);
-        }
+        page_views(&mut sockets[..n - 1], "m");
         let with_session = usage();
         let per =
             |after: (f64, f64)| ((after.0 - base.0) / n as f64, (after.1 - base.1) / n as f64);
@@ -126,6 +116,19 @@ async fn an_idle_socket_with_its_session_costs_a_few_kilobytes() {
 fn open(addr: &str, prefix: &str, i: usize) -> TcpStream {
     let path = format!("/v1/ws?site={SHOP}&visitor=v_{prefix}{i}&session=s_{prefix}{i}");
     raw_ws::open(addr, &path, ORIGIN, CHROME, PATIENCE)
+}
+
+/// A page view on every socket, and its ack. Sent a few hundred at a time: all at once, they
+/// would overflow the shards' queues, and the server would shed some (1013), as it should.
+fn page_views(sockets: &mut [TcpStream], prefix: &str) {
+    for (c, chunk) in sockets.chunks_mut(256).enumerate() {
+        for (i, s) in chunk.iter_mut().enumerate() {
+            send_page(s, prefix, c * 256 + i);
+        }
+        for s in chunk.iter_mut() {
+            read_ack(s);
+        }
+    }
 }
 
 /// Sends one frame holding a page view.
