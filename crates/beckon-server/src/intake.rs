@@ -115,6 +115,9 @@ pub async fn submit(
         .map(|(i, v)| parse_event(i, v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(IntakeError::BadRequest)?;
+    for e in &events {
+        crate::metrics::events_in(e.kind);
+    }
     let (visitor, identity, source) = match from.claim {
         Claim::Browser { visitor, token } => {
             // A malformed id is an error to report, not merely an unknown visitor.

@@ -77,6 +77,8 @@ pub struct AppState {
     pub throttle: Throttle,
     /// Whether the shards and the writer still run (for `/readyz`).
     pub liveness: Liveness,
+    /// The open WebSockets, counted per visitor.
+    pub sockets: routes::ws::Sockets,
 }
 
 /// How to run.
@@ -130,6 +132,7 @@ pub struct Server {
 /// Loads the sites, starts the writer and the shards, and resumes the sessions that were live
 /// when the server last stopped (their timers are re-armed).
 pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, StartError> {
+    metrics::install();
     let tokens = Tokens::new(store.server_key().await?);
     let sites = Sites::load(store.as_ref()).await?;
     let shutdown = CancellationToken::new();
@@ -197,6 +200,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             throttle: Throttle::new(&options.limits),
             liveness,
             limits: options.limits,
+            sockets: Default::default(),
         },
         tasks,
         writer: writer_task,
@@ -215,6 +219,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
+        .route("/metrics", get(crate::metrics::route))
         .route("/widget.js", get(assets::widget));
     if state.demo_shop {
         api = api

@@ -195,11 +195,10 @@ impl Shards {
     ) -> (Shards, Vec<tokio::task::JoinHandle<()>>) {
         let mut senders = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
-        for index in 0..n.max(1) {
+        for _ in 0..n.max(1) {
             let (tx, rx) = mpsc::channel(SHARD_QUEUE);
             let (internal_tx, internal_rx) = mpsc::unbounded_channel();
             let shard = Shard {
-                index,
                 slots: HashMap::new(),
                 reading: 0,
                 live: 0,
@@ -311,7 +310,6 @@ impl Live {
 }
 
 struct Shard {
-    index: usize,
     slots: HashMap<VisitorKey, Slot>,
     /// Store reads running.
     reading: usize,
@@ -345,6 +343,8 @@ impl Shard {
                 _ = shutdown.cancelled() => break,
             }
         }
+        // What this shard held leaves the gauge with it.
+        crate::metrics::live_sessions(-(self.live as i64));
     }
 
     async fn handle(&mut self, msg: ShardMsg) {
@@ -376,7 +376,7 @@ impl Shard {
                 }
                 let last_seen = record.last_seen;
                 slot.live = Some(Live::new(Visitor::from_record(*record), false, last_seen));
-                self.live += 1;
+                self.count_live(1);
                 self.make_room();
                 self.wake(key).await;
             }
@@ -507,7 +507,7 @@ impl Shard {
                     }
                 };
                 slot.live = Some(live);
-                self.live += 1;
+                self.count_live(1);
                 self.make_room();
                 self.drain(key).await;
             }
@@ -572,7 +572,7 @@ impl Shard {
                         if let Some(t) = live.timer {
                             self.timers.remove(&t);
                         }
-                        self.live -= 1;
+                        self.count_live(-1);
                     }
                 }
                 self.forget_if_empty(&key);
@@ -604,7 +604,6 @@ impl Shard {
                 reply.duplicates += 1;
                 continue;
             }
-            crate::metrics::events_in(incoming.kind);
             fresh.push(incoming);
         }
         reply.accepted = fresh.len();
@@ -621,6 +620,7 @@ impl Shard {
         if let Some(wake) = effect.next_wake {
             live.next_wake = wake;
         }
+        crate::metrics::decided(&effect.decisions);
         let refused = effect
             .events
             .iter()
@@ -642,14 +642,6 @@ impl Shard {
         let mut pushed = Vec::new();
         let mut write = WriteBatch::default();
         for fired in effect.fired {
-            crate::metrics::decision(
-                if fired.message.is_some() {
-                    "fire"
-                } else {
-                    "ghost"
-                },
-                None,
-            );
             write.exposures.push(Exposure {
                 id: fired.intervention.clone(),
                 site: key.0.clone(),
@@ -731,17 +723,10 @@ impl Shard {
         if let Some(wake) = effect.next_wake {
             live.next_wake = wake;
         }
+        crate::metrics::decided(&effect.decisions);
         let mut write = WriteBatch::default();
         let mut pushed = Vec::new();
         for fired in effect.fired {
-            crate::metrics::decision(
-                if fired.message.is_some() {
-                    "fire"
-                } else {
-                    "ghost"
-                },
-                None,
-            );
             write.exposures.push(Exposure {
                 id: fired.intervention.clone(),
                 site: key.0.clone(),
@@ -869,6 +854,12 @@ impl Shard {
         });
     }
 
+    /// Counts a visitor state gained (+1) or dropped (-1), here and in the gauge.
+    fn count_live(&mut self, change: i64) {
+        self.live = self.live.saturating_add_signed(change as isize);
+        crate::metrics::live_sessions(change);
+    }
+
     /// Drops a slot that holds nothing.
     fn forget_if_empty(&mut self, key: &VisitorKey) {
         if let Some(slot) = self.slots.get(key) {
@@ -888,7 +879,6 @@ impl Shard {
     /// socket, a read or a write in flight leaves memory (their state is on disk).
     fn make_room(&mut self) {
         if self.live <= self.config.max_live {
-            crate::metrics::live_sessions(self.index, self.live);
             return;
         }
         let mut idle: Vec<(Timestamp, VisitorKey)> = self
@@ -907,7 +897,6 @@ impl Shard {
         for (_, key) in idle {
             self.evict(&key);
         }
-        crate::metrics::live_sessions(self.index, self.live);
     }
 
     fn evict(&mut self, key: &VisitorKey) {
@@ -915,7 +904,7 @@ impl Shard {
             if let Some(t) = live.timer {
                 self.timers.remove(&t);
             }
-            self.live -= 1;
+            self.count_live(-1);
         }
         self.forget_if_empty(key);
     }
@@ -936,6 +925,5 @@ impl Shard {
         for key in idle {
             self.evict(&key);
         }
-        crate::metrics::live_sessions(self.index, self.live);
     }
 }

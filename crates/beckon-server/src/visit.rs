@@ -75,9 +75,22 @@ pub struct Fired {
     pub message: Option<Message>,
 }
 
+/// What the engine decided on one event, for the metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decided {
+    /// A rule fired and is shown.
+    Fire,
+    /// A rule would have fired for a held-out visitor.
+    Ghost,
+    /// Nothing fired; the guardrail that held every rule back, if one did.
+    Nothing(Option<beckon_engine::Suppression>),
+}
+
 /// What one batch did.
 #[derive(Debug, Default)]
 pub struct Effect {
+    /// Each decision the engine made, in order.
+    pub decisions: Vec<Decided>,
     /// Set when the batch started a visit.
     pub begins: Option<VisitBegin>,
     /// The session the events are logged under.
@@ -281,7 +294,10 @@ impl Visitor {
         let decision = engine.decide(&mut visit.state, &mut self.profile, &incoming.event, now);
         effect.next_wake = Some(decision.next_wake);
         let (rule, message) = match decision.outcome {
-            Outcome::Nothing { .. } => return Applied::Decided,
+            Outcome::Nothing { held } => {
+                effect.decisions.push(Decided::Nothing(held));
+                return Applied::Decided;
+            }
             Outcome::Fire { rule, message } => (rule, Some(message)),
             Outcome::Ghost { rule } => (rule, None),
         };
@@ -300,6 +316,11 @@ impl Visitor {
                 tracing::error!(rule = %rule.id, %error, "a message template failed to render; sent without its templates");
             }
             Message::from(&rendered)
+        });
+        effect.decisions.push(if message.is_some() {
+            Decided::Fire
+        } else {
+            Decided::Ghost
         });
         effect.fired.push(Fired {
             intervention,

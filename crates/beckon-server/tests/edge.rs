@@ -10,23 +10,18 @@ mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use beckon_engine::rules::RuleSpec;
-use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
+use beckon_engine::Policy;
 use beckon_server::limits::Limits;
 use beckon_server::{AppState, Options};
-use beckon_store::{
-    CommitReport, Exposure, SiteRecord, Store, StoredEvent, VisitorRecord, WriteBatch,
-};
+use beckon_store::faults::{FaultHandle, Faulty};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const SHOP: &str = "shop";
@@ -50,9 +45,13 @@ impl Edge {
         for site in sites {
             install(inner.as_ref(), site).await;
         }
-        let store = Arc::new(Switched::new(inner));
+        let faulty = Faulty::new(inner.clone());
+        let store = Arc::new(Switched {
+            faults: faulty.handle(),
+            db: inner,
+        });
         let server = beckon_server::start(
-            store.clone(),
+            Arc::new(faulty),
             Options {
                 shards,
                 limits,
@@ -333,7 +332,7 @@ async fn a_shutdown_lets_a_request_in_flight_finish_and_stores_it() {
     let answer = read_reply(&mut s).await;
     assert_eq!(answer.status, 202, "{answer:?}");
     stopping.await.expect("the server stops");
-    let stored = events(store.as_ref(), SHOP, "s_v_drain").await;
+    let stored = events(store.db.as_ref(), SHOP, "s_v_drain").await;
     assert_eq!(stored.len(), 1, "acknowledged, so stored");
 }
 
@@ -834,7 +833,7 @@ async fn a_full_shard_queue_sheds_batches_with_503_and_retry_after() {
     // A shed batch was not stored; an accepted one was.
     for (list, stored) in [(&shed, false), (&accepted, true)] {
         for i in list.iter().take(5) {
-            let events = events(edge.store.as_ref(), SHOP, &format!("s_v_q{i}")).await;
+            let events = events(edge.store.db.as_ref(), SHOP, &format!("s_v_q{i}")).await;
             assert_eq!(!events.is_empty(), stored, "v_q{i}");
         }
     }
@@ -854,12 +853,12 @@ async fn readyz_is_503_when_the_store_fails_or_the_shards_have_stopped() {
     let http = client_from("127.0.0.1");
     let ready = || reply(http.get(edge.url("/readyz")));
     assert_eq!(ready().await.0, StatusCode::OK);
-    edge.store.fail.store(true, Ordering::SeqCst);
+    edge.store.fail(true);
     let (status, headers, body) = ready().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "the store does not answer");
     assert!(retry_after(&headers) >= 1);
-    edge.store.fail.store(false, Ordering::SeqCst);
+    edge.store.fail(false);
     assert_eq!(ready().await.0, StatusCode::OK);
     // The shards stop (as at shutdown); the node can no longer take events.
     edge.state.shutdown.cancel();
@@ -878,120 +877,25 @@ async fn readyz_is_503_when_the_store_fails_or_the_shards_have_stopped() {
 
 // ---- a store with switches --------------------------------------------------------------
 
-/// SQLite behind two switches: `fail` makes the readiness read fail; a closed gate makes
-/// reading a visitor hang until it opens (storage that stopped answering).
+/// The real store in [`Faulty`], steered through its handle: `fail` cuts storage off (every
+/// call fails), a closed gate makes reading a visitor hang until it opens (storage that stopped
+/// answering).
 struct Switched {
-    inner: Arc<dyn Store>,
-    fail: AtomicBool,
-    gate: watch::Sender<bool>,
+    faults: FaultHandle,
+    /// The store underneath, to see what was written.
+    db: Arc<dyn beckon_store::Store>,
 }
 
 impl Switched {
-    fn new(inner: Arc<dyn Store>) -> Switched {
-        Switched {
-            inner,
-            fail: AtomicBool::new(false),
-            gate: watch::channel(true).0,
-        }
-    }
-
     fn close_gate(&self) {
-        self.gate.send_replace(false);
+        self.faults.hold_reads();
     }
 
     fn open_gate(&self) {
-        self.gate.send_replace(true);
+        self.faults.release_reads();
     }
-}
 
-#[async_trait]
-impl Store for Switched {
-    async fn migrate(&self) -> beckon_store::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn put_site(&self, site: &SiteRecord) -> beckon_store::Result<()> {
-        self.inner.put_site(site).await
-    }
-    async fn sites(&self) -> beckon_store::Result<Vec<SiteRecord>> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(beckon_store::StoreError::Database(
-                "switched off".to_owned(),
-            ));
-        }
-        self.inner.sites().await
-    }
-    async fn replace_rules(&self, site: &SiteId, rules: &[RuleSpec]) -> beckon_store::Result<()> {
-        self.inner.replace_rules(site, rules).await
-    }
-    async fn rules(&self, site: &SiteId) -> beckon_store::Result<Vec<RuleSpec>> {
-        self.inner.rules(site).await
-    }
-    async fn commit(&self, batch: &WriteBatch) -> beckon_store::Result<CommitReport> {
-        self.inner.commit(batch).await
-    }
-    async fn ping(&self) -> beckon_store::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(beckon_store::StoreError::Database(
-                "switched off".to_owned(),
-            ));
-        }
-        self.inner.ping().await
-    }
-    async fn server_key(&self) -> beckon_store::Result<[u8; 32]> {
-        self.inner.server_key().await
-    }
-    async fn site_versions(&self) -> beckon_store::Result<Vec<(SiteId, u64)>> {
-        self.inner.site_versions().await
-    }
-    async fn rule_set(
-        &self,
-        site: &SiteId,
-        version: u64,
-    ) -> beckon_store::Result<Option<beckon_store::RuleSetVersion>> {
-        self.inner.rule_set(site, version).await
-    }
-    async fn known_keys(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-        keys: &[String],
-    ) -> beckon_store::Result<Vec<String>> {
-        self.inner.known_keys(site, visitor, keys).await
-    }
-    async fn log(
-        &self,
-        site: &SiteId,
-        after: u64,
-        limit: usize,
-    ) -> beckon_store::Result<Vec<(u64, beckon_store::LoggedBatch)>> {
-        self.inner.log(site, after, limit).await
-    }
-    async fn prune_log(&self, before: Timestamp, limit: usize) -> beckon_store::Result<usize> {
-        self.inner.prune_log(before, limit).await
-    }
-    async fn visitor(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-    ) -> beckon_store::Result<Option<VisitorRecord>> {
-        let mut gate = self.gate.subscribe();
-        let _ = gate.wait_for(|open| *open).await;
-        self.inner.visitor(site, visitor).await
-    }
-    async fn active_visitors(
-        &self,
-        since: Timestamp,
-    ) -> beckon_store::Result<beckon_store::ActiveVisitors> {
-        self.inner.active_visitors(since).await
-    }
-    async fn exposures(&self, site: &SiteId) -> beckon_store::Result<Vec<Exposure>> {
-        self.inner.exposures(site).await
-    }
-    async fn session_events(
-        &self,
-        site: &SiteId,
-        session: &beckon_engine::SessionId,
-    ) -> beckon_store::Result<Vec<StoredEvent>> {
-        self.inner.session_events(site, session).await
+    fn fail(&self, fail: bool) {
+        self.faults.unreachable(fail);
     }
 }

@@ -313,10 +313,11 @@ async fn bots_and_automated_browsers_are_acknowledged_and_logged_but_never_decid
 async fn a_beacon_batch_sent_as_text_plain_is_accepted() {
     let server = demo_shop().await;
     let visitor = server.treated(SHOP, "v_beacon");
-    let body = batch(SHOP, &visitor, "s_beacon", leaving_with_cart("s_beacon", 1));
+    let mut body = batch(SHOP, &visitor, "s_beacon", leaving_with_cart("s_beacon", 1));
+    body["token"] = json!(server.token(SHOP, &visitor));
     let r = server
         .http
-        .post(server.url("/v1/events"))
+        .post(server.url("/v1/events?site=shop"))
         .header("content-type", "text/plain;charset=UTF-8")
         .header("origin", ORIGIN)
         .header("user-agent", CHROME)

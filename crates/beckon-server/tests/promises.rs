@@ -8,19 +8,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use beckon_engine::rules::RuleSpec;
-use beckon_engine::{Arm, Policy, SessionId, SiteId, Timestamp, VisitorId};
+use beckon_engine::{Arm, Policy, SiteId, VisitorId};
 use beckon_server::Options;
 use beckon_server::limits::Limits;
-use beckon_store::{
-    ActiveVisitors, Applied, CommitReport, Exposure, LoggedBatch, RuleSetVersion, SiteRecord,
-    Store, StoreError, StoredEvent, VisitorRecord, WriteBatch,
-};
+use beckon_store::Applied;
+use beckon_store::faults::Faulty;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
-use tokio::sync::Notify;
 
 const SHOP: &str = "shop";
 
@@ -304,107 +299,6 @@ async fn a_backend_event_for_an_unknown_visitor_reaches_the_profile_and_opens_no
     server.shutdown().await;
 }
 
-/// A store that holds reads of one visitor until told to go on, and reports another
-/// visitor's stored state as unreadable. Everything else is the real store.
-struct Gated {
-    inner: Arc<dyn Store>,
-    slow: VisitorId,
-    /// Told when the slow read has begun.
-    entered: Arc<Notify>,
-    gate: Arc<Notify>,
-    unreadable: VisitorId,
-}
-
-#[async_trait]
-impl Store for Gated {
-    async fn migrate(&self) -> beckon_store::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn ping(&self) -> beckon_store::Result<()> {
-        self.inner.ping().await
-    }
-    async fn server_key(&self) -> beckon_store::Result<[u8; 32]> {
-        self.inner.server_key().await
-    }
-    async fn put_site(&self, site: &SiteRecord) -> beckon_store::Result<()> {
-        self.inner.put_site(site).await
-    }
-    async fn sites(&self) -> beckon_store::Result<Vec<SiteRecord>> {
-        self.inner.sites().await
-    }
-    async fn site_versions(&self) -> beckon_store::Result<Vec<(SiteId, u64)>> {
-        self.inner.site_versions().await
-    }
-    async fn replace_rules(&self, site: &SiteId, rules: &[RuleSpec]) -> beckon_store::Result<()> {
-        self.inner.replace_rules(site, rules).await
-    }
-    async fn rules(&self, site: &SiteId) -> beckon_store::Result<Vec<RuleSpec>> {
-        self.inner.rules(site).await
-    }
-    async fn rule_set(
-        &self,
-        site: &SiteId,
-        version: u64,
-    ) -> beckon_store::Result<Option<RuleSetVersion>> {
-        self.inner.rule_set(site, version).await
-    }
-    async fn commit(&self, batch: &WriteBatch) -> beckon_store::Result<CommitReport> {
-        self.inner.commit(batch).await
-    }
-    async fn known_keys(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-        keys: &[String],
-    ) -> beckon_store::Result<Vec<String>> {
-        self.inner.known_keys(site, visitor, keys).await
-    }
-    async fn visitor(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-    ) -> beckon_store::Result<Option<VisitorRecord>> {
-        if *visitor == self.slow {
-            self.entered.notify_one();
-            self.gate.notified().await;
-        }
-        if *visitor == self.unreadable {
-            return Err(StoreError::Undecodable(
-                "written by an older Beckon".to_owned(),
-            ));
-        }
-        self.inner.visitor(site, visitor).await
-    }
-    async fn active_visitors(&self, since: Timestamp) -> beckon_store::Result<ActiveVisitors> {
-        let mut active = self.inner.active_visitors(since).await?;
-        let before = active.records.len();
-        active.records.retain(|r| r.visitor != self.unreadable);
-        active.undecodable += before - active.records.len();
-        Ok(active)
-    }
-    async fn exposures(&self, site: &SiteId) -> beckon_store::Result<Vec<Exposure>> {
-        self.inner.exposures(site).await
-    }
-    async fn session_events(
-        &self,
-        site: &SiteId,
-        session: &SessionId,
-    ) -> beckon_store::Result<Vec<StoredEvent>> {
-        self.inner.session_events(site, session).await
-    }
-    async fn log(
-        &self,
-        site: &SiteId,
-        after: u64,
-        limit: usize,
-    ) -> beckon_store::Result<Vec<(u64, LoggedBatch)>> {
-        self.inner.log(site, after, limit).await
-    }
-    async fn prune_log(&self, before: Timestamp, limit: usize) -> beckon_store::Result<usize> {
-        self.inner.prune_log(before, limit).await
-    }
-}
-
 #[tokio::test]
 async fn a_cold_visitors_read_holds_up_no_one_else_and_an_unreadable_state_starts_afresh() {
     let base = memory_store().await;
@@ -413,15 +307,11 @@ async fn a_cold_visitors_read_holds_up_no_one_else_and_an_unreadable_state_start
         &Site::new(SHOP, DEMO_RULES, Policy::default()),
     )
     .await;
-    let gate = Arc::new(Notify::new());
-    let entered = Arc::new(Notify::new());
-    let gated = Arc::new(Gated {
-        inner: base.clone(),
-        slow: VisitorId::parse("v_slow").unwrap(),
-        entered: entered.clone(),
-        gate: gate.clone(),
-        unreadable: VisitorId::parse("v_broken").unwrap(),
-    });
+    let faulty = Faulty::new(base.clone());
+    let faults = faulty.handle();
+    faults.hold_reads_of(VisitorId::parse("v_slow").unwrap());
+    faults.undecodable(VisitorId::parse("v_broken").unwrap());
+    let gated = Arc::new(faulty);
     // One shard: every visitor shares it.
     let server = TestServer::start_with(
         gated,
@@ -445,7 +335,10 @@ async fn a_cold_visitors_read_holds_up_no_one_else_and_an_unreadable_state_start
     let others = async {
         // The slow visitor's read has begun, and holds, while these are answered on the same
         // shard.
-        entered.notified().await;
+        eventually("the slow read has begun", || async {
+            faults.held_reads() == 1
+        })
+        .await;
         for i in 0..5 {
             let v = format!("v_quick{i}");
             let s = format!("s_quick{i}");
@@ -460,7 +353,7 @@ async fn a_cold_visitors_read_holds_up_no_one_else_and_an_unreadable_state_start
             assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
         }
         // Only now may the slow read finish.
-        gate.notify_one();
+        faults.release_reads();
     };
     let (slow, ()) = tokio::join!(slow, others);
     assert_eq!(slow.status, StatusCode::ACCEPTED, "{slow:?}");

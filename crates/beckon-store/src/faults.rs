@@ -39,16 +39,32 @@ pub struct Faulty {
 }
 
 /// Steers a [`Faulty`] store; cheap to clone, and every clone steers the same store.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FaultHandle {
     // A std mutex, not an async one: it is never held across an await, only to read and
     // update a few counters around each call.
     state: Arc<Mutex<FaultState>>,
+    /// Open (`true`) unless reads are held.
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for FaultHandle {
+    fn default() -> Self {
+        FaultHandle {
+            state: Arc::default(),
+            gate: Arc::new(tokio::sync::watch::channel(true).0),
+        }
+    }
 }
 
 #[derive(Default)]
 struct FaultState {
     unreachable: bool,
+    fail_every_commit: bool,
+    /// Visitor reads wait while set: all of them (`None` inside), or one visitor's.
+    hold: Option<Option<VisitorId>>,
+    held: usize,
+    undecodable: Option<VisitorId>,
     fail_commits: usize,
     fail_commits_after_writing: usize,
     fail_reads: usize,
@@ -104,9 +120,46 @@ impl FaultHandle {
 
     /// The first later commit for which `pred` holds fails with [`StoreError::Database`] and
     /// writes nothing; then the predicate is dropped (it fires once). Steers a failure to one
-    /// visitor's job inside a group commit, and to that job's retry alone.
+    /// visitor's job inside a group commit, and to that job's retry alone. The predicate runs
+    /// under the handle's lock, so it must not call the handle.
     pub fn fail_commit_if(&self, pred: impl Fn(&WriteBatch) -> bool + Send + Sync + 'static) {
         self.lock().fail_commit_if = Some(Box::new(pred));
+    }
+
+    /// While set, every commit fails with [`StoreError::Database`] and writes nothing.
+    pub fn fail_every_commit(&self, fail: bool) {
+        self.lock().fail_every_commit = fail;
+    }
+
+    /// From now on, every [`Store::visitor`] read waits until [`FaultHandle::release_reads`]:
+    /// storage that stopped answering.
+    pub fn hold_reads(&self) {
+        self.lock().hold = Some(None);
+        self.gate.send_replace(false);
+    }
+
+    /// From now on, `visitor`'s reads wait until [`FaultHandle::release_reads`]; the others
+    /// pass.
+    pub fn hold_reads_of(&self, visitor: VisitorId) {
+        self.lock().hold = Some(Some(visitor));
+        self.gate.send_replace(false);
+    }
+
+    /// The reads that wait go on, and no more wait.
+    pub fn release_reads(&self) {
+        self.lock().hold = None;
+        self.gate.send_replace(true);
+    }
+
+    /// How many reads have waited so far.
+    pub fn held_reads(&self) -> usize {
+        self.lock().held
+    }
+
+    /// `visitor`'s stored state reads back as [`StoreError::Undecodable`] (and is counted, not
+    /// returned, by [`Store::active_visitors`]): a row written by an older Beckon, or damaged.
+    pub fn undecodable(&self, visitor: VisitorId) {
+        self.lock().undecodable = Some(visitor);
     }
 
     /// While set, every call fails, [`Store::ping`] included: the database is gone.
@@ -223,6 +276,8 @@ impl Store for Faulty {
             s.commits += 1;
             let fail = if s.unreachable {
                 Some(injected("the database is unreachable"))
+            } else if s.fail_every_commit {
+                Some(injected("commit failed"))
             } else if s.fail_commits > 0 {
                 s.fail_commits -= 1;
                 Some(injected("commit failed"))
@@ -266,13 +321,40 @@ impl Store for Faulty {
     }
 
     async fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Option<VisitorRecord>> {
+        let waits = {
+            let mut s = self.faults.lock();
+            let waits = match &s.hold {
+                Some(None) => true,
+                Some(Some(v)) => v == visitor,
+                None => false,
+            };
+            if waits {
+                s.held += 1;
+            }
+            waits
+        };
+        if waits {
+            let mut gate = self.faults.gate.subscribe();
+            let _ = gate.wait_for(|open| *open).await;
+        }
         self.faults.check_read()?;
+        if self.faults.lock().undecodable.as_ref() == Some(visitor) {
+            return Err(StoreError::Undecodable(
+                "written by another schema (injected)".to_owned(),
+            ));
+        }
         self.inner.visitor(site, visitor).await
     }
 
     async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors> {
         self.faults.check_reachable()?;
-        self.inner.active_visitors(since).await
+        let mut active = self.inner.active_visitors(since).await?;
+        if let Some(bad) = self.faults.lock().undecodable.clone() {
+            let before = active.records.len();
+            active.records.retain(|r| r.visitor != bad);
+            active.undecodable += before - active.records.len();
+        }
+        Ok(active)
     }
 
     async fn exposures(&self, site: &SiteId) -> Result<Vec<Exposure>> {

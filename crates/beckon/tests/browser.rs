@@ -109,6 +109,13 @@ async fn cart_and_exit_intent_bring_the_offer_and_its_coupon_applies_in_one_tap(
         shown["text"].as_str().unwrap().contains("1 items"),
         "rendered from the cart: {shown}"
     );
+    let intervention = c
+        .execute(
+            "return document.getElementById('beckon-root').shadowRoot.querySelector('[data-beckon-rule]').getAttribute('data-beckon-intervention');",
+            vec![],
+        )
+        .await
+        .unwrap();
     click_action(&c, "apply-coupon").await;
     eventually(
         &c,
@@ -116,11 +123,19 @@ async fn cart_and_exit_intent_bring_the_offer_and_its_coupon_applies_in_one_tap(
         Duration::from_secs(5),
     )
     .await;
-    let kinds = stored_kinds(&demo, &c).await;
-    assert!(
-        kinds.contains(&"shown".to_owned()) && kinds.contains(&"engaged".to_owned()),
-        "{kinds:?}"
-    );
+    let events = stored_until(&demo, &session_of(&c).await, Duration::from_secs(10), |e| {
+        count(e, "shown") == 1 && count(e, "engaged") == 1
+    })
+    .await;
+    // Outcomes name the intervention they are about: the server counts nothing else.
+    for e in events
+        .iter()
+        .filter(|e| e.kind == "shown" || e.kind == "engaged")
+    {
+        let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(body["intervention"], intervention, "{}", e.body);
+        assert_eq!(body["rule"], json!("cart-exit-offer"));
+    }
     demo.stop().await;
 }
 
@@ -339,7 +354,7 @@ async fn after_a_conversion_nothing_more() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_crawler_gets_nothing_and_is_kept_out_of_the_log() {
+async fn a_crawler_gets_nothing_and_is_logged_as_a_bot_but_never_decided_on() {
     let demo = Demo::start().await;
     let c = demo.browser(BOT_UA).await;
     demo.open_as(&c, &demo.visitor_in(Arm::Treated, "bot"), "/cart.html")
@@ -349,10 +364,16 @@ async fn a_crawler_gets_nothing_and_is_kept_out_of_the_log() {
     demo.wait_widget(&c).await;
     c.execute(EXIT_INTENT, vec![]).await.unwrap();
     no_intervention_for(&c, Duration::from_secs(5)).await;
+    // Kept for the operator, marked as never decided on; no state, no exposure.
+    let site = SiteId::parse("demo").unwrap();
+    let log = demo.store.log(&site, 0, 1000).await.unwrap();
+    assert!(!log.is_empty(), "the bot's batches are logged");
     assert!(
-        stored_kinds(&demo, &c).await.is_empty(),
-        "a bot's events are not stored"
+        log.iter()
+            .all(|(_, b)| matches!(b.verdict, beckon_store::Verdict::Bot { .. })),
+        "every batch is marked a bot's"
     );
+    assert!(demo.store.exposures(&site).await.unwrap().is_empty());
     demo.stop().await;
 }
 
@@ -492,16 +513,76 @@ async fn escape_dismisses_the_intervention_without_it_having_taken_the_focus() {
         Duration::from_secs(5),
     )
     .await;
-    let mut kinds = Vec::new();
-    for _ in 0..50 {
-        kinds = stored_kinds(&demo, &c).await;
-        if kinds.contains(&"dismissed".to_owned()) {
-            break;
+    let events = stored_until(&demo, &session_of(&c).await, Duration::from_secs(5), |e| {
+        count(e, "dismissed") == 1
+    })
+    .await;
+    let dismissed = events.iter().find(|e| e.kind == "dismissed").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&dismissed.body).unwrap();
+    assert!(
+        body["intervention"].as_str().is_some_and(|i| !i.is_empty()),
+        "a dismissal names its intervention: {}",
+        dismissed.body
+    );
+    demo.stop().await;
+}
+
+/// What the server stored for `session`, once `done` holds for it (or a panic after `limit`).
+async fn stored_until(
+    demo: &Demo,
+    session: &str,
+    limit: Duration,
+    done: impl Fn(&[beckon_store::StoredEvent]) -> bool,
+) -> Vec<beckon_store::StoredEvent> {
+    let site = SiteId::parse("demo").unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let events = demo
+            .store
+            .session_events(&site, &SessionId::parse(session).unwrap())
+            .await
+            .unwrap();
+        if done(&events) {
+            return events;
         }
+        assert!(
+            started.elapsed() < limit,
+            "the server did not store what was expected within {limit:?}: {:?}",
+            events.iter().map(|e| (&e.id, &e.kind)).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(kinds.contains(&"dismissed".to_owned()), "{kinds:?}");
-    demo.stop().await;
+}
+
+fn count(events: &[beckon_store::StoredEvent], kind: &str) -> usize {
+    events.iter().filter(|e| e.kind == kind).count()
+}
+
+async fn session_of(c: &fantoccini::Client) -> String {
+    c.execute("return window.beckon.session()", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// An event id split into its session, per-load and sequence parts.
+fn id_parts(id: &str) -> (String, String, u64) {
+    let parts: Vec<&str> = id.split(':').collect();
+    assert_eq!(parts.len(), 3, "{id} is session:load:sequence");
+    assert!(
+        parts[1].len() == 6
+            && parts[1]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()),
+        "{id}: the load part is 6 base-36 characters"
+    );
+    (
+        parts[0].to_owned(),
+        parts[1].to_owned(),
+        parts[2].parse().expect("a sequence number"),
+    )
 }
 
 /// Nothing a test starts may outlive it: not when it passes (`Demo::stop` checks), and not when
@@ -584,4 +665,295 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
         pid = ppid;
     }
     false
+}
+
+/// A duplicated tab copies sessionStorage, session id and sequence included. Each page load
+/// draws its own part of the event ids, so both tabs' events are stored, although both count on
+/// from the same sequence number.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicated_tab_never_reuses_the_event_ids_of_the_first() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    demo.open_as(&c, &demo.visitor_in(Arm::Treated, "dup"), "/category.html")
+        .await;
+    let session = session_of(&c).await;
+    stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "page") == 1
+    })
+    .await;
+    // What the browser's "Duplicate tab" copies.
+    let copied = c
+        .execute(
+            "var o = {}; for (var i = 0; i < sessionStorage.length; i++) { var k = sessionStorage.key(i); o[k] = sessionStorage.getItem(k); } return o;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let first = c.window().await.unwrap();
+    let duplicate = c.new_window(true).await.unwrap();
+    c.switch_to_window(duplicate.handle).await.unwrap();
+    c.goto(&format!("{}/healthz", demo.base)).await.unwrap();
+    c.execute(
+        "var o = arguments[0]; for (var k in o) sessionStorage.setItem(k, o[k]);",
+        vec![copied],
+    )
+    .await
+    .unwrap();
+    c.goto(&format!("{}/category.html", demo.base))
+        .await
+        .unwrap();
+    demo.wait_widget(&c).await;
+    assert_eq!(
+        session_of(&c).await,
+        session,
+        "the duplicate continues the session"
+    );
+    c.switch_to_window(first).await.unwrap();
+    c.execute("beckon('track', 'back-in-the-first-tab');", vec![])
+        .await
+        .unwrap();
+
+    let events = stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "page") == 2 && count(e, "track") == 1
+    })
+    .await;
+    let parts: Vec<_> = events.iter().map(|e| id_parts(e.id.as_str())).collect();
+    assert!(parts.iter().all(|(s, _, _)| *s == session));
+    let loads: std::collections::BTreeSet<_> = parts.iter().map(|(_, l, _)| l).collect();
+    assert_eq!(loads.len(), 2, "one load part per tab: {loads:?}");
+    // The sequence numbers the two tabs share are the ids a session:sequence scheme gave twice.
+    let shared = parts
+        .iter()
+        .filter(|(_, load, seq)| parts.iter().any(|(_, l, s)| s == seq && l != load))
+        .count();
+    assert!(shared >= 2, "both tabs counted on from the copied sequence");
+    demo.stop().await;
+}
+
+/// Without a WebSocket the widget posts to `/v1/events?site=…` (the site key in the URL, so
+/// that a CORS preflight is answered for that site), and every batch presents the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_posted_to_v1_events_with_the_site_key_in_the_url() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    c.before_each_page(HTTP_ONLY_AND_RECORDED).await;
+    let visitor = demo.visitor_in(Arm::Treated, "post");
+    demo.open_as(&c, &visitor, "/category.html").await;
+    let session = session_of(&c).await;
+    stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "page") == 1
+    })
+    .await;
+    // Hidden, the page hands what is left to sendBeacon, at the same address.
+    let shop = c.window().await.unwrap();
+    let other = c.new_window(true).await.unwrap();
+    c.switch_to_window(other.handle).await.unwrap();
+    c.switch_to_window(shop).await.unwrap();
+    let posts = eventually(
+        &c,
+        "window.__posts.some(function (p) { return p.via == 'beacon'; }) && window.__posts",
+        Duration::from_secs(10),
+    )
+    .await;
+    let expected = format!("{}/v1/events?site=demo", demo.base);
+    for post in posts.as_array().unwrap() {
+        if !post["url"].as_str().unwrap().contains("/v1/") {
+            continue; // the shop's own requests
+        }
+        assert_eq!(post["url"], json!(expected), "{post}");
+        if let Some(body) = post["body"].as_str() {
+            let batch: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(batch["site"], json!("demo"));
+            assert_eq!(batch["visitor"], json!(visitor));
+            // The old server issues no token; the widget presents the one it keeps (none).
+            assert!(batch["token"].is_string(), "{batch}");
+            for e in batch["events"].as_array().unwrap() {
+                id_parts(e["id"].as_str().unwrap());
+            }
+        }
+    }
+    assert!(
+        stored_kinds(&demo, &c)
+            .await
+            .contains(&"visibility".to_owned())
+    );
+    demo.stop().await;
+}
+
+/// A page load starts with the chat closed, whatever the last page had open: the server closes
+/// the chat on a page change, and the widget must not believe it still open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_page_load_does_not_believe_the_chat_is_still_open() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    demo.open_as(&c, &demo.visitor_in(Arm::Treated, "chat"), "/category.html")
+        .await;
+    let session = session_of(&c).await;
+    c.execute("beckon('open');", vec![]).await.unwrap();
+    stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "chat_opened") == 1
+    })
+    .await;
+    c.goto(&format!("{}/pricing.html", demo.base))
+        .await
+        .unwrap();
+    demo.wait_widget(&c).await;
+    let open = c
+        .execute(
+            "var chat = document.getElementById('beckon-root').shadowRoot.querySelector('.chat'); return !!chat && !chat.hidden;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(open, json!(false), "no chat on screen after the page load");
+    // Opening it again is an opening, not a no-op on a chat believed open.
+    c.execute("beckon('open');", vec![]).await.unwrap();
+    stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "chat_opened") == 2
+    })
+    .await;
+    demo.stop().await;
+}
+
+/// The server issues the visitor id and its token; the widget keeps both and presents them.
+///
+/// Passes only against a server that sends `identity` (docs/wire-protocol.md, Identity): the
+/// server of this branch issues none, so this test fails here until the new server is merged.
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_is_kept_from_the_server() {
+    const LEARNED: &str = "v_learnedfromthepage0";
+    let demo = Demo::start().await;
+
+    // Over the WebSocket: an id without its token gets a fresh identity as the first frame.
+    let c = demo.browser(HUMAN_UA).await;
+    demo.open_with(&c, LEARNED, None, "/category.html").await;
+    let kept = eventually(
+        &c,
+        "localStorage.getItem('beckon:vtk') && [localStorage.getItem('beckon:vid'), localStorage.getItem('beckon:vtk'), beckon.visitor()]",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (vid, token) = (kept[0].as_str().unwrap(), kept[1].as_str().unwrap());
+    assert_ne!(vid, LEARNED, "the server replaced the learned id");
+    assert_eq!(kept[2], json!(vid), "beckon.visitor() is the new id");
+    let session = session_of(&c).await;
+    c.execute("beckon('track', 'after-identity');", vec![])
+        .await
+        .unwrap();
+    let events = stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "track") == 1
+    })
+    .await;
+    let track = events.iter().find(|e| e.kind == "track").unwrap();
+    assert_eq!(
+        track.visitor.as_str(),
+        vid,
+        "later events speak for the new id"
+    );
+    // A reload presents the kept token: the identity stays.
+    c.refresh().await.unwrap();
+    demo.wait_widget(&c).await;
+    c.execute("beckon('track', 'after-reload');", vec![])
+        .await
+        .unwrap();
+    stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "track") == 2
+    })
+    .await;
+    let again = c
+        .execute(
+            "return [localStorage.getItem('beckon:vid'), localStorage.getItem('beckon:vtk')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, json!([vid, token]));
+
+    // Over HTTP: the answer's `identity` member, and the next batches carry it.
+    let h = demo.browser(HUMAN_UA).await;
+    h.before_each_page(HTTP_ONLY_AND_RECORDED).await;
+    demo.open_with(&h, LEARNED, None, "/category.html").await;
+    let vid = eventually(
+        &h,
+        "localStorage.getItem('beckon:vtk') && localStorage.getItem('beckon:vid')",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_ne!(vid, json!(LEARNED));
+    h.execute("beckon('track', 'after-identity');", vec![])
+        .await
+        .unwrap();
+    let last = eventually(
+        &h,
+        "(function () { var p = window.__posts.filter(function (p) { return p.body && p.body.indexOf('after-identity') >= 0; }); return p.length > 0 && JSON.parse(p[p.length - 1].body); })()",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(last["visitor"], vid);
+    assert_eq!(
+        last["token"],
+        h.execute("return localStorage.getItem('beckon:vtk');", vec![])
+            .await
+            .unwrap()
+    );
+    demo.stop().await;
+}
+
+/// Plays, inside the page, the part of a server that issues identities (which this branch's
+/// server does not yet): the first socket without a token gets an `identity` frame, and an HTTP
+/// answer to a batch without a token gets an `identity` member. The sockets' addresses are
+/// recorded in `window.__sockets`.
+/// With localStorage blocked, the widget keeps what the server issues in first-party cookies,
+/// and presents it from then on (`identity_is_kept_from_the_server` checks the socket's way).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_storage_blocked_the_identity_issued_over_http_is_kept_in_cookies() {
+    let demo = Demo::start().await;
+    let h = demo.browser(HUMAN_UA).await;
+    h.before_each_page(HTTP_ONLY_AND_RECORDED).await;
+    h.before_each_page(
+        "Object.defineProperty(window, 'localStorage', { get: function () { throw new DOMException('blocked', 'SecurityError'); } });",
+    )
+    .await;
+    h.goto(&format!("{}/category.html", demo.base))
+        .await
+        .unwrap();
+    demo.wait_widget(&h).await;
+    let kept = eventually(
+        &h,
+        "(function () { var v = /beckon_vid=([^;]+)/.exec(document.cookie), t = /beckon_vtk=([^;]+)/.exec(document.cookie); return v && t && [v[1], t[1]]; })()",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (vid, token) = (kept[0].as_str().unwrap(), kept[1].as_str().unwrap());
+    assert!(
+        demo.tokens.verify(
+            &SiteId::parse(beckon::DEMO_SITE).unwrap(),
+            &VisitorId::parse(vid).unwrap(),
+            token
+        ),
+        "the cookies hold an id and the server's token for it"
+    );
+    h.execute("beckon('track', 'after-identity');", vec![])
+        .await
+        .unwrap();
+    let batch = eventually(
+        &h,
+        "(function () { var p = window.__posts.filter(function (p) { return p.body && p.body.indexOf('after-identity') >= 0; }); return p.length > 0 && JSON.parse(p[0].body); })()",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(batch["visitor"], json!(vid));
+    assert_eq!(batch["token"], json!(token));
+    let session = session_of(&h).await;
+    let events = stored_until(&demo, &session, Duration::from_secs(10), |e| {
+        count(e, "track") == 1
+    })
+    .await;
+    let track = events.iter().find(|e| e.kind == "track").unwrap();
+    assert_eq!(
+        track.visitor.as_str(),
+        vid,
+        "stored under the kept identity"
+    );
+    demo.stop().await;
 }

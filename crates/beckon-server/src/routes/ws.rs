@@ -1,23 +1,50 @@
 //! `GET /v1/ws`: events up, acknowledgements and interventions down.
+//!
+//! Most sockets are idle most of the time (a visitor reading a page), and a node is meant to
+//! hold a hundred thousand of them, so what one socket costs is chosen here: one task per
+//! socket (reading, writing, pinging and the idle deadline in one `select!` over one timer,
+//! no writer task), a small read buffer that grows only for a large frame, no write
+//! buffering, the shard's push channel made only once there is a session, and everything
+//! that runs for a frame (a batch on its way, a reply, the close) boxed so it costs memory
+//! only while it runs. `tests/memory.rs` measures the result.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use beckon_engine::VisitorId;
-use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::events::header_str;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::intake::{self, Claim, Sender};
-use crate::shard::ShardMsg;
+use crate::metrics;
+use crate::shard::{ShardMsg, VisitorKey};
+use crate::sites::SiteRuntime;
 use crate::wire::{ClientContext, DownFrame, Identity, MAX_BODY_BYTES, UpFrame};
 
-/// Frames that may wait to be written to one socket.
-const OUTBOUND: usize = 64;
+/// The largest frame (and message) a client may send: the same bound as a `POST` body. A
+/// larger one closes the socket with 1009.
+pub const MAX_FRAME_BYTES: usize = MAX_BODY_BYTES;
+/// What the socket's read buffer starts at. tungstenite allocates it up front for every
+/// socket (128 KiB by default, the largest part of an idle socket's cost); an events frame
+/// of a few events fits in it, and a larger frame grows it (up to [`MAX_FRAME_BYTES`]).
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// The most that may wait to be written to a client that does not read; past it the socket
+/// is closed. One largest frame fits, with room for the control frames around it.
+pub const MAX_WRITE_BUFFER_BYTES: usize = MAX_FRAME_BYTES + 4 * 1024;
+/// Frames the shard may push (timer-driven interventions) before the socket writes them.
+const OUTBOUND: usize = 16;
+/// How long a closing socket waits for the client's close frame (the closing handshake), so
+/// that the client reads the close code instead of a reset connection.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Who the socket speaks for.
 #[derive(Debug, Deserialize)]
@@ -49,6 +76,9 @@ pub async fn upgrade(
             origin.unwrap_or("(none)")
         )));
     }
+    if let Some(v) = &params.visitor {
+        VisitorId::parse(v).map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
+    }
     if beckon_engine::SessionId::parse(&params.session).is_err() {
         return Err(ApiError::BadRequest(
             "session must be 1 to 128 characters of [A-Za-z0-9._:-]".to_owned(),
@@ -68,119 +98,419 @@ pub async fn upgrade(
     let user_agent = header_str(&headers, header::USER_AGENT)
         .unwrap_or("")
         .to_owned();
+    // Boxed, so the upgrade's closure and the socket's task each hold a pointer to it rather
+    // than a copy (an async fn keeps its arguments apart from what they are moved into).
+    let conn = Box::new(Conn {
+        key: (site.record.id.clone(), visitor.clone()),
+        site: site.clone(),
+        state,
+        visitor_text: visitor.to_string(),
+        params,
+        visitor,
+        token,
+        identity,
+        user_agent,
+        context: ClientContext::default(),
+        id: rand::random(),
+        pushes: None,
+    });
     Ok(ws
-        .max_message_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| {
-            serve(socket, state, params, visitor, token, identity, user_agent)
-        }))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Each frame is written as it is sent: frames down are few and small, and a buffer
+        // kept for batching them would be kept for every idle socket.
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve(socket, conn)))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve(
-    socket: WebSocket,
-    state: AppState,
-    params: Params,
-    visitor: VisitorId,
-    token: String,
-    identity: Option<Identity>,
-    user_agent: String,
-) {
-    let Some(site) = state.sites.get(&params.site) else {
-        return;
-    };
-    let key = (site.record.id.clone(), visitor.clone());
-    let visitor_text = visitor.to_string();
-    let conn: u64 = rand::random();
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<DownFrame>(OUTBOUND);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            let text = serde_json::to_string(&frame).unwrap_or_default();
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
+/// Why a socket closed, with the close code the server sends (if it sends one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed it, or the connection dropped.
+    Client,
+    /// The client did not take a frame in time, or writing failed.
+    Unwritable,
+    /// Nothing came from the client, not even a pong, for `ws_idle_timeout`.
+    Idle,
+    /// The server is shutting down: 1001.
+    Shutdown,
+    /// A binary frame: 1003.
+    Binary,
+    /// A text frame that is not UTF-8: 1007.
+    NotUtf8,
+    /// The visitor has `max_sockets_per_visitor` sockets open already: 1008.
+    TooManySockets,
+    /// A frame over [`MAX_FRAME_BYTES`]: 1009.
+    TooLarge,
+    /// The server is overloaded; try again later: 1013.
+    Overloaded,
+    /// The client broke the protocol (an unmasked frame, a bad opcode): 1002.
+    Protocol,
+}
+
+impl CloseReason {
+    /// The close code and the reason text sent, if the server sends a close frame.
+    pub fn frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            CloseReason::Client | CloseReason::Unwritable => None,
+            CloseReason::Idle => Some((close_code::NORMAL, "idle")),
+            CloseReason::Shutdown => Some((close_code::AWAY, "the server is shutting down")),
+            CloseReason::Binary => Some((close_code::UNSUPPORTED, "frames are JSON text")),
+            CloseReason::NotUtf8 => Some((close_code::INVALID, "the frame is not UTF-8")),
+            CloseReason::TooManySockets => {
+                Some((close_code::POLICY, "too many sockets open for this visitor"))
+            }
+            CloseReason::TooLarge => Some((close_code::SIZE, "the frame is over 64 KiB")),
+            CloseReason::Overloaded => Some((close_code::AGAIN, "overloaded; try again later")),
+            CloseReason::Protocol => Some((close_code::PROTOCOL, "protocol error")),
+        }
+    }
+
+    /// The label this reason is counted under in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Client => "client",
+            CloseReason::Unwritable => "unwritable",
+            CloseReason::Idle => "idle",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Binary => "binary",
+            CloseReason::NotUtf8 => "not_utf8",
+            CloseReason::TooManySockets => "too_many_sockets",
+            CloseReason::TooLarge => "too_large",
+            CloseReason::Overloaded => "overloaded",
+            CloseReason::Protocol => "protocol",
+        }
+    }
+}
+
+/// The open sockets, counted per visitor, so one visitor (or a script posing as one) cannot
+/// hold more than `max_sockets_per_visitor`.
+#[derive(Clone, Default)]
+pub struct Sockets {
+    // A std mutex rather than tokio's: it is held for one map update and never across an
+    // await, so it cannot block the runtime.
+    open: Arc<Mutex<HashMap<VisitorKey, usize>>>,
+}
+
+impl Sockets {
+    /// Takes one of the visitor's `max` slots; `None` when all are taken. The slot is given
+    /// back when the returned guard is dropped.
+    pub fn open(&self, key: VisitorKey, max: usize) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                open.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        metrics::socket_opened();
+        Some(Slot {
+            sockets: self.clone(),
+            key,
+        })
+    }
+
+    /// How many sockets are open in all.
+    pub fn total(&self) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.values().sum()
+    }
+
+    /// How many sockets `key` has open.
+    pub fn of(&self, key: &VisitorKey) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// One open socket of a visitor; dropping it frees the slot.
+pub struct Slot {
+    sockets: Sockets,
+    key: VisitorKey,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
             }
         }
-    });
-    if let Some(identity) = identity {
-        let _ = tx.send(DownFrame::Identity(identity)).await;
+        metrics::socket_closed();
     }
-    let mut context = ClientContext::default();
-    let mut attached = false;
-    let shutdown = state.shutdown.clone();
-    loop {
+}
+
+/// What one socket keeps between frames. The loop that waits for the next frame holds only
+/// this and the socket; all that runs for a frame (a batch on its way, a reply being written,
+/// the close) is boxed, so it costs memory only while it runs.
+struct Conn {
+    state: AppState,
+    site: Arc<SiteRuntime>,
+    params: Params,
+    visitor: VisitorId,
+    /// The visitor id as text, and its token: what each batch presents.
+    visitor_text: String,
+    token: String,
+    /// A new identity to announce before anything else (taken once sent).
+    identity: Option<Identity>,
+    user_agent: String,
+    key: VisitorKey,
+    /// The widget's context, as last sent.
+    context: ClientContext,
+    /// This connection's id in its shard's list of sockets to push to.
+    id: u64,
+    /// The shard's pushes (timer-driven interventions), from the first batch on: a channel
+    /// is made only once there is a session to push from.
+    pushes: Option<mpsc::Receiver<DownFrame>>,
+}
+
+async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
+    let limits = &conn.state.limits;
+    let Some(slot) = conn
+        .state
+        .sockets
+        .open(conn.key.clone(), limits.max_sockets_per_visitor)
+    else {
+        Box::pin(close(socket, CloseReason::TooManySockets)).await;
+        return;
+    };
+    let (ping_every, idle_after) = (limits.ws_ping, limits.ws_idle_timeout);
+    if let Some(identity) = conn.identity.take() {
+        if let Err(reason) = Box::pin(send(
+            &mut socket,
+            &DownFrame::Identity(identity),
+            idle_after,
+        ))
+        .await
+        {
+            drop(slot);
+            Box::pin(close(socket, reason)).await;
+            return;
+        }
+    }
+    let shutdown = conn.state.shutdown.clone();
+    // One timer for both the next ping and the idle deadline, whichever comes first.
+    let mut next_ping = Instant::now() + ping_every;
+    let mut deadline = Instant::now() + idle_after;
+    let timer = tokio::time::sleep_until(next_ping.min(deadline));
+    tokio::pin!(timer);
+    let reason = loop {
+        timer.as_mut().reset(next_ping.min(deadline));
         let msg = tokio::select! {
-            msg = stream.next() => msg,
-            _ = shutdown.cancelled() => break,
-        };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            Some(Ok(_)) => continue,
-        };
-        let frame = match serde_json::from_str::<UpFrame>(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx
-                    .send(DownFrame::Error {
-                        error: format!("malformed frame: {e}"),
-                    })
-                    .await;
+            biased;
+            _ = shutdown.cancelled() => break CloseReason::Shutdown,
+            msg = socket.recv() => msg,
+            Some(frame) = next_push(&mut conn.pushes) => {
+                if let Err(reason) = Box::pin(send(&mut socket, &frame, idle_after)).await {
+                    break reason;
+                }
+                continue;
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break CloseReason::Idle;
+                }
+                next_ping = now + ping_every;
+                let ping = Message::Ping(Default::default());
+                if let Err(reason) = Box::pin(send_raw(&mut socket, ping, idle_after)).await {
+                    break reason;
+                }
                 continue;
             }
         };
-        let UpFrame::Events {
-            context: ctx,
-            events,
-        } = frame;
+        // Anything from the client, a pong included, shows it is there.
+        deadline = Instant::now() + idle_after;
+        let text = match msg {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => break CloseReason::Binary,
+            Some(Ok(Message::Close(_))) | None => break CloseReason::Client,
+            Some(Err(e)) => break read_error(e),
+        };
+        if let Err(reason) = Box::pin(conn.on_text(&mut socket, &text, idle_after)).await {
+            break reason;
+        }
+    };
+    Box::pin(conn.detach()).await;
+    drop(slot);
+    Box::pin(close(socket, reason)).await;
+}
+
+impl Conn {
+    /// Answers one text frame: an error frame for a malformed one, else the batch's ack and
+    /// interventions once it is stored.
+    async fn on_text(
+        &mut self,
+        socket: &mut WebSocket,
+        text: &str,
+        within: Duration,
+    ) -> Result<(), CloseReason> {
+        let (ctx, events) = match serde_json::from_str::<UpFrame>(text) {
+            Ok(UpFrame::Events { context, events }) => (context, events),
+            Err(e) => {
+                let error = DownFrame::Error {
+                    error: format!("malformed frame: {e}"),
+                };
+                return send(socket, &error, within).await;
+            }
+        };
         if let Some(ctx) = ctx {
-            context = ctx;
+            self.context = ctx;
         }
         let from = Sender {
-            site: site.clone(),
+            site: self.site.clone(),
             claim: Claim::Browser {
-                visitor: Some(&visitor_text),
-                token: Some(&token),
+                visitor: Some(&self.visitor_text),
+                token: Some(&self.token),
             },
-            session: Some(&params.session),
-            user_agent: &user_agent,
-            context: &context,
+            session: Some(&self.params.session),
+            user_agent: &self.user_agent,
+            context: &self.context,
         };
-        match intake::submit(&state, from, events).await {
-            Ok(submitted) => {
-                let reply = submitted.reply;
-                if !attached {
-                    // The first batch has loaded the session into its shard; from now on the
-                    // shard can push timer-driven interventions to this socket.
-                    attached = true;
-                    let attach = ShardMsg::Attach {
-                        key: key.clone(),
-                        conn,
-                        tx: tx.clone(),
-                    };
-                    let _ = state.shards.send(&visitor, attach).await;
-                }
-                let ids = reply.acked.iter().map(|i| i.to_string()).collect();
-                let _ = tx.send(DownFrame::Ack { ids }).await;
-                for i in reply.interventions {
-                    let _ = tx.send(DownFrame::Intervention(i)).await;
-                }
-            }
+        // The site's rate applies to batches over a socket as to batches posted; a throttled
+        // batch is refused with an error frame (nothing was stored; the widget resends).
+        let retry_after = self.state.limits.retry_after;
+        let submitted = match self.state.throttle.check_site(&self.site.record.id) {
+            Ok(()) => intake::submit(&self.state, from, events)
+                .await
+                .map_err(|e| ApiError::from_intake(e, retry_after)),
             Err(e) => {
-                let _ = tx
-                    .send(DownFrame::Error {
-                        error: crate::error::ApiError::from_intake(e, state.limits.retry_after)
-                            .to_string(),
-                    })
-                    .await;
+                metrics::throttled("site");
+                Err(e)
             }
+        };
+        let reply = match submitted {
+            Ok(submitted) => submitted.reply,
+            Err(e) => {
+                if let Some(reason) = overloaded(&e) {
+                    return Err(reason);
+                }
+                let error = DownFrame::Error {
+                    error: e.to_string(),
+                };
+                return send(socket, &error, within).await;
+            }
+        };
+        if self.pushes.is_none() {
+            // The first batch has loaded the session into its shard; from now on the shard
+            // can push timer-driven interventions to this socket.
+            let (tx, rx) = mpsc::channel(OUTBOUND);
+            self.pushes = Some(rx);
+            let attach = ShardMsg::Attach {
+                key: self.key.clone(),
+                conn: self.id,
+                tx,
+            };
+            let _ = self.state.shards.send(&self.visitor, attach).await;
+        }
+        let ids = reply.acked.iter().map(|i| i.to_string()).collect();
+        send(socket, &DownFrame::Ack { ids }, within).await?;
+        for i in reply.interventions {
+            send(socket, &DownFrame::Intervention(i), within).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the shard's pushes to this socket.
+    async fn detach(self: Box<Self>) {
+        if self.pushes.is_some() {
+            let detach = ShardMsg::Detach {
+                key: self.key,
+                conn: self.id,
+            };
+            let _ = self.state.shards.send(&self.visitor, detach).await;
         }
     }
-    if attached {
-        let _ = state
-            .shards
-            .send(&visitor, ShardMsg::Detach { key, conn })
-            .await;
+}
+
+/// The next frame the shard pushed; never, before the first batch.
+async fn next_push(pushes: &mut Option<mpsc::Receiver<DownFrame>>) -> Option<DownFrame> {
+    match pushes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
-    drop(tx);
-    let _ = writer.await;
+}
+
+/// The close reason for a batch refused because the server is overloaded (its shard's queue
+/// is full): the client should come back later, and closing sheds its socket too. Other
+/// refusals (a malformed event, a rate limit, a storage error) are answered with an error
+/// frame and the socket stays.
+fn overloaded(e: &ApiError) -> Option<CloseReason> {
+    match e {
+        ApiError::Overloaded { .. } => {
+            metrics::shed("shard_queue_full");
+            Some(CloseReason::Overloaded)
+        }
+        _ => None,
+    }
+}
+
+/// Sends the close frame `reason` calls for (if any) and waits, a little, for the client's
+/// own close frame, so the close code is read rather than lost to a reset connection.
+async fn close(mut socket: WebSocket, reason: CloseReason) {
+    metrics::ws_closed(reason.label());
+    let Some((code, text)) = reason.frame() else {
+        return;
+    };
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(text),
+    }));
+    let linger = async {
+        if socket.send(frame).await.is_err() {
+            return;
+        }
+        // Read until the client's close frame, the end of the stream, or an error.
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, linger).await;
+}
+
+/// What a read error means for the socket.
+fn read_error(e: axum::Error) -> CloseReason {
+    use tungstenite::error::{CapacityError, Error, ProtocolError};
+    let Ok(e) = e.into_inner().downcast::<Error>() else {
+        return CloseReason::Client;
+    };
+    match *e {
+        Error::Utf8(_) => CloseReason::NotUtf8,
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::TooLarge,
+        // A client gone without a close frame is not a protocol error worth answering.
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => CloseReason::Client,
+        Error::Protocol(_) => CloseReason::Protocol,
+        _ => CloseReason::Client,
+    }
+}
+
+async fn send(
+    socket: &mut WebSocket,
+    frame: &DownFrame,
+    within: Duration,
+) -> Result<(), CloseReason> {
+    let text = serde_json::to_string(frame).unwrap_or_default();
+    send_raw(socket, Message::Text(text.into()), within).await
+}
+
+/// Sends one message, giving up on a client that has not taken it within `within` (it has
+/// stopped reading; its socket is closed rather than kept waiting).
+async fn send_raw(
+    socket: &mut WebSocket,
+    msg: Message,
+    within: Duration,
+) -> Result<(), CloseReason> {
+    match tokio::time::timeout(within, socket.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(CloseReason::Unwritable),
+    }
 }

@@ -145,6 +145,23 @@ impl TestServer {
         TestServer::start(store).await
     }
 
+    /// A server on a fresh in-memory database holding `sites`, with these limits.
+    pub async fn with_limits(sites: &[Site], limits: Limits) -> TestServer {
+        let store = memory_store().await;
+        for site in sites {
+            install(store.as_ref(), site).await;
+        }
+        TestServer::start_with(
+            store,
+            Options {
+                shards: 2,
+                limits,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
     /// A server on `store`, serving the sites it holds (and resuming its live sessions), once
     /// `/readyz` says it is ready.
     pub async fn start(store: Arc<dyn Store>) -> TestServer {

@@ -39,6 +39,8 @@ pub struct Demo {
     pub store: Arc<dyn Store>,
     /// The demo site's engine, for computing visitors' arms.
     pub engine: Engine,
+    /// The server's visitor tokens: a test plays a visitor the server issued an id to.
+    pub tokens: beckon_server::token::Tokens,
     driver: Driver,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -52,6 +54,30 @@ pub struct Browser {
     client: Client,
     id: String,
     sessions: Sessions,
+}
+
+impl Browser {
+    /// Runs `script` in every document this browser loads from now on, before the page's own
+    /// scripts (the DevTools command `Page.addScriptToEvaluateOnNewDocument`, which chromedriver
+    /// passes on). For what only a page's first microseconds can change, such as taking
+    /// `WebSocket` away before the widget looks for it.
+    pub async fn before_each_page(&self, script: &str) {
+        let url = format!(
+            "{}/session/{}/goog/cdp/execute",
+            self.sessions.driver_url, self.id
+        );
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&json!({ "cmd": "Page.addScriptToEvaluateOnNewDocument", "params": { "source": script } }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "chromedriver refused a DevTools command: {}",
+            answer.text().await.unwrap_or_default()
+        );
+    }
 }
 
 impl std::ops::Deref for Browser {
@@ -75,8 +101,6 @@ impl Drop for Browser {
 struct Driver {
     child: Child,
     sessions: Sessions,
-    /// Every profile directory this driver's browsers were given, for the final check.
-    profiles: Vec<PathBuf>,
 }
 
 /// The sessions still open on a driver, shared by the demo and its browsers.
@@ -84,6 +108,7 @@ struct Driver {
 struct Sessions {
     driver_url: String,
     open: Arc<Mutex<Vec<OpenSession>>>,
+    /// Every profile directory given to a browser of this driver, for the final check.
     profiles: Arc<Mutex<Vec<PathBuf>>>,
 }
 
@@ -125,7 +150,6 @@ impl Driver {
                 open: Arc::default(),
                 profiles: Arc::default(),
             },
-            profiles: Vec::new(),
         }
     }
 
@@ -136,12 +160,6 @@ impl Driver {
             delete_session(&self.sessions.driver_url, &open.id);
             drop(open.client);
         }
-        self.profiles = self
-            .sessions
-            .profiles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         if let Ok(None) = self.child.try_wait() {
             // The driver's pid is its group's id; signalled before it is reaped, so the id
             // cannot have been reused. `kill` rather than libc: no unsafe, no new dependency.
@@ -243,6 +261,7 @@ impl Demo {
         let server = beckon::start_demo(store.clone(), port, policy.clone())
             .await
             .unwrap();
+        let tokens = server.state.tokens.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             server
@@ -265,6 +284,7 @@ impl Demo {
             base,
             store,
             engine,
+            tokens,
             driver,
             stop: Some(stop),
             server: Some(server),
@@ -351,13 +371,23 @@ impl Demo {
             .unwrap()
     }
 
-    /// Opens `path` as the visitor `visitor` (set in first-party storage before the widget
-    /// loads), with a fresh session.
+    /// Opens `path` as the visitor `visitor` (set in first-party storage, with the token the
+    /// server issues them, before the widget loads), with a fresh session.
     pub async fn open_as(&self, c: &Client, visitor: &str, path: &str) {
+        let token = self.tokens.issue(
+            &beckon_engine::SiteId::parse(beckon::DEMO_SITE).unwrap(),
+            &VisitorId::parse(visitor).unwrap(),
+        );
+        self.open_with(c, visitor, Some(&token), path).await;
+    }
+
+    /// Opens `path` with `visitor` and `token` (none: no token, as when a script learned the
+    /// id alone) in first-party storage, with a fresh session.
+    pub async fn open_with(&self, c: &Client, visitor: &str, token: Option<&str>, path: &str) {
         c.goto(&format!("{}/healthz", self.base)).await.unwrap();
         c.execute(
-            "localStorage.clear(); sessionStorage.clear(); localStorage.setItem('beckon:vid', arguments[0]);",
-            vec![json!(visitor)],
+            "localStorage.clear(); sessionStorage.clear(); localStorage.setItem('beckon:vid', arguments[0]); if (arguments[1]) localStorage.setItem('beckon:vtk', arguments[1]);",
+            vec![json!(visitor), json!(token)],
         )
         .await
         .unwrap();
@@ -462,6 +492,26 @@ pub async fn no_intervention_for(c: &Client, period: Duration) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Run before each page (see [`Browser::before_each_page`]): no `WebSocket`, so the widget
+/// talks HTTP at once, and every `fetch` and `sendBeacon` is recorded in `window.__posts` as
+/// `{url, body}` (the body as text).
+pub const HTTP_ONLY_AND_RECORDED: &str = r#"
+(function () { // its own scope: another script run before each page may use the same names
+  window.__posts = [];
+  delete window.WebSocket;
+  var fetch0 = window.fetch;
+  window.fetch = function (url, init) {
+    window.__posts.push({ url: String(url), body: init && typeof init.body == 'string' ? init.body : null, via: 'fetch' });
+    return fetch0.apply(this, arguments);
+  };
+  var beacon0 = navigator.sendBeacon.bind(navigator);
+  navigator.sendBeacon = function (url, data) {
+    window.__posts.push({ url: String(url), body: null, via: 'beacon' });
+    return beacon0(url, data);
+  };
+})();
+"#;
 
 /// Fires an exit intent the way a desktop pointer leaving through the top does.
 pub const EXIT_INTENT: &str = "document.dispatchEvent(new MouseEvent('mouseout', {clientX: 400, clientY: -2, relatedTarget: null, bubbles: true}));";
