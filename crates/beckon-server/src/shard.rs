@@ -130,7 +130,7 @@ pub enum ShardMsg {
         /// The connection's id.
         conn: u64,
         /// Where to push.
-        tx: mpsc::Sender<DownFrame>,
+        tx: mpsc::Sender<Box<DownFrame>>,
     },
     /// The connection closed.
     Detach {
@@ -256,7 +256,10 @@ struct Slot {
     waiting: VecDeque<Work>,
     /// Keys of writes not yet answered by the writer.
     inflight: HashMap<String, u32>,
-    conns: Vec<(u64, mpsc::Sender<DownFrame>)>,
+    /// Each socket's push channel. Its frames are boxed: a channel allocates its first block
+    /// of slots up front, and a boxed slot is a pointer, not a whole frame, on every idle
+    /// socket.
+    conns: Vec<(u64, mpsc::Sender<Box<DownFrame>>)>,
     /// Interventions fired while no socket was attached; delivered with the next answer.
     pending: Vec<Intervention>,
 }
@@ -358,7 +361,7 @@ impl Shard {
                 for i in slot.pending.drain(..) {
                     // A full socket queue means a stuck client; it keeps the intervention's
                     // effects (caps) but not the message, which is fine.
-                    let _ = tx.try_send(DownFrame::Intervention(i)).is_ok();
+                    let _ = tx.try_send(Box::new(DownFrame::Intervention(i))).is_ok();
                 }
                 slot.conns.push((conn, tx));
             }
@@ -844,7 +847,9 @@ impl Shard {
                 // try_send: a client that stopped reading must not hold this task forever.
                 for tx in push_to {
                     for i in &apart {
-                        let _ = tx.try_send(DownFrame::Intervention(i.clone())).is_ok();
+                        let _ = tx
+                            .try_send(Box::new(DownFrame::Intervention(i.clone())))
+                            .is_ok();
                     }
                 }
             }

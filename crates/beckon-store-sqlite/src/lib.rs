@@ -105,12 +105,20 @@ impl SqliteStore {
     }
 }
 
+/// How long a call may wait for a connection. Connections here are only ever held by Beckon's
+/// own short statements (one writer, a few readers), so a wait ends when they do; the edge's
+/// request timeout and load shedding bound what a client sees. A short timeout would only fire
+/// spuriously — on a test's paused clock, tokio jumps straight to it while SQLite works on its
+/// own thread.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
     // One connection, never recycled: its statement cache holds the commit path's statements.
     let options = options.pragma("cache_size", format!("-{}", WRITER_CACHE_KIB));
     SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options)
@@ -119,8 +127,12 @@ async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
 }
 
 async fn reader_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
+    // Every reader is opened at once and kept: a read never waits for a connection to be
+    // made (nor, on a test's paused clock, for a connect timeout to be jumped to).
     SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
+        .min_connections(READ_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options.pragma("query_only", "ON"))

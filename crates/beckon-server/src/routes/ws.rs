@@ -267,7 +267,7 @@ struct Conn {
     id: u64,
     /// The shard's pushes (timer-driven interventions), from the first batch on: a channel
     /// is made only once there is a session to push from.
-    pushes: Option<mpsc::Receiver<DownFrame>>,
+    pushes: Option<mpsc::Receiver<Box<DownFrame>>>,
 }
 
 async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
@@ -431,7 +431,9 @@ impl Conn {
 }
 
 /// The next frame the shard pushed; never, before the first batch.
-async fn next_push(pushes: &mut Option<mpsc::Receiver<DownFrame>>) -> Option<DownFrame> {
+async fn next_push(
+    pushes: &mut Option<mpsc::Receiver<Box<DownFrame>>>,
+) -> Option<Box<DownFrame>> {
     match pushes {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
