@@ -216,3 +216,97 @@ async fn ctrl_c_stops_the_server_too() {
     signal(&child, "INT");
     exits_cleanly(&mut child, DRAIN + PATIENCE).await;
 }
+
+/// A batch posted with reqwest, with the token of an identity obtained first: the answer.
+async fn post(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    identity: &serde_json::Value,
+    events: serde_json::Value,
+) -> serde_json::Value {
+    let body = serde_json::json!({
+        "visitor": identity["visitor"], "token": identity["token"], "session": "s_import",
+        "events": events,
+    });
+    let r = http
+        .post(format!("http://{addr}/v1/events?site=shop"))
+        .header("origin", ORIGIN)
+        .header("user-agent", CHROME)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(r.status(), 202);
+    r.json().await.expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_imported_into_a_running_servers_database_take_effect_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(dir.path()).await;
+    let http = reqwest::Client::new();
+    // A visitor with an open visit and a cart; the site has no rules yet.
+    let first = serde_json::json!({
+        "session": "s_import",
+        "events": [
+            {"id": "s_import:1", "type": "page", "url": "https://shop.example/cart", "path": "/cart",
+             "title": "Cart", "page_type": "cart", "referrer": ""},
+            {"id": "s_import:2", "type": "cart", "value": 40, "currency": "EUR", "items": 2},
+        ],
+    });
+    let r = http
+        .post(format!("http://{addr}/v1/events?site=shop"))
+        .header("origin", ORIGIN)
+        .header("user-agent", CHROME)
+        .body(first.to_string())
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = r.json().await.unwrap();
+    let identity = answer["identity"].clone();
+    assert!(identity["token"].is_string(), "{answer}");
+
+    // Another process imports rules into the same database while the server runs.
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"[[rules]]
+id = "leaving-cart"
+name = "Leaving with a cart"
+status = "live"
+when = { all = [ { var = "cart.items", op = "gt", value = 0 }, { var = "behaviour.exit_intent", op = "equals", value = true } ] }
+message = { type = "text", text = "Your cart is saved" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_beckon"))
+        .args(["rules", "import", rules.to_str().unwrap(), "--site", "shop"])
+        .args(["--config", dir.path().join("beckon.toml").to_str().unwrap()])
+        .env_remove("BECKON_DATA")
+        .output()
+        .expect("beckon rules import runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Within seconds, the running server decides with them, in the visit already open.
+    let deadline = Instant::now() + PATIENCE;
+    let mut n = 2;
+    loop {
+        n += 1;
+        let events = serde_json::json!([{"id": format!("s_import:{n}"), "type": "exit_intent"}]);
+        let answer = post(&http, addr, &identity, events).await;
+        if answer["interventions"][0]["rule"] == "leaving-cart" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the imported rules never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&child, "TERM");
+    exits_cleanly(&mut child, DRAIN + PATIENCE).await;
+}
