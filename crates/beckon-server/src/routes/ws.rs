@@ -431,9 +431,7 @@ impl Conn {
 }
 
 /// The next frame the shard pushed; never, before the first batch.
-async fn next_push(
-    pushes: &mut Option<mpsc::Receiver<Box<DownFrame>>>,
-) -> Option<Box<DownFrame>> {
+async fn next_push(pushes: &mut Option<mpsc::Receiver<Box<DownFrame>>>) -> Option<Box<DownFrame>> {
     match pushes {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
