@@ -15,6 +15,9 @@ use crate::sites::SiteRuntime;
 use crate::visit::SessionRef;
 use crate::wire::{ClientContext, Identity, Incoming, MAX_BATCH_EVENTS, parse_event};
 
+/// Event id prefixes only the server makes (orders, the backend's events, timer ticks).
+pub const RESERVED_PREFIXES: &[&str] = &["order:", "server:", "tick:"];
+
 /// Why a batch was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -120,6 +123,19 @@ pub async fn submit(
     }
     let (visitor, identity, source) = match from.claim {
         Claim::Browser { visitor, token } => {
+            // The server's own keys live under these prefixes (an order counts once per site,
+            // whoever reports it): a page must not claim one by naming an event after it.
+            if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| {
+                RESERVED_PREFIXES
+                    .iter()
+                    .any(|p| e.id.as_str().starts_with(p))
+            }) {
+                return Err(IntakeError::BadRequest(format!(
+                    "events[{i}].id {:?}: ids starting with {} are reserved",
+                    e.id.as_str(),
+                    RESERVED_PREFIXES.join(", ")
+                )));
+            }
             // A malformed id is an error to report, not merely an unknown visitor.
             if let Some(v) = visitor {
                 VisitorId::parse(v).map_err(|e| IntakeError::BadRequest(format!("visitor {e}")))?;

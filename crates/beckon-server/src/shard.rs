@@ -39,6 +39,8 @@ pub const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 pub const SHARD_QUEUE: usize = 1024;
 /// Event keys a live visitor remembers as logged, to answer resends without a read.
 pub const KNOWN_KEYS: usize = 128;
+/// Batches one visitor may have waiting behind their running read; past it, more are shed.
+pub const MAX_WAITING: usize = 64;
 /// Store reads one shard may have running at once (each for one visitor). Past it, a batch
 /// that needs a read is shed (503) rather than left waiting: a store that stopped answering
 /// must not pile up work without bound.
@@ -162,6 +164,8 @@ enum Internal {
         generation: u64,
         keys: Vec<String>,
         ok: bool,
+        /// What a timer or the backend fired, for the visitor once durable.
+        undelivered: Vec<Intervention>,
     },
 }
 
@@ -250,7 +254,9 @@ impl Shards {
 /// that waits while a read runs.
 #[derive(Default)]
 struct Slot {
-    live: Option<Live>,
+    /// Boxed: a slot sits in the shard's hash table, whose spare buckets would otherwise
+    /// each hold a whole visitor state's worth of bytes.
+    live: Option<Box<Live>>,
     /// A read for this visitor is running; its messages wait in `waiting`.
     busy: bool,
     waiting: VecDeque<Work>,
@@ -260,8 +266,17 @@ struct Slot {
     /// of slots up front, and a boxed slot is a pointer, not a whole frame, on every idle
     /// socket.
     conns: Vec<(u64, mpsc::Sender<Box<DownFrame>>)>,
-    /// Interventions fired while no socket was attached; delivered with the next answer.
+    /// Interventions fired (and committed) while no socket was attached; delivered with the
+    /// next answer of the same visit.
     pending: Vec<Intervention>,
+    /// A commit of this visitor failed and its state was dropped: its other writes still in
+    /// flight must all answer (they will be fenced) before the state is reloaded, so that a
+    /// resend is never taken for a write that will not land. Work waits meanwhile, as it does
+    /// behind a read.
+    settling: bool,
+    /// A commit of this visitor failed: the next load trusts no memory of its keys and asks
+    /// the store (the failure may have been a key logged under it by other means).
+    distrust: bool,
 }
 
 /// Work deferred until a visitor's read finishes.
@@ -280,15 +295,17 @@ struct Live {
     /// `known` never overflowed, so a key not in it is new without asking the store.
     complete: bool,
     /// The profile as last queued for writing, to write it only when it changed.
-    written_profile: Option<Profile>,
+    /// A fingerprint of the profile as last queued for writing (a hash of its persisted form,
+    /// rather than a copy of it kept on every live visitor).
+    written_profile: Option<u64>,
     timer: Option<delay_queue::Key>,
     next_wake: Option<Timestamp>,
     last_seen: Timestamp,
 }
 
 impl Live {
-    fn new(visitor: Visitor, complete: bool, last_seen: Timestamp) -> Live {
-        Live {
+    fn new(visitor: Visitor, complete: bool, last_seen: Timestamp) -> Box<Live> {
+        Box::new(Live {
             visitor,
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             known: HashSet::new(),
@@ -297,7 +314,7 @@ impl Live {
             timer: None,
             next_wake: None,
             last_seen,
-        }
+        })
     }
 
     fn remember(&mut self, keys: Vec<String>) {
@@ -392,8 +409,14 @@ impl Shard {
     /// Runs `work` now, or queues it behind the visitor's running read.
     async fn submit(&mut self, key: VisitorKey, work: Work) {
         let slot = self.slots.entry(key.clone()).or_default();
-        if slot.busy {
-            slot.waiting.push_back(work);
+        if slot.busy || slot.settling {
+            match work {
+                Work::Batch(job) if slot.waiting.len() >= MAX_WAITING => {
+                    crate::metrics::shed("visitor_queue");
+                    let _ = job.reply.send(Err(BatchError::Overloaded));
+                }
+                work => slot.waiting.push_back(work),
+            }
             return;
         }
         self.process(key, work).await;
@@ -405,7 +428,7 @@ impl Shard {
             let Some(slot) = self.slots.get_mut(&key) else {
                 return;
             };
-            if slot.busy {
+            if slot.busy || slot.settling {
                 return;
             }
             let Some(work) = slot.waiting.pop_front() else {
@@ -447,7 +470,10 @@ impl Shard {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        if unknown.is_empty() || live.complete {
+        // Order keys are unique per site, not per visitor: another visitor may have logged
+        // one, so memory can never vouch for them.
+        let must_ask = !live.complete || unknown.iter().any(|k| k.starts_with("order:"));
+        if unknown.is_empty() || !must_ask {
             return self.apply(key, job, HashSet::new()).await;
         }
         if self.reading >= MAX_READS {
@@ -488,10 +514,11 @@ impl Shard {
                     return;
                 };
                 slot.busy = false;
+                let trust = !std::mem::take(&mut slot.distrust);
                 let live = match result {
                     Ok(Some(record)) => Live::new(Visitor::from_record(*record), false, now),
                     // Nothing stored: every key this visitor will log passes through here.
-                    Ok(None) => Live::new(Visitor::fresh(key.1.clone()), true, now),
+                    Ok(None) => Live::new(Visitor::fresh(key.1.clone()), trust, now),
                     Err(StoreError::Undecodable(reason)) => {
                         tracing::warn!(site = %key.0, visitor = %key.1, %reason, "stored visitor state is unreadable; the visitor starts afresh");
                         crate::metrics::undecodable_state();
@@ -545,10 +572,24 @@ impl Shard {
                 generation,
                 keys,
                 ok,
+                undelivered,
             } => {
                 let Some(slot) = self.slots.get_mut(&key) else {
                     return;
                 };
+                if ok && !undelivered.is_empty() {
+                    // Fired by a timer or the backend, now durable: to the sockets attached
+                    // now, or with the visitor's next answer.
+                    if slot.conns.is_empty() {
+                        slot.pending.extend(undelivered);
+                    } else {
+                        for (_, tx) in &slot.conns {
+                            for i in &undelivered {
+                                let _ = tx.try_send(Box::new(DownFrame::Intervention(i.clone())));
+                            }
+                        }
+                    }
+                }
                 for k in &keys {
                     if let Some(n) = slot.inflight.get_mut(k) {
                         *n -= 1;
@@ -575,8 +616,16 @@ impl Shard {
                         if let Some(t) = live.timer {
                             self.timers.remove(&t);
                         }
+                        slot.distrust = true;
+                        slot.settling = !slot.inflight.is_empty();
                         self.count_live(-1);
                     }
+                }
+                let slot = self.slots.get_mut(&key).expect("slot exists");
+                if slot.settling && slot.inflight.is_empty() {
+                    // Every write of the failed state has answered: reload on the next batch.
+                    slot.settling = false;
+                    self.drain(key.clone()).await;
                 }
                 self.forget_if_empty(&key);
             }
@@ -611,6 +660,24 @@ impl Shard {
         }
         reply.accepted = fresh.len();
         crate::metrics::duplicate_events(reply.duplicates);
+        if fresh.is_empty() {
+            // Nothing new: nothing to decide or log (a visit must not begin unlogged). The
+            // answer still waits for the writes queued before it, so that a resend of a write
+            // still in flight is answered only once that write has landed.
+            if job.source == Source::Browser {
+                let slot = self.slots.get_mut(&key).expect("slot exists");
+                reply.interventions.append(&mut slot.pending);
+            }
+            return self
+                .finish(
+                    key,
+                    WriteBatch::default(),
+                    now,
+                    Some((job.reply, reply)),
+                    Vec::new(),
+                )
+                .await;
+        }
         let mut new_id = crate::ids::intervention_id;
         let effect = live.visitor.apply(
             &site.engine,
@@ -671,6 +738,10 @@ impl Shard {
         // the backend); the browser's own batch carries it in the answer.
         let apart = if job.source == Source::Browser {
             let slot = self.slots.get_mut(&key).expect("slot exists");
+            if logged.as_ref().is_some_and(|b| b.begins.is_some()) {
+                // What waited was for the visit that just ended.
+                slot.pending.clear();
+            }
             reply.interventions.append(&mut slot.pending);
             reply.interventions.extend(pushed);
             Vec::new()
@@ -779,14 +850,6 @@ impl Shard {
         apart: Vec<Intervention>,
     ) {
         let slot = self.slots.get_mut(&key).expect("slot exists");
-        let mut push_to = Vec::new();
-        if !apart.is_empty() {
-            if slot.conns.is_empty() {
-                slot.pending.extend(apart.iter().cloned());
-            } else {
-                push_to = slot.conns.iter().map(|(_, tx)| tx.clone()).collect();
-            }
-        }
         let live = slot.live.as_mut().expect("loaded");
         live.last_seen = now;
         if let Some(t) = live.timer.take() {
@@ -809,9 +872,10 @@ impl Shard {
             .collect();
         if !keys.is_empty() {
             let profile = &live.visitor.profile;
-            let changed = live.written_profile.as_ref() != Some(profile);
+            let fingerprint = profile_fingerprint(profile);
+            let changed = live.written_profile != Some(fingerprint);
             if changed {
-                live.written_profile = Some(profile.clone());
+                live.written_profile = Some(fingerprint);
             }
             write.visitors.push(VisitorWrite {
                 site: key.0.clone(),
@@ -837,22 +901,14 @@ impl Shard {
             let result = committed.await;
             // Memory first, then the answer: a client that resends on the answer finds the
             // keys known (or still in flight), never neither.
+            // What a timer or the backend fired goes out from the shard, once durable.
             let _ = internal.send(Internal::Committed {
                 key,
                 generation,
                 keys,
                 ok: result.is_ok(),
+                undelivered: apart,
             });
-            if result.is_ok() {
-                // try_send: a client that stopped reading must not hold this task forever.
-                for tx in push_to {
-                    for i in &apart {
-                        let _ = tx
-                            .try_send(Box::new(DownFrame::Intervention(i.clone())))
-                            .is_ok();
-                    }
-                }
-            }
             if let Some((tx, reply)) = reply {
                 let _ = tx.send(result.map(|_| reply).map_err(BatchError::from));
             }
@@ -870,6 +926,7 @@ impl Shard {
         if let Some(slot) = self.slots.get(key) {
             if slot.live.is_none()
                 && !slot.busy
+                && !slot.settling
                 && slot.waiting.is_empty()
                 && slot.inflight.is_empty()
                 && slot.conns.is_empty()
@@ -889,7 +946,10 @@ impl Shard {
         let mut idle: Vec<(Timestamp, VisitorKey)> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.conns.is_empty() && !s.busy && s.inflight.is_empty())
+            // Never one with work waiting (the visitor just loaded for its batch, say).
+            .filter(|(_, s)| {
+                s.conns.is_empty() && !s.busy && s.inflight.is_empty() && s.waiting.is_empty()
+            })
             .filter_map(|(k, s)| s.live.as_ref().map(|l| (l.last_seen, k.clone())))
             .collect();
         let drop_n = (self.live - self.config.max_live)
@@ -905,6 +965,10 @@ impl Shard {
     }
 
     fn evict(&mut self, key: &VisitorKey) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            // Kept only for this visit's next answer; the visit leaves memory with it.
+            slot.pending.clear();
+        }
         if let Some(live) = self.slots.get_mut(key).and_then(|s| s.live.take()) {
             if let Some(t) = live.timer {
                 self.timers.remove(&t);
@@ -931,4 +995,13 @@ impl Shard {
             self.evict(&key);
         }
     }
+}
+
+/// A fingerprint of a profile's persisted form, to tell whether it changed since it was last
+/// written.
+fn profile_fingerprint(profile: &Profile) -> u64 {
+    let bytes = serde_json::to_vec(profile).unwrap_or_default();
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&bytes, &mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }

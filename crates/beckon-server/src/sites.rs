@@ -81,8 +81,20 @@ impl Sites {
 
     async fn reload(&self, store: &dyn Store, record: SiteRecord) {
         let id = record.id.clone();
-        let result = match store.rules(&id).await {
-            Ok(specs) => self.install(record, specs).map_err(|e| e.to_string()),
+        // The rules of the record's own version, not whatever is current by now: an import
+        // between the two reads must not run under the older version number.
+        let result = match store.rule_set(&id, record.version).await {
+            Ok(Some(set)) => {
+                let record = SiteRecord {
+                    policy: set.policy,
+                    ..record
+                };
+                self.install(record, set.rules).map_err(|e| e.to_string())
+            }
+            Ok(None) => Err(format!(
+                "rule-set version {} is not in the store",
+                record.version
+            )),
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = result {

@@ -499,7 +499,7 @@ impl Store for SqliteStore {
         };
         let events = sqlx::query(
             "SELECT batch, key, event_id, kind, body, applied FROM events
-             WHERE batch BETWEEN ? AND ? AND site_id = ? ORDER BY batch, position",
+             WHERE batch BETWEEN ? AND ? AND +site_id = ? ORDER BY batch, position",
         )
         .bind(*first as i64)
         .bind(*last as i64)
@@ -507,7 +507,9 @@ impl Store for SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(db)?;
-        // Both lists are in position order: walk them together.
+        // (`+site_id`: the batch range, not the site's whole index, drives the read, so a page
+        // costs its own size however long the log grows.) Both lists are in position order:
+        // walk them together.
         let mut i = 0;
         for row in &events {
             let (batch, event) = rows::logged_event(row)?;
@@ -532,7 +534,9 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let oldest = "SELECT seq FROM batches WHERE at < ? ORDER BY seq LIMIT ?";
+        // By age, through `batches_by_age`: ordering by `seq` would scan the whole log on every
+        // call (and the last call of a prune finds nothing), holding the writer meanwhile.
+        let oldest = "SELECT seq FROM batches WHERE at < ? ORDER BY at LIMIT ?";
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")

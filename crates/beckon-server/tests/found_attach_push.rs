@@ -1,0 +1,97 @@
+//! Regression test of a review finding (fixed): an intervention a timer fires while no socket is attached goes into
+//! the slot's `pending` at once, before its commit. A socket that attaches meanwhile gets
+//! `pending` pushed immediately (`ShardMsg::Attach`), without waiting for that commit: the
+//! visitor sees an intervention whose commit then fails (no exposure, caps not counted).
+
+mod found_support;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use beckon_engine::{Policy, SiteId};
+use beckon_server::Options;
+use beckon_server::limits::Limits;
+use found_support::*;
+use support::*;
+
+const SHOP: &str = "shop";
+
+fn is_tick(b: &beckon_store::WriteBatch) -> bool {
+    b.batches
+        .iter()
+        .any(|x| x.source == beckon_store::Source::Timer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_attaches_gets_no_intervention_before_its_commit_has_landed() {
+    let base = memory_store().await;
+    let hesitation = rule(
+        "checkout-hesitation",
+        r#"{ all = [ { var = "page.type", op = "equals", value = "checkout" } ] }"#,
+        "delay = \"1s\"",
+    );
+    let policy = Policy {
+        holdout_percent: 0.0,
+        arrival_grace: Duration::ZERO,
+        ..Policy::default()
+    };
+    install(base.as_ref(), &Site::new(SHOP, &hesitation, policy)).await;
+    let hooked = Arc::new(Hooked::new(base.clone()));
+    let server = TestServer::start_with(
+        hooked.clone(),
+        Options {
+            shards: 1,
+            limits: Limits::unthrottled(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let v = "v_p";
+    // The visitor lands on checkout (over HTTP: the page's socket has not sent anything yet).
+    let r = server
+        .post_events(&batch(
+            SHOP,
+            v,
+            "s_p",
+            vec![page("s_p:1", "checkout", "/checkout")],
+        ))
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{}", r.text);
+    let mut ws = server.ws(ORIGIN, SHOP, v, "s_p").await;
+    // The socket's first batch is held in the writer until the timer has fired behind it.
+    let first = hooked.gate("s_p:2", 1);
+    let tick = hooked.gate_if("tick", is_tick, 1);
+    ws.send(&frame(vec![bare("s_p:2", "activity")])).await;
+    for _ in 0..300 {
+        if hooked.entered("tick") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        hooked.entered("tick"),
+        0,
+        "the tick waits behind the first batch"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the timer fires: pending
+    hooked.fail_commits_if(Some(Box::new(is_tick)));
+    first[0].add_permits(1); // the first batch lands; its ack goes out; the socket attaches
+    let mut frames = Vec::new();
+    while let Some(f) = ws.next_within(Duration::from_millis(1500)).await {
+        frames.push(f);
+    }
+    let got_intervention = frames.iter().any(|f| f["type"] == "intervention");
+    let tick_committed = hooked.entered("tick") >= 1;
+    tick[0].add_permits(1); // now the tick's commit goes on, and fails
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exposures = base.exposures(&SiteId::parse(SHOP).unwrap()).await.unwrap();
+    eprintln!(
+        "frames: {frames:?}; tick commit entered before the push: {tick_committed}; exposures stored: {}",
+        exposures.len()
+    );
+    assert!(
+        !got_intervention || !exposures.is_empty(),
+        "the socket was shown an intervention whose commit never landed"
+    );
+}
