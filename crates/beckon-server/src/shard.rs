@@ -607,7 +607,7 @@ impl Shard {
                         live.remember(keys);
                     }
                 } else if current {
-                    // What waited for delivery fired in a state that never landed.
+                    // What waited for delivery leaves memory with the state it belongs to.
                     slot.pending.clear();
                     // The memory is ahead of the disk: drop it, so that the next batch reloads
                     // what is durable and the client's resend is applied to it exactly once.
