@@ -709,31 +709,8 @@ impl Shard {
             begins: effect.begins.clone(),
             events: effect.events,
         });
-        let mut pushed = Vec::new();
         let mut write = WriteBatch::default();
-        for fired in effect.fired {
-            write.exposures.push(Exposure {
-                id: fired.intervention.clone(),
-                site: key.0.clone(),
-                visitor: key.1.clone(),
-                session: fired.session,
-                rule: fired.rule.clone(),
-                arm: fired.arm,
-                at: now,
-                message: fired
-                    .message
-                    .as_ref()
-                    .map(|m| serde_json::to_string(m).unwrap_or_default())
-                    .unwrap_or_default(),
-            });
-            if let Some(message) = fired.message {
-                pushed.push(Intervention {
-                    id: fired.intervention,
-                    rule: fired.rule.to_string(),
-                    message,
-                });
-            }
-        }
+        let pushed = record_fired(&key, effect.fired, now, &mut write);
         // What the merchant's backend triggers reaches the visitor apart (its answer goes to
         // the backend); the browser's own batch carries it in the answer.
         let apart = if job.source == Source::Browser {
@@ -799,30 +776,7 @@ impl Shard {
         }
         crate::metrics::decided(&effect.decisions);
         let mut write = WriteBatch::default();
-        let mut pushed = Vec::new();
-        for fired in effect.fired {
-            write.exposures.push(Exposure {
-                id: fired.intervention.clone(),
-                site: key.0.clone(),
-                visitor: key.1.clone(),
-                session: fired.session,
-                rule: fired.rule.clone(),
-                arm: fired.arm,
-                at: now,
-                message: fired
-                    .message
-                    .as_ref()
-                    .map(|m| serde_json::to_string(m).unwrap_or_default())
-                    .unwrap_or_default(),
-            });
-            if let Some(message) = fired.message {
-                pushed.push(Intervention {
-                    id: fired.intervention,
-                    rule: fired.rule.to_string(),
-                    message,
-                });
-            }
-        }
+        let pushed = record_fired(&key, effect.fired, now, &mut write);
         write.batches.push(LoggedBatch {
             site: key.0.clone(),
             visitor: key.1.clone(),
@@ -1004,4 +958,39 @@ fn profile_fingerprint(profile: &Profile) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&bytes, &mut hasher);
     std::hash::Hasher::finish(&hasher)
+}
+
+/// Records what fired as exposures in `write`, and returns the interventions to show (the
+/// treated ones; a ghost is only recorded).
+fn record_fired(
+    key: &VisitorKey,
+    fired: Vec<crate::visit::Fired>,
+    now: Timestamp,
+    write: &mut WriteBatch,
+) -> Vec<Intervention> {
+    let mut shown = Vec::new();
+    for fired in fired {
+        write.exposures.push(Exposure {
+            id: fired.intervention.clone(),
+            site: key.0.clone(),
+            visitor: key.1.clone(),
+            session: fired.session,
+            rule: fired.rule.clone(),
+            arm: fired.arm,
+            at: now,
+            message: fired
+                .message
+                .as_ref()
+                .map(|m| serde_json::to_string(m).unwrap_or_default())
+                .unwrap_or_default(),
+        });
+        if let Some(message) = fired.message {
+            shown.push(Intervention {
+                id: fired.intervention,
+                rule: fired.rule.to_string(),
+                message,
+            });
+        }
+    }
+    shown
 }

@@ -1,4 +1,4 @@
-//! Regression test of a review finding (fixed): an intervention a timer fires while no socket is attached goes into
+//! Regression test of a review finding, fixed since. Before the fix, an intervention a timer fires while no socket is attached goes into
 //! the slot's `pending` at once, before its commit. A socket that attaches meanwhile gets
 //! `pending` pushed immediately (`ShardMsg::Attach`), without waiting for that commit: the
 //! visitor sees an intervention whose commit then fails (no exposure, caps not counted).

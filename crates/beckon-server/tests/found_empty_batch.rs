@@ -1,15 +1,13 @@
-//! Regression test of a review finding (fixed): a batch with no new events (empty, or all resends) still runs
+//! Regression test of a review finding, fixed since. Before the fix, a batch with no new events (empty, or all resends) still runs
 //! `Visitor::apply`, which may *begin a visit* in memory; but with no events nothing is logged
 //! and no visitor state is written. Later batches of that visit are logged with no `begins`,
 //! so the log no longer rebuilds the decisions: the replay sees no visit and fires nothing.
 
-mod found_support;
 mod support;
 
 use beckon_engine::{Policy, SiteId};
 use beckon_server::limits::Limits;
 use beckon_server::{Options, replay};
-use found_support::*;
 use support::*;
 
 const SHOP: &str = "shop";

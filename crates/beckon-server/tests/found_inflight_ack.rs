@@ -1,4 +1,4 @@
-//! Regression test of a review finding (fixed): a resend whose key is still "in flight" from a write of an older load
+//! Regression test of a review finding, fixed since. Before the fix, a resend whose key is still "in flight" from a write of an older load
 //! generation is counted as a duplicate and acknowledged, although that older write is fenced
 //! and never lands. The event is acknowledged and lost.
 //!

@@ -1,4 +1,4 @@
-//! Regression test of a review finding (fixed): at the live-session cap, when every other live visitor is pinned (a
+//! Regression test of a review finding, fixed since. Before the fix, at the live-session cap, when every other live visitor is pinned (a
 //! socket, a write in flight), `make_room` evicts the visitor that was *just loaded* (with its
 //! batch still waiting), the batch then loads it again, which evicts it again... The batch
 //! is never applied (the request times out) while the shard reads the store in a loop.

@@ -1,4 +1,4 @@
-//! Regression test of a review finding (fixed): order keys are unique per *site*, but a visitor whose state is
+//! Regression test of a review finding, fixed since. Before the fix, order keys are unique per *site*, but a visitor whose state is
 //! `complete` (born in this process with nothing stored) skips the store's key check, so an
 //! order another visitor already reported is decided on, the commit is refused as a
 //! duplicate, the visitor is reloaded... as `complete` again. Every resend fails: the batch

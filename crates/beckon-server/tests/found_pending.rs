@@ -1,10 +1,9 @@
-//! Regression test of a review finding (fixed): an intervention a timer fires while the visitor has no socket waits in
+//! Regression test of a review finding, fixed since. Before the fix, an intervention a timer fires while the visitor has no socket waits in
 //! the slot's `pending`; eviction drops the live state but keeps the slot (it is not empty),
 //! and nothing ever clears `pending` but the visitor's next browser batch or socket. So the
 //! slot leaks for every visitor who left, and one who comes back hours later, in a new visit,
 //! is handed the old visit's intervention.
 
-mod found_support;
 mod support;
 
 use std::time::Duration;
@@ -13,7 +12,6 @@ use beckon_engine::{Policy, SiteId, Timestamp};
 use beckon_server::Options;
 use beckon_server::clock::Clock;
 use beckon_server::limits::Limits;
-use found_support::*;
 use support::*;
 
 const SHOP: &str = "shop";

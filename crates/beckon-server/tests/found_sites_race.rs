@@ -1,4 +1,4 @@
-//! Regression test of a review finding (fixed): `Sites::reload` takes the record (and its version) from `sites()` and
+//! Regression test of a review finding, fixed since. Before the fix, `Sites::reload` takes the record (and its version) from `sites()` and
 //! the rules from a second read, `rules()`, which returns the rules of whatever version is
 //! current *then*. An import landing between the two reads gives an engine running the new
 //! rules under the old version number; every batch decided meanwhile is logged with the

@@ -1,9 +1,8 @@
-//! Regression test of a review finding (fixed): while a visitor's read runs, their later batches wait in the slot's
+//! Regression test of a review finding, fixed since. Before the fix, while a visitor's read runs, their later batches wait in the slot's
 //! `waiting` queue, which has no bound. The shard drains its bounded queue into it, so the
 //! edge never sheds: with the store slow to answer, one visitor's batches (each up to 64 KiB)
 //! pile up in memory without limit, long after their requests have timed out.
 
-mod found_support;
 mod support;
 
 use std::sync::Arc;
@@ -15,7 +14,6 @@ use beckon_server::intake::IntakeError;
 use beckon_server::limits::Limits;
 use beckon_server::shard::{BatchError, SHARD_QUEUE};
 use beckon_store::faults::Faulty;
-use found_support::*;
 use futures::StreamExt;
 use support::*;
 

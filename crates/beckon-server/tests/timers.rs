@@ -5,11 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
+use beckon_engine::{Policy, SiteId, Timestamp};
 use beckon_server::clock::Clock;
-use beckon_server::intake::{self, Claim, Sender};
 use beckon_server::limits::Limits;
-use beckon_server::wire::ClientContext;
 use beckon_server::{Options, Server};
 use serde_json::Value;
 use support::*;
@@ -17,23 +15,7 @@ use support::*;
 const SHOP: &str = "shop";
 
 async fn send(server: &Server, visitor: &str, events: Vec<Value>) {
-    let state = &server.state;
-    let site = state.sites.get(SHOP).expect("the site");
-    let token = state
-        .tokens
-        .issue(&site.record.id, &VisitorId::parse(visitor).unwrap());
-    let context = ClientContext::default();
-    let from = Sender {
-        site,
-        claim: Claim::Browser {
-            visitor: Some(visitor),
-            token: Some(&token),
-        },
-        session: Some("s_t"),
-        user_agent: CHROME,
-        context: &context,
-    };
-    intake::submit(state, from, events)
+    submit_as(server, SHOP, visitor, "s_t", events)
         .await
         .expect("the batch is stored");
 }

@@ -207,33 +207,6 @@ impl Store for Hooked {
     }
 }
 
-/// Submits a browser batch for `visitor` (with its right token) under `session`.
-pub async fn submit_as(
-    server: &Server,
-    site: &str,
-    visitor: &str,
-    session: &str,
-    events: Vec<Value>,
-) -> std::result::Result<Submitted, IntakeError> {
-    let state = &server.state;
-    let site = state.sites.get(site).expect("the site");
-    let token = state
-        .tokens
-        .issue(&site.record.id, &VisitorId::parse(visitor).unwrap());
-    let context = ClientContext::default();
-    let from = Sender {
-        site,
-        claim: Claim::Browser {
-            visitor: Some(visitor),
-            token: Some(&token),
-        },
-        session: Some(session),
-        user_agent: crate::support::CHROME,
-        context: &context,
-    };
-    intake::submit(state, from, events).await
-}
-
 /// Submits a backend event for `visitor` (no session: their current visit).
 pub async fn submit_backend(
     server: &Server,

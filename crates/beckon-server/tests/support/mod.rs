@@ -585,3 +585,30 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Submits a browser batch for `visitor` (with its right token) under `session`.
+pub async fn submit_as(
+    server: &beckon_server::Server,
+    site: &str,
+    visitor: &str,
+    session: &str,
+    events: Vec<Value>,
+) -> Result<beckon_server::intake::Submitted, beckon_server::intake::IntakeError> {
+    let state = &server.state;
+    let site = state.sites.get(site).expect("the site");
+    let token = state
+        .tokens
+        .issue(&site.record.id, &VisitorId::parse(visitor).unwrap());
+    let context = beckon_server::wire::ClientContext::default();
+    let from = beckon_server::intake::Sender {
+        site,
+        claim: beckon_server::intake::Claim::Browser {
+            visitor: Some(visitor),
+            token: Some(&token),
+        },
+        session: Some(session),
+        user_agent: CHROME,
+        context: &context,
+    };
+    beckon_server::intake::submit(state, from, events).await
+}
