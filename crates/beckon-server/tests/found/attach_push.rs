@@ -3,17 +3,14 @@
 //! `pending` pushed immediately (`ShardMsg::Attach`), without waiting for that commit: the
 //! visitor sees an intervention whose commit then fails (no exposure, caps not counted).
 
-mod found_support;
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::found_support::*;
+use crate::support::*;
 use beckon_engine::{Policy, SiteId};
 use beckon_server::Options;
 use beckon_server::limits::Limits;
-use found_support::*;
-use support::*;
 
 const SHOP: &str = "shop";
 

@@ -4,17 +4,14 @@
 //! rules under the old version number; every batch decided meanwhile is logged with the
 //! wrong `rules_version`, and the replay of the log diverges from the live decisions.
 
-mod found_support;
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::found_support::*;
+use crate::support::*;
 use beckon_engine::{Engine, Policy, RuleSet, SiteId};
 use beckon_server::limits::Limits;
 use beckon_server::{Options, replay};
-use found_support::*;
-use support::*;
 
 const SHOP: &str = "shop";
 

@@ -3,18 +3,15 @@
 //! batch still waiting), the batch then loads it again, which evicts it again... The batch
 //! is never applied (the request times out) while the shard reads the store in a loop.
 
-mod found_support;
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::found_support::*;
+use crate::support::*;
 use beckon_engine::Policy;
 use beckon_server::Options;
 use beckon_server::limits::Limits;
-use found_support::*;
-use support::*;
 
 const SHOP: &str = "shop";
 

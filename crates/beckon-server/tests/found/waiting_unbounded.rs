@@ -3,11 +3,10 @@
 //! edge never sheds: with the store slow to answer, one visitor's batches (each up to 64 KiB)
 //! pile up in memory without limit, long after their requests have timed out.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use beckon_engine::{Policy, VisitorId};
 use beckon_server::Options;
 use beckon_server::intake::IntakeError;
@@ -15,7 +14,6 @@ use beckon_server::limits::Limits;
 use beckon_server::shard::{BatchError, SHARD_QUEUE};
 use beckon_store::faults::Faulty;
 use futures::StreamExt;
-use support::*;
 
 const SHOP: &str = "shop";
 

@@ -8,15 +8,12 @@
 //! any browser can claim an order id with a page view, and the real conversion is then
 //! dropped as a duplicate.
 
-mod found_support;
-mod support;
-
+use crate::found_support::*;
+use crate::support::*;
 use beckon_engine::Policy;
 use beckon_server::Options;
 use beckon_server::limits::Limits;
-use found_support::*;
 use serde_json::json;
-use support::*;
 
 const SHOP: &str = "shop";
 

@@ -4,15 +4,13 @@
 //! slot leaks for every visitor who left, and one who comes back hours later, in a new visit,
 //! is handed the old visit's intervention.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use beckon_engine::{Policy, SiteId, Timestamp};
 use beckon_server::Options;
 use beckon_server::clock::Clock;
 use beckon_server::limits::Limits;
-use support::*;
 
 const SHOP: &str = "shop";
 

@@ -3,12 +3,10 @@
 //! and no visitor state is written. Later batches of that visit are logged with no `begins`,
 //! so the log no longer rebuilds the decisions: the replay sees no visit and fires nothing.
 
-mod support;
-
+use crate::support::*;
 use beckon_engine::{Policy, SiteId};
 use beckon_server::limits::Limits;
 use beckon_server::{Options, replay};
-use support::*;
 
 const SHOP: &str = "shop";
 

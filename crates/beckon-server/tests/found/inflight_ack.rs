@@ -13,17 +13,14 @@
 //!    resend's (empty) job queues behind P1.
 //! 6. The writer goes on: P1 is fenced (never written), the resend's job commits: 202, `b` acked.
 
-mod found_support;
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::found_support::*;
+use crate::support::*;
 use beckon_engine::Policy;
 use beckon_server::Options;
 use beckon_server::limits::Limits;
-use found_support::*;
-use support::*;
 
 const SHOP: &str = "shop";
 
