@@ -48,6 +48,8 @@ pub enum WriteError {
 
 struct Job {
     batch: WriteBatch,
+    /// While merged into a group: how many batches, exposures and visitors it brought.
+    sizes: (usize, usize, usize),
     fences: Vec<Fence>,
     done: oneshot::Sender<Result<CommitReport, WriteError>>,
 }
@@ -62,12 +64,40 @@ impl Writer {
     /// Starts the writer. It stops when `stop` is cancelled (or every handle is dropped),
     /// after committing everything already queued, so shutting down flushes everything
     /// accepted. Cancel `stop` only once nothing more will be queued (the shards have ended).
+    ///
+    /// The writer runs on a thread of its own, with a single-threaded runtime that nothing else
+    /// uses. A commit is a chain of statements, each a hop to the database's thread and back;
+    /// woken from that thread, a task of the server's runtime waits behind the socket and shard
+    /// tasks queued there at every hop, and the commit (which every acknowledgement waits for)
+    /// stretches with the load. Here each hop is answered at once.
     pub fn start(
         store: Arc<dyn Store>,
         stop: CancellationToken,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, rx, stop));
+        // A thread of Beckon's own rather than `spawn_blocking`: a blocking task that never
+        // ends would stop a paused test clock from ever advancing. The returned task ends when
+        // the thread does (the sender is dropped then, a panic included).
+        let (ended, thread_ended) = oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("beckon-writer".to_owned())
+            .spawn(move || {
+                let _ended = ended;
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run(store, rx, stop)),
+                    Err(e) => tracing::error!(error = %e, "cannot start the writer's runtime"),
+                }
+            });
+        if let Err(e) = spawned {
+            // No thread, no writer: every write fails as `Stopped`, and `/readyz` says so.
+            tracing::error!(error = %e, "cannot start the writer's thread");
+        }
+        let task = tokio::spawn(async move {
+            let _ = thread_ended.await;
+        });
         (Writer { tx }, task)
     }
 
@@ -86,6 +116,7 @@ impl Writer {
             .tx
             .send(Job {
                 batch,
+                sizes: (0, 0, 0),
                 fences,
                 done,
             })
@@ -144,6 +175,41 @@ impl Fences {
     }
 }
 
+/// Moves every job's batch into one, keeping how much each brought so that [`split`] can give
+/// it back.
+fn merge(jobs: Vec<Job>) -> (Vec<Job>, WriteBatch) {
+    let mut merged = WriteBatch::default();
+    let jobs = jobs
+        .into_iter()
+        .map(|mut job| {
+            let batch = std::mem::take(&mut job.batch);
+            job.sizes = (
+                batch.batches.len(),
+                batch.exposures.len(),
+                batch.visitors.len(),
+            );
+            merged.append(batch);
+            job
+        })
+        .collect();
+    (jobs, merged)
+}
+
+/// Gives each job back the part of `merged` that [`merge`] took from it.
+fn split(jobs: &mut [Job], merged: &mut WriteBatch) {
+    let mut batches = std::mem::take(&mut merged.batches).into_iter();
+    let mut exposures = std::mem::take(&mut merged.exposures).into_iter();
+    let mut visitors = std::mem::take(&mut merged.visitors).into_iter();
+    for job in jobs {
+        let (b, e, v) = job.sizes;
+        job.batch = WriteBatch {
+            batches: batches.by_ref().take(b).collect(),
+            exposures: exposures.by_ref().take(e).collect(),
+            visitors: visitors.by_ref().take(v).collect(),
+        };
+    }
+}
+
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
     let mut fences = Fences::default();
     loop {
@@ -180,13 +246,13 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: Cancellat
         if jobs.is_empty() {
             continue;
         }
-        let mut merged = WriteBatch::default();
-        for job in &jobs {
-            merged.append(job.batch.clone());
-        }
+        let (mut jobs, mut merged) = merge(jobs);
         let started = Instant::now();
         let result = store.commit(&merged).await;
         crate::metrics::commit_seconds(started.elapsed());
+        if result.is_err() && jobs.len() > 1 {
+            split(&mut jobs, &mut merged);
+        }
         match result {
             Ok(_) => {
                 // Each job's own share of the report is not known; what a caller needs is

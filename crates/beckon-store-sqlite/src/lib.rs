@@ -9,7 +9,10 @@
 //! one writer at a time anyway and a single connection keeps its prepared statements warm.
 //! Reads go through a pool of their own: in WAL mode readers never wait for the writer, so a
 //! shard's cold load or key check is never stuck behind a group commit's sync.
+//!
+//! No commit checkpoints the WAL: [`checkpoint`] does, in the background.
 
+pub mod checkpoint;
 mod rows;
 mod write;
 
@@ -24,6 +27,7 @@ use beckon_store::{
     ActiveVisitors, CommitReport, Exposure, LoggedBatch, Result, RuleSetVersion, SiteRecord, Store,
     StoreError, StoredEvent, VisitorRecord, WriteBatch,
 };
+use checkpoint::Checkpointer;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -60,6 +64,8 @@ pub struct SqliteStore {
     /// memory database lives only while some connection has it open, and the pools may close
     /// theirs.
     _keep_alive: Option<Mutex<SqliteConnection>>,
+    /// For a database on disk, the task that copies the WAL back (see [`checkpoint`]).
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteStore {
@@ -74,12 +80,20 @@ impl SqliteStore {
             .statement_cache_capacity(STATEMENT_CACHE);
         // The writer first: it creates the file and puts it in WAL mode before any reader
         // opens it.
-        let writer = writer_pool(options.clone().create_if_missing(true)).await?;
+        let writer = writer_pool(
+            options
+                .clone()
+                .create_if_missing(true)
+                .pragma("wal_autocheckpoint", "0"),
+        )
+        .await?;
+        let checkpointer = Checkpointer::start(&options).await.map_err(db)?;
         let readers = reader_pool(options).await?;
         Ok(SqliteStore {
             writer,
             readers,
             _keep_alive: None,
+            _checkpointer: Some(checkpointer),
         })
     }
 
@@ -101,6 +115,7 @@ impl SqliteStore {
             writer,
             readers,
             _keep_alive: Some(Mutex::new(keep)),
+            _checkpointer: None,
         })
     }
 }
@@ -112,13 +127,21 @@ impl SqliteStore {
 /// own thread.
 const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
+// Neither pool pings a connection before lending it (sqlx's default): each ping is one more
+// round trip to the connection's thread on every read and every commit, and a SQLite
+// connection is a file, not a socket that can go stale; a statement that fails says so.
 async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
     // One connection, never recycled: its statement cache holds the commit path's statements.
-    let options = options.pragma("cache_size", format!("-{}", WRITER_CACHE_KIB));
+    // Statement journals (the undo copies a multi-row insert keeps so that it can fail alone)
+    // stay in memory rather than in a temporary file written on every statement.
+    let options = options
+        .pragma("cache_size", format!("-{}", WRITER_CACHE_KIB))
+        .pragma("temp_store", "MEMORY");
     SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options)
@@ -133,6 +156,7 @@ async fn reader_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
         .max_connections(READ_CONNECTIONS)
         .min_connections(READ_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options.pragma("query_only", "ON"))
