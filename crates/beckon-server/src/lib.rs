@@ -52,9 +52,21 @@ use crate::throttle::Throttle;
 use crate::token::Tokens;
 use crate::writer::Writer;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Shared`], so that a copy (one per request and
+/// one per open socket's task) is a pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The server's shared state, reached through [`AppState`].
+pub struct Shared {
     /// The sites and their engines.
     pub sites: Sites,
     /// The engine shards.
@@ -188,7 +200,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         writer_task.abort_handle(),
     );
     Ok(Server {
-        state: AppState {
+        state: AppState(Arc::new(Shared {
             sites,
             shards,
             writer,
@@ -201,7 +213,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             liveness,
             limits: options.limits,
             sockets: Default::default(),
-        },
+        })),
         tasks,
         writer: writer_task,
         writer_stop,

@@ -31,6 +31,14 @@ use crate::visit::{SessionRef, Visitor};
 use crate::wire::{DownFrame, Incoming, Intervention, TICK_BODY};
 use crate::writer::{WriteError, Writer};
 
+/// Where a shard pushes a socket's frames (timer-driven interventions), and where the socket
+/// takes them. `futures`' bounded channel rather than tokio's: an idle socket holds one, and
+/// tokio's allocates a block of 32 slots and a cache-padded state up front (about 800 bytes),
+/// `futures`' a few small nodes.
+pub type PushSender = futures::channel::mpsc::Sender<Box<DownFrame>>;
+/// The socket's end of a [`PushSender`].
+pub type PushReceiver = futures::channel::mpsc::Receiver<Box<DownFrame>>;
+
 /// A visitor idle this long is dropped from memory (its state is on disk).
 pub const IDLE_EVICT: Duration = Duration::from_secs(30 * 60);
 /// The longest a visitor's timer is set for; a later wake is re-checked then.
@@ -132,7 +140,7 @@ pub enum ShardMsg {
         /// The connection's id.
         conn: u64,
         /// Where to push.
-        tx: mpsc::Sender<Box<DownFrame>>,
+        tx: PushSender,
     },
     /// The connection closed.
     Detach {
@@ -265,7 +273,7 @@ struct Slot {
     /// Each socket's push channel. Its frames are boxed: a channel allocates its first block
     /// of slots up front, and a boxed slot is a pointer, not a whole frame, on every idle
     /// socket.
-    conns: Vec<(u64, mpsc::Sender<Box<DownFrame>>)>,
+    conns: Vec<(u64, PushSender)>,
     /// Interventions fired (and committed) while no socket was attached; delivered with the
     /// next answer of the same visit.
     pending: Vec<Intervention>,
@@ -373,7 +381,7 @@ impl Shard {
                 let key = (job.site.clone(), job.visitor.clone());
                 self.submit(key, Work::Batch(Box::new(job))).await;
             }
-            ShardMsg::Attach { key, conn, tx } => {
+            ShardMsg::Attach { key, conn, mut tx } => {
                 let slot = self.slots.entry(key).or_default();
                 for i in slot.pending.drain(..) {
                     // A full socket queue means a stuck client; it keeps the intervention's
@@ -583,7 +591,7 @@ impl Shard {
                     if slot.conns.is_empty() {
                         slot.pending.extend(undelivered);
                     } else {
-                        for (_, tx) in &slot.conns {
+                        for (_, tx) in &mut slot.conns {
                             for i in &undelivered {
                                 let _ = tx.try_send(Box::new(DownFrame::Intervention(i.clone())));
                             }

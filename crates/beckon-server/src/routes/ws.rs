@@ -17,8 +17,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use beckon_engine::VisitorId;
+use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::events::header_str;
@@ -26,7 +26,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::intake::{self, Claim, Sender};
 use crate::metrics;
-use crate::shard::{ShardMsg, VisitorKey};
+use crate::shard::{PushReceiver, ShardMsg, VisitorKey};
 use crate::sites::SiteRuntime;
 use crate::wire::{ClientContext, DownFrame, Identity, MAX_BODY_BYTES, UpFrame};
 
@@ -34,9 +34,9 @@ use crate::wire::{ClientContext, DownFrame, Identity, MAX_BODY_BYTES, UpFrame};
 /// larger one closes the socket with 1009.
 pub const MAX_FRAME_BYTES: usize = MAX_BODY_BYTES;
 /// What the socket's read buffer starts at. tungstenite allocates it up front for every
-/// socket (128 KiB by default, the largest part of an idle socket's cost); an events frame
-/// of a few events fits in it, and a larger frame grows it (up to [`MAX_FRAME_BYTES`]).
-pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// socket (128 KiB by default, the largest part of an idle socket's cost); a frame of a page
+/// view or two fits in it, and a larger frame grows it (up to [`MAX_FRAME_BYTES`]).
+pub const READ_BUFFER_BYTES: usize = 1024;
 /// The most that may wait to be written to a client that does not read; past it the socket
 /// is closed. One largest frame fits, with room for the control frames around it.
 pub const MAX_WRITE_BUFFER_BYTES: usize = MAX_FRAME_BYTES + 4 * 1024;
@@ -46,7 +46,7 @@ const OUTBOUND: usize = 16;
 /// that the client reads the close code instead of a reset connection.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// Who the socket speaks for.
+/// Who the socket speaks for, as the query string says.
 #[derive(Debug, Deserialize)]
 pub struct Params {
     site: String,
@@ -93,7 +93,7 @@ pub async fn upgrade(
     );
     let token = match &identity {
         Some(i) => i.token.clone(),
-        None => params.token.clone().unwrap_or_default(),
+        None => params.token.unwrap_or_default(),
     };
     let user_agent = header_str(&headers, header::USER_AGENT)
         .unwrap_or("")
@@ -104,8 +104,7 @@ pub async fn upgrade(
         key: (site.record.id.clone(), visitor.clone()),
         site: site.clone(),
         state,
-        visitor_text: visitor.to_string(),
-        params,
+        session: params.session,
         visitor,
         token,
         identity,
@@ -252,10 +251,10 @@ impl Drop for Slot {
 struct Conn {
     state: AppState,
     site: Arc<SiteRuntime>,
-    params: Params,
+    /// The session the socket was opened for.
+    session: String,
+    /// The visitor, and its token: what each batch presents.
     visitor: VisitorId,
-    /// The visitor id as text, and its token: what each batch presents.
-    visitor_text: String,
     token: String,
     /// A new identity to announce before anything else (taken once sent).
     identity: Option<Identity>,
@@ -267,7 +266,7 @@ struct Conn {
     id: u64,
     /// The shard's pushes (timer-driven interventions), from the first batch on: a channel
     /// is made only once there is a session to push from.
-    pushes: Option<mpsc::Receiver<Box<DownFrame>>>,
+    pushes: Option<PushReceiver>,
 }
 
 async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
@@ -367,10 +366,10 @@ impl Conn {
         let from = Sender {
             site: self.site.clone(),
             claim: Claim::Browser {
-                visitor: Some(&self.visitor_text),
+                visitor: Some(self.visitor.as_str()),
                 token: Some(&self.token),
             },
-            session: Some(&self.params.session),
+            session: Some(&self.session),
             user_agent: &self.user_agent,
             context: &self.context,
         };
@@ -401,7 +400,7 @@ impl Conn {
         if self.pushes.is_none() {
             // The first batch has loaded the session into its shard; from now on the shard
             // can push timer-driven interventions to this socket.
-            let (tx, rx) = mpsc::channel(OUTBOUND);
+            let (tx, rx) = futures::channel::mpsc::channel(OUTBOUND);
             self.pushes = Some(rx);
             let attach = ShardMsg::Attach {
                 key: self.key.clone(),
@@ -431,9 +430,9 @@ impl Conn {
 }
 
 /// The next frame the shard pushed; never, before the first batch.
-async fn next_push(pushes: &mut Option<mpsc::Receiver<Box<DownFrame>>>) -> Option<Box<DownFrame>> {
+async fn next_push(pushes: &mut Option<PushReceiver>) -> Option<Box<DownFrame>> {
     match pushes {
-        Some(rx) => rx.recv().await,
+        Some(rx) => rx.next().await,
         None => std::future::pending().await,
     }
 }
