@@ -400,7 +400,8 @@ impl Conn {
         if self.pushes.is_none() {
             // The first batch has loaded the session into its shard; from now on the shard
             // can push timer-driven interventions to this socket.
-            let (tx, rx) = futures::channel::mpsc::channel(OUTBOUND);
+            // `futures`' channel holds its buffer plus one message per sender (one here).
+            let (tx, rx) = futures::channel::mpsc::channel(OUTBOUND - 1);
             self.pushes = Some(rx);
             let attach = ShardMsg::Attach {
                 key: self.key.clone(),
