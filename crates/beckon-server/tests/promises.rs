@@ -301,27 +301,14 @@ async fn a_backend_event_for_an_unknown_visitor_reaches_the_profile_and_opens_no
 
 #[tokio::test]
 async fn a_cold_visitors_read_holds_up_no_one_else_and_an_unreadable_state_starts_afresh() {
-    let base = memory_store().await;
-    install(
-        base.as_ref(),
-        &Site::new(SHOP, DEMO_RULES, Policy::default()),
-    )
-    .await;
+    let base = store_with(&Site::new(SHOP, DEMO_RULES, Policy::default())).await;
     let faulty = Faulty::new(base.clone());
     let faults = faulty.handle();
     faults.hold_reads_of(VisitorId::parse("v_slow").unwrap());
     faults.undecodable(VisitorId::parse("v_broken").unwrap());
     let gated = Arc::new(faulty);
     // One shard: every visitor shares it.
-    let server = TestServer::start_with(
-        gated,
-        Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(gated, one_shard()).await;
     let slow = {
         let body = batch(
             SHOP,

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use beckon_engine::{Policy, SiteId, Timestamp};
 use beckon_server::clock::Clock;
-use beckon_server::limits::Limits;
 use beckon_server::{Options, Server};
 use serde_json::Value;
 use support::*;
@@ -37,12 +36,10 @@ async fn a_delayed_rule_fires_on_the_servers_own_timer_exactly_when_its_delay_is
     let server = beckon_server::start(
         store.clone(),
         Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
             clock: Clock::tokio(t0),
             // The earliest timer is always near, so the paused clock moves in small steps.
             watch_sites: Duration::from_secs(1),
-            ..Options::default()
+            ..one_shard()
         },
     )
     .await

@@ -9,8 +9,6 @@ use std::time::Duration;
 use crate::found_support::*;
 use crate::support::*;
 use beckon_engine::{Policy, SiteId};
-use beckon_server::Options;
-use beckon_server::limits::Limits;
 
 const SHOP: &str = "shop";
 
@@ -35,15 +33,7 @@ async fn a_socket_that_attaches_gets_no_intervention_before_its_commit_has_lande
     };
     install(base.as_ref(), &Site::new(SHOP, &hesitation, policy)).await;
     let hooked = Arc::new(Hooked::new(base.clone()));
-    let server = TestServer::start_with(
-        hooked.clone(),
-        Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(hooked.clone(), one_shard()).await;
     let v = "v_p";
     // The visitor lands on checkout (over HTTP: the page's socket has not sent anything yet).
     let r = server

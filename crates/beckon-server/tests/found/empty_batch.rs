@@ -5,8 +5,7 @@
 
 use crate::support::*;
 use beckon_engine::{Policy, SiteId};
-use beckon_server::limits::Limits;
-use beckon_server::{Options, replay};
+use beckon_server::replay;
 
 const SHOP: &str = "shop";
 
@@ -23,16 +22,9 @@ async fn a_batch_with_nothing_new_begins_no_unlogged_visit() {
         &Site::new(SHOP, &cart_exit_rule("cart-exit"), policy),
     )
     .await;
-    let server = beckon_server::start(
-        store.clone(),
-        Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = beckon_server::start(store.clone(), one_shard())
+        .await
+        .unwrap();
     let r = submit_as(&server, SHOP, "v_e", "s_e", vec![]).await;
     assert!(r.is_ok(), "{r:?}");
     let r = submit_as(

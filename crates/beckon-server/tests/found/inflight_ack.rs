@@ -19,41 +19,22 @@ use std::time::Duration;
 use crate::found_support::*;
 use crate::support::*;
 use beckon_engine::Policy;
-use beckon_server::Options;
-use beckon_server::limits::Limits;
 
 const SHOP: &str = "shop";
 
-async fn until(what: &str, f: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: never happened");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_of_a_key_in_flight_from_a_fenced_write_is_stored_before_it_is_acked() {
-    let base = memory_store().await;
-    install(
-        base.as_ref(),
-        &Site::new(SHOP, &cart_exit_rule("cart-exit"), Policy::default()),
-    )
+    let base = store_with(&Site::new(
+        SHOP,
+        &cart_exit_rule("cart-exit"),
+        Policy::default(),
+    ))
     .await;
     let hooked = Arc::new(Hooked::new(base.clone()));
     let server = Arc::new(
-        beckon_server::start(
-            hooked.clone(),
-            Options {
-                shards: 1,
-                limits: Limits::unthrottled(),
-                ..Options::default()
-            },
-        )
-        .await
-        .unwrap(),
+        beckon_server::start(hooked.clone(), one_shard())
+            .await
+            .unwrap(),
     );
 
     // 1. V is live.
@@ -76,7 +57,10 @@ async fn a_resend_of_a_key_in_flight_from_a_fenced_write_is_stored_before_it_is_
     let w1 = tokio::spawn(async move {
         submit_as(&s, SHOP, "v_other", "s_w", vec![bare("s_w:w1", "activity")]).await
     });
-    until("w1 commit entered", || hooked.entered("s_w:w1") == 1).await;
+    eventually("w1 commit entered", || async {
+        hooked.entered("s_w:w1") == 1
+    })
+    .await;
     let s = server.clone();
     let p0 = tokio::spawn(async move {
         submit_as(&s, SHOP, "v_victim", "s_v", vec![bare("s_v:a", "activity")]).await
@@ -90,7 +74,10 @@ async fn a_resend_of_a_key_in_flight_from_a_fenced_write_is_stored_before_it_is_
 
     // 3. The writer takes [P0, w2] and is held on the group; P1 {b} is applied on g1.
     g_w1[0].add_permits(1);
-    until("group [P0, w2] entered", || hooked.entered("s_w:w2") == 1).await;
+    eventually("group [P0, w2] entered", || async {
+        hooked.entered("s_w:w2") == 1
+    })
+    .await;
     let s = server.clone();
     let p1 = tokio::spawn(async move {
         submit_as(&s, SHOP, "v_victim", "s_v", vec![bare("s_v:b", "activity")]).await
@@ -99,7 +86,10 @@ async fn a_resend_of_a_key_in_flight_from_a_fenced_write_is_stored_before_it_is_
 
     // 4. The group fails; P0 alone fails (fence); w2 alone is held again.
     g_w2[0].add_permits(1);
-    until("w2 retried alone", || hooked.entered("s_w:w2") == 2).await;
+    eventually("w2 retried alone", || async {
+        hooked.entered("s_w:w2") == 2
+    })
+    .await;
     let p0 = p0.await.unwrap();
     assert!(p0.is_err(), "P0 failed: {p0:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;

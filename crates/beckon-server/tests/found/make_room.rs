@@ -17,11 +17,11 @@ const SHOP: &str = "shop";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_visitor_at_the_cap_with_pinned_sessions_is_served() {
-    let base = memory_store().await;
-    install(
-        base.as_ref(),
-        &Site::new(SHOP, &cart_exit_rule("cart-exit"), Policy::default()),
-    )
+    let base = store_with(&Site::new(
+        SHOP,
+        &cart_exit_rule("cart-exit"),
+        Policy::default(),
+    ))
     .await;
     let hooked = Arc::new(Hooked::new(base.clone()));
     let server = TestServer::start_with(

@@ -11,8 +11,6 @@
 use crate::found_support::*;
 use crate::support::*;
 use beckon_engine::Policy;
-use beckon_server::Options;
-use beckon_server::limits::Limits;
 use serde_json::json;
 
 const SHOP: &str = "shop";
@@ -21,22 +19,15 @@ async fn server() -> (
     std::sync::Arc<dyn beckon_store::Store>,
     beckon_server::Server,
 ) {
-    let base = memory_store().await;
-    install(
-        base.as_ref(),
-        &Site::new(SHOP, &cart_exit_rule("cart-exit"), Policy::default()),
-    )
+    let base = store_with(&Site::new(
+        SHOP,
+        &cart_exit_rule("cart-exit"),
+        Policy::default(),
+    ))
     .await;
-    let server = beckon_server::start(
-        base.clone(),
-        Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = beckon_server::start(base.clone(), one_shard())
+        .await
+        .unwrap();
     (base, server)
 }
 
@@ -103,16 +94,9 @@ async fn a_page_cannot_claim_an_order_by_naming_an_event_after_it() {
     .expect("stored");
     server.stop().await;
     // A restart: the customer's state is read back (not `complete`), so the key is checked.
-    let server = beckon_server::start(
-        store.clone(),
-        Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = beckon_server::start(store.clone(), one_shard())
+        .await
+        .unwrap();
     let r = submit_as(
         &server,
         SHOP,

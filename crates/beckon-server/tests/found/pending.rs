@@ -10,7 +10,6 @@ use crate::support::*;
 use beckon_engine::{Policy, SiteId, Timestamp};
 use beckon_server::Options;
 use beckon_server::clock::Clock;
-use beckon_server::limits::Limits;
 
 const SHOP: &str = "shop";
 
@@ -31,11 +30,9 @@ async fn an_old_visits_timer_intervention_is_never_handed_to_a_new_visit() {
     let server = beckon_server::start(
         store.clone(),
         Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
             clock: Clock::tokio(t0),
             watch_sites: Duration::from_secs(3600),
-            ..Options::default()
+            ..one_shard()
         },
     )
     .await

@@ -10,7 +10,6 @@ use std::time::Duration;
 use crate::found_support::*;
 use crate::support::*;
 use beckon_engine::{Engine, Policy, RuleSet, SiteId};
-use beckon_server::limits::Limits;
 use beckon_server::{Options, replay};
 
 const SHOP: &str = "shop";
@@ -46,10 +45,8 @@ async fn an_import_between_two_reads_never_runs_new_rules_under_an_old_version()
     let server = beckon_server::start(
         hooked.clone(),
         Options {
-            shards: 1,
-            limits: Limits::unthrottled(),
             watch_sites: Duration::from_secs(3600),
-            ..Options::default()
+            ..one_shard()
         },
     )
     .await

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use beckon_engine::{Policy, VisitorId};
-use beckon_server::Options;
 use beckon_server::intake::IntakeError;
-use beckon_server::limits::Limits;
 use beckon_server::shard::{BatchError, SHARD_QUEUE};
 use beckon_store::faults::Faulty;
 use futures::StreamExt;
@@ -19,25 +17,18 @@ const SHOP: &str = "shop";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_visitors_batches_behind_a_slow_read_are_bounded_and_shed() {
-    let base = memory_store().await;
-    install(
-        base.as_ref(),
-        &Site::new(SHOP, &cart_exit_rule("cart-exit"), Policy::default()),
-    )
+    let base = store_with(&Site::new(
+        SHOP,
+        &cart_exit_rule("cart-exit"),
+        Policy::default(),
+    ))
     .await;
     let faulty = Arc::new(Faulty::new(base.clone()));
     let faults = faulty.handle();
     let server = Arc::new(
-        beckon_server::start(
-            faulty.clone(),
-            Options {
-                shards: 1,
-                limits: Limits::unthrottled(),
-                ..Options::default()
-            },
-        )
-        .await
-        .unwrap(),
+        beckon_server::start(faulty.clone(), one_shard())
+            .await
+            .unwrap(),
     );
     faults.hold_reads_of(VisitorId::parse("v_slow").unwrap());
     let n = SHARD_QUEUE * 4;

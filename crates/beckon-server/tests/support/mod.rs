@@ -612,3 +612,19 @@ pub async fn submit_as(
     };
     beckon_server::intake::submit(state, from, events).await
 }
+
+/// A fresh in-memory database holding `site`.
+pub async fn store_with(site: &Site) -> Arc<dyn Store> {
+    let store = memory_store().await;
+    install(store.as_ref(), site).await;
+    store
+}
+
+/// A server's options for tests that reach into its shard: one shard, no rate limits.
+pub fn one_shard() -> Options {
+    Options {
+        shards: 1,
+        limits: Limits::unthrottled(),
+        ..Options::default()
+    }
+}
