@@ -22,11 +22,7 @@ async fn send(server: &Server, visitor: &str, events: Vec<Value>) {
 #[tokio::test]
 async fn a_delayed_rule_fires_on_the_servers_own_timer_exactly_when_its_delay_is_over() {
     let store = memory_store().await;
-    let hesitation = rule(
-        "checkout-hesitation",
-        r#"{ all = [ { var = "page.type", op = "equals", value = "checkout" } ] }"#,
-        "delay = \"45s\"",
-    );
+    let hesitation = checkout_hesitation("45s");
     let policy = Policy {
         holdout_percent: 0.0,
         ..Policy::default()

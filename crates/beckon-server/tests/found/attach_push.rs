@@ -21,11 +21,7 @@ fn is_tick(b: &beckon_store::WriteBatch) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_attaches_gets_no_intervention_before_its_commit_has_landed() {
     let base = memory_store().await;
-    let hesitation = rule(
-        "checkout-hesitation",
-        r#"{ all = [ { var = "page.type", op = "equals", value = "checkout" } ] }"#,
-        "delay = \"1s\"",
-    );
+    let hesitation = checkout_hesitation("1s");
     let policy = Policy {
         holdout_percent: 0.0,
         arrival_grace: Duration::ZERO,

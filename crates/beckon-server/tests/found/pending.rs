@@ -16,11 +16,7 @@ const SHOP: &str = "shop";
 #[tokio::test]
 async fn an_old_visits_timer_intervention_is_never_handed_to_a_new_visit() {
     let store = memory_store().await;
-    let hesitation = rule(
-        "checkout-hesitation",
-        r#"{ all = [ { var = "page.type", op = "equals", value = "checkout" } ] }"#,
-        "delay = \"45s\"",
-    );
+    let hesitation = checkout_hesitation("45s");
     let policy = Policy {
         holdout_percent: 0.0,
         ..Policy::default()

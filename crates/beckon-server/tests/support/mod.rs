@@ -613,6 +613,16 @@ pub async fn submit_as(
     beckon_server::intake::submit(state, from, events).await
 }
 
+/// A rule `checkout-hesitation` that fires once a visitor has been on checkout for `delay`
+/// (a humantime duration: "45s").
+pub fn checkout_hesitation(delay: &str) -> String {
+    rule(
+        "checkout-hesitation",
+        r#"{ all = [ { var = "page.type", op = "equals", value = "checkout" } ] }"#,
+        &format!("delay = \"{delay}\""),
+    )
+}
+
 /// A fresh in-memory database holding `site`.
 pub async fn store_with(site: &Site) -> Arc<dyn Store> {
     let store = memory_store().await;
