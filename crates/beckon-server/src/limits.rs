@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_live_sessions: usize,
     /// Open WebSockets one visitor may have (tabs); one more is closed with 1008.
     pub max_sockets_per_visitor: usize,
+    /// Open WebSockets the node holds in all (an upgraded socket leaves `max_connections`);
+    /// past it an upgrade is refused with 503 and `Retry-After`.
+    pub max_sockets: usize,
     /// How often the server pings an open WebSocket.
     pub ws_ping: Duration,
     /// A WebSocket that sends nothing (not even a pong) this long is closed.
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_connections: 16_384,
             max_live_sessions: 200_000,
             max_sockets_per_visitor: 8,
+            max_sockets: 100_000,
             ws_ping: Duration::from_secs(30),
             ws_idle_timeout: Duration::from_secs(75),
             request_timeout: Duration::from_secs(15),

@@ -331,6 +331,37 @@ async fn a_visitor_past_max_sockets_is_closed_with_1008_and_a_closed_socket_free
 }
 
 #[tokio::test]
+async fn a_node_at_max_sockets_refuses_an_upgrade_with_503_until_a_socket_closes() {
+    let server = shop_with(limits(|l| l.max_sockets = 2)).await;
+    let mut first = raw(&server, "v_n1", "s_n1").await;
+    round_trip(&mut first, "s_n1:1").await;
+    let mut second = raw(&server, "v_n2", "s_n2").await;
+    round_trip(&mut second, "s_n2:1").await;
+
+    // A third visitor: refused before the upgrade, told when to come back.
+    match server.try_ws(ORIGIN, SHOP, "v_n3", "s_n3").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(
+                response.headers().contains_key("retry-after"),
+                "{:?}",
+                response.headers()
+            );
+        }
+        Err(e) => panic!("expected a 503, got {e}"),
+        Ok(_) => panic!("a third socket was upgraded past max_sockets = 2"),
+    }
+
+    // A socket that closes gives its slot back, and the next visitor is served.
+    first.close(None).await.expect("close sent");
+    while let Some(Ok(_)) = first.next().await {}
+    let mut third = raw(&server, "v_n3", "s_n3").await;
+    round_trip(&mut third, "s_n3:1").await;
+    round_trip(&mut second, "s_n2:2").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_open_sockets_with_1001() {
     let server = shop_with(Limits::unthrottled()).await;
     let mut ws = raw(&server, "v_down", "s_down").await;

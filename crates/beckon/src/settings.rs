@@ -75,6 +75,8 @@ pub struct LimitSettings {
     pub max_live_sessions: usize,
     /// Open WebSockets per visitor.
     pub max_sockets_per_visitor: usize,
+    /// Open WebSockets in all.
+    pub max_sockets: usize,
     /// How often an open WebSocket is pinged.
     #[serde(with = "beckon_engine::rules::duration")]
     pub ws_ping: Duration,
@@ -118,6 +120,7 @@ impl From<&Limits> for LimitSettings {
             max_connections: l.max_connections,
             max_live_sessions: l.max_live_sessions,
             max_sockets_per_visitor: l.max_sockets_per_visitor,
+            max_sockets: l.max_sockets,
             ws_ping: l.ws_ping,
             ws_idle_timeout: l.ws_idle_timeout,
             request_timeout: l.request_timeout,
@@ -152,6 +155,7 @@ impl LimitSettings {
                 self.max_sockets_per_visitor,
                 true,
             ),
+            ("max_sockets", self.max_sockets, true),
         ];
         for (field, value, applies) in at_least_one {
             if applies && value == 0 {
@@ -202,6 +206,7 @@ impl LimitSettings {
             max_connections: self.max_connections,
             max_live_sessions: self.max_live_sessions,
             max_sockets_per_visitor: self.max_sockets_per_visitor,
+            max_sockets: self.max_sockets,
             ws_ping: self.ws_ping,
             ws_idle_timeout: self.ws_idle_timeout,
             request_timeout: self.request_timeout,
@@ -242,6 +247,7 @@ trusted_proxy_header = ""       # behind a proxy: the header with the client's a
 max_connections = 16384         # open TCP connections; more wait in the kernel's backlog
 max_live_sessions = 200000      # live sessions in memory; past it the longest idle is dropped
 max_sockets_per_visitor = 8     # open WebSockets per visitor (tabs); one more is closed with 1008
+max_sockets = 100000            # open WebSockets in all; past it an upgrade gets 503 + Retry-After
 ws_ping = "30s"                 # how often an open WebSocket is pinged
 ws_idle_timeout = "1m 15s"      # a WebSocket that sends nothing, not even a pong, this long is closed
 request_timeout = "15s"         # the longest a request may take, headers to answer (then 408)

@@ -76,6 +76,13 @@ pub async fn upgrade(
             origin.unwrap_or("(none)")
         )));
     }
+    // A node that holds its most sockets says so before upgrading: come back later.
+    if state.sockets.total() >= state.limits.max_sockets {
+        metrics::shed("sockets");
+        return Err(ApiError::Overloaded {
+            retry_after: state.limits.retry_after,
+        });
+    }
     if let Some(v) = &params.visitor {
         VisitorId::parse(v).map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
     }
@@ -184,30 +191,50 @@ impl CloseReason {
     }
 }
 
-/// The open sockets, counted per visitor, so one visitor (or a script posing as one) cannot
-/// hold more than `max_sockets_per_visitor`.
+/// The open sockets, counted per visitor and in all, so that one visitor (or a script posing
+/// as one) cannot hold more than `max_sockets_per_visitor`, nor everyone together more than
+/// `max_sockets`.
 #[derive(Clone, Default)]
 pub struct Sockets {
     // A std mutex rather than tokio's: it is held for one map update and never across an
     // await, so it cannot block the runtime.
-    open: Arc<Mutex<HashMap<VisitorKey, usize>>>,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Default)]
+struct Open {
+    by_visitor: HashMap<VisitorKey, usize>,
+    total: usize,
+}
+
+/// Why a socket could not take a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Full {
+    /// The visitor has `max_sockets_per_visitor` open.
+    Visitor,
+    /// The node has `max_sockets` open.
+    Node,
 }
 
 impl Sockets {
-    /// Takes one of the visitor's `max` slots; `None` when all are taken. The slot is given
-    /// back when the returned guard is dropped.
-    pub fn open(&self, key: VisitorKey, max: usize) -> Option<Slot> {
+    /// Takes one of the visitor's `per_visitor` slots and one of the node's `total` slots,
+    /// both or neither. The slots are given back when the returned guard is dropped.
+    pub fn open(&self, key: VisitorKey, per_visitor: usize, total: usize) -> Result<Slot, Full> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key.clone()).or_insert(0);
-        if *n >= max {
+        if open.total >= total {
+            return Err(Full::Node);
+        }
+        let n = open.by_visitor.entry(key.clone()).or_insert(0);
+        if *n >= per_visitor {
             if *n == 0 {
-                open.remove(&key);
+                open.by_visitor.remove(&key);
             }
-            return None;
+            return Err(Full::Visitor);
         }
         *n += 1;
+        open.total += 1;
         metrics::socket_opened();
-        Some(Slot {
+        Ok(Slot {
             sockets: self.clone(),
             key,
         })
@@ -215,14 +242,13 @@ impl Sockets {
 
     /// How many sockets are open in all.
     pub fn total(&self) -> usize {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.values().sum()
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
     /// How many sockets `key` has open.
     pub fn of(&self, key: &VisitorKey) -> usize {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.get(key).copied().unwrap_or(0)
+        open.by_visitor.get(key).copied().unwrap_or(0)
     }
 }
 
@@ -235,11 +261,12 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.sockets.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
+        if let Some(n) = open.by_visitor.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.key);
+                open.by_visitor.remove(&self.key);
             }
+            open.total -= 1;
         }
         metrics::socket_closed();
     }
@@ -271,13 +298,21 @@ struct Conn {
 
 async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
     let limits = &conn.state.limits;
-    let Some(slot) = conn
-        .state
-        .sockets
-        .open(conn.key.clone(), limits.max_sockets_per_visitor)
-    else {
-        Box::pin(close(socket, CloseReason::TooManySockets)).await;
-        return;
+    let slot = match conn.state.sockets.open(
+        conn.key.clone(),
+        limits.max_sockets_per_visitor,
+        limits.max_sockets,
+    ) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let reason = match full {
+                Full::Visitor => CloseReason::TooManySockets,
+                // Upgrades that raced past the check before upgrading.
+                Full::Node => CloseReason::Overloaded,
+            };
+            Box::pin(close(socket, reason)).await;
+            return;
+        }
     };
     let (ping_every, idle_after) = (limits.ws_ping, limits.ws_idle_timeout);
     if let Some(identity) = conn.identity.take() {
