@@ -12,6 +12,7 @@
 //!
 //! No commit checkpoints the WAL: [`checkpoint`] does, in the background.
 
+mod accounts;
 pub mod checkpoint;
 mod rows;
 mod write;
@@ -172,7 +173,7 @@ pub(crate) fn encode(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(format!("cannot encode a record: {e}"))
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(encode)
 }
 

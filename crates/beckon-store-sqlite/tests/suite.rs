@@ -23,3 +23,10 @@ async fn sqlite_on_disk_passes_the_store_suite_and_keeps_data_across_reopen() {
     reopened.migrate().await.unwrap();
     assert!(!reopened.sites().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn sqlite_passes_the_accounts_suite() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    store.migrate().await.unwrap();
+    beckon_store::accounts_suite::run_all(&store, &store).await;
+}

@@ -4,6 +4,8 @@
 //! backend (SQLite embedded, PostgreSQL for scale-out) is a crate of its own with its own
 //! migrations, and [`suite`] is the one story every backend must pass.
 
+pub mod accounts;
+pub mod accounts_suite;
 pub mod faults;
 pub mod suite;
 
@@ -353,6 +355,13 @@ pub enum StoreError {
     /// starts the visitor afresh.
     #[error("undecodable visitor state: {0}")]
     Undecodable(String),
+    /// What was asked for would break a uniqueness or ordering promise (an address already
+    /// taken; a rule set changed by someone else since it was read). Nothing was written.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// What was asked for refers to something that does not exist (a site, a person).
+    #[error("not found: {0}")]
+    NotFound(String),
     /// A commit held an event marked [`Applied::Decided`] whose key is already in the log:
     /// state built on a duplicate. Nothing of the commit was written.
     #[error("event {key:?} of visitor {visitor} is already in the log")]

@@ -1,0 +1,504 @@
+//! [`Accounts`] on SQLite: people, memberships, login sessions, API tokens and rule history.
+
+use async_trait::async_trait;
+use beckon_engine::rules::RuleSpec;
+use beckon_engine::{RuleId, SiteId, Timestamp};
+use beckon_store::accounts::{
+    Accounts, ApiToken, Change, LoginRecord, NewUser, Role, RuleCounts, RuleSetEntry, SiteLabel,
+    User, UserId,
+};
+use beckon_store::{Result, StoreError};
+use sqlx::sqlite::SqliteRow;
+
+use crate::rows::{col, json_col, version_col};
+use crate::{SqliteStore, db, json};
+
+fn corrupt(e: String) -> StoreError {
+    StoreError::Corrupt(e)
+}
+
+fn user(row: &SqliteRow) -> Result<User> {
+    let role: String = col(row, "role").map_err(corrupt)?;
+    Ok(User {
+        id: col(row, "id").map_err(corrupt)?,
+        email: col(row, "email").map_err(corrupt)?,
+        name: col(row, "name").map_err(corrupt)?,
+        password_hash: col(row, "password_hash").map_err(corrupt)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(format!("role {role:?}")))?,
+    })
+}
+
+fn digest(row: &SqliteRow, name: &str) -> Result<[u8; 32]> {
+    let bytes: Vec<u8> = col(row, name).map_err(corrupt)?;
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(format!("column {name}: not 32 bytes")))
+}
+
+fn token(row: &SqliteRow) -> Result<ApiToken> {
+    let sites: Vec<String> = json_col(row, "sites").map_err(corrupt)?;
+    Ok(ApiToken {
+        id: col(row, "id").map_err(corrupt)?,
+        hash: digest(row, "hash")?,
+        prefix: col(row, "prefix").map_err(corrupt)?,
+        name: col(row, "name").map_err(corrupt)?,
+        owner: col(row, "owner").map_err(corrupt)?,
+        sites: sites
+            .iter()
+            .map(|s| SiteId::parse(s).map_err(|e| corrupt(format!("token site {s:?} {e}"))))
+            .collect::<Result<_>>()?,
+        created: Timestamp::from_millis(col(row, "created").map_err(corrupt)?),
+        revoked: col::<Option<i64>>(row, "revoked")
+            .map_err(corrupt)?
+            .map(Timestamp::from_millis),
+    })
+}
+
+fn login(row: &SqliteRow) -> Result<LoginRecord> {
+    Ok(LoginRecord {
+        id_hash: digest(row, "id_hash")?,
+        data: col(row, "data").map_err(corrupt)?,
+        expires: Timestamp::from_millis(col(row, "expires").map_err(corrupt)?),
+    })
+}
+
+/// A unique-constraint failure, told apart from other database errors.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+const USER_COLUMNS: &str = "id, email, name, password_hash, role";
+const TOKEN_COLUMNS: &str = "id, hash, prefix, name, owner, sites, created, revoked";
+
+#[async_trait]
+impl Accounts for SqliteStore {
+    async fn create_user(&self, new: &NewUser) -> Result<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (email, name, password_hash, role, created_at)
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.email)
+        .bind(&new.name)
+        .bind(&new.password_hash)
+        .bind(new.role.as_str())
+        .bind(new.at.as_millis())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("{} already has an account", new.email))
+            } else {
+                db(e)
+            }
+        })?;
+        Ok(User {
+            id,
+            email: new.email.clone(),
+            name: new.name.clone(),
+            password_hash: new.password_hash.clone(),
+            role: new.role,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?"))
+            .bind(email)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(user)
+            .transpose()
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(user)
+            .transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(user)
+            .collect()
+    }
+
+    async fn set_password(&self, id: UserId, password_hash: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    }
+
+    async fn add_member(&self, site: &SiteId, user: UserId) -> Result<()> {
+        sqlx::query("INSERT INTO members (site_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(site.as_str())
+            .bind(user)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::NotFound(format!("site {site} or user {user}"))
+                }
+                _ => db(e),
+            })?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, site: &SiteId, user: UserId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM members WHERE site_id = ? AND user_id = ?")
+            .bind(site.as_str())
+            .bind(user)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn members(&self, site: &SiteId) -> Result<Vec<User>> {
+        sqlx::query(
+            "SELECT u.id, u.email, u.name, u.password_hash, u.role FROM members m
+             JOIN users u ON u.id = m.user_id WHERE m.site_id = ? ORDER BY u.id",
+        )
+        .bind(site.as_str())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(user)
+        .collect()
+    }
+
+    async fn sites_of(&self, user: UserId) -> Result<Vec<SiteId>> {
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT site_id FROM members WHERE user_id = ? ORDER BY site_id")
+                .bind(user)
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db)?;
+        keys.iter()
+            .map(|k| SiteId::parse(k).map_err(|e| corrupt(format!("member site {k:?} {e}"))))
+            .collect()
+    }
+
+    async fn set_site_name(&self, site: &SiteId, name: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE sites SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(site.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        Ok(())
+    }
+
+    async fn site_labels(&self, sites: &[SiteId]) -> Result<Vec<SiteLabel>> {
+        let mut out = Vec::with_capacity(sites.len());
+        for site in sites {
+            let name: Option<Option<String>> =
+                sqlx::query_scalar("SELECT name FROM sites WHERE id = ?")
+                    .bind(site.as_str())
+                    .fetch_optional(&self.readers)
+                    .await
+                    .map_err(db)?;
+            if let Some(name) = name {
+                out.push(SiteLabel {
+                    site: site.clone(),
+                    name: name.unwrap_or_else(|| site.as_str().to_owned()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_login(&self, login: &LoginRecord) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO logins (id_hash, data, expires) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&login.id_hash[..])
+        .bind(&login.data)
+        .bind(login.expires.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn save_login(&self, login: &LoginRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO logins (id_hash, data, expires) VALUES (?, ?, ?)
+             ON CONFLICT (id_hash) DO UPDATE SET data = excluded.data, expires = excluded.expires",
+        )
+        .bind(&login.id_hash[..])
+        .bind(&login.data)
+        .bind(login.expires.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn login(&self, id_hash: &[u8; 32], now: Timestamp) -> Result<Option<LoginRecord>> {
+        sqlx::query("SELECT id_hash, data, expires FROM logins WHERE id_hash = ? AND expires > ?")
+            .bind(&id_hash[..])
+            .bind(now.as_millis())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(login)
+            .transpose()
+    }
+
+    async fn delete_login(&self, id_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query("DELETE FROM logins WHERE id_hash = ?")
+            .bind(&id_hash[..])
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn prune_logins(&self, now: Timestamp) -> Result<usize> {
+        let done = sqlx::query("DELETE FROM logins WHERE expires <= ?")
+            .bind(now.as_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() as usize)
+    }
+
+    async fn create_token(&self, t: &ApiToken) -> Result<ApiToken> {
+        let sites: Vec<&str> = t.sites.iter().map(|s| s.as_str()).collect();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (hash, prefix, name, owner, sites, created, revoked)
+             VALUES (?, ?, ?, ?, ?, ?, NULL) RETURNING id",
+        )
+        .bind(&t.hash[..])
+        .bind(&t.prefix)
+        .bind(&t.name)
+        .bind(t.owner)
+        .bind(json(&sites)?)
+        .bind(t.created.as_millis())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a token with this secret exists".to_owned())
+            } else {
+                db(e)
+            }
+        })?;
+        Ok(ApiToken {
+            id,
+            revoked: None,
+            ..t.clone()
+        })
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?"
+        ))
+        .bind(&hash[..])
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(token)
+        .transpose()
+    }
+
+    async fn tokens_of(&self, owner: UserId) -> Result<Vec<ApiToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE owner = ? ORDER BY id DESC"
+        ))
+        .bind(owner)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(token)
+        .collect()
+    }
+
+    async fn revoke_token(&self, owner: UserId, id: i64, at: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked = ? WHERE id = ? AND owner = ? AND revoked IS NULL",
+        )
+        .bind(at.as_millis())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn save_rules(
+        &self,
+        site: &SiteId,
+        base: u64,
+        rules: &[RuleSpec],
+        change: &Change,
+    ) -> Result<u64> {
+        let rules = json(&rules)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let row = sqlx::query("SELECT policy, version FROM sites WHERE id = ?")
+            .bind(site.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?;
+        let current = version_col(&row, "version").map_err(corrupt)?;
+        if current != base {
+            return Err(StoreError::Conflict(format!(
+                "the rules of {site} changed since version {base} (now {current}); reload them"
+            )));
+        }
+        let policy: String = col(&row, "policy").map_err(corrupt)?;
+        let version = current + 1;
+        sqlx::query(
+            "INSERT INTO rule_sets (site_id, version, policy, rules, author, changed_at, summary)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(site.as_str())
+        .bind(version as i64)
+        .bind(policy)
+        .bind(rules)
+        .bind(change.author)
+        .bind(change.at.as_millis())
+        .bind(&change.summary)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("UPDATE sites SET version = ? WHERE id = ?")
+            .bind(version as i64)
+            .bind(site.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(version)
+    }
+
+    async fn rule_history(
+        &self,
+        site: &SiteId,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<RuleSetEntry>> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT r.version, r.rules, r.author, r.changed_at, r.summary, u.name AS author_name
+             FROM rule_sets r LEFT JOIN users u ON u.id = r.author
+             WHERE r.site_id = ? AND r.version < ? ORDER BY r.version DESC LIMIT ?",
+        )
+        .bind(site.as_str())
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let at: Option<i64> = col(row, "changed_at").map_err(corrupt)?;
+                let change = match at {
+                    Some(at) => Some(Change {
+                        author: col(row, "author").map_err(corrupt)?,
+                        at: Timestamp::from_millis(at),
+                        summary: col::<Option<String>>(row, "summary")
+                            .map_err(corrupt)?
+                            .unwrap_or_default(),
+                    }),
+                    None => None,
+                };
+                Ok(RuleSetEntry {
+                    version: version_col(row, "version").map_err(corrupt)?,
+                    change,
+                    author_name: col(row, "author_name").map_err(corrupt)?,
+                    rules: json_col(row, "rules").map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn rule_counts(
+        &self,
+        site: &SiteId,
+        since: Timestamp,
+    ) -> Result<Vec<(RuleId, RuleCounts)>> {
+        let mut counts: std::collections::BTreeMap<String, RuleCounts> = Default::default();
+        let exposures = sqlx::query(
+            "SELECT rule_id, arm, count(*) AS n FROM exposures
+             WHERE site_id = ? AND at >= ? GROUP BY rule_id, arm",
+        )
+        .bind(site.as_str())
+        .bind(since.as_millis())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        for row in &exposures {
+            let rule: String = col(row, "rule_id").map_err(corrupt)?;
+            let arm: String = col(row, "arm").map_err(corrupt)?;
+            let n: i64 = col(row, "n").map_err(corrupt)?;
+            let c = counts.entry(rule).or_default();
+            if arm == crate::rows::arm_name(beckon_engine::session::Arm::Holdout) {
+                c.ghosts += n as u64;
+            } else {
+                c.fired += n as u64;
+            }
+        }
+        // Outcomes the engine was fed (a bot's, or a refused claim, are only logged).
+        let outcomes = sqlx::query(
+            "SELECT json_extract(e.body, '$.rule') AS rule, e.kind, count(*) AS n
+             FROM batches b JOIN events e ON e.batch = b.seq
+             WHERE b.site_id = ? AND b.at >= ? AND e.applied = 'decided'
+               AND e.kind IN ('shown', 'dismissed', 'engaged')
+             GROUP BY 1, 2",
+        )
+        .bind(site.as_str())
+        .bind(since.as_millis())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        for row in &outcomes {
+            let Some(rule) = col::<Option<String>>(row, "rule").map_err(corrupt)? else {
+                continue;
+            };
+            let kind: String = col(row, "kind").map_err(corrupt)?;
+            let n = col::<i64>(row, "n").map_err(corrupt)? as u64;
+            let c = counts.entry(rule).or_default();
+            match kind.as_str() {
+                "shown" => c.shown += n,
+                "dismissed" => c.dismissed += n,
+                _ => c.engaged += n,
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .filter_map(|(rule, c)| RuleId::parse(&rule).ok().map(|r| (r, c)))
+            .collect())
+    }
+}
