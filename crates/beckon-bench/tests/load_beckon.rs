@@ -29,7 +29,7 @@ async fn beckon() -> (
     store
         .put_site(&SiteRecord {
             id: site.clone(),
-            secret: "sk_load_test".to_owned(),
+            secret: beckon_store::SecretDigest::of("sk_load_test"),
             origins: vec![ORIGIN.to_owned()],
             policy,
             version: 0,

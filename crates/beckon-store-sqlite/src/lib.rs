@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use beckon_engine::rules::RuleSpec;
 use beckon_engine::{SessionId, SiteId, Timestamp, VisitorId};
 use beckon_store::{
-    ActiveVisitors, CommitReport, Exposure, LoggedBatch, Result, RuleSetVersion, SiteRecord, Store,
-    StoreError, StoredEvent, VisitorRecord, WriteBatch,
+    ActiveVisitors, CommitReport, Exposure, LoggedBatch, Result, RuleSetVersion, SecretDigest,
+    SiteRecord, Store, StoreError, StoredEvent, VisitorRecord, WriteBatch,
 };
 use checkpoint::Checkpointer;
 use sqlx::sqlite::{
@@ -182,13 +182,33 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// Replaces secret keys stored in the clear (by versions before digests were kept) with their
+/// digests. Runs on every migration; once done it finds nothing.
+async fn digest_plain_secrets(writer: &SqlitePool) -> Result<()> {
+    let plain: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, secret FROM sites WHERE substr(secret, 1, 7) <> 'sha256:'")
+            .fetch_all(writer)
+            .await
+            .map_err(db)?;
+    for (id, secret) in plain {
+        sqlx::query("UPDATE sites SET secret = ? WHERE id = ?")
+            .bind(SecretDigest::of(&secret).as_str())
+            .bind(&id)
+            .execute(writer)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("./migrations")
             .run(&self.writer)
             .await
-            .map_err(db)
+            .map_err(db)?;
+        digest_plain_secrets(&self.writer).await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -258,7 +278,7 @@ impl Store for SqliteStore {
              policy = excluded.policy, version = excluded.version",
         )
         .bind(site.id.as_str())
-        .bind(&site.secret)
+        .bind(site.secret.as_str())
         .bind(json(&site.origins)?)
         .bind(&policy)
         .bind(version as i64)

@@ -6,8 +6,8 @@
 use beckon_engine::session::Arm;
 use beckon_engine::{EventId, RuleId, SessionId, SiteId, Timestamp, VisitorId};
 use beckon_store::{
-    Applied, BatchContext, Exposure, LoggedBatch, LoggedEvent, Result, SiteRecord, Source,
-    StoreError, StoredEvent, VISITOR_SCHEMA, VisitorRecord,
+    Applied, BatchContext, Exposure, LoggedBatch, LoggedEvent, Result, SecretDigest, SiteRecord,
+    Source, StoreError, StoredEvent, VISITOR_SCHEMA, VisitorRecord,
 };
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
@@ -63,7 +63,10 @@ pub(crate) fn site(row: &SqliteRow) -> Result<SiteRecord> {
     let read = || -> std::result::Result<SiteRecord, String> {
         Ok(SiteRecord {
             id: id(row, "id", SiteId::parse)?,
-            secret: col(row, "secret")?,
+            secret: {
+                let text: &str = col(row, "secret")?;
+                SecretDigest::parse(text).ok_or("column secret: not a key digest")?
+            },
             origins: json_col(row, "origins")?,
             policy: json_col(row, "policy")?,
             version: version_col(row, "version")?,

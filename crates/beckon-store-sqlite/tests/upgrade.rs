@@ -120,7 +120,7 @@ async fn a_first_release_database_upgrades_and_keeps_its_rows() {
             &sites[0].policy,
             sites[0].version
         ),
-        (&shop, &"sk".to_owned(), &policy, 1)
+        (&shop, &beckon_store::SecretDigest::of("sk"), &policy, 1)
     );
     assert_eq!(sites[0].origins, ["https://shop.example"]);
     assert_eq!(store.rules(&shop).await.unwrap(), rules);

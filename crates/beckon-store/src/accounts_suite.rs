@@ -5,7 +5,7 @@ use beckon_engine::rules::RuleFile;
 use beckon_engine::{Policy, SiteId, Timestamp};
 
 use crate::accounts::{Accounts, ApiToken, Change, LoginRecord, NewUser, Role};
-use crate::{SiteRecord, Store, StoreError};
+use crate::{SecretDigest, SiteRecord, Store, StoreError};
 
 /// Runs every chapter.
 pub async fn run_all(store: &dyn Store, accounts: &dyn Accounts) {
@@ -35,7 +35,7 @@ async fn site(store: &dyn Store, key: &str) -> SiteId {
     store
         .put_site(&SiteRecord {
             id: id.clone(),
-            secret: format!("sk_{key}"),
+            secret: SecretDigest::of(&format!("sk_{key}")),
             origins: vec!["https://example.test".to_owned()],
             policy: Policy::default(),
             version: 0,

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 pub struct SiteRecord {
     /// The public site key, as in the install snippet.
     pub id: SiteId,
-    /// The secret key the merchant's backend authenticates with.
-    pub secret: String,
+    /// The digest of the secret key the merchant's backend authenticates with (the key itself
+    /// is shown once, when it is made, and never stored).
+    pub secret: SecretDigest,
     /// Origins allowed to send events (`https://shop.example`); `*` allows any.
     pub origins: Vec<String>,
     /// Guardrails.
@@ -31,6 +32,52 @@ pub struct SiteRecord {
     /// The current rule-set version (policy and rules together); set by the store, ignored by
     /// [`Store::put_site`].
     pub version: u64,
+}
+
+/// The stored form of a secret key: `sha256:` and the hex SHA-256 of the key. The key is a
+/// long random string, so a fast digest is enough: nobody can guess their way back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretDigest(String);
+
+impl SecretDigest {
+    const PREFIX: &'static str = "sha256:";
+
+    /// The digest of a secret key.
+    pub fn of(secret: &str) -> SecretDigest {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(secret.as_bytes());
+        let mut text = String::with_capacity(Self::PREFIX.len() + 64);
+        text.push_str(Self::PREFIX);
+        for b in hash {
+            text.push_str(&format!("{b:02x}"));
+        }
+        SecretDigest(text)
+    }
+
+    /// A stored digest, if `text` is one.
+    pub fn parse(text: &str) -> Option<SecretDigest> {
+        let hex = text.strip_prefix(Self::PREFIX)?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| SecretDigest(text.to_ascii_lowercase()))
+    }
+
+    /// Whether `secret` is the key this is the digest of, compared in constant time.
+    pub fn matches(&self, secret: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let other = SecretDigest::of(secret);
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest(..)")
+    }
 }
 
 /// Where a batch came from.

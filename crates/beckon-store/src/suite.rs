@@ -13,8 +13,9 @@ use beckon_engine::{
 };
 
 use crate::{
-    Applied, BatchContext, CommitReport, Exposure, Issued, LoggedBatch, LoggedEvent, SessionRecord,
-    SiteRecord, Source, Store, StoreError, Verdict, VisitBegin, VisitorWrite, WriteBatch,
+    Applied, BatchContext, CommitReport, Exposure, Issued, LoggedBatch, LoggedEvent, SecretDigest,
+    SessionRecord, SiteRecord, Source, Store, StoreError, Verdict, VisitBegin, VisitorWrite,
+    WriteBatch,
 };
 
 /// Runs every chapter against `store`, which must be freshly migrated and empty.
@@ -192,7 +193,7 @@ async fn the_server_key_is_made_once(store: &dyn Store) {
 async fn sites_round_trip(store: &dyn Store) {
     let record = SiteRecord {
         id: site("suite-shop"),
-        secret: "sk_test".to_owned(),
+        secret: SecretDigest::of("sk_test"),
         origins: vec!["https://shop.example".to_owned()],
         policy: Policy {
             max_per_session: 5,
@@ -205,14 +206,15 @@ async fn sites_round_trip(store: &dyn Store) {
     assert_eq!(sites.iter().find(|s| s.id == record.id), Some(&record));
     // Replacing keeps one record.
     let changed = SiteRecord {
-        secret: "sk_rotated".to_owned(),
+        secret: SecretDigest::of("sk_rotated"),
         ..record.clone()
     };
     store.put_site(&changed).await.unwrap();
     let sites = store.sites().await.unwrap();
     assert_eq!(sites.iter().filter(|s| s.id == record.id).count(), 1);
     let back = sites.iter().find(|s| s.id == record.id).unwrap();
-    assert_eq!(back.secret, "sk_rotated");
+    assert!(back.secret.matches("sk_rotated"));
+    assert!(!back.secret.matches("sk_test"));
     assert_eq!(back.version, 2);
 }
 
@@ -236,7 +238,7 @@ async fn versions_go_up_on_every_change_and_keep_what_was_in_force(store: &dyn S
     let first_policy = Policy::default();
     let record = SiteRecord {
         id: id.clone(),
-        secret: "sk_1".to_owned(),
+        secret: SecretDigest::of("sk_1"),
         origins: vec!["*".to_owned()],
         policy: first_policy.clone(),
         // Ignored by put_site: the store sets it.
@@ -256,7 +258,7 @@ async fn versions_go_up_on_every_change_and_keep_what_was_in_force(store: &dyn S
     );
 
     let rotated = SiteRecord {
-        secret: "sk_2".to_owned(),
+        secret: SecretDigest::of("sk_2"),
         ..record.clone()
     };
     store.put_site(&rotated).await.unwrap();
@@ -338,7 +340,7 @@ async fn rule_imports_replace_the_whole_set(store: &dyn Store) {
         store
             .put_site(&SiteRecord {
                 id: site(id),
-                secret: "sk".to_owned(),
+                secret: SecretDigest::of("sk"),
                 origins: vec!["*".to_owned()],
                 policy: Policy::default(),
                 version: 0,

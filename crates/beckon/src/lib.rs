@@ -17,6 +17,9 @@ use beckon_store_sqlite::SqliteStore;
 pub const DEMO_RULES: &str = include_str!("../../../examples/demo-rules.toml");
 /// The demo site's key.
 pub const DEMO_SITE: &str = "demo";
+/// The demo site's secret key, for trying the merchant's endpoints by hand. Only the demo's
+/// secret is known in advance; a real site's is made at random and shown once.
+pub const DEMO_SECRET: &str = "sk_demo_secret";
 
 /// Opens (creating if needed) the embedded database in `data` and migrates it.
 pub async fn open_store(data: &Path) -> Result<Arc<dyn Store>, String> {
@@ -46,7 +49,7 @@ pub fn compile_rules(text: &str, policy: &Policy, json: bool) -> Result<RuleSet,
 pub fn demo_site(origins: Vec<String>, policy: Policy) -> SiteRecord {
     SiteRecord {
         id: SiteId::parse(DEMO_SITE).expect("valid site key"),
-        secret: "sk_demo_secret".to_owned(),
+        secret: beckon_store::SecretDigest::of(DEMO_SECRET),
         origins,
         policy,
         version: 0,

@@ -155,7 +155,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         let record = SiteRecord {
             id: beckon_engine::SiteId::parse(&site.id)
                 .map_err(|e| format!("site id {:?} {e}", site.id))?,
-            secret: site.secret.clone(),
+            secret: beckon_store::SecretDigest::of(&site.secret),
             origins: site.origins.clone(),
             policy: site.policy.clone(),
             version: 0,

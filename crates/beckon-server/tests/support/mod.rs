@@ -17,7 +17,7 @@ use beckon_server::clock::Clock;
 use beckon_server::limits::Limits;
 use beckon_server::sites::Sites;
 use beckon_server::token::Tokens;
-use beckon_store::{Exposure, SiteRecord, Store, StoredEvent, VisitorRecord};
+use beckon_store::{Exposure, SecretDigest, SiteRecord, Store, StoredEvent, VisitorRecord};
 use beckon_store_sqlite::SqliteStore;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -106,7 +106,7 @@ pub async fn install(store: &dyn Store, site: &Site) {
     store
         .put_site(&SiteRecord {
             id: site.id(),
-            secret: site.secret.clone(),
+            secret: SecretDigest::of(&site.secret),
             origins: site.origins.clone(),
             policy: site.policy.clone(),
             version: 0,
