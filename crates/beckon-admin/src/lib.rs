@@ -1,1 +1,133 @@
-//! placeholder
+//! Beckon's admin side: accounts and sign-in, the admin REST API under `/api/v1/` with its
+//! OpenAPI document, and the dashboard under `/dash/`. The only crate that knows the admin
+//! API's JSON and the dashboard's HTML; it reaches storage through `beckon-store`'s traits and
+//! the live server only through [`LiveRules`].
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod csrf;
+pub mod error;
+pub mod logins;
+pub mod manage;
+pub mod pages;
+pub mod passwords;
+pub mod throttle;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum_login::AuthManagerLayerBuilder;
+use beckon_store::Store;
+use beckon_store::accounts::Accounts;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// The largest admin request body (a rule with its translations fits many times over).
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+/// How long a login session lasts without use.
+pub const SESSION_IDLE: time::Duration = time::Duration::hours(12);
+/// The login cookie's name.
+pub const COOKIE: &str = "beckon_session";
+
+/// The running server's side of a change: told when a site's rules or record changed, so that
+/// the change takes effect at once instead of at the next poll.
+#[async_trait]
+pub trait LiveRules: Send + Sync + 'static {
+    /// Something changed in the store; reload what is new.
+    async fn changed(&self);
+}
+
+/// For tests and tools without a running server: nothing to tell.
+pub struct NoLiveRules;
+
+#[async_trait]
+impl LiveRules for NoLiveRules {
+    async fn changed(&self) {}
+}
+
+/// Finds a request's client address from its headers and socket peer.
+pub type ClientIp = dyn Fn(&HeaderMap, Option<SocketAddr>) -> Option<IpAddr> + Send + Sync;
+
+/// What the admin side is given.
+pub struct Options {
+    /// The log, the sites and the rules.
+    pub store: Arc<dyn Store>,
+    /// People, sessions and tokens (the same database).
+    pub accounts: Arc<dyn Accounts>,
+    /// The live server.
+    pub live: Arc<dyn LiveRules>,
+    /// How to find the client's address (the server's trusted-proxy rule).
+    pub client_ip: Arc<ClientIp>,
+    /// Mark the login cookie `Secure` (Beckon is reached over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// What every admin handler reaches: one shared pointer.
+#[derive(Clone)]
+pub struct AdminState(Arc<Inner>);
+
+impl std::ops::Deref for AdminState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The admin side's shared state.
+pub struct Inner {
+    /// The log, the sites and the rules.
+    pub store: Arc<dyn Store>,
+    /// People, sessions and tokens.
+    pub accounts: Arc<dyn Accounts>,
+    /// The live server.
+    pub live: Arc<dyn LiveRules>,
+    /// How to find the client's address.
+    pub client_ip: Arc<ClientIp>,
+    /// Sign-in throttling.
+    pub logins: throttle::LoginThrottle,
+    /// The dashboard's templates.
+    pub templates: pages::Templates,
+}
+
+impl AdminState {
+    /// The state for `options`.
+    pub fn new(options: &Options) -> AdminState {
+        AdminState(Arc::new(Inner {
+            store: options.store.clone(),
+            accounts: options.accounts.clone(),
+            live: options.live.clone(),
+            client_ip: options.client_ip.clone(),
+            logins: throttle::LoginThrottle::default(),
+            templates: pages::Templates::load(),
+        }))
+    }
+}
+
+/// The admin router: the API, its document, the dashboard and its assets, behind login
+/// sessions and the CSRF guard. It has no fallback, so that it merges into the server's router.
+pub fn router(options: Options) -> Router {
+    let secure = options.secure_cookies;
+    let state = AdminState::new(&options);
+    let sessions = SessionManagerLayer::new(logins::Logins::new(options.accounts.clone()))
+        .with_name(COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
+    let auth = AuthManagerLayerBuilder::new(auth::Backend::new(options.accounts.clone()), sessions)
+        .build();
+    Router::new()
+        .merge(api::router())
+        .merge(pages::router())
+        .layer(axum::middleware::from_fn(csrf::guard))
+        .layer(auth)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

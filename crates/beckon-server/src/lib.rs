@@ -277,6 +277,17 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, Router::new(), shutdown).await
+    }
+
+    /// As [`Server::serve`], with `extra` routes beside the server's own (the admin API and
+    /// the dashboard, which bring their own layers). `extra` must have no fallback.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        extra: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let limits = self.state.limits.clone();
         tokio::spawn(
             self.state
@@ -284,7 +295,8 @@ impl Server {
                 .clone()
                 .sweep(self.state.shutdown.clone()),
         );
-        let result = serve::run(listener, app(self.state.clone()), &limits, shutdown).await;
+        let router = app(self.state.clone()).merge(extra);
+        let result = serve::run(listener, router, &limits, shutdown).await;
         self.stop().await;
         result
     }

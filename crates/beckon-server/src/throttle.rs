@@ -122,6 +122,15 @@ impl KeyExtractor for ClientAddress {
     }
 }
 
+/// The rule [`client_ip`] follows under `limits`, as a function, for other routers (the
+/// admin side's sign-in throttle) that must find the client the same way.
+pub fn client_ip_rule(
+    limits: &Limits,
+) -> impl Fn(&HeaderMap, Option<SocketAddr>) -> Option<IpAddr> + Send + Sync + 'static {
+    let header = trusted_header(limits);
+    move |headers, peer| client_ip(headers, peer, header.as_ref())
+}
+
 /// The client's address: from `trusted_header` when it is set and holds one, otherwise the
 /// socket's peer. A proxy appends the address it saw to `X-Forwarded-For` (and `Forwarded`),
 /// so the last entry is the one the trusted proxy wrote; earlier ones are the client's word.

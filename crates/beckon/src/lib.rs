@@ -10,7 +10,8 @@ use beckon_engine::rules::RuleFile;
 use beckon_engine::{Engine, Policy, RuleSet, SiteId};
 use beckon_server::limits::Limits;
 use beckon_server::{Options, Server};
-use beckon_store::{SiteRecord, Store};
+use beckon_store::accounts::{Accounts, NewUser, Role};
+use beckon_store::{SiteRecord, Store, StoreError};
 use beckon_store_sqlite::SqliteStore;
 
 /// The demo's rules: the five moments of the seeds.
@@ -21,8 +22,17 @@ pub const DEMO_SITE: &str = "demo";
 /// secret is known in advance; a real site's is made at random and shown once.
 pub const DEMO_SECRET: &str = "sk_demo_secret";
 
+/// The database, seen through each of its interfaces.
+#[derive(Clone)]
+pub struct Database {
+    /// Sites, rules, the log and visitor state.
+    pub store: Arc<dyn Store>,
+    /// People, login sessions, tokens and rule history.
+    pub accounts: Arc<dyn Accounts>,
+}
+
 /// Opens (creating if needed) the embedded database in `data` and migrates it.
-pub async fn open_store(data: &Path) -> Result<Arc<dyn Store>, String> {
+pub async fn open_database(data: &Path) -> Result<Database, String> {
     std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     let store = SqliteStore::open(&data.join("beckon.db"))
         .await
@@ -31,8 +41,115 @@ pub async fn open_store(data: &Path) -> Result<Arc<dyn Store>, String> {
         .migrate()
         .await
         .map_err(|e| format!("cannot migrate the database: {e}"))?;
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    Ok(Database {
+        store: store.clone(),
+        accounts: store,
+    })
 }
+
+/// Opens the embedded database in `data`: its log, sites and rules.
+pub async fn open_store(data: &Path) -> Result<Arc<dyn Store>, String> {
+    Ok(open_database(data).await?.store)
+}
+
+/// Tells the running server's sites about a change the admin side made, so that it takes
+/// effect at once rather than at the next poll of the store.
+struct LiveSites {
+    sites: beckon_server::sites::Sites,
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl beckon_admin::LiveRules for LiveSites {
+    async fn changed(&self) {
+        if let Err(e) = self.sites.refresh(self.store.as_ref()).await {
+            // The watcher polls again within seconds.
+            tracing::warn!(error = %e, "could not reload the sites after a change");
+        }
+    }
+}
+
+/// The admin API and the dashboard for a started server.
+pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axum::Router {
+    beckon_admin::router(beckon_admin::Options {
+        store: db.store.clone(),
+        accounts: db.accounts.clone(),
+        live: Arc::new(LiveSites {
+            sites: server.state.sites.clone(),
+            store: db.store.clone(),
+        }),
+        client_ip: Arc::new(beckon_server::throttle::client_ip_rule(
+            &server.state.limits,
+        )),
+        secure_cookies,
+    })
+}
+
+/// A new person's sign-in.
+pub struct NewAccount {
+    /// Their address.
+    pub email: String,
+    /// Their name.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+    /// Sites they join (by key).
+    pub sites: Vec<String>,
+}
+
+/// Creates an account with `password` (checked for length), and makes it a member of its sites.
+pub async fn add_user(db: &Database, new: NewAccount, password: &str) -> Result<(), String> {
+    beckon_admin::passwords::check(password)?;
+    let email = beckon_admin::auth::normalise_email(&new.email);
+    if !email.contains('@') || email.len() > 254 {
+        return Err(format!("{:?} is not an e-mail address", new.email));
+    }
+    let mut sites = Vec::with_capacity(new.sites.len());
+    let known = db.store.sites().await.map_err(|e| e.to_string())?;
+    for key in &new.sites {
+        let id = SiteId::parse(key).map_err(|e| format!("site {key:?} {e}"))?;
+        if !known.iter().any(|s| s.id == id) {
+            return Err(format!("no site {key:?} in this database"));
+        }
+        sites.push(id);
+    }
+    let hash = beckon_admin::passwords::hash(password);
+    let user = db
+        .accounts
+        .create_user(&NewUser {
+            email,
+            name: new.name,
+            password_hash: hash,
+            role: new.role,
+            at: beckon_admin::clock::now(),
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => m,
+            other => other.to_string(),
+        })?;
+    for site in sites {
+        db.accounts
+            .add_member(&site, user.id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A password for an account made on someone's behalf: 20 random letters and digits.
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The demo's administrator.
+pub const DEMO_ADMIN: &str = "admin@beckon.demo";
 
 /// Compiles a rule file for a policy's time zone; the error lists every problem.
 pub fn compile_rules(text: &str, policy: &Policy, json: bool) -> Result<RuleSet, String> {
@@ -56,12 +173,55 @@ pub fn demo_site(origins: Vec<String>, policy: Policy) -> SiteRecord {
     }
 }
 
-/// Sets up the demo site with its rules in `store`, and starts the server parts.
-pub async fn start_demo(
-    store: Arc<dyn Store>,
-    port: u16,
-    policy: Policy,
-) -> Result<Server, String> {
+/// A started demo: the server, its dashboard, and how to sign in to it.
+pub struct Demo {
+    /// The server's parts.
+    pub server: Server,
+    /// The admin API and the dashboard, to serve beside it.
+    pub admin: axum::Router,
+    /// The administrator's address.
+    pub admin_email: String,
+    /// Their password, new at every start.
+    pub admin_password: String,
+}
+
+/// Makes sure the demo's administrator exists and belongs to the demo site, with a new
+/// password; returns it.
+async fn demo_admin(db: &Database) -> Result<String, String> {
+    let password = random_password();
+    match db
+        .accounts
+        .user_by_email(DEMO_ADMIN)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(user) => {
+            db.accounts
+                .set_password(user.id, &beckon_admin::passwords::hash(&password))
+                .await
+                .map_err(|e| e.to_string())?;
+            let site = SiteId::parse(DEMO_SITE).expect("valid site key");
+            db.accounts
+                .add_member(&site, user.id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => {
+            let new = NewAccount {
+                email: DEMO_ADMIN.to_owned(),
+                name: "Demo admin".to_owned(),
+                role: Role::Admin,
+                sites: vec![DEMO_SITE.to_owned()],
+            };
+            add_user(db, new, &password).await?;
+        }
+    }
+    Ok(password)
+}
+
+/// Sets up the demo site with its rules and its administrator, and starts the server parts.
+pub async fn start_demo(db: &Database, port: u16, policy: Policy) -> Result<Demo, String> {
+    let store = db.store.clone();
     let origins = vec![
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
@@ -73,7 +233,7 @@ pub async fn start_demo(
         .replace_rules(&site.id, &rules.to_file().rules)
         .await
         .map_err(|e| e.to_string())?;
-    beckon_server::start(
+    let server = beckon_server::start(
         store,
         Options {
             demo_shop: true,
@@ -87,7 +247,19 @@ pub async fn start_demo(
         },
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    db.accounts
+        .set_site_name(&site.id, "Northwind Outfitters (demo)")
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin_password = demo_admin(db).await?;
+    let admin = admin_router(db, &server, false);
+    Ok(Demo {
+        server,
+        admin,
+        admin_email: DEMO_ADMIN.to_owned(),
+        admin_password,
+    })
 }
 
 /// Imports the rule file at `path` for `site`, replacing its rules.

@@ -47,6 +47,36 @@ enum Command {
     },
     /// Prints the configuration file with every default, annotated.
     DefaultConfig,
+    /// Manages the people who sign in to the dashboard.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates an account. Without --password-stdin a strong password is made and printed once.
+    Add {
+        /// The address they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Their name, as shown to others.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// admin (manages sites, rules, members) or agent (answers conversations).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// A site they join (by key); repeat for several.
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The configuration file (for the database location).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,16 +147,63 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Rules { command } => rules(command).await,
+        Command::User { command } => user(command).await,
     }
 }
 
+async fn user(command: UserCommand) -> Result<(), String> {
+    let UserCommand::Add {
+        email,
+        name,
+        role,
+        sites,
+        password_stdin,
+        config,
+    } = command;
+    let role = beckon_store::accounts::Role::parse(&role)
+        .ok_or_else(|| format!("role {role:?} is not admin or agent"))?;
+    let (password, made) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+    } else {
+        (beckon::random_password(), true)
+    };
+    let s = Settings::load(config.as_deref())?;
+    let db = beckon::open_database(&s.data).await?;
+    let name = if name.trim().is_empty() {
+        email.split('@').next().unwrap_or_default().to_owned()
+    } else {
+        name
+    };
+    let new = beckon::NewAccount {
+        email: email.clone(),
+        name,
+        role,
+        sites,
+    };
+    beckon::add_user(&db, new, &password).await?;
+    println!(
+        "created {} ({})",
+        email.trim().to_lowercase(),
+        role.as_str()
+    );
+    if made {
+        println!("password: {password}");
+        println!("(shown once; sign in at /dash/ and keep it in a password manager)");
+    }
+    Ok(())
+}
+
 async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
-    let store = beckon::open_store(&data).await?;
+    let db = beckon::open_database(&data).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let server = beckon::start_demo(store, port, Policy::default()).await?;
+    let demo = beckon::start_demo(&db, port, Policy::default()).await?;
     let base = format!("http://127.0.0.1:{port}");
     println!(
         "Beckon demo is running on the embedded database in {}",
@@ -140,17 +217,23 @@ async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
     println!("  Widget            {base}/widget.js");
     println!("  Health            {base}/healthz");
     println!();
+    println!("  Dashboard         {base}/dash/");
+    println!("    sign in as      {}", demo.admin_email);
+    println!("    password        {}", demo.admin_password);
+    println!("  Admin API         {base}/api/docs");
+    println!();
     println!("Five example rules are live (examples/demo-rules.toml). One visitor in ten is held");
     println!("out and sees nothing, by design; a private window is a new visitor. Ctrl-C stops.");
     let stop = shutdown_signal()?;
-    server
-        .serve(listener, stop)
+    demo.server
+        .serve_with(listener, demo.admin, stop)
         .await
         .map_err(|e| e.to_string())
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
-    let store = beckon::open_store(&settings.data).await?;
+    let db = beckon::open_database(&settings.data).await?;
+    let store = db.store.clone();
     for site in &settings.sites {
         let record = SiteRecord {
             id: beckon_engine::SiteId::parse(&site.id)
@@ -180,11 +263,22 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let server = beckon_server::start(store, options)
         .await
         .map_err(|e| e.to_string())?;
+    let admin = beckon::admin_router(&db, &server, settings.admin.secure_cookies);
     let stop = shutdown_signal()?;
     // The bound address, not the configured one: with port 0 the system picks the port.
     println!("beckon is serving on http://{addr}");
+    if db
+        .accounts
+        .users()
+        .await
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        println!("no one can sign in to the dashboard yet: create the first account with");
+        println!("  beckon user add --email you@example.com --site SITE_KEY");
+    }
     server
-        .serve(listener, stop)
+        .serve_with(listener, admin, stop)
         .await
         .map_err(|e| e.to_string())
 }

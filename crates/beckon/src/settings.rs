@@ -22,6 +22,17 @@ pub struct Settings {
     pub sites: Vec<SiteSettings>,
     /// The server's bounds.
     pub limits: LimitSettings,
+    /// The dashboard and the admin API.
+    pub admin: AdminSettings,
+}
+
+/// The `[admin]` table.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Mark the login cookie `Secure`: set when people reach Beckon over HTTPS (behind a TLS
+    /// proxy), so that the cookie never travels in the clear.
+    pub secure_cookies: bool,
 }
 
 /// One site.
@@ -50,6 +61,7 @@ impl Default for Settings {
             shards: 0,
             sites: Vec::new(),
             limits: LimitSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -257,7 +269,11 @@ retry_after = "2s"              # Retry-After of a 429 or 503
 retention = "90days"            # how long the raw event log is kept
 drain_timeout = "10s"           # on shutdown, how long requests in flight may take to finish
 
-# One table per site.
+[admin]
+secure_cookies = false          # true when people reach the dashboard over HTTPS (a TLS proxy)
+
+# Sites are made in the dashboard (or with the admin API); a site listed here is created or
+# updated at start, its secret and origins as written. One table per site.
 # [[sites]]
 # id = "shop"                                # the data-site key of the install snippet
 # secret = "sk_change_me"                    # for POST /v1/conversions and /v1/track

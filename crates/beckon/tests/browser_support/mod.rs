@@ -35,6 +35,10 @@ pub const BOT_UA: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.go
 pub struct Demo {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The demo administrator's address and password.
+    pub login: (String, String),
+    /// The demo's database, through each of its interfaces.
+    pub db: beckon::Database,
     /// The demo's database.
     pub store: Arc<dyn Store>,
     /// The demo site's engine, for computing visitors' arms.
@@ -255,17 +259,17 @@ impl Demo {
     /// The same, with the demo site's policy changed.
     pub async fn start_with(policy: Policy) -> Demo {
         let data = tempfile::tempdir().unwrap();
-        let store = beckon::open_store(data.path()).await.unwrap();
+        let db = beckon::open_database(data.path()).await.unwrap();
+        let store = db.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = beckon::start_demo(store.clone(), port, policy.clone())
-            .await
-            .unwrap();
-        let tokens = server.state.tokens.clone();
+        let demo = beckon::start_demo(&db, port, policy.clone()).await.unwrap();
+        let tokens = demo.server.state.tokens.clone();
+        let login = (demo.admin_email.clone(), demo.admin_password.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            server
-                .serve(listener, async move {
+            demo.server
+                .serve_with(listener, demo.admin, async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -282,6 +286,8 @@ impl Demo {
         let engine = Engine::new(site.id, site.policy, rules).unwrap();
         Demo {
             base,
+            login,
+            db,
             store,
             engine,
             tokens,

@@ -1,0 +1,100 @@
+//! What the dashboard and the API do, once: both call these, so both validate the same way and
+//! answer with the same errors. Every function takes the [`Actor`](crate::auth::Actor) and
+//! checks, first, that it may touch what it names.
+
+pub mod people;
+pub mod rules;
+pub mod sites;
+
+/// A page of a list: its items and the cursor of the next page, if there is one.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Paging of a list: `?limit=&after=`.
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// At most this many items (1–200, 50 by default).
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+}
+
+impl Paging {
+    /// The most items one page holds.
+    pub const MAX: usize = 200;
+
+    /// The page size asked for, within bounds.
+    pub fn limit(&self) -> usize {
+        self.limit.map_or(50, |l| (l as usize).clamp(1, Self::MAX))
+    }
+
+    /// Pages a list sorted by `key`: the items after the cursor, at most `limit`.
+    pub fn apply<T>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
+        let limit = self.limit();
+        let mut rest: Vec<T> = match &self.after {
+            Some(after) => items.into_iter().filter(|i| key(i) > *after).collect(),
+            None => items,
+        };
+        let next = (rest.len() > limit).then(|| key(&rest[limit - 1]));
+        rest.truncate(limit);
+        Page { items: rest, next }
+    }
+}
+
+/// A random secret: `prefix` and 32 random bytes, URL-safe base64.
+pub fn secret(prefix: &str) -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// A millisecond timestamp as RFC 3339 text, for people and JSON.
+pub fn rfc3339(t: beckon_engine::Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_millis()) * 1_000_000)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_the_cursor_to_the_end() {
+        let items: Vec<u32> = (1..=5).collect();
+        let key = |i: &u32| format!("{i:03}");
+        let paging = Paging {
+            limit: Some(2),
+            after: None,
+        };
+        let first = paging.apply(items.clone(), key);
+        assert_eq!(first.items, vec![1, 2]);
+        let second = Paging {
+            limit: Some(2),
+            after: first.next,
+        }
+        .apply(items.clone(), key);
+        assert_eq!(second.items, vec![3, 4]);
+        let last = Paging {
+            limit: Some(2),
+            after: second.next,
+        }
+        .apply(items, key);
+        assert_eq!((last.items, last.next), (vec![5], None));
+    }
+}

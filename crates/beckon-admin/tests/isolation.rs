@@ -1,0 +1,250 @@
+//! A member of one site tries every API route (all of them, read from the OpenAPI document, so
+//! a route added later is tried too) and every dashboard page with another site's keys, rule
+//! ids, member ids and token ids — with their session cookie and with their API token. Every
+//! answer is 403 or 404, and nothing of the other site appears in any body. A token made for
+//! one of a person's sites does not reach their other sites either.
+
+mod support;
+
+use beckon_store::accounts::Role;
+use serde_json::{Value, json};
+use support::{Admin, rule};
+
+/// What the other site holds that must never be seen.
+const SECRETS: &[&str] = &[
+    "South Secret Shop",
+    "south-hidden-rule",
+    "Hidden offer for the south",
+    "sk_south_secret",
+    "https://south.example",
+    "bob@example.test",
+];
+
+fn sample_body(path: &str, method: &str) -> Value {
+    match (method, path) {
+        (_, p) if p.ends_with("/status") => json!({"status": "paused"}),
+        (_, p) if p.ends_with("/restore") => json!({"version": 1}),
+        (_, p) if p.ends_with("/members") => json!({"email": "alice@example.test"}),
+        ("put", _) => json!({"rule": {"id": "south-hidden-rule", "name": "x",
+            "when": {"all": []}, "message": {"type": "text", "text": "x"}}}),
+        ("patch", _) => json!({"name": "Taken over"}),
+        _ => json!({}),
+    }
+}
+
+#[tokio::test]
+async fn a_member_of_one_site_reaches_nothing_of_another() {
+    let admin = Admin::start().await;
+    let north = admin
+        .site("north", "North Shop", &rule("north-rule", "North offer"))
+        .await;
+    let south = admin
+        .site(
+            "south",
+            "South Secret Shop",
+            &rule("south-hidden-rule", "Hidden offer for the south"),
+        )
+        .await;
+    let third = admin
+        .site("third", "Third Shop", &rule("third-rule", "Third offer"))
+        .await;
+    admin
+        .person("alice@example.test", Role::Admin, &[&north, &third])
+        .await;
+    let bob = admin
+        .person("bob@example.test", Role::Admin, &[&south])
+        .await;
+    let bob_token = admin.token("bob@example.test", &["south"]).await;
+    let bob_token_id = {
+        let answer: Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/tokens", admin.base))
+            .bearer_auth(&bob_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["items"][0]["id"].as_i64().unwrap()
+    };
+
+    let (alice, csrf) = admin.signed_in("alice@example.test").await;
+    // Alice's token covers north only, though she also belongs to the third site.
+    let alice_token = admin.token("alice@example.test", &["north"]).await;
+
+    let doc: Value = reqwest::get(format!("{}/api/openapi.json", admin.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains('{') {
+            continue; // lists of the caller's own things: checked below for what they hold
+        }
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let concrete = path
+                .replace("{site}", "south")
+                .replace("{rule}", "south-hidden-rule")
+                .replace("{user}", &bob.id.to_string())
+                .replace("{token}", &bob_token_id.to_string());
+            let url = format!("{}{concrete}", admin.base);
+            let body = sample_body(path, method);
+            // As Alice with her cookie, and with her token.
+            for via in ["session", "token"] {
+                let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let request = match via {
+                    "session" => alice
+                        .request(m, &url)
+                        .header("origin", &admin.base)
+                        .header("x-csrf-token", &csrf),
+                    _ => reqwest::Client::new()
+                        .request(m, &url)
+                        .bearer_auth(&alice_token),
+                };
+                let request = if method == "get" || method == "delete" {
+                    request
+                } else {
+                    request.json(&body)
+                };
+                let answer = request.send().await.unwrap();
+                let status = answer.status().as_u16();
+                let text = answer.text().await.unwrap();
+                assert!(
+                    status == 403 || status == 404,
+                    "{} {concrete} via {via}: {status} {text}",
+                    method.to_uppercase()
+                );
+                for secret in SECRETS {
+                    assert!(
+                        !text.contains(secret),
+                        "{method} {concrete} via {via} leaked {secret:?}: {text}"
+                    );
+                }
+                tried += 1;
+            }
+        }
+        // The third site through Alice's north-only token: not found either.
+        if path.contains("{site}") && item.get("get").is_some() {
+            let url = format!(
+                "{}{}",
+                admin.base,
+                path.replace("{site}", "third")
+                    .replace("{rule}", "third-rule")
+                    .replace("{user}", "1")
+            );
+            let answer = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&alice_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 404, "GET {url} with a north-only token");
+        }
+    }
+    assert!(tried >= 20, "tried only {tried} route × credential pairs");
+
+    // Lists hold only Alice's own sites and tokens.
+    for (list, via_token) in [
+        ("/api/v1/sites", false),
+        ("/api/v1/sites", true),
+        ("/api/v1/tokens", false),
+        ("/api/v1/me", false),
+        ("/api/v1/me", true),
+    ] {
+        let url = format!("{}{list}", admin.base);
+        let answer = if via_token {
+            reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&alice_token)
+                .send()
+                .await
+                .unwrap()
+        } else {
+            alice.get(&url).send().await.unwrap()
+        };
+        assert_eq!(answer.status(), 200, "{list}");
+        let text = answer.text().await.unwrap();
+        for secret in SECRETS.iter().chain(&["\"south\""]) {
+            assert!(!text.contains(secret), "{list} leaked {secret:?}: {text}");
+        }
+        if via_token && list == "/api/v1/sites" {
+            assert!(
+                !text.contains("Third Shop"),
+                "a north-only token lists the third site: {text}"
+            );
+            assert!(text.contains("North Shop"));
+        }
+    }
+
+    // Every dashboard page of a site, for the other site.
+    let pages = [
+        ("get", "/dash/sites/south/rules"),
+        ("get", "/dash/sites/south/install"),
+        ("get", "/dash/sites/south/settings"),
+        ("post", "/dash/sites/south/settings"),
+        ("post", "/dash/sites/south/secret"),
+        ("get", "/dash/switch?site=south"),
+        ("post", &format!("/dash/tokens/{bob_token_id}/revoke")),
+    ];
+    for (method, page) in pages {
+        let url = format!("{}{page}", admin.base);
+        let request = match method {
+            "get" => alice.get(&url),
+            _ => alice
+                .post(&url)
+                .header("origin", &admin.base)
+                .form(&[("csrf", csrf.as_str()), ("name", "Taken over")]),
+        };
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        assert!(status == 403 || status == 404, "{method} {page}: {status}");
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{page} leaked {secret:?}");
+        }
+    }
+
+    // And nothing of the south changed.
+    let bob_view: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/sites/south/rules", admin.base))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bob_view["rules"]["items"][0]["rule"]["status"], "live");
+    assert_eq!(
+        bob_view["rules"]["items"][0]["rule"]["name"],
+        "Hidden offer for the south"
+    );
+    let site: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/sites/south", admin.base))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(site["name"], "South Secret Shop");
+    let tokens: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/tokens", admin.base))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        tokens["items"][0]["revoked"].is_null(),
+        "bob's token still works"
+    );
+}
