@@ -39,6 +39,8 @@ impl Templates {
     /// Loads every template embedded in the binary.
     pub fn load() -> Templates {
         let mut env = Environment::new();
+        // A form drawn for the first time has no values yet: `form.name` is then empty.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         for file in TEMPLATES.files() {
             let name = file.path().to_string_lossy().into_owned();
             let text = file.contents_utf8().expect("templates are UTF-8");
@@ -267,5 +269,18 @@ mod tests {
     fn every_template_compiles() {
         let t = super::Templates::load();
         assert!(t.0.templates().count() >= 8);
+    }
+
+    #[test]
+    fn a_form_drawn_without_values_renders_empty_fields() {
+        let t = super::Templates::load();
+        let user = minijinja::context! { role => "admin", name => "Ada" };
+        let html = t
+            .render(
+                "sites.html",
+                minijinja::context! { user, all_sites => Vec::<u8>::new() },
+            )
+            .unwrap();
+        assert!(html.contains("name=\"key\""));
     }
 }
