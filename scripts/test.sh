@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Beckon's whole test suite: formatting, lints, and every test of every crate, the browser
 # tests in headless Chromium included. Installs what the tests need when it is missing (Debian's
-# chromium and chromium-driver), so it works on a fresh machine.
+# chromium and chromium-driver, and schemathesis from PyPI), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# Schemathesis, the property-based API tester, in a virtual environment of its own (kept
+# between runs), so that nothing is installed into the system's Python.
+tools="${BECKON_TEST_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/beckon-test-tools}"
+if [ ! -x "$tools/venv/bin/schemathesis" ]; then
+  echo "== installing schemathesis into $tools/venv"
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-venv >/dev/null
+  fi
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q "schemathesis>=4.3,<5"
+fi
+export BECKON_SCHEMATHESIS="$tools/venv/bin/schemathesis"
 
 echo "== formatting"
 cargo fmt --all -- --check

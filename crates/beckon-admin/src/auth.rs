@@ -239,10 +239,7 @@ pub async fn sign_in(
 ) -> AdminResult<User> {
     let email = normalise_email(&creds.email);
     if email.is_empty() || email.len() > 254 || creds.password.len() > 4 * passwords::MAX_LEN {
-        return Err(AdminError::field(
-            "email",
-            "the address or password is wrong",
-        ));
+        return Err(AdminError::BadCredentials);
     }
     if !state.logins.allow(&email, client) {
         return Err(AdminError::Throttled);
@@ -257,7 +254,7 @@ pub async fn sign_in(
             axum_login::Error::Backend(e) => AdminError::from(e),
             axum_login::Error::Session(e) => AdminError::Store(e.to_string()),
         })?
-        .ok_or_else(|| AdminError::field("email", "the address or password is wrong"))?;
+        .ok_or(AdminError::BadCredentials)?;
     session
         .login(&account)
         .await

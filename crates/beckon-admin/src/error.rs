@@ -14,6 +14,9 @@ pub enum AdminError {
     /// No valid session or token.
     #[error("sign in first, or send an API token as `Authorization: Bearer …`")]
     Unauthenticated,
+    /// A sign-in with a wrong address or password (never told apart).
+    #[error("the address or password is wrong")]
+    BadCredentials,
     /// Signed in, but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
@@ -71,7 +74,7 @@ impl AdminError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            AdminError::Unauthenticated | AdminError::BadCredentials => StatusCode::UNAUTHORIZED,
             AdminError::Forbidden(_) | AdminError::CrossSite(_) => StatusCode::FORBIDDEN,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Invalid { .. } | AdminError::Rules(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -87,6 +90,7 @@ impl AdminError {
     pub fn code(&self) -> &'static str {
         match self {
             AdminError::Unauthenticated => "unauthenticated",
+            AdminError::BadCredentials => "bad_credentials",
             AdminError::Forbidden(_) => "forbidden",
             AdminError::NotFound(_) => "not_found",
             AdminError::Invalid { .. } | AdminError::Rules(_) => "invalid",

@@ -368,7 +368,7 @@ async fn sign_in_is_throttled_and_never_tells_which_half_was_wrong() {
             .unwrap(),
     )
     .await;
-    assert_eq!((s1, s2), (422, 422));
+    assert_eq!((s1, s2), (401, 401));
     assert_eq!(
         wrong_password["error"]["message"],
         wrong_address["error"]["message"]

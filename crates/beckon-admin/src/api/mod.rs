@@ -7,6 +7,7 @@
 mod extract;
 mod people;
 mod rules;
+mod schema;
 mod sites;
 
 use axum::Json;
@@ -20,6 +21,7 @@ use crate::AdminState;
 use crate::error::ErrorBody;
 
 pub use extract::Body;
+pub use schema::{PolicyDoc, RuleDoc, whole};
 
 /// The API's sign-in (exempt from the CSRF token, not from the origin check).
 pub const LOGIN_PATH: &str = "/api/v1/login";
@@ -30,7 +32,7 @@ pub const LOGIN_PATH: &str = "/api/v1/login";
 pub enum Errors {
     /// Not signed in, or the token is unknown or revoked.
     #[response(status = 401)]
-    Unauthenticated(#[to_schema] ErrorBody),
+    Unauthenticated(ErrorBody),
     /// Signed in, but not allowed (an agent changing rules; a cross-site request).
     #[response(status = 403)]
     Forbidden(ErrorBody),
@@ -64,6 +66,7 @@ pub enum Errors {
         version = "1"
     ),
     modifiers(&Security),
+    components(schemas(ErrorBody, crate::error::ErrorDetail, crate::error::FieldProblem)),
     tags(
         (name = "account", description = "Who is asking; API tokens"),
         (name = "sites", description = "Sites and their keys, origins and guardrails"),

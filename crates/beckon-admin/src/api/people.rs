@@ -16,10 +16,13 @@ use crate::manage::{Page, Paging};
 
 /// A sign-in.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Login {
     /// The address.
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
     /// The password.
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
 }
 
@@ -70,7 +73,7 @@ pub async fn tokens(
 ) -> AdminResult<Json<Page<TokenView>>> {
     let all = people::tokens(&state, &actor).await?;
     Ok(Json(
-        paging.apply(all, |t| format!("{:020}", i64::MAX - t.id)),
+        paging.apply(all, |t| format!("{:020}", i64::MAX - t.id))?,
     ))
 }
 
@@ -112,7 +115,7 @@ pub async fn members(
     Params(paging): Params<Paging>,
 ) -> AdminResult<Json<Page<Person>>> {
     let all = people::members(&state, &actor, &site).await?;
-    Ok(Json(paging.apply(all, |p| format!("{:020}", p.id))))
+    Ok(Json(paging.apply(all, |p| format!("{:020}", p.id))?))
 }
 
 /// Adds a person (who has an account) to a site.

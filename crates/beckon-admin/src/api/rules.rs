@@ -59,7 +59,7 @@ pub async fn list(
     let view = rules::list(&state, &actor, &site).await?;
     // The engine's order, keyed for paging by position.
     let indexed: Vec<(usize, RuleView)> = view.rules.into_iter().enumerate().collect();
-    let page = paging.apply(indexed, |(i, _)| format!("{i:06}"));
+    let page = paging.apply(indexed, |(i, _)| format!("{i:06}"))?;
     Ok(Json(RulesPage {
         version: view.version,
         rules: Page {

@@ -21,7 +21,7 @@ pub async fn list(
     Params(paging): Params<Paging>,
 ) -> AdminResult<Json<Page<SiteView>>> {
     let all = sites::list(&state, &actor).await?;
-    Ok(Json(paging.apply(all, |s| s.key.clone())))
+    Ok(Json(paging.apply(all, |s| s.key.clone())?))
 }
 
 /// Creates a site; the caller becomes its first member. The answer holds the secret key, once.

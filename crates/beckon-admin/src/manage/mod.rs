@@ -21,6 +21,7 @@ pub struct Page<T> {
 #[into_params(parameter_in = Query)]
 pub struct Paging {
     /// At most this many items (1–200, 50 by default).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
@@ -30,21 +31,32 @@ impl Paging {
     /// The most items one page holds.
     pub const MAX: usize = 200;
 
-    /// The page size asked for, within bounds.
-    pub fn limit(&self) -> usize {
-        self.limit.map_or(50, |l| (l as usize).clamp(1, Self::MAX))
+    /// The page size asked for; out of bounds is an error, not a silent clamp.
+    pub fn limit(&self) -> crate::error::AdminResult<usize> {
+        match self.limit {
+            None => Ok(50),
+            Some(l) if (1..=Self::MAX as u32).contains(&l) => Ok(l as usize),
+            Some(l) => Err(crate::error::AdminError::BadRequest(format!(
+                "limit {l} is not between 1 and {}",
+                Self::MAX
+            ))),
+        }
     }
 
     /// Pages a list sorted by `key`: the items after the cursor, at most `limit`.
-    pub fn apply<T>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
-        let limit = self.limit();
+    pub fn apply<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> String,
+    ) -> crate::error::AdminResult<Page<T>> {
+        let limit = self.limit()?;
         let mut rest: Vec<T> = match &self.after {
             Some(after) => items.into_iter().filter(|i| key(i) > *after).collect(),
             None => items,
         };
         let next = (rest.len() > limit).then(|| key(&rest[limit - 1]));
         rest.truncate(limit);
-        Page { items: rest, next }
+        Ok(Page { items: rest, next })
     }
 }
 
@@ -82,19 +94,29 @@ mod tests {
             limit: Some(2),
             after: None,
         };
-        let first = paging.apply(items.clone(), key);
+        let first = paging.apply(items.clone(), key).unwrap();
         assert_eq!(first.items, vec![1, 2]);
         let second = Paging {
             limit: Some(2),
             after: first.next,
         }
-        .apply(items.clone(), key);
+        .apply(items.clone(), key)
+        .unwrap();
         assert_eq!(second.items, vec![3, 4]);
         let last = Paging {
             limit: Some(2),
             after: second.next,
         }
-        .apply(items, key);
+        .apply(items.clone(), key)
+        .unwrap();
+        assert!(
+            Paging {
+                limit: Some(201),
+                after: None
+            }
+            .apply(items, key)
+            .is_err()
+        );
         assert_eq!((last.items, last.next), (vec![5], None));
     }
 }

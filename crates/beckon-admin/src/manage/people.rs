@@ -62,6 +62,7 @@ pub fn me(actor: &Actor) -> Me {
 
 /// A person to add to a site.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// The address they sign in with (they need an account: `beckon user add`).
     pub email: String,
@@ -90,10 +91,9 @@ pub async fn add_member(
     actor.require_admin()?;
     let email = normalise_email(&new.email);
     let user = state.accounts.user_by_email(&email).await?.ok_or_else(|| {
-        AdminError::field(
-            "email",
-            format!("nobody signs in as {email:?}; create the account first (beckon user add)"),
-        )
+        AdminError::NotFound(format!(
+            "nobody signs in as {email:?}; create the account first (beckon user add)"
+        ))
     })?;
     state.accounts.add_member(&site, user.id).await?;
     Ok(Person::from(&user))
@@ -151,12 +151,21 @@ impl From<&ApiToken> for TokenView {
     }
 }
 
+/// A site key.
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+#[allow(dead_code)]
+pub struct SiteKey(String);
+
 /// A token to make.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// What it is for (`CRM sync`).
+    #[schema(min_length = 1, max_length = 80, pattern = "\\S")]
     pub name: String,
     /// The sites it may touch: some of the caller's.
+    #[schema(min_items = 1, max_items = 200, inline, value_type = Vec<SiteKey>)]
     pub sites: Vec<String>,
 }
 
@@ -203,7 +212,7 @@ pub async fn create_token(
     for (i, key) in new.sites.iter().enumerate() {
         let site = actor
             .site(key)
-            .map_err(|_| AdminError::field(format!("sites[{i}]"), format!("no site {key:?}")))?;
+            .map_err(|_| AdminError::NotFound(format!("sites[{i}]: no site {key:?}")))?;
         if !sites.contains(&site) {
             sites.push(site);
         }

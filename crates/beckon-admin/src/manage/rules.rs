@@ -69,30 +69,51 @@ pub struct RulesView {
 
 /// A rule to save.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RuleSave {
-    /// The rule as in a rule file; its `id` must be the one in the path.
-    #[schema(value_type = Object)]
-    pub rule: RuleSpec,
+    /// The rule as in a rule file (`beckon rules export --json`); its `id` must be the one in
+    /// the path. Read by the engine, whose refusals name the field (422).
+    #[schema(value_type = crate::api::RuleDoc)]
+    pub rule: serde_json::Value,
     /// The rule-set version the edit started from; a save is refused (409) when the set has
     /// changed since. Absent: the current version.
+    #[serde(default, deserialize_with = "crate::api::whole::option")]
+    #[schema(minimum = 0)]
     pub base: Option<u64>,
+}
+
+impl RuleSave {
+    /// The rule, read as the engine reads rule files.
+    pub fn spec(&self) -> AdminResult<RuleSpec> {
+        serde_json::from_value(self.rule.clone())
+            .map_err(|e| AdminError::field("rule", e.to_string()))
+    }
 }
 
 /// A rule's new status.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StatusChange {
     /// `draft`, `live`, `paused` or `archived`.
+    #[schema(pattern = "^(draft|live|paused|archived)$")]
     pub status: String,
     /// As for a save.
+    #[serde(default, deserialize_with = "crate::api::whole::option")]
+    #[schema(minimum = 0)]
     pub base: Option<u64>,
 }
 
 /// A version to restore.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Restore {
     /// The rule-set version whose form of the rule comes back (its status stays as it is now).
+    #[serde(deserialize_with = "crate::api::whole::required")]
+    #[schema(minimum = 0)]
     pub version: u64,
     /// As for a save.
+    #[serde(default, deserialize_with = "crate::api::whole::option")]
+    #[schema(minimum = 0)]
     pub base: Option<u64>,
 }
 
@@ -222,16 +243,16 @@ pub async fn save(
     id: &str,
     save: RuleSave,
 ) -> AdminResult<u64> {
-    if save.rule.id != id {
+    let rule = save.spec()?;
+    if rule.id != id {
         return Err(AdminError::field(
             "rule.id",
             format!(
                 "the rule's id {:?} is not the {id:?} of the address",
-                save.rule.id
+                rule.id
             ),
         ));
     }
-    let rule = save.rule;
     change(state, actor, key, save.base, |rules| {
         Ok(match rules.iter_mut().find(|r| r.id == rule.id) {
             Some(existing) => {

@@ -28,15 +28,25 @@ pub struct SiteView {
     pub version: u64,
 }
 
+/// An allowed origin: `*`, or a scheme and host with no path.
+#[derive(ToSchema)]
+#[schema(pattern = "^(\\*|https?://[A-Za-z0-9.:\\[\\]-]{1,253}/?)$")]
+#[allow(dead_code)]
+pub struct Origin(String);
+
 /// A new site.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewSite {
     /// The site key: 1 to 64 characters of letters, digits, `.`, `_`, `:` or `-`.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     pub key: String,
     /// Its name for people.
+    #[schema(min_length = 1, max_length = 80, pattern = "\\S")]
     pub name: String,
     /// Origins allowed to send events (`https://shop.example`).
     #[serde(default)]
+    #[schema(max_items = 50, inline, value_type = Vec<Origin>)]
     pub origins: Vec<String>,
     /// The site's time zone (IANA, `Europe/Paris`); UTC when absent.
     #[serde(default)]
@@ -45,14 +55,18 @@ pub struct NewSite {
 
 /// A change to a site: every field that is present replaces the stored one.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SiteChange {
     /// A new name.
+    #[schema(min_length = 1, max_length = 80, pattern = "\\S")]
     pub name: Option<String>,
     /// New allowed origins.
+    #[schema(max_items = 50, value_type = Option<Vec<Origin>>)]
     pub origins: Option<Vec<String>>,
-    /// A new guardrail policy, whole.
-    #[schema(value_type = Option<Object>)]
-    pub policy: Option<Policy>,
+    /// A new guardrail policy, whole (fields left out take their defaults). Read by the
+    /// engine, whose refusals name the field (422).
+    #[schema(value_type = Option<crate::api::PolicyDoc>)]
+    pub policy: Option<serde_json::Value>,
 }
 
 /// A site just made, or re-keyed: the only time its secret key is shown.
@@ -85,9 +99,6 @@ pub fn check_origins(origins: &[String]) -> AdminResult<Vec<String>> {
     let mut out = Vec::with_capacity(origins.len());
     for (i, o) in origins.iter().enumerate() {
         let o = o.trim().trim_end_matches('/');
-        if o.is_empty() {
-            continue;
-        }
         let valid = o == "*"
             || o.split_once("://").is_some_and(|(scheme, rest)| {
                 matches!(scheme, "http" | "https")
@@ -226,7 +237,9 @@ pub async fn update(
     if let Some(origins) = &change.origins {
         record.origins = check_origins(origins)?;
     }
-    if let Some(policy) = change.policy {
+    if let Some(policy) = change.policy.filter(|p| !p.is_null()) {
+        let policy: Policy = serde_json::from_value(policy)
+            .map_err(|e| AdminError::field("policy", e.to_string()))?;
         check_policy(&policy)?;
         record.policy = policy;
     }

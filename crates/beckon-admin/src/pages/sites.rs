@@ -354,7 +354,9 @@ pub async fn save_settings(
         let change = SiteChange {
             name: form.get("name").cloned(),
             origins: form.get("origins").map(|o| list_field(o)),
-            policy: Some(policy),
+            policy: Some(
+                serde_json::to_value(policy).map_err(|e| AdminError::invalid(e.to_string()))?,
+            ),
         };
         sites::update(&state, &viewer.actor, &key, change).await
     }

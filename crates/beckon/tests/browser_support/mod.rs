@@ -250,20 +250,37 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl Demo {
-    /// Starts `beckon demo` (the same code path as the command) and a chromedriver.
-    pub async fn start() -> Demo {
-        Demo::start_with(Policy::default()).await
+/// `beckon demo` serving on a port, without a browser (for tests that speak HTTP).
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The demo administrator's address and password.
+    pub login: (String, String),
+    /// The demo's database, through each of its interfaces.
+    pub db: beckon::Database,
+    /// The demo's database.
+    pub store: Arc<dyn Store>,
+    /// The server's visitor tokens.
+    pub tokens: beckon_server::token::Tokens,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts `beckon demo` with the default policy.
+    pub async fn demo() -> Served {
+        Served::start_with(Policy::default()).await
     }
 
-    /// The same, with the demo site's policy changed.
-    pub async fn start_with(policy: Policy) -> Demo {
+    /// Starts `beckon demo` (the same code path as the command) with `policy`.
+    pub async fn start_with(policy: Policy) -> Served {
         let data = tempfile::tempdir().unwrap();
         let db = beckon::open_database(data.path()).await.unwrap();
         let store = db.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let demo = beckon::start_demo(&db, port, policy.clone()).await.unwrap();
+        let demo = beckon::start_demo(&db, port, policy).await.unwrap();
         let tokens = demo.server.state.tokens.clone();
         let login = (demo.admin_email.clone(), demo.admin_password.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -277,7 +294,38 @@ impl Demo {
         });
         let base = format!("http://127.0.0.1:{port}");
         wait_ready(&format!("{base}/readyz")).await;
+        Served {
+            base,
+            login,
+            db,
+            store,
+            tokens,
+            stop: Some(stop),
+            server: Some(server),
+            _data: data,
+        }
+    }
 
+    /// Stops the server, flushing what it accepted.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Demo {
+    /// Starts `beckon demo` (the same code path as the command) and a chromedriver.
+    pub async fn start() -> Demo {
+        Demo::start_with(Policy::default()).await
+    }
+
+    /// The same, with the demo site's policy changed.
+    pub async fn start_with(policy: Policy) -> Demo {
+        let served = Served::start_with(policy.clone()).await;
         let driver = Driver::start();
         wait_ready(&format!("{}/status", driver.sessions.driver_url)).await;
 
@@ -285,16 +333,16 @@ impl Demo {
         let rules = RuleSet::from_toml(beckon::DEMO_RULES, beckon_engine::Tz::UTC).unwrap();
         let engine = Engine::new(site.id, site.policy, rules).unwrap();
         Demo {
-            base,
-            login,
-            db,
-            store,
+            base: served.base,
+            login: served.login,
+            db: served.db,
+            store: served.store,
             engine,
-            tokens,
+            tokens: served.tokens,
             driver,
-            stop: Some(stop),
-            server: Some(server),
-            _data: data,
+            stop: served.stop,
+            server: served.server,
+            _data: served._data,
         }
     }
 
