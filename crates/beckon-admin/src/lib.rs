@@ -42,6 +42,20 @@ pub trait LiveRules: Send + Sync + 'static {
     async fn changed(&self);
 }
 
+/// Draws a draft rule's message for a sample visitor through the real widget: the server keeps
+/// the rendered message under a token that the preview frame's widget fetches.
+pub trait Previewer: Send + Sync + 'static {
+    /// Renders `rule` for `sample` (the editor's sample context, as JSON) under the site's
+    /// policy; the token to load it with, or what is wrong.
+    fn preview(
+        &self,
+        site: &beckon_engine::SiteId,
+        policy: &beckon_engine::Policy,
+        rule: beckon_engine::rules::RuleSpec,
+        sample: serde_json::Value,
+    ) -> Result<String, String>;
+}
+
 /// For tests and tools without a running server: nothing to tell.
 pub struct NoLiveRules;
 
@@ -61,6 +75,8 @@ pub struct Options {
     pub accounts: Arc<dyn Accounts>,
     /// The live server.
     pub live: Arc<dyn LiveRules>,
+    /// The live server's previews (none: previews are refused).
+    pub previewer: Option<Arc<dyn Previewer>>,
     /// How to find the client's address (the server's trusted-proxy rule).
     pub client_ip: Arc<ClientIp>,
     /// Mark the login cookie `Secure` (Beckon is reached over HTTPS).
@@ -87,6 +103,8 @@ pub struct Inner {
     pub accounts: Arc<dyn Accounts>,
     /// The live server.
     pub live: Arc<dyn LiveRules>,
+    /// The live server's previews.
+    pub previewer: Option<Arc<dyn Previewer>>,
     /// How to find the client's address.
     pub client_ip: Arc<ClientIp>,
     /// Sign-in throttling.
@@ -102,6 +120,7 @@ impl AdminState {
             store: options.store.clone(),
             accounts: options.accounts.clone(),
             live: options.live.clone(),
+            previewer: options.previewer.clone(),
             client_ip: options.client_ip.clone(),
             logins: throttle::LoginThrottle::default(),
             templates: pages::Templates::load(),

@@ -14,6 +14,7 @@ pub mod intake;
 pub mod limits;
 pub mod liveness;
 pub mod metrics;
+pub mod preview;
 pub mod prune;
 pub mod refusals;
 pub mod replay;
@@ -91,6 +92,8 @@ pub struct Shared {
     pub liveness: Liveness,
     /// The open WebSockets, counted per visitor.
     pub sockets: routes::ws::Sockets,
+    /// Rule previews for the editor, served to the widget in a frame.
+    pub previews: preview::Previews,
 }
 
 /// How to run.
@@ -213,6 +216,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             liveness,
             limits: options.limits,
             sockets: Default::default(),
+            previews: Default::default(),
         })),
         tasks,
         writer: writer_task,
@@ -232,7 +236,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
         .route("/metrics", get(crate::metrics::route))
-        .route("/widget.js", get(assets::widget));
+        .route("/widget.js", get(assets::widget))
+        .route("/preview/{token}/v1/events", post(crate::preview::events))
+        .route("/preview/{token}/v1/ws", get(crate::preview::socket));
     if state.demo_shop {
         api = api
             .route("/", get(assets::shop_index))

@@ -70,6 +70,24 @@ impl beckon_admin::LiveRules for LiveSites {
     }
 }
 
+/// The rule editor's previews, drawn by the running server.
+struct ServerPreviews(beckon_server::AppState);
+
+impl beckon_admin::Previewer for ServerPreviews {
+    fn preview(
+        &self,
+        site: &SiteId,
+        policy: &Policy,
+        rule: beckon_engine::rules::RuleSpec,
+        sample: serde_json::Value,
+    ) -> Result<String, String> {
+        let sample: beckon_server::preview::Sample =
+            serde_json::from_value(sample).map_err(|e| format!("sample: {e}"))?;
+        let intervention = beckon_server::preview::render(site, policy, rule, &sample)?;
+        Ok(self.0.previews.keep(intervention))
+    }
+}
+
 /// The admin API and the dashboard for a started server.
 pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axum::Router {
     beckon_admin::router(beckon_admin::Options {
@@ -79,6 +97,7 @@ pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axu
             sites: server.state.sites.clone(),
             store: db.store.clone(),
         }),
+        previewer: Some(Arc::new(ServerPreviews(server.state.clone()))),
         client_ip: Arc::new(beckon_server::throttle::client_ip_rule(
             &server.state.limits,
         )),

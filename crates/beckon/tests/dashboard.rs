@@ -181,3 +181,269 @@ async fn a_marketer_signs_in_and_every_page_passes_the_audit() {
     drop(c);
     demo.stop().await;
 }
+
+/// Picks `value` in the `select` at `css`, as a person would, and lets its change run.
+async fn choose(c: &fantoccini::Client, css: &str, value: &str) {
+    let done = c
+        .execute(
+            "const s = document.querySelector(arguments[0]); if (!s) return false; s.value = arguments[1]; s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
+            vec![css.into(), value.into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, Value::Bool(true), "{css} offers {value:?}");
+}
+
+/// Clicks the element at `css` once it is in the middle of the window (the editor's sticky
+/// action bar covers the bottom edge, where WebDriver would scroll it).
+async fn click(c: &fantoccini::Client, css: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    c.execute(
+        "arguments[0].scrollIntoView({block: 'center'});",
+        vec![serde_json::to_value(&field).unwrap()],
+    )
+    .await
+    .unwrap();
+    field.click().await.unwrap();
+}
+
+async fn type_into(c: &fantoccini::Client, css: &str, text: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    c.execute(
+        "arguments[0].scrollIntoView({block: 'center'});",
+        vec![serde_json::to_value(&field).unwrap()],
+    )
+    .await
+    .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// The text of the intervention on screen in the preview frame, once there is one.
+async fn preview_text(c: &fantoccini::Client) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        c.enter_frame(0).await.unwrap();
+        let v = c
+            .execute(
+                &format!("return (function(){{{READ_INTERVENTION}}})();"),
+                vec![],
+            )
+            .await
+            .unwrap_or(Value::Null);
+        c.enter_parent_frame().await.unwrap();
+        if let Some(text) = v["text"].as_str() {
+            return text.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no preview appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rule_built_in_the_editor_fires_on_the_shop_without_a_restart_then_pauses_and_restores() {
+    use beckon_engine::session::Arm;
+    let demo = Demo::start().await;
+    let marketer = demo.browser(HUMAN_UA).await;
+    sign_in(&demo, &marketer).await;
+
+    // The rules list leads to a new rule.
+    click(&marketer, "#new-rule").await;
+    eventually(
+        &marketer,
+        "location.pathname.endsWith('/rules/new') && !!document.querySelector('#conditions .leaf')",
+        Duration::from_secs(10),
+    )
+    .await;
+    type_into(&marketer, "#f-name", "Leaving a product page").await;
+    type_into(&marketer, "#f-id", "editor-exit").await;
+    type_into(&marketer, "#f-priority", "1000").await;
+
+    // A condition on the page type: its operators and values come from the catalogue.
+    choose(&marketer, "[data-field='when.all[0].var']", "page.type").await;
+    let ops: Value = marketer
+        .execute("return [...document.querySelector(\"[data-field='when.all[0].op']\").options].map(o => o.value);", vec![])
+        .await
+        .unwrap();
+    assert!(ops.as_array().unwrap().iter().any(|o| o == "equals"));
+    assert!(
+        !ops.as_array().unwrap().iter().any(|o| o == "gt"),
+        "a page type offers no ordering: {ops}"
+    );
+    choose(
+        &marketer,
+        "[data-field='when.all[0].value'] select",
+        "product",
+    )
+    .await;
+    // A nested group: any of exit intent, or a big cart.
+    click(
+        &marketer,
+        "#conditions .group.depth-0 > .group-foot .add-group",
+    )
+    .await;
+    eventually(
+        &marketer,
+        "!!document.querySelector(\"[data-field='when.all[1]'].group\")",
+        Duration::from_secs(5),
+    )
+    .await;
+    click(&marketer, "[data-field='when.all[1]'] .add-condition").await;
+    choose(
+        &marketer,
+        "[data-field='when.all[1].any[1].var']",
+        "cart.value",
+    )
+    .await;
+    choose(&marketer, "[data-field='when.all[1].any[1].op']", "gte").await;
+    type_into(
+        &marketer,
+        "[data-field='when.all[1].any[1].value'] input",
+        "500",
+    )
+    .await;
+
+    // The message, and its preview drawn by the real widget in the frame.
+    type_into(
+        &marketer,
+        "#message textarea",
+        "Before you go: {{ cart.items }} items are still in your cart",
+    )
+    .await;
+    let shown = preview_text(&marketer).await;
+    assert!(
+        shown.contains("Before you go: 2 items"),
+        "the preview renders the sample cart: {shown}"
+    );
+    type_into(&marketer, "#s-items", "5").await;
+    let started = std::time::Instant::now();
+    while !preview_text(&marketer).await.contains("5 items") {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the preview follows the sample"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let problems = audit(&marketer).await;
+    assert!(problems.is_empty(), "rule editor: {problems:#?}");
+    marketer
+        .execute("window.scrollTo(0, document.getElementById('when-title').getBoundingClientRect().top + window.scrollY - 90);", vec![])
+        .await
+        .unwrap();
+    screenshot(&marketer, "rule-editor").await;
+
+    // A mistake is shown beside its field, and nothing is saved.
+    type_into(&marketer, "#f-rollout", "250").await;
+    click(&marketer, "#launch").await;
+    let error = eventually(
+        &marketer,
+        "document.querySelector('#f-rollout + .field-error')?.textContent",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        error.as_str().unwrap().contains("between 0 and 100"),
+        "{error}"
+    );
+    assert!(
+        demo.store
+            .rules(&beckon_engine::SiteId::parse("demo").unwrap())
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.id != "editor-exit")
+    );
+    type_into(&marketer, "#f-rollout", "100").await;
+
+    // Launch: it fires on the shop, in another browser, without a restart.
+    click(&marketer, "#launch").await;
+    eventually(
+        &marketer,
+        "location.search.includes('saved=live')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let shopper = demo.browser(HUMAN_UA).await;
+    let visitor = demo.visitor_in(Arm::Treated, "beckon");
+    demo.open_as(&shopper, &visitor, "/product-ridgeline-trail-runner.html")
+        .await;
+    shopper.execute(EXIT_INTENT, vec![]).await.unwrap();
+    let fired = intervention_within(&shopper, Duration::from_secs(10)).await;
+    assert_eq!(fired["rule"], "editor-exit", "{fired}");
+    assert!(
+        fired["text"].as_str().unwrap().contains("Before you go"),
+        "{fired}"
+    );
+
+    // Edit the text, then pause: a new visitor leaving a product page sees nothing of it.
+    type_into(&marketer, "#message textarea", "Changed text").await;
+    click(&marketer, "#save").await;
+    eventually(
+        &marketer,
+        "location.search.includes('saved=draft') || location.search.includes('saved=')",
+        Duration::from_secs(10),
+    )
+    .await;
+    click(&marketer, "#pause").await;
+    eventually(
+        &marketer,
+        "location.search.includes('saved=paused')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let later = demo.browser(HUMAN_UA).await;
+    let other = demo.visitor_in(Arm::Treated, "beckon-2");
+    demo.open_as(&later, &other, "/product-ridgeline-trail-runner.html")
+        .await;
+    later.execute(EXIT_INTENT, vec![]).await.unwrap();
+    no_intervention_for(&later, Duration::from_secs(3)).await;
+
+    // The history names every change; restoring the launched version brings its text back.
+    let history = text(&marketer).await;
+    for line in [
+        "created \"editor-exit\"",
+        "edited \"editor-exit\"",
+        "paused \"editor-exit\"",
+    ] {
+        assert!(history.contains(line), "history shows {line}: {history}");
+    }
+    let created = marketer
+        .execute(
+            "const li = [...document.querySelectorAll('.history li')].find(l => l.textContent.includes('created')); const b = li && li.querySelector('.restore'); if (b) b.setAttribute('id', 'restore-created'); return !!b;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created,
+        Value::Bool(true),
+        "the first version can be restored"
+    );
+    click(&marketer, "#restore-created").await;
+    eventually(
+        &marketer,
+        "location.search.includes('saved=restored')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let stored = demo
+        .store
+        .rules(&beckon_engine::SiteId::parse("demo").unwrap())
+        .await
+        .unwrap();
+    let rule = stored.iter().find(|r| r.id == "editor-exit").unwrap();
+    assert_eq!(rule.status.as_str(), "paused", "a restore keeps the status");
+    assert!(
+        serde_json::to_string(&rule.message)
+            .unwrap()
+            .contains("Before you go"),
+        "restored text: {:?}",
+        rule.message
+    );
+
+    drop((marketer, shopper, later));
+    demo.stop().await;
+}

@@ -118,6 +118,7 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(rules::set_status))
         .routes(routes!(rules::history))
         .routes(routes!(rules::restore))
+        .routes(routes!(rules::preview))
 }
 
 /// The OpenAPI document.

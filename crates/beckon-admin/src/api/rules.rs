@@ -10,7 +10,9 @@ use super::extract::{Body, Params, Segments};
 use crate::AdminState;
 use crate::auth::Actor;
 use crate::error::AdminResult;
-use crate::manage::rules::{self, Restore, RuleSave, RuleVersion, RuleView, StatusChange};
+use crate::manage::rules::{
+    self, PreviewDrawn, PreviewRequest, Restore, RuleSave, RuleVersion, RuleView, StatusChange,
+};
 use crate::manage::{Page, Paging};
 
 /// A page of a site's rules, with the rule-set version they are at.
@@ -157,4 +159,18 @@ pub async fn restore(
 ) -> AdminResult<Json<Saved>> {
     let version = rules::restore(&state, &actor, &site, &rule, body).await?;
     Ok(Json(Saved { version }))
+}
+
+/// Draws a draft rule's message for a sample visitor with the real widget, in a frame.
+#[utoipa::path(post, path = "/api/v1/sites/{site}/preview", tag = "rules",
+    request_body = PreviewRequest,
+    params(("site" = String, Path, description = "The site key")),
+    responses((status = 200, body = PreviewDrawn), Errors))]
+pub async fn preview(
+    State(state): State<AdminState>,
+    actor: Actor,
+    Segments(site): Segments<String>,
+    Body(body): Body<PreviewRequest>,
+) -> AdminResult<Json<PreviewDrawn>> {
+    Ok(Json(rules::preview(&state, &actor, &site, body).await?))
 }

@@ -403,3 +403,56 @@ pub fn parse_status(s: &str) -> AdminResult<Status> {
         )),
     }
 }
+
+/// A preview to draw.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The draft rule, as in a rule file.
+    #[schema(value_type = crate::api::RuleDoc)]
+    pub rule: serde_json::Value,
+    /// The sample visitor: `page_type`, `path`, `title`, `product`, `cart_items`,
+    /// `cart_value`, `currency`, `language`, `device`, `traits` (all optional).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub sample: serde_json::Value,
+}
+
+/// A preview drawn.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PreviewDrawn {
+    /// The page to load in a sandboxed frame: the real widget shows the message there.
+    pub frame: String,
+}
+
+/// Renders a draft rule for a sample visitor; the frame to show it in.
+pub async fn preview(
+    state: &AdminState,
+    actor: &Actor,
+    key: &str,
+    request: PreviewRequest,
+) -> AdminResult<PreviewDrawn> {
+    let site = actor.site(key)?;
+    let previewer = state
+        .previewer
+        .as_ref()
+        .ok_or_else(|| AdminError::Conflict("previews need a running server".to_owned()))?;
+    let spec = RuleSave {
+        rule: request.rule,
+        base: None,
+    }
+    .spec()?;
+    let (_, policy, _) = current(state, &site).await?;
+    compile(vec![spec.clone()], &policy)?;
+    let sample = if request.sample.is_null() {
+        serde_json::json!({})
+    } else {
+        request.sample
+    };
+    let token = previewer
+        .preview(&site, &policy, spec, sample)
+        .map_err(|e| AdminError::field("sample", e))?;
+    Ok(PreviewDrawn {
+        frame: format!("/dash/preview/{token}"),
+    })
+}

@@ -5,6 +5,7 @@
 
 mod account;
 mod docs;
+mod editor;
 mod login;
 mod sites;
 
@@ -248,6 +249,9 @@ pub fn router() -> Router<AdminState> {
         .route("/dash/switch", get(sites::switch))
         .route("/dash/sites", get(sites::list).post(sites::create))
         .route("/dash/sites/{site}/rules", get(sites::rules))
+        .route("/dash/sites/{site}/rules/new", get(editor::new))
+        .route("/dash/sites/{site}/rules/{rule}", get(editor::edit))
+        .route("/dash/preview/{token}", get(editor::frame))
         .route("/dash/sites/{site}/install", get(sites::install))
         .route(
             "/dash/sites/{site}/settings",

@@ -31,6 +31,7 @@ impl Admin {
             store: store.clone(),
             accounts: store.clone(),
             live: Arc::new(NoLiveRules),
+            previewer: None,
             client_ip: Arc::new(|_, peer| peer.map(|p| p.ip())),
             secure_cookies: false,
         });

@@ -241,3 +241,196 @@ pub(crate) fn resolve(name: &str) -> Result<(Var, Ty, Clock), String> {
 pub(crate) fn page_type_names() -> String {
     PageType::ALL.map(PageType::as_str).join(", ")
 }
+
+/// One variable as a rule editor offers it: what it is, the operators the compiler accepts
+/// for it, and the values to choose from when the type has a fixed set. Generated from the
+/// catalogue and the compiler's own typing, so an editor built on it cannot offer a rule the
+/// engine refuses (checked against the compiler in the tests).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pickable {
+    /// The name rules use (`visitor.traits.<name>` for a family with a key of the author's).
+    pub name: &'static str,
+    /// The type's name (`number`, `text`, `boolean`, `date`, `page_type`, `device_type`,
+    /// `weekday`, `names`, `page_types`, `any`).
+    pub kind: &'static str,
+    /// What it means.
+    pub doc: &'static str,
+    /// The operators the compiler accepts for it.
+    pub ops: Vec<super::Op>,
+    /// The values to pick from, for a type with a fixed set.
+    pub choices: Vec<&'static str>,
+}
+
+impl Ty {
+    /// The type's name in the editor's catalogue.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Ty::Num => "number",
+            Ty::Str => "text",
+            Ty::Bool => "boolean",
+            Ty::Time => "date",
+            Ty::PageType => "page_type",
+            Ty::DeviceType => "device_type",
+            Ty::Weekday => "weekday",
+            Ty::Names => "names",
+            Ty::PageTypes => "page_types",
+            Ty::Dynamic => "any",
+        }
+    }
+
+    fn choices(self) -> Vec<&'static str> {
+        match self {
+            Ty::PageType | Ty::PageTypes => PageType::ALL.map(PageType::as_str).to_vec(),
+            Ty::DeviceType => crate::DeviceType::ALL
+                .map(crate::DeviceType::as_str)
+                .to_vec(),
+            Ty::Weekday => super::schedule::Weekday::ALL
+                .map(super::schedule::Weekday::as_str)
+                .to_vec(),
+            Ty::Bool => vec!["true", "false"],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The operators the compiler accepts for a variable of type `ty` moving with `clock`.
+fn operators(ty: Ty, clock: Clock) -> Vec<super::Op> {
+    use super::Op::*;
+    let continuous = matches!(
+        clock,
+        Clock::VisibleSeconds | Clock::CheckoutSeconds | Clock::Seconds
+    );
+    super::Op::ALL
+        .into_iter()
+        .filter(|op| match op {
+            Exists => true,
+            Equals | NotEquals | In | NotIn => {
+                !continuous
+                    && matches!(
+                        ty,
+                        Ty::Num
+                            | Ty::Str
+                            | Ty::Bool
+                            | Ty::PageType
+                            | Ty::DeviceType
+                            | Ty::Weekday
+                            | Ty::Dynamic
+                    )
+            }
+            Gt | Gte | Lt | Lte => matches!(ty, Ty::Num | Ty::Dynamic),
+            Between => matches!(ty, Ty::Num | Ty::Dynamic | Ty::Time),
+            Before | After => ty == Ty::Time,
+            Contains | NotContains => {
+                matches!(ty, Ty::Str | Ty::Dynamic | Ty::Names | Ty::PageTypes)
+            }
+            StartsWith | EndsWith | Matches => matches!(ty, Ty::Str | Ty::Dynamic),
+        })
+        .collect()
+}
+
+/// Every variable, as a rule editor offers it, in the catalogue's order.
+pub fn pickables() -> Vec<Pickable> {
+    VARIABLES
+        .iter()
+        .map(|v| {
+            // The families (`visitor.traits.<name>`) resolve with any key.
+            let probe = v.name.replace("<name>", "x");
+            let clock = resolve(&probe).map_or(Clock::Still, |(_, _, c)| c);
+            Pickable {
+                name: v.name,
+                kind: v.ty.kind(),
+                doc: v.doc,
+                ops: operators(v.ty, clock),
+                choices: v.ty.choices(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod pickable_tests {
+    use super::*;
+    use crate::rules::{Op, RuleFile, RuleSet};
+    use serde_json::{Value, json};
+
+    /// A value of the right shape for `op` on a variable of `kind`.
+    fn sample(kind: &str, op: Op) -> Option<Value> {
+        let one = match kind {
+            "number" | "any" => json!(1),
+            "text" | "names" => json!("a"),
+            "boolean" => json!(true),
+            "date" => json!("2026-01-01"),
+            "page_type" | "page_types" => json!("checkout"),
+            "device_type" => json!("mobile"),
+            "weekday" => json!("mon"),
+            other => panic!("no sample for {other}"),
+        };
+        let textual = matches!(
+            op,
+            Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith
+        );
+        match op {
+            Op::Exists => None,
+            _ if textual && kind == "any" => Some(json!("a")),
+            Op::In | Op::NotIn => Some(json!([one])),
+            Op::Between if kind == "date" => Some(json!(["2026-01-01", "2026-02-01"])),
+            Op::Between => Some(json!([1, 2])),
+            Op::Matches => Some(json!("^a")),
+            _ => Some(one),
+        }
+    }
+
+    #[test]
+    fn the_editor_offers_exactly_the_operators_the_compiler_accepts() {
+        for p in pickables() {
+            let name = p.name.replace("<name>", "x");
+            for op in Op::ALL {
+                let mut leaf = json!({"var": name, "op": op.as_str()});
+                if let Some(v) = sample(p.kind, op) {
+                    leaf["value"] = v;
+                }
+                let spec: crate::rules::RuleSpec = serde_json::from_value(json!({
+                    "id": "probe", "name": "probe", "status": "live",
+                    "when": {"all": [leaf]},
+                    "message": {"type": "text", "text": "x"},
+                }))
+                .unwrap();
+                let compiled = RuleSet::compile(RuleFile { rules: vec![spec] }, chrono_tz::UTC);
+                let offered = p.ops.contains(&op);
+                match compiled {
+                    Ok(_) => assert!(
+                        offered,
+                        "{name} {} compiles but is not offered",
+                        op.as_str()
+                    ),
+                    Err(e) => {
+                        assert!(
+                            !offered,
+                            "{name} {} is offered but refused: {e}",
+                            op.as_str()
+                        );
+                        assert!(
+                            e.to_string().contains(".op:"),
+                            "{name} {}: refused for its value, not its operator: {e}",
+                            op.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn types_with_a_fixed_set_offer_their_values() {
+        let all = pickables();
+        let page = all.iter().find(|p| p.name == "page.type").unwrap();
+        assert!(page.choices.contains(&"checkout"));
+        let weekday = all.iter().find(|p| p.name == "time.weekday").unwrap();
+        assert_eq!(weekday.choices.len(), 7);
+        let on_page = all.iter().find(|p| p.name == "time.on_page").unwrap();
+        assert!(
+            !on_page.ops.contains(&Op::Equals),
+            "a continuous measure is never exactly one value"
+        );
+    }
+}
