@@ -73,10 +73,14 @@ pub struct Options {
     pub store: Arc<dyn Store>,
     /// People, sessions and tokens (the same database).
     pub accounts: Arc<dyn Accounts>,
+    /// The dashboard's reads of the log (the same database).
+    pub insight: Arc<dyn beckon_store::insight::Insight>,
     /// The live server.
     pub live: Arc<dyn LiveRules>,
     /// The live server's previews (none: previews are refused).
     pub previewer: Option<Arc<dyn Previewer>>,
+    /// The live server's replay, for visitors' timelines (none: not available).
+    pub explainer: Option<Arc<dyn manage::visitors::Explainer>>,
     /// How to find the client's address (the server's trusted-proxy rule).
     pub client_ip: Arc<ClientIp>,
     /// Mark the login cookie `Secure` (Beckon is reached over HTTPS).
@@ -101,10 +105,14 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     /// People, sessions and tokens.
     pub accounts: Arc<dyn Accounts>,
+    /// The dashboard's reads of the log.
+    pub insight: Arc<dyn beckon_store::insight::Insight>,
     /// The live server.
     pub live: Arc<dyn LiveRules>,
     /// The live server's previews.
     pub previewer: Option<Arc<dyn Previewer>>,
+    /// The live server's replay.
+    pub explainer: Option<Arc<dyn manage::visitors::Explainer>>,
     /// How to find the client's address.
     pub client_ip: Arc<ClientIp>,
     /// Sign-in throttling.
@@ -119,8 +127,10 @@ impl AdminState {
         AdminState(Arc::new(Inner {
             store: options.store.clone(),
             accounts: options.accounts.clone(),
+            insight: options.insight.clone(),
             live: options.live.clone(),
             previewer: options.previewer.clone(),
+            explainer: options.explainer.clone(),
             client_ip: options.client_ip.clone(),
             logins: throttle::LoginThrottle::default(),
             templates: pages::Templates::load(),

@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use beckon_engine::session::Arm;
+use beckon_engine::trace::Trace;
 use beckon_engine::{Engine, RuleId, RuleSet, SiteId, Timestamp, VisitorId};
-use beckon_store::{Applied, Store, StoreError, Verdict};
+use beckon_store::insight::Insight;
+use beckon_store::{Applied, LoggedBatch, Store, StoreError, Verdict};
 
 use crate::visit::Visitor;
 use crate::wire::{Incoming, logged_event};
@@ -85,7 +87,7 @@ pub struct Replay {
 
 /// Replays `site`'s whole log.
 pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Replay, ReplayError> {
-    let mut engines: HashMap<u64, Arc<Engine>> = HashMap::new();
+    let mut engines = Engines::new(store, site);
     let mut visitors: HashMap<VisitorId, Visitor> = HashMap::new();
     let mut fired = Vec::new();
     let mut after = 0;
@@ -99,58 +101,124 @@ pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Replay, Rep
             if matches!(batch.verdict, Verdict::Bot { .. }) {
                 continue;
             }
-            let engine = match engines.get(&batch.rules_version) {
-                Some(e) => e.clone(),
-                None => {
-                    let e = Arc::new(engine_at(store, site, batch.rules_version).await?);
-                    engines.insert(batch.rules_version, e.clone());
-                    e
-                }
-            };
-            let mut events = Vec::with_capacity(batch.events.len());
-            for e in &batch.events {
-                let event =
-                    logged_event(&e.kind, &e.body).map_err(|reason| ReplayError::Event {
-                        key: e.key.clone(),
-                        reason,
-                    })?;
-                let incoming = Incoming {
-                    id: e.id.clone(),
-                    key: e.key.clone(),
-                    kind: "replayed",
-                    event,
-                    outcome: None,
-                    body: String::new(),
-                };
-                events.push((incoming, e.applied == Applied::Decided));
-            }
+            let engine = engines.at(batch.rules_version).await?;
             let visitor = visitors
                 .entry(batch.visitor.clone())
                 .or_insert_with(|| Visitor::fresh(batch.visitor.clone()));
-            let mut n = 0u64;
-            let mut new_id = || {
-                n += 1;
-                format!("replay-{n}")
-            };
-            for f in visitor.replay(
-                &engine,
-                batch.session.as_ref(),
-                batch.begins.as_ref(),
-                &events,
-                batch.at,
-                &mut new_id,
-            ) {
-                fired.push(Fired {
-                    at: batch.at,
-                    visitor: batch.visitor.clone(),
-                    rule: f.rule,
-                    arm: f.arm.into(),
-                });
-            }
+            let (got, _) = replay_batch(&engine, visitor, &batch, false)?;
+            fired.extend(got);
         }
     }
     fired.sort();
     Ok(Replay { fired, visitors })
+}
+
+/// Feeds one logged batch to `visitor`, as the shard did; what fired and, when `explain`,
+/// the engine's explanation of each decision.
+fn replay_batch(
+    engine: &Engine,
+    visitor: &mut Visitor,
+    batch: &LoggedBatch,
+    explain: bool,
+) -> Result<(Vec<Fired>, Vec<Trace>), ReplayError> {
+    let mut events = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        let event = logged_event(&e.kind, &e.body).map_err(|reason| ReplayError::Event {
+            key: e.key.clone(),
+            reason,
+        })?;
+        let incoming = Incoming {
+            id: e.id.clone(),
+            key: e.key.clone(),
+            kind: "replayed",
+            event,
+            outcome: None,
+            body: String::new(),
+        };
+        events.push((incoming, e.applied == Applied::Decided));
+    }
+    let mut n = 0u64;
+    let mut new_id = || {
+        n += 1;
+        format!("replay-{n}")
+    };
+    let (fired, traces) = if explain {
+        visitor.replay_explained(
+            engine,
+            batch.session.as_ref(),
+            batch.begins.as_ref(),
+            &events,
+            batch.at,
+            &mut new_id,
+        )
+    } else {
+        let fired = visitor.replay(
+            engine,
+            batch.session.as_ref(),
+            batch.begins.as_ref(),
+            &events,
+            batch.at,
+            &mut new_id,
+        );
+        (fired, Vec::new())
+    };
+    let fired = fired
+        .into_iter()
+        .map(|f| Fired {
+            at: batch.at,
+            visitor: batch.visitor.clone(),
+            rule: f.rule,
+            arm: f.arm.into(),
+        })
+        .collect();
+    Ok((fired, traces))
+}
+
+/// The most batches of one visitor the session explorer replays.
+pub const EXPLAIN_DEPTH: usize = 2_000;
+
+/// One logged batch of a visitor, with what the engine made of it.
+#[derive(Debug)]
+pub struct Step {
+    /// The batch as logged.
+    pub batch: LoggedBatch,
+    /// What fired (shown or ghost).
+    pub fired: Vec<Fired>,
+    /// The engine's explanation of each decision, in order.
+    pub traces: Vec<Trace>,
+}
+
+/// A visitor's log replayed with the engine's explanations: each batch, what fired, and why
+/// each rule did or did not. Replays the visitor's last [`EXPLAIN_DEPTH`] batches from a fresh
+/// state (a longer history starts from its cut).
+pub async fn explain_visitor(
+    store: &dyn Store,
+    insight: &dyn Insight,
+    site: &SiteId,
+    visitor: &VisitorId,
+) -> Result<Vec<Step>, ReplayError> {
+    let log = insight.visitor_log(site, visitor, EXPLAIN_DEPTH).await?;
+    let mut engines = Engines::new(store, site);
+    let mut state = Visitor::fresh(visitor.clone());
+    let mut steps = Vec::with_capacity(log.len());
+    for (_, batch) in log {
+        if matches!(batch.verdict, Verdict::Bot { .. }) {
+            steps.push(Step {
+                batch,
+                fired: Vec::new(),
+                traces: Vec::new(),
+            });
+            continue;
+        }
+        let engine = engines.at(batch.rules_version).await?;
+        let (fired, traces) = replay_batch(&engine, &mut state, &batch, true)?;
+        steps.push(Step {
+            batch,
+            fired,
+            traces,
+        });
+    }
+    Ok(steps)
 }
 
 /// What the store recorded as fired for `site`, sorted like [`replay_site`]'s answer.
@@ -168,6 +236,32 @@ pub async fn recorded(store: &dyn Store, site: &SiteId) -> Result<Vec<Fired>, St
         .collect();
     fired.sort();
     Ok(fired)
+}
+
+/// The engines of a site's rule-set versions, compiled once each.
+struct Engines<'a> {
+    store: &'a dyn Store,
+    site: &'a SiteId,
+    compiled: HashMap<u64, Arc<Engine>>,
+}
+
+impl<'a> Engines<'a> {
+    fn new(store: &'a dyn Store, site: &'a SiteId) -> Self {
+        Engines {
+            store,
+            site,
+            compiled: HashMap::new(),
+        }
+    }
+
+    async fn at(&mut self, version: u64) -> Result<Arc<Engine>, ReplayError> {
+        if let Some(e) = self.compiled.get(&version) {
+            return Ok(e.clone());
+        }
+        let e = Arc::new(engine_at(self.store, self.site, version).await?);
+        self.compiled.insert(version, e.clone());
+        Ok(e)
+    }
 }
 
 async fn engine_at(store: &dyn Store, site: &SiteId, version: u64) -> Result<Engine, ReplayError> {

@@ -101,6 +101,8 @@ pub struct Effect {
     pub fired: Vec<Fired>,
     /// The engine's latest `next_wake`, when it decided anything.
     pub next_wake: Option<Option<Timestamp>>,
+    /// The engine's explanation of each decision, when asked for (the session explorer).
+    pub traces: Option<Vec<beckon_engine::trace::Trace>>,
 }
 
 /// How a batch's events are used.
@@ -209,7 +211,39 @@ impl Visitor {
         now: Timestamp,
         new_id: &mut dyn FnMut() -> String,
     ) -> Vec<Fired> {
-        let mut effect = Effect::default();
+        self.replay_with(engine, session, begins, events, now, new_id, false)
+            .fired
+    }
+
+    /// As [`Visitor::replay`], keeping the engine's explanation of every decision.
+    pub fn replay_explained(
+        &mut self,
+        engine: &Engine,
+        session: Option<&SessionId>,
+        begins: Option<&VisitBegin>,
+        events: &[(Incoming, bool)],
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> (Vec<Fired>, Vec<beckon_engine::trace::Trace>) {
+        let effect = self.replay_with(engine, session, begins, events, now, new_id, true);
+        (effect.fired, effect.traces.unwrap_or_default())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn replay_with(
+        &mut self,
+        engine: &Engine,
+        session: Option<&SessionId>,
+        begins: Option<&VisitBegin>,
+        events: &[(Incoming, bool)],
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+        explain: bool,
+    ) -> Effect {
+        let mut effect = Effect {
+            traces: explain.then(Vec::new),
+            ..Effect::default()
+        };
         if let (Some(begin), Some(sid)) = (begins, session) {
             if begin.fresh_profile {
                 self.profile = Profile::default();
@@ -229,7 +263,7 @@ impl Visitor {
                 self.step(engine, mode, incoming, now, new_id, &mut effect, true);
             }
         }
-        effect.fired
+        effect
     }
 
     /// Starts a visit under `sid`; the previous one, if any, ends.
@@ -291,7 +325,15 @@ impl Visitor {
             engine.record_without_visit(&mut self.profile, &incoming.event, now);
             return Applied::Decided;
         };
-        let decision = engine.decide(&mut visit.state, &mut self.profile, &incoming.event, now);
+        let decision = match effect.traces.as_mut() {
+            Some(traces) => {
+                let (decision, trace) =
+                    engine.explain(&mut visit.state, &mut self.profile, &incoming.event, now);
+                traces.push(trace);
+                decision
+            }
+            None => engine.decide(&mut visit.state, &mut self.profile, &incoming.event, now),
+        };
         effect.next_wake = Some(decision.next_wake);
         let (rule, message) = match decision.outcome {
             Outcome::Nothing { held } => {

@@ -2,10 +2,9 @@
 
 use async_trait::async_trait;
 use beckon_engine::rules::RuleSpec;
-use beckon_engine::{RuleId, SiteId, Timestamp};
+use beckon_engine::{SiteId, Timestamp};
 use beckon_store::accounts::{
-    Accounts, ApiToken, Change, LoginRecord, NewUser, Role, RuleCounts, RuleSetEntry, SiteLabel,
-    User, UserId,
+    Accounts, ApiToken, Change, LoginRecord, NewUser, Role, RuleSetEntry, SiteLabel, User, UserId,
 };
 use beckon_store::{Result, StoreError};
 use sqlx::sqlite::SqliteRow;
@@ -442,63 +441,5 @@ impl Accounts for SqliteStore {
                 })
             })
             .collect()
-    }
-
-    async fn rule_counts(
-        &self,
-        site: &SiteId,
-        since: Timestamp,
-    ) -> Result<Vec<(RuleId, RuleCounts)>> {
-        let mut counts: std::collections::BTreeMap<String, RuleCounts> = Default::default();
-        let exposures = sqlx::query(
-            "SELECT rule_id, arm, count(*) AS n FROM exposures
-             WHERE site_id = ? AND at >= ? GROUP BY rule_id, arm",
-        )
-        .bind(site.as_str())
-        .bind(since.as_millis())
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db)?;
-        for row in &exposures {
-            let rule: String = col(row, "rule_id").map_err(corrupt)?;
-            let arm: String = col(row, "arm").map_err(corrupt)?;
-            let n: i64 = col(row, "n").map_err(corrupt)?;
-            let c = counts.entry(rule).or_default();
-            if arm == crate::rows::arm_name(beckon_engine::session::Arm::Holdout) {
-                c.ghosts += n as u64;
-            } else {
-                c.fired += n as u64;
-            }
-        }
-        // Outcomes the engine was fed (a bot's, or a refused claim, are only logged).
-        let outcomes = sqlx::query(
-            "SELECT json_extract(e.body, '$.rule') AS rule, e.kind, count(*) AS n
-             FROM batches b JOIN events e ON e.batch = b.seq
-             WHERE b.site_id = ? AND b.at >= ? AND e.applied = 'decided'
-               AND e.kind IN ('shown', 'dismissed', 'engaged')
-             GROUP BY 1, 2",
-        )
-        .bind(site.as_str())
-        .bind(since.as_millis())
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db)?;
-        for row in &outcomes {
-            let Some(rule) = col::<Option<String>>(row, "rule").map_err(corrupt)? else {
-                continue;
-            };
-            let kind: String = col(row, "kind").map_err(corrupt)?;
-            let n = col::<i64>(row, "n").map_err(corrupt)? as u64;
-            let c = counts.entry(rule).or_default();
-            match kind.as_str() {
-                "shown" => c.shown += n,
-                "dismissed" => c.dismissed += n,
-                _ => c.engaged += n,
-            }
-        }
-        Ok(counts
-            .into_iter()
-            .filter_map(|(rule, c)| RuleId::parse(&rule).ok().map(|r| (r, c)))
-            .collect())
     }
 }

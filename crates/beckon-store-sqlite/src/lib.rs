@@ -14,6 +14,7 @@
 
 mod accounts;
 pub mod checkpoint;
+mod insight;
 mod rows;
 mod write;
 
@@ -178,7 +179,7 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 /// A SQL placeholder list of `n` parameters: `?, ?, ?`.
-fn placeholders(n: usize) -> String {
+pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 

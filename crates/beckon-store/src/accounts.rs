@@ -137,21 +137,6 @@ pub struct SiteLabel {
     pub name: String,
 }
 
-/// How often each rule's interventions were shown, dismissed and engaged with.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RuleCounts {
-    /// Exposures of the treated arm (fired).
-    pub fired: u64,
-    /// Exposures of the holdout arm (ghosts).
-    pub ghosts: u64,
-    /// Interventions the widget reported shown.
-    pub shown: u64,
-    /// Dismissed.
-    pub dismissed: u64,
-    /// Engaged with (accepted, replied, applied a coupon, submitted).
-    pub engaged: u64,
-}
-
 /// The accounts' storage verbs. Every backend implements them beside [`crate::Store`], and
 /// [`crate::accounts_suite`] is their story.
 #[async_trait]
@@ -235,11 +220,4 @@ pub trait Accounts: Send + Sync + 'static {
         before: u64,
         limit: usize,
     ) -> Result<Vec<RuleSetEntry>>;
-
-    /// Per rule of a site, the exposures and outcomes logged since `since`.
-    async fn rule_counts(
-        &self,
-        site: &SiteId,
-        since: Timestamp,
-    ) -> Result<Vec<(beckon_engine::RuleId, RuleCounts)>>;
 }

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod accounts_suite;
 pub mod faults;
+pub mod insight;
 pub mod suite;
 
 use async_trait::async_trait;

@@ -1212,3 +1212,95 @@ async fn order_keys_survive_pruning(store: &dyn Store) {
     let after = store.log(&site(s), last_position, 100).await.unwrap();
     assert_eq!(after.len(), 1, "a pruned position is never given again");
 }
+
+/// The dashboard's reads ([`crate::insight::Insight`]) on the same database, for backends
+/// that implement them: call on a fresh database after (or instead of) [`run_all`].
+pub async fn run_insight(store: &dyn Store, insight: &dyn crate::insight::Insight) {
+    let s = "insight-shop";
+    let shown = |id: &str, applied: Applied| LoggedEvent {
+        key: id.to_owned(),
+        id: EventId::parse(id).unwrap(),
+        kind: "shown".to_owned(),
+        body: format!(
+            "{{\"id\":\"{id}\",\"type\":\"shown\",\"rule\":\"r\",\"intervention\":\"x1\"}}"
+        ),
+        applied,
+    };
+    let mut b1 = batch(s, "v1", "s-1", at(10), vec![event("a1", Applied::Decided)]);
+    b1.context.user_agent = "first".to_owned();
+    let b2 = batch(
+        s,
+        "v1",
+        "s-1",
+        at(20),
+        vec![shown("a2", Applied::Decided), event("a3", Applied::Decided)],
+    );
+    let other = batch(s, "v2", "s-2", at(15), vec![event("b1", Applied::Decided)]);
+    // A bot's outcome is logged, never decided on: it is in no number.
+    let mut bot = batch(s, "v3", "s-3", at(16), vec![shown("c1", Applied::Logged)]);
+    bot.verdict = Verdict::Bot {
+        reason: "test".to_owned(),
+    };
+    let mut write = batches(vec![b1, other, b2, bot]);
+    write.exposures = vec![exposure(s, "v1", "x1", at(19))];
+    let mut ghost = exposure(s, "v2", "x2", at(19));
+    ghost.arm = Arm::Holdout;
+    write.exposures.push(ghost);
+    write.visitors = vec![
+        visitor_write(s, "v1", Some(profile(0)), "s-1", at(20)),
+        visitor_write(s, "v2", Some(profile(0)), "s-2", at(15)),
+    ];
+    store.commit(&write).await.unwrap();
+
+    let log = insight
+        .visitor_log(&site(s), &visitor("v1"), 10)
+        .await
+        .unwrap();
+    let keys: Vec<Vec<&str>> = log
+        .iter()
+        .map(|(_, b)| b.events.iter().map(|e| e.key.as_str()).collect())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![vec!["a1"], vec!["a2", "a3"]],
+        "v1's batches in order, only v1's"
+    );
+    assert_eq!(log[0].1.context.user_agent, "first");
+    assert!(log[0].0 < log[1].0);
+    let last = insight
+        .visitor_log(&site(s), &visitor("v1"), 1)
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].1.events[0].key, "a2", "the limit keeps the latest");
+    assert!(
+        insight
+            .visitor_log(&site("elsewhere"), &visitor("v1"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let counts = insight.rule_counts(&site(s), at(0)).await.unwrap();
+    assert_eq!(counts.len(), 1);
+    let (rule, c) = &counts[0];
+    assert_eq!(rule.as_str(), "r");
+    assert_eq!(
+        (c.fired, c.ghosts, c.shown, c.dismissed, c.engaged),
+        (1, 1, 1, 0, 0)
+    );
+    assert!(
+        insight
+            .rule_counts(&site(s), at(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "since filters"
+    );
+
+    let recent = insight.recent_visitors(&site(s), at(0), 10).await.unwrap();
+    let ids: Vec<&str> = recent.iter().map(|r| r.visitor.as_str()).collect();
+    assert_eq!(ids, vec!["v1", "v2"], "most recent first");
+    let since = insight.recent_visitors(&site(s), at(18), 10).await.unwrap();
+    assert_eq!(since.len(), 1);
+}

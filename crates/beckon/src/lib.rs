@@ -29,6 +29,8 @@ pub struct Database {
     pub store: Arc<dyn Store>,
     /// People, login sessions, tokens and rule history.
     pub accounts: Arc<dyn Accounts>,
+    /// The dashboard's reads of the log.
+    pub insight: Arc<dyn beckon_store::insight::Insight>,
 }
 
 /// Opens (creating if needed) the embedded database in `data` and migrates it.
@@ -44,7 +46,8 @@ pub async fn open_database(data: &Path) -> Result<Database, String> {
     let store = Arc::new(store);
     Ok(Database {
         store: store.clone(),
-        accounts: store,
+        accounts: store.clone(),
+        insight: store,
     })
 }
 
@@ -88,16 +91,102 @@ impl beckon_admin::Previewer for ServerPreviews {
     }
 }
 
+/// Visitors' timelines, replayed from the log by the server's own replay.
+struct ServerReplay {
+    store: Arc<dyn Store>,
+    insight: Arc<dyn beckon_store::insight::Insight>,
+}
+
+#[async_trait::async_trait]
+impl beckon_admin::manage::visitors::Explainer for ServerReplay {
+    async fn timeline(
+        &self,
+        site: &SiteId,
+        visitor: &beckon_engine::VisitorId,
+    ) -> Result<Vec<beckon_admin::manage::visitors::TimelineStep>, String> {
+        use beckon_admin::manage::visitors::{DecisionLine, EventLine, RuleLine, TimelineStep};
+        let steps = beckon_server::replay::explain_visitor(
+            self.store.as_ref(),
+            self.insight.as_ref(),
+            site,
+            visitor,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(steps
+            .into_iter()
+            .map(|step| {
+                let b = step.batch;
+                TimelineStep {
+                    at_ms: b.at.as_millis(),
+                    source: b.source.as_str().to_owned(),
+                    session: b.session.map(|s| s.as_str().to_owned()),
+                    bot: match b.verdict {
+                        beckon_store::Verdict::Bot { reason } => Some(reason),
+                        beckon_store::Verdict::Human => None,
+                    },
+                    events: b
+                        .events
+                        .into_iter()
+                        .map(|e| EventLine {
+                            kind: e.kind,
+                            detail: e.body.chars().take(240).collect(),
+                            applied: e.applied.to_stored(),
+                        })
+                        .collect(),
+                    decisions: step
+                        .traces
+                        .into_iter()
+                        .map(|t| DecisionLine {
+                            at_ms: t.at.as_millis(),
+                            event: t.event.to_owned(),
+                            held: t.held.as_ref().map(ToString::to_string),
+                            rules: t
+                                .rules
+                                .iter()
+                                .map(|r| RuleLine {
+                                    rule: r.rule.as_str().to_owned(),
+                                    kind: serde_json::to_value(&r.verdict)
+                                        .ok()
+                                        .and_then(|v| v["verdict"].as_str().map(str::to_owned))
+                                        .unwrap_or_default(),
+                                    text: r.verdict.to_string(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                    fired: step
+                        .fired
+                        .into_iter()
+                        .map(|f| {
+                            let arm = match f.arm {
+                                beckon_server::replay::ArmName::Treated => "treated",
+                                beckon_server::replay::ArmName::Holdout => "holdout",
+                            };
+                            (f.rule.as_str().to_owned(), arm.to_owned())
+                        })
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+}
+
 /// The admin API and the dashboard for a started server.
 pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axum::Router {
     beckon_admin::router(beckon_admin::Options {
         store: db.store.clone(),
         accounts: db.accounts.clone(),
+        insight: db.insight.clone(),
         live: Arc::new(LiveSites {
             sites: server.state.sites.clone(),
             store: db.store.clone(),
         }),
         previewer: Some(Arc::new(ServerPreviews(server.state.clone()))),
+        explainer: Some(Arc::new(ServerReplay {
+            store: db.store.clone(),
+            insight: db.insight.clone(),
+        })),
         client_ip: Arc::new(beckon_server::throttle::client_ip_rule(
             &server.state.limits,
         )),

@@ -378,6 +378,67 @@ async fn a_rule_built_in_the_editor_fires_on_the_shop_without_a_restart_then_pau
         "{fired}"
     );
 
+    // The session explorer: the shopper is live, their timeline shows the fire, and the engine
+    // says why another rule did not fire then.
+    marketer
+        .goto(&format!("{}/dash/sites/demo/visitors", demo.base))
+        .await
+        .unwrap();
+    let body = eventually(
+        &marketer,
+        &format!("document.body.innerText.includes('{visitor}') && document.body.innerText"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        body.as_str().unwrap().contains("product"),
+        "the live list shows the page type"
+    );
+    let problems = audit(&marketer).await;
+    assert!(problems.is_empty(), "visitors: {problems:#?}");
+    let minute = marketer
+        .execute("return new Date().toISOString().slice(11, 16);", vec![])
+        .await
+        .unwrap();
+    marketer
+        .goto(&format!(
+            "{}/dash/sites/demo/visitors/{visitor}?rule=pricing-compare&at={}",
+            demo.base,
+            minute.as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    let answer = marketer
+        .find(Locator::Id("why-answer"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        answer.contains("pricing-compare") && answer.contains("not for product pages"),
+        "{answer}"
+    );
+    let timeline = text(&marketer).await;
+    assert!(
+        timeline.contains("shown: editor-exit"),
+        "the timeline shows the fire: {timeline}"
+    );
+    let problems = audit(&marketer).await;
+    assert!(problems.is_empty(), "session explorer: {problems:#?}");
+    marketer.execute("document.querySelectorAll('details.decision').forEach((d, i) => { if (i < 2) d.open = true; });", vec![]).await.unwrap();
+    screenshot(&marketer, "session-explorer").await;
+    marketer
+        .goto(&format!("{}/dash/sites/demo/rules/editor-exit", demo.base))
+        .await
+        .unwrap();
+    eventually(
+        &marketer,
+        "!!document.querySelector('#conditions .leaf')",
+        Duration::from_secs(10),
+    )
+    .await;
+
     // Edit the text, then pause: a new visitor leaving a product page sees nothing of it.
     type_into(&marketer, "#message textarea", "Changed text").await;
     click(&marketer, "#save").await;

@@ -5,6 +5,7 @@
 pub mod people;
 pub mod rules;
 pub mod sites;
+pub mod visitors;
 
 /// A page of a list: its items and the cursor of the next page, if there is one.
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]

@@ -6,7 +6,8 @@
 use beckon_engine::rules::spec::Status;
 use beckon_engine::rules::{RuleFile, RuleSet, RuleSpec};
 use beckon_engine::{Engine, SiteId};
-use beckon_store::accounts::{Change, RuleCounts};
+use beckon_store::accounts::Change;
+use beckon_store::insight::RuleCounts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -163,7 +164,7 @@ pub async fn list(state: &AdminState, actor: &Actor, key: &str) -> AdminResult<R
     let (version, _, mut rules) = current(state, &site).await?;
     ordered(&mut rules);
     let since = now().plus_ms(-COUNTS_DAYS * 24 * 3600 * 1000);
-    let counts = state.accounts.rule_counts(&site, since).await?;
+    let counts = state.insight.rule_counts(&site, since).await?;
     Ok(RulesView {
         version,
         rules: rules

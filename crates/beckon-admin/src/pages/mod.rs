@@ -8,6 +8,7 @@ mod docs;
 mod editor;
 mod login;
 mod sites;
+mod visitors;
 
 use std::sync::OnceLock;
 
@@ -174,11 +175,7 @@ fn nav(site: &str) -> Vec<NavItem> {
             "Today's traffic, decisions and lift",
         ),
         at("rules", "Rules", "rules"),
-        soon(
-            "visitors",
-            "Visitors",
-            "Live visitors and the session explorer",
-        ),
+        at("visitors", "Visitors", "visitors"),
         soon("conversations", "Conversations", "The agent console"),
         soon("leads", "Leads", "Captured leads and their deliveries"),
         soon("analytics", "Analytics", "Lift against the holdout"),
@@ -252,6 +249,11 @@ pub fn router() -> Router<AdminState> {
         .route("/dash/sites/{site}/rules/new", get(editor::new))
         .route("/dash/sites/{site}/rules/{rule}", get(editor::edit))
         .route("/dash/preview/{token}", get(editor::frame))
+        .route("/dash/sites/{site}/visitors", get(visitors::list))
+        .route(
+            "/dash/sites/{site}/visitors/{visitor}",
+            get(visitors::explore),
+        )
         .route("/dash/sites/{site}/install", get(sites::install))
         .route(
             "/dash/sites/{site}/settings",

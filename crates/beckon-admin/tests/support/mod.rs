@@ -30,8 +30,10 @@ impl Admin {
         let router = beckon_admin::router(beckon_admin::Options {
             store: store.clone(),
             accounts: store.clone(),
+            insight: store.clone(),
             live: Arc::new(NoLiveRules),
             previewer: None,
+            explainer: None,
             client_ip: Arc::new(|_, peer| peer.map(|p| p.ip())),
             secure_cookies: false,
         });
