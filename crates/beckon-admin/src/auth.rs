@@ -149,15 +149,16 @@ pub fn token_digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The bearer token of `Authorization`, if it holds one (the scheme in any case).
+pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The bearer token of a request, if it sends one.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_of(&parts.headers)
 }
 
 async fn from_token(state: &AdminState, secret: &str) -> AdminResult<Actor> {
@@ -195,6 +196,11 @@ impl FromRequestParts<AdminState> for Actor {
         if let Some(secret) = bearer(parts) {
             let secret = secret.to_owned();
             return from_token(state, &secret).await;
+        }
+        // Some other credential (a proxy's Basic auth): never fall back to the cookie, which
+        // the CSRF guard has not checked for such a request.
+        if parts.headers.contains_key(AUTHORIZATION) {
+            return Err(AdminError::Unauthenticated);
         }
         let session = AuthSession::from_request_parts(parts, state)
             .await
@@ -246,7 +252,7 @@ pub async fn sign_in(
     }
     let account = session
         .authenticate(Credentials {
-            email,
+            email: email.clone(),
             password: creds.password,
         })
         .await
@@ -255,6 +261,20 @@ pub async fn sign_in(
             axum_login::Error::Session(e) => AdminError::Store(e.to_string()),
         })?
         .ok_or(AdminError::BadCredentials)?;
+    // A session that was already signed in (perhaps planted, perhaps another person's) keeps
+    // neither its id nor its CSRF token: axum-login changes the id only for a first sign-in.
+    if session.user.is_some() {
+        session
+            .logout()
+            .await
+            .map_err(|e| AdminError::Store(e.to_string()))?;
+    }
+    session
+        .session
+        .cycle_id()
+        .await
+        .map_err(|e| AdminError::Store(e.to_string()))?;
+    let _ = session.session.remove::<String>(crate::csrf::KEY).await;
     session
         .login(&account)
         .await

@@ -7,7 +7,8 @@
 //! 2. a per-session token, sent as the `X-CSRF-Token` header (htmx, fetch) or the `csrf` field
 //!    of a form, compared in constant time with the one the session holds.
 //!
-//! The login cookie is also `SameSite=Strict`, so a cross-site request does not carry it at all.
+//! The login cookie is also `SameSite=Lax`, so a cross-site subrequest (a form posted from
+//! another site, a fetch) does not carry it at all.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
@@ -21,7 +22,7 @@ use tower_sessions::Session;
 use crate::error::AdminError;
 
 /// The session key of the token.
-const KEY: &str = "csrf";
+pub const KEY: &str = "csrf";
 /// The header scripts send it in.
 pub const HEADER: &str = "x-csrf-token";
 /// The form field forms send it in.
@@ -80,7 +81,7 @@ pub async fn guard(request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) || request.headers().contains_key(header::AUTHORIZATION)
+    ) || crate::auth::bearer_of(request.headers()).is_some()
     {
         return next.run(request).await;
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod csrf;
 pub mod error;
+pub mod guard;
 pub mod logins;
 pub mod manage;
 pub mod pages;
@@ -87,6 +88,9 @@ pub struct Options {
     pub secure_cookies: bool,
 }
 
+/// How often expired login sessions are deleted and the sign-in throttle forgets quiet keys.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What every admin handler reaches: one shared pointer.
 #[derive(Clone)]
 pub struct AdminState(Arc<Inner>);
@@ -119,6 +123,8 @@ pub struct Inner {
     pub logins: throttle::LoginThrottle,
     /// The dashboard's templates.
     pub templates: pages::Templates,
+    /// People reach Beckon over HTTPS.
+    pub secure: bool,
 }
 
 impl AdminState {
@@ -134,6 +140,7 @@ impl AdminState {
             client_ip: options.client_ip.clone(),
             logins: throttle::LoginThrottle::default(),
             templates: pages::Templates::load(),
+            secure: options.secure_cookies,
         }))
     }
 }
@@ -149,14 +156,35 @@ pub fn router(options: Options) -> Router {
         .with_same_site(SameSite::Lax)
         .with_secure(secure)
         .with_path("/")
+        // Saved on every request, so that the idle expiry slides while someone works.
+        .with_always_save(true)
         .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
     let auth = AuthManagerLayerBuilder::new(auth::Backend::new(options.accounts.clone()), sessions)
         .build();
+    tokio::spawn(sweep(std::sync::Arc::downgrade(&state.0)));
     Router::new()
         .merge(api::router())
         .merge(pages::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::sites,
+        ))
         .layer(axum::middleware::from_fn(csrf::guard))
         .layer(auth)
+        .layer(axum::middleware::from_fn(guard::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Deletes expired login sessions and lets the sign-in throttle forget quiet keys, until the
+/// admin side is dropped.
+async fn sweep(state: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(state) = state.upgrade() else { return };
+        state.logins.sweep();
+        if let Err(e) = state.accounts.prune_logins(clock::now()).await {
+            tracing::warn!(error = %e, "could not delete expired login sessions");
+        }
+    }
 }

@@ -425,9 +425,25 @@ async fn agents_read_but_do_not_change_and_revoked_tokens_stop_at_once() {
     );
 
     let token = admin.token("ada@example.test", &["shop"]).await;
-    let (_, list) = json_of(
+    // A token manages no tokens: a leaked one cannot make itself a successor.
+    for answer in [
         api.get(format!("{}/api/v1/tokens", admin.base))
             .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        api.post(format!("{}/api/v1/tokens", admin.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "successor", "sites": ["shop"]}))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(answer.status(), 403);
+    }
+    let (ada, csrf) = admin.signed_in("ada@example.test").await;
+    let (_, list) = json_of(
+        ada.get(format!("{}/api/v1/tokens", admin.base))
             .send()
             .await
             .unwrap(),
@@ -438,9 +454,17 @@ async fn agents_read_but_do_not_change_and_revoked_tokens_stop_at_once() {
         !list.to_string().contains(&token),
         "a token's secret is never listed"
     );
-    let revoke = api
+    let by_itself = api
         .delete(format!("{}/api/v1/tokens/{id}", admin.base))
         .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_itself.status(), 403);
+    let revoke = ada
+        .delete(format!("{}/api/v1/tokens/{id}", admin.base))
+        .header("origin", &admin.base)
+        .header("x-csrf-token", &csrf)
         .send()
         .await
         .unwrap();
@@ -566,4 +590,201 @@ async fn a_new_site_shows_its_secret_once_and_a_rotation_stops_the_old_one() {
         .unwrap();
     assert!(!stored.secret.matches(&secret));
     assert!(stored.secret.matches(rotated["secret"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn another_authorization_scheme_never_rides_on_the_cookie() {
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", &rule("r1", "Rule one")).await;
+    admin
+        .person("ada@example.test", Role::Admin, &[&shop])
+        .await;
+    let (client, _) = admin.signed_in("ada@example.test").await;
+    // A proxy's Basic auth, say: no CSRF token, a cross-site origin — refused, and nothing changed.
+    let forged = client
+        .post(format!("{}/api/v1/sites/shop/secret", admin.base))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(forged.status().as_u16(), 401 | 403),
+        "{}",
+        forged.status()
+    );
+    let form = client
+        .post(format!("{}/dash/sites/shop/settings", admin.base))
+        .header("authorization", "x")
+        .form(&[("name", "Pwned"), ("origins", "*")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(form.status().as_u16(), 401 | 403),
+        "{}",
+        form.status()
+    );
+    use beckon_store::accounts::Accounts;
+    assert_eq!(
+        admin
+            .store
+            .site_labels(std::slice::from_ref(&shop))
+            .await
+            .unwrap()[0]
+            .name,
+        "Shop"
+    );
+    // The scheme's case does not matter for a real token.
+    let token = admin.token("ada@example.test", &["shop"]).await;
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", admin.base))
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+}
+
+#[tokio::test]
+async fn signing_in_over_a_signed_in_session_gets_a_new_session_and_token() {
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", "").await;
+    admin.person("mallory@example.test", Role::Admin, &[]).await;
+    admin
+        .person("victim@example.test", Role::Admin, &[&shop])
+        .await;
+    let (client, mallory_csrf) = admin.signed_in("mallory@example.test").await;
+    let again = client
+        .post(format!("{}/api/v1/login", admin.base))
+        .header("origin", &admin.base)
+        .json(&json!({"email": "victim@example.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let set_cookie = again
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        set_cookie.is_some_and(|c| c.starts_with("beckon_session=")),
+        "a new session id is sent"
+    );
+    let body: Value = again.json().await.unwrap();
+    assert_ne!(
+        body["csrf"].as_str().unwrap(),
+        mallory_csrf,
+        "a new CSRF token"
+    );
+    let stale = client
+        .post(format!("{}/api/v1/sites/shop/secret", admin.base))
+        .header("origin", &admin.base)
+        .header("x-csrf-token", &mallory_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 403, "the old token is worthless");
+}
+
+#[tokio::test]
+async fn two_people_creating_one_key_at_once_get_one_site_and_one_conflict() {
+    let admin = Admin::start().await;
+    admin.person("ann@example.test", Role::Admin, &[]).await;
+    admin.person("ben@example.test", Role::Admin, &[]).await;
+    let (ann, ann_csrf) = admin.signed_in("ann@example.test").await;
+    let (ben, ben_csrf) = admin.signed_in("ben@example.test").await;
+    for round in 0..10 {
+        let key = format!("race-{round}");
+        let create = |client: &reqwest::Client, csrf: &str| {
+            client
+                .post(format!("{}/api/v1/sites", admin.base))
+                .header("origin", &admin.base)
+                .header("x-csrf-token", csrf)
+                .json(&json!({"key": key, "name": "Race"}))
+                .send()
+        };
+        let (a, b) = tokio::join!(create(&ann, &ann_csrf), create(&ben, &ben_csrf));
+        let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_rename_racing_a_rotation_never_brings_the_old_key_back() {
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", "").await;
+    admin
+        .person("ada@example.test", Role::Admin, &[&shop])
+        .await;
+    let (client, csrf) = admin.signed_in("ada@example.test").await;
+    for round in 0..10 {
+        let rotate = client
+            .post(format!("{}/api/v1/sites/shop/secret", admin.base))
+            .header("origin", &admin.base)
+            .header("x-csrf-token", &csrf)
+            .send();
+        let rename = client
+            .patch(format!("{}/api/v1/sites/shop", admin.base))
+            .header("origin", &admin.base)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": format!("Shop {round}")}))
+            .send();
+        let (rotated, renamed) = tokio::join!(rotate, rename);
+        assert_eq!(renamed.unwrap().status(), 200);
+        let rotated: Value = rotated.unwrap().json().await.unwrap();
+        let stored = admin
+            .store
+            .sites()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.id == shop)
+            .unwrap();
+        assert!(
+            stored.secret.matches(rotated["secret"].as_str().unwrap()),
+            "round {round}: the rotated key works"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_api_refusal_is_json_even_a_wrong_method() {
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", "").await;
+    admin
+        .person("ada@example.test", Role::Admin, &[&shop])
+        .await;
+    let token = admin.token("ada@example.test", &["shop"]).await;
+    let api = reqwest::Client::new();
+    for (method, path) in [
+        ("PUT", "/api/v1/sites"),
+        ("GET", "/api/v1/sites/shop/secret"),
+        ("DELETE", "/api/v1/sites/shop"),
+    ] {
+        let answer = api
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", admin.base),
+            )
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(answer).await;
+        assert_eq!(status, 405, "{method} {path}");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+    // A malformed body to another site's route says "not found", not what is wrong with it.
+    let answer = api
+        .post(format!("{}/api/v1/sites/elsewhere/preview", admin.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
 }

@@ -55,10 +55,10 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         .person("bob@example.test", Role::Admin, &[&south])
         .await;
     let bob_token = admin.token("bob@example.test", &["south"]).await;
+    let (bob_session, _) = admin.signed_in("bob@example.test").await;
     let bob_token_id = {
-        let answer: Value = reqwest::Client::new()
+        let answer: Value = bob_session
             .get(format!("{}/api/v1/tokens", admin.base))
-            .bearer_auth(&bob_token)
             .send()
             .await
             .unwrap()
@@ -184,6 +184,10 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
     // Every dashboard page of a site, for the other site.
     let pages = [
         ("get", "/dash/sites/south/rules"),
+        ("get", "/dash/sites/south/rules/new"),
+        ("get", "/dash/sites/south/rules/south-hidden-rule"),
+        ("get", "/dash/sites/south/visitors"),
+        ("get", "/dash/sites/south/visitors/v1"),
         ("get", "/dash/sites/south/install"),
         ("get", "/dash/sites/south/settings"),
         ("post", "/dash/sites/south/settings"),
@@ -234,9 +238,8 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         .await
         .unwrap();
     assert_eq!(site["name"], "South Secret Shop");
-    let tokens: Value = reqwest::Client::new()
+    let tokens: Value = bob_session
         .get(format!("{}/api/v1/tokens", admin.base))
-        .bearer_auth(&bob_token)
         .send()
         .await
         .unwrap()

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use beckon_engine::rules::RuleSpec;
 use beckon_engine::{SiteId, Timestamp};
 use beckon_store::accounts::{
-    Accounts, ApiToken, Change, LoginRecord, NewUser, Role, RuleSetEntry, SiteLabel, User, UserId,
+    Accounts, ApiToken, Change, LoginRecord, NewUser, Role, RuleSetEntry, SiteEdit, SiteLabel,
+    User, UserId,
 };
-use beckon_store::{Result, StoreError};
+use beckon_store::{Result, SiteRecord, StoreError};
 use sqlx::sqlite::SqliteRow;
 
 use crate::rows::{col, json_col, version_col};
@@ -225,6 +226,116 @@ impl Accounts for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn create_site(&self, site: &SiteRecord, name: &str, creator: UserId) -> Result<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let policy = json(&site.policy)?;
+        let inserted = sqlx::query(
+            "INSERT INTO sites (id, secret, origins, policy, version, name) VALUES (?, ?, ?, ?, 1, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(site.id.as_str())
+        .bind(site.secret.as_str())
+        .bind(json(&site.origins)?)
+        .bind(&policy)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a site with key {:?} exists; choose another key",
+                site.id.as_str()
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO rule_sets (site_id, version, policy, rules) VALUES (?, 1, ?, '[]')",
+        )
+        .bind(site.id.as_str())
+        .bind(&policy)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("INSERT INTO members (site_id, user_id) VALUES (?, ?)")
+            .bind(site.id.as_str())
+            .bind(creator)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::NotFound(format!("user {creator}"))
+                }
+                _ => db(e),
+            })?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn edit_site(&self, site: &SiteId, edit: &SiteEdit) -> Result<SiteRecord> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let row =
+            sqlx::query("SELECT id, secret, origins, policy, version FROM sites WHERE id = ?")
+                .bind(site.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?;
+        let mut record = crate::rows::site(&row)?;
+        let before = record.clone();
+        if let Some(origins) = &edit.origins {
+            record.origins = origins.clone();
+        }
+        if let Some(policy) = &edit.policy {
+            record.policy = policy.clone();
+        }
+        if let Some(secret) = &edit.secret {
+            record.secret = secret.clone();
+        }
+        if record != before {
+            record.version = before.version + 1;
+            let policy = json(&record.policy)?;
+            sqlx::query(
+                "UPDATE sites SET secret = ?, origins = ?, policy = ?, version = ? WHERE id = ?",
+            )
+            .bind(record.secret.as_str())
+            .bind(json(&record.origins)?)
+            .bind(&policy)
+            .bind(record.version as i64)
+            .bind(site.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            // The rules in force carry over to the new version.
+            sqlx::query(
+                "INSERT INTO rule_sets (site_id, version, policy, rules)
+                 SELECT site_id, ?, ?, rules FROM rule_sets WHERE site_id = ? AND version = ?",
+            )
+            .bind(record.version as i64)
+            .bind(&policy)
+            .bind(site.as_str())
+            .bind(before.version as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        if let Some(name) = &edit.name {
+            sqlx::query("UPDATE sites SET name = ? WHERE id = ?")
+                .bind(name)
+                .bind(site.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(record)
     }
 
     async fn create_login(&self, login: &LoginRecord) -> Result<bool> {

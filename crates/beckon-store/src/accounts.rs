@@ -137,6 +137,20 @@ pub struct SiteLabel {
     pub name: String,
 }
 
+/// A change to a site: every field set replaces the stored one, in one transaction, so that
+/// two changes at once (a rename and a key rotation) never undo each other.
+#[derive(Clone, Debug, Default)]
+pub struct SiteEdit {
+    /// New allowed origins.
+    pub origins: Option<Vec<String>>,
+    /// A new policy.
+    pub policy: Option<beckon_engine::Policy>,
+    /// A new secret key's digest.
+    pub secret: Option<crate::SecretDigest>,
+    /// A new name for people.
+    pub name: Option<String>,
+}
+
 /// The accounts' storage verbs. Every backend implements them beside [`crate::Store`], and
 /// [`crate::accounts_suite`] is their story.
 #[async_trait]
@@ -170,6 +184,19 @@ pub trait Accounts: Send + Sync + 'static {
 
     /// Names a site for people.
     async fn set_site_name(&self, site: &SiteId, name: &str) -> Result<()>;
+
+    /// Creates a site, named, with `creator` as its first member, at rule-set version 1 with
+    /// no rules; [`crate::StoreError::Conflict`] (and nothing written) when the key is taken.
+    async fn create_site(
+        &self,
+        site: &crate::SiteRecord,
+        name: &str,
+        creator: UserId,
+    ) -> Result<()>;
+
+    /// Changes a site in one transaction; its rule-set version goes up when its origins,
+    /// policy or secret changed (the rules in force carry over). Returns the site as stored.
+    async fn edit_site(&self, site: &SiteId, edit: &SiteEdit) -> Result<crate::SiteRecord>;
 
     /// The names of these sites (a site without one is named by its key).
     async fn site_labels(&self, sites: &[SiteId]) -> Result<Vec<SiteLabel>>;

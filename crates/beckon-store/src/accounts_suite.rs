@@ -4,7 +4,7 @@
 use beckon_engine::rules::RuleFile;
 use beckon_engine::{Policy, SiteId, Timestamp};
 
-use crate::accounts::{Accounts, ApiToken, Change, LoginRecord, NewUser, Role};
+use crate::accounts::{Accounts, ApiToken, Change, LoginRecord, NewUser, Role, SiteEdit};
 use crate::{SecretDigest, SiteRecord, Store, StoreError};
 
 /// Runs every chapter.
@@ -14,6 +14,111 @@ pub async fn run_all(store: &dyn Store, accounts: &dyn Accounts) {
     login_sessions_expire(accounts).await;
     tokens_are_found_by_digest_and_revoked_by_their_owner(store, accounts).await;
     rule_saves_refuse_a_stale_base_and_keep_history(store, accounts).await;
+    sites_are_created_once_and_edited_field_by_field(store, accounts).await;
+}
+
+async fn sites_are_created_once_and_edited_field_by_field(
+    store: &dyn Store,
+    accounts: &dyn Accounts,
+) {
+    let first = accounts
+        .create_user(&new_user("first@example.test", Role::Admin))
+        .await
+        .unwrap();
+    let second = accounts
+        .create_user(&new_user("second@example.test", Role::Admin))
+        .await
+        .unwrap();
+    let id = SiteId::parse("acct-created").unwrap();
+    let record = |secret: &str| SiteRecord {
+        id: id.clone(),
+        secret: SecretDigest::of(secret),
+        origins: vec!["https://created.example".to_owned()],
+        policy: Policy::default(),
+        version: 0,
+    };
+    accounts
+        .create_site(&record("sk_first"), "Created", first.id)
+        .await
+        .unwrap();
+    let again = accounts
+        .create_site(&record("sk_second"), "Taken over", second.id)
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "a key is created once: {again:?}"
+    );
+    let stored = store
+        .sites()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap();
+    assert!(stored.secret.matches("sk_first"), "the first secret stands");
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        accounts.members(&id).await.unwrap().len(),
+        1,
+        "only its creator"
+    );
+    assert_eq!(
+        accounts
+            .site_labels(std::slice::from_ref(&id))
+            .await
+            .unwrap()[0]
+            .name,
+        "Created"
+    );
+    assert!(store.rules(&id).await.unwrap().is_empty());
+
+    // A rotation, then a rename that knows nothing of it: the rotation stands.
+    let rotated = accounts
+        .edit_site(
+            &id,
+            &SiteEdit {
+                secret: Some(SecretDigest::of("sk_rotated")),
+                ..SiteEdit::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated.version, 2);
+    let renamed = accounts
+        .edit_site(
+            &id,
+            &SiteEdit {
+                name: Some("Renamed".to_owned()),
+                origins: Some(vec!["https://new.example".to_owned()]),
+                ..SiteEdit::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(renamed.secret.matches("sk_rotated"));
+    assert_eq!(renamed.origins, ["https://new.example"]);
+    assert_eq!(renamed.version, 3);
+    assert!(
+        store.rule_set(&id, 3).await.unwrap().is_some(),
+        "each version is kept"
+    );
+    let unchanged = accounts
+        .edit_site(
+            &id,
+            &SiteEdit {
+                name: Some("Renamed again".to_owned()),
+                ..SiteEdit::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(unchanged.version, 3, "a name is not part of the rule set");
+    assert!(matches!(
+        accounts
+            .edit_site(&SiteId::parse("acct-nope").unwrap(), &SiteEdit::default())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 fn at(ms: i64) -> Timestamp {

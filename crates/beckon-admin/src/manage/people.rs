@@ -178,8 +178,20 @@ pub struct TokenWithSecret {
     pub secret: String,
 }
 
+/// Tokens are managed by a person signed in, never by a token: a leaked token must not be
+/// able to outlive its own revocation by making another, or reach the owner's other tokens.
+fn require_session(actor: &Actor) -> AdminResult<()> {
+    match actor.via {
+        crate::auth::Via::Session => Ok(()),
+        crate::auth::Via::Token(_) => Err(AdminError::Forbidden(
+            "API tokens are managed from a signed-in session, not with a token".to_owned(),
+        )),
+    }
+}
+
 /// The caller's tokens, newest first.
 pub async fn tokens(state: &AdminState, actor: &Actor) -> AdminResult<Vec<TokenView>> {
+    require_session(actor)?;
     Ok(state
         .accounts
         .tokens_of(actor.user.id)
@@ -195,6 +207,7 @@ pub async fn create_token(
     actor: &Actor,
     new: NewToken,
 ) -> AdminResult<TokenWithSecret> {
+    require_session(actor)?;
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 80 {
         return Err(AdminError::field(
@@ -251,6 +264,7 @@ pub async fn create_token(
 
 /// Revokes one of the caller's tokens.
 pub async fn revoke_token(state: &AdminState, actor: &Actor, id: i64) -> AdminResult<()> {
+    require_session(actor)?;
     if state
         .accounts
         .revoke_token(actor.user.id, id, now())

@@ -1,6 +1,7 @@
 //! Sites: created, described, re-keyed, their guardrails changed.
 
 use beckon_engine::{Policy, SiteId};
+use beckon_store::accounts::SiteEdit;
 use beckon_store::{SecretDigest, SiteRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -199,25 +200,20 @@ pub async fn create(
         ..Policy::default()
     };
     check_policy(&policy)?;
-    if state.store.sites().await?.iter().any(|s| s.id == id) {
-        return Err(AdminError::Conflict(format!(
-            "a site with key {:?} exists; choose another key",
-            id.as_str()
-        )));
-    }
     let secret = super::secret("sk_");
+    let new = SiteRecord {
+        id: id.clone(),
+        secret: SecretDigest::of(&secret),
+        origins,
+        policy,
+        version: 0,
+    };
+    // One transaction: a key taken meanwhile (two people, one double-submitted form) is a
+    // conflict, never a second secret over the first or a site shared by two tenants.
     state
-        .store
-        .put_site(&SiteRecord {
-            id: id.clone(),
-            secret: SecretDigest::of(&secret),
-            origins,
-            policy,
-            version: 0,
-        })
+        .accounts
+        .create_site(&new, &name, actor.user.id)
         .await?;
-    state.accounts.set_site_name(&id, &name).await?;
-    state.accounts.add_member(&id, actor.user.id).await?;
     state.live.changed().await;
     let site = view(state, record(state, &id).await?).await?;
     Ok(SiteWithSecret { site, secret })
@@ -232,23 +228,28 @@ pub async fn update(
 ) -> AdminResult<SiteView> {
     let id = actor.site(key)?;
     actor.require_admin()?;
-    let mut record = record(state, &id).await?;
     let name = change.name.as_deref().map(check_name).transpose()?;
-    if let Some(origins) = &change.origins {
-        record.origins = check_origins(origins)?;
-    }
-    if let Some(policy) = change.policy.filter(|p| !p.is_null()) {
-        let policy: Policy = serde_json::from_value(policy)
-            .map_err(|e| AdminError::field("policy", e.to_string()))?;
-        check_policy(&policy)?;
-        record.policy = policy;
-    }
-    state.store.put_site(&record).await?;
-    if let Some(name) = name {
-        state.accounts.set_site_name(&id, &name).await?;
-    }
+    let origins = change.origins.as_deref().map(check_origins).transpose()?;
+    let policy = match change.policy.filter(|p| !p.is_null()) {
+        Some(p) => {
+            let policy: Policy = serde_json::from_value(p)
+                .map_err(|e| AdminError::field("policy", e.to_string()))?;
+            check_policy(&policy)?;
+            Some(policy)
+        }
+        None => None,
+    };
+    // Only what changed is written, in the store's own transaction: a rename racing a key
+    // rotation cannot bring the old key back.
+    let edit = SiteEdit {
+        origins,
+        policy,
+        name,
+        secret: None,
+    };
+    let record = state.accounts.edit_site(&id, &edit).await?;
     state.live.changed().await;
-    view(state, self::record(state, &id).await?).await
+    view(state, record).await
 }
 
 /// Replaces a site's secret key; the old one stops working at once.
@@ -259,12 +260,14 @@ pub async fn rotate_secret(
 ) -> AdminResult<SiteWithSecret> {
     let id = actor.site(key)?;
     actor.require_admin()?;
-    let mut record = record(state, &id).await?;
     let secret = super::secret("sk_");
-    record.secret = SecretDigest::of(&secret);
-    state.store.put_site(&record).await?;
+    let edit = SiteEdit {
+        secret: Some(SecretDigest::of(&secret)),
+        ..SiteEdit::default()
+    };
+    let record = state.accounts.edit_site(&id, &edit).await?;
     state.live.changed().await;
-    let site = view(state, self::record(state, &id).await?).await?;
+    let site = view(state, record).await?;
     Ok(SiteWithSecret { site, secret })
 }
 

@@ -137,7 +137,11 @@ pub async fn edit(
 
 /// `GET /dash/preview/{token}`: a sample page with the widget, pointed at the preview. It is
 /// loaded in a sandboxed frame (an opaque origin: no cookie, no access to the dashboard).
-pub async fn frame(Path(token): Path<String>, headers: HeaderMap) -> Response {
+pub async fn frame(
+    State(state): State<AdminState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return (StatusCode::NOT_FOUND, "no such preview").into_response();
     }
@@ -149,14 +153,26 @@ pub async fn frame(Path(token): Path<String>, headers: HeaderMap) -> Response {
                 .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
         })
         .unwrap_or("localhost");
-    let origin = format!("http://{host}");
+    // Over HTTPS (behind a TLS proxy) the widget must come over HTTPS too, or the browser
+    // blocks it as mixed content.
+    let tls = state.secure
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let (http, ws) = if tls {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    let origin = format!("{http}://{host}");
     let mut response = render(
         StatusCode::OK,
         "preview_frame.html",
         context! { origin => &origin, token },
     );
     let csp = format!(
-        "default-src 'none'; script-src {origin}; connect-src {origin} ws://{host}; \
+        "default-src 'none'; script-src {origin}; connect-src {origin} {ws}://{host}; \
          style-src 'unsafe-inline'; img-src * data:; frame-ancestors 'self'"
     );
     if let Ok(v) = csp.parse() {
