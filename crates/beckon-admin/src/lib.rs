@@ -82,6 +82,8 @@ pub struct Options {
     pub previewer: Option<Arc<dyn Previewer>>,
     /// The live server's replay, for visitors' timelines (none: not available).
     pub explainer: Option<Arc<dyn manage::visitors::Explainer>>,
+    /// The live server's count of the origins events came from (none: not available).
+    pub edge: Option<Arc<dyn manage::install::EdgeReport>>,
     /// How to find the client's address (the server's trusted-proxy rule).
     pub client_ip: Arc<ClientIp>,
     /// Mark the login cookie `Secure` (Beckon is reached over HTTPS).
@@ -117,6 +119,8 @@ pub struct Inner {
     pub previewer: Option<Arc<dyn Previewer>>,
     /// The live server's replay.
     pub explainer: Option<Arc<dyn manage::visitors::Explainer>>,
+    /// The live server's count of origins.
+    pub edge: Option<Arc<dyn manage::install::EdgeReport>>,
     /// How to find the client's address.
     pub client_ip: Arc<ClientIp>,
     /// Sign-in throttling.
@@ -137,6 +141,7 @@ impl AdminState {
             live: options.live.clone(),
             previewer: options.previewer.clone(),
             explainer: options.explainer.clone(),
+            edge: options.edge.clone(),
             client_ip: options.client_ip.clone(),
             logins: throttle::LoginThrottle::default(),
             templates: pages::Templates::load(),

@@ -788,3 +788,54 @@ async fn every_api_refusal_is_json_even_a_wrong_method() {
         .unwrap();
     assert_eq!(answer.status(), 404);
 }
+
+#[tokio::test]
+async fn members_are_added_and_removed_from_the_settings_page() {
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", "").await;
+    admin
+        .person("ada@example.test", Role::Admin, &[&shop])
+        .await;
+    let sam = admin.person("sam@example.test", Role::Agent, &[]).await;
+    let (client, csrf) = admin.signed_in("ada@example.test").await;
+    let add = |email: &'static str| {
+        client
+            .post(format!("{}/dash/sites/shop/members", admin.base))
+            .header("origin", &admin.base)
+            .form(&[("csrf", csrf.as_str()), ("email", email)])
+            .send()
+    };
+    assert_eq!(add("SAM@example.test").await.unwrap().status(), 303);
+    use beckon_store::accounts::Accounts;
+    assert_eq!(
+        admin.store.sites_of(sam.id).await.unwrap(),
+        vec![shop.clone()]
+    );
+    let nobody = add("nobody@example.test").await.unwrap();
+    assert_eq!(nobody.status(), 404);
+    assert!(
+        nobody.text().await.unwrap().contains("beckon user add"),
+        "says how to make the account"
+    );
+    let settings = client
+        .get(format!("{}/dash/sites/shop/settings", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(settings.contains("sam@example.test"));
+    let remove = client
+        .post(format!(
+            "{}/dash/sites/shop/members/{}/remove",
+            admin.base, sam.id
+        ))
+        .header("origin", &admin.base)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remove.status(), 303);
+    assert!(admin.store.sites_of(sam.id).await.unwrap().is_empty());
+}

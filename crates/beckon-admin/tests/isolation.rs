@@ -192,6 +192,11 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         ("get", "/dash/sites/south/settings"),
         ("post", "/dash/sites/south/settings"),
         ("post", "/dash/sites/south/secret"),
+        ("post", "/dash/sites/south/members"),
+        (
+            "post",
+            &format!("/dash/sites/south/members/{}/remove", bob.id),
+        ),
         ("get", "/dash/switch?site=south"),
         ("post", &format!("/dash/tokens/{bob_token_id}/revoke")),
     ];

@@ -14,6 +14,7 @@ pub mod intake;
 pub mod limits;
 pub mod liveness;
 pub mod metrics;
+pub mod origins;
 pub mod preview;
 pub mod prune;
 pub mod refusals;
@@ -94,6 +95,8 @@ pub struct Shared {
     pub sockets: routes::ws::Sockets,
     /// Rule previews for the editor, served to the widget in a frame.
     pub previews: preview::Previews,
+    /// The origins each site's events came from, for the install check.
+    pub origins: origins::Origins,
 }
 
 /// How to run.
@@ -217,6 +220,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             limits: options.limits,
             sockets: Default::default(),
             previews: Default::default(),
+            origins: Default::default(),
         })),
         tasks,
         writer: writer_task,

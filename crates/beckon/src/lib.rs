@@ -172,6 +172,26 @@ impl beckon_admin::manage::visitors::Explainer for ServerReplay {
     }
 }
 
+/// The server's count of the origins each site's events came from.
+struct ServerOrigins(beckon_server::AppState);
+
+impl beckon_admin::manage::install::EdgeReport for ServerOrigins {
+    fn origins(&self, site: &SiteId) -> Vec<beckon_admin::manage::install::OriginLine> {
+        self.0
+            .origins
+            .of(site)
+            .into_iter()
+            .map(|o| beckon_admin::manage::install::OriginLine {
+                origin: o.origin,
+                accepted: o.accepted,
+                refused: o.refused,
+                last_ms: o.last.as_millis(),
+                reason: o.reason,
+            })
+            .collect()
+    }
+}
+
 /// The admin API and the dashboard for a started server.
 pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axum::Router {
     beckon_admin::router(beckon_admin::Options {
@@ -183,6 +203,7 @@ pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axu
             store: db.store.clone(),
         }),
         previewer: Some(Arc::new(ServerPreviews(server.state.clone()))),
+        edge: Some(Arc::new(ServerOrigins(server.state.clone()))),
         explainer: Some(Arc::new(ServerReplay {
             store: db.store.clone(),
             insight: db.insight.clone(),

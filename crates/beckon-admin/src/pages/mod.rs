@@ -256,10 +256,19 @@ pub fn router() -> Router<AdminState> {
         )
         .route("/dash/sites/{site}/install", get(sites::install))
         .route(
+            "/dash/sites/{site}/install/check",
+            get(sites::install_check),
+        )
+        .route(
             "/dash/sites/{site}/settings",
             get(sites::settings).post(sites::save_settings),
         )
         .route("/dash/sites/{site}/secret", post(sites::rotate_secret))
+        .route("/dash/sites/{site}/members", post(sites::add_member))
+        .route(
+            "/dash/sites/{site}/members/{user}/remove",
+            post(sites::remove_member),
+        )
         .route(
             "/dash/tokens",
             get(account::tokens).post(account::create_token),

@@ -165,6 +165,7 @@ pub async fn install(
         "<script async src=\"//{host}/widget.js\" data-site=\"{}\"></script>",
         site.key
     );
+    let seen = crate::manage::install::check(&state, &viewer.actor, &key).await?;
     let frame = Frame {
         viewer: &viewer,
         title: "Install",
@@ -175,7 +176,23 @@ pub async fn install(
     Ok(render(
         StatusCode::OK,
         "install.html",
-        frame.with(context! { snippet }),
+        frame.with(context! { snippet, seen }),
+    ))
+}
+
+/// `GET /dash/sites/{site}/install/check`: the live check alone, which the install page
+/// refreshes every few seconds.
+pub async fn install_check(
+    State(state): State<AdminState>,
+    viewer: Viewer,
+    Path(key): Path<String>,
+) -> Result<Response, PageError> {
+    let site = sites::get(&state, &viewer.actor, &key).await?;
+    let seen = crate::manage::install::check(&state, &viewer.actor, &key).await?;
+    Ok(render(
+        StatusCode::OK,
+        "install_check.html",
+        context! { site, seen },
     ))
 }
 
@@ -318,6 +335,7 @@ async fn settings_page(
 ) -> Result<Response, PageError> {
     let (site, all) = site_frame(state, viewer, key).await?;
     let guardrails = guardrails(&site.policy);
+    let members = crate::manage::people::members(state, &viewer.actor, key).await?;
     let frame = Frame {
         viewer,
         title: "Settings",
@@ -328,7 +346,7 @@ async fn settings_page(
     Ok(render(
         status,
         "settings.html",
-        frame.with(context! { guardrails, ..extra }),
+        frame.with(context! { guardrails, members, ..extra }),
     ))
 }
 
@@ -393,4 +411,44 @@ pub async fn rotate_secret(
         context! { secret => rotated.secret },
     )
     .await
+}
+
+/// The add-member form.
+#[derive(Deserialize)]
+pub struct MemberForm {
+    email: String,
+}
+
+/// `POST /dash/sites/{site}/members`.
+pub async fn add_member(
+    State(state): State<AdminState>,
+    viewer: Viewer,
+    Path(key): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, PageError> {
+    let new = crate::manage::people::NewMember { email: form.email };
+    match crate::manage::people::add_member(&state, &viewer.actor, &key, new).await {
+        Ok(_) => Ok(Redirect::to(&format!("/dash/sites/{key}/settings#members")).into_response()),
+        Err(e) => {
+            let status = e.status();
+            let member_error = e.to_string();
+            settings_page(&state, &viewer, &key, status, context! { member_error }).await
+        }
+    }
+}
+
+/// `POST /dash/sites/{site}/members/{user}/remove`.
+pub async fn remove_member(
+    State(state): State<AdminState>,
+    viewer: Viewer,
+    Path((key, user)): Path<(String, i64)>,
+) -> Result<Response, PageError> {
+    match crate::manage::people::remove_member(&state, &viewer.actor, &key, user).await {
+        Ok(()) => Ok(Redirect::to(&format!("/dash/sites/{key}/settings#members")).into_response()),
+        Err(e) => {
+            let status = e.status();
+            let member_error = e.to_string();
+            settings_page(&state, &viewer, &key, status, context! { member_error }).await
+        }
+    }
 }

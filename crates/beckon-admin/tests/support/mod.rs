@@ -34,6 +34,7 @@ impl Admin {
             live: Arc::new(NoLiveRules),
             previewer: None,
             explainer: None,
+            edge: None,
             client_ip: Arc::new(|_, peer| peer.map(|p| p.ip())),
             secure_cookies: false,
         });

@@ -114,12 +114,18 @@ fn site(
         .get(key)
         .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {key:?}")))?;
     let origin = header_str(headers, header::ORIGIN);
+    let now = state.clock.now();
     if !site.allows_origin(origin) {
-        return Err(ApiError::Forbidden(format!(
+        let why = format!(
             "origin {:?} is not allowed for this site",
             origin.unwrap_or("(none)")
-        )));
+        );
+        state
+            .origins
+            .record(&site.record.id, origin, Some(&why), now);
+        return Err(ApiError::Forbidden(why));
     }
+    state.origins.record(&site.record.id, origin, None, now);
     state.throttle.check_site(&site.record.id)?;
     Ok(site)
 }

@@ -70,12 +70,18 @@ pub async fn upgrade(
         .get(&params.site)
         .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {:?}", params.site)))?;
     let origin = header_str(&headers, header::ORIGIN);
+    let now = state.clock.now();
     if !site.allows_origin(origin) {
-        return Err(ApiError::Forbidden(format!(
+        let why = format!(
             "origin {:?} is not allowed for this site",
             origin.unwrap_or("(none)")
-        )));
+        );
+        state
+            .origins
+            .record(&site.record.id, origin, Some(&why), now);
+        return Err(ApiError::Forbidden(why));
     }
+    state.origins.record(&site.record.id, origin, None, now);
     // A node that holds its most sockets says so before upgrading: come back later.
     if state.sockets.total() >= state.limits.max_sockets {
         metrics::shed("sockets");
