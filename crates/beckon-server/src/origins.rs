@@ -91,7 +91,7 @@ impl Origins {
     pub fn of(&self, site: &SiteId) -> Vec<OriginSeen> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut list = seen.get(site).cloned().unwrap_or_default();
-        list.sort_by(|a, b| b.last.cmp(&a.last));
+        list.sort_by_key(|o| std::cmp::Reverse(o.last));
         list
     }
 }
