@@ -469,48 +469,7 @@ impl Accounts for SqliteStore {
         rules: &[RuleSpec],
         change: &Change,
     ) -> Result<u64> {
-        let rules = json(&rules)?;
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        let row = sqlx::query("SELECT policy, version FROM sites WHERE id = ?")
-            .bind(site.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?;
-        let current = version_col(&row, "version").map_err(corrupt)?;
-        if current != base {
-            return Err(StoreError::Conflict(format!(
-                "the rules of {site} changed since version {base} (now {current}); reload them"
-            )));
-        }
-        let policy: String = col(&row, "policy").map_err(corrupt)?;
-        let version = current + 1;
-        sqlx::query(
-            "INSERT INTO rule_sets (site_id, version, policy, rules, author, changed_at, summary)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(site.as_str())
-        .bind(version as i64)
-        .bind(policy)
-        .bind(rules)
-        .bind(change.author)
-        .bind(change.at.as_millis())
-        .bind(&change.summary)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query("UPDATE sites SET version = ? WHERE id = ?")
-            .bind(version as i64)
-            .bind(site.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(version)
+        crate::new_rule_set(&self.writer, site, Some(base), rules, Some(change)).await
     }
 
     async fn rule_history(

@@ -183,6 +183,56 @@ pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// Writes `rules` as a site's next rule-set version (its policy carried over), in one
+/// transaction: when `base` is given the site must still be at that version, else
+/// [`StoreError::Conflict`]; `change` records who, when and what. Returns the new version.
+pub(crate) async fn new_rule_set(
+    writer: &SqlitePool,
+    site: &SiteId,
+    base: Option<u64>,
+    rules: &[RuleSpec],
+    change: Option<&beckon_store::accounts::Change>,
+) -> Result<u64> {
+    let rules = json(&rules)?;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let row = sqlx::query("SELECT policy, version FROM sites WHERE id = ?")
+        .bind(site.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?;
+    let current = rows::version_col(&row, "version").map_err(StoreError::Corrupt)?;
+    if let Some(base) = base.filter(|b| *b != current) {
+        return Err(StoreError::Conflict(format!(
+            "the rules of {site} changed since version {base} (now {current}); reload them"
+        )));
+    }
+    let policy: String = rows::col(&row, "policy").map_err(StoreError::Corrupt)?;
+    let version = current + 1;
+    sqlx::query(
+        "INSERT INTO rule_sets (site_id, version, policy, rules, author, changed_at, summary)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(site.as_str())
+    .bind(version as i64)
+    .bind(policy)
+    .bind(rules)
+    .bind(change.and_then(|c| c.author))
+    .bind(change.map(|c| c.at.as_millis()))
+    .bind(change.map(|c| c.summary.as_str()))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("UPDATE sites SET version = ? WHERE id = ?")
+        .bind(version as i64)
+        .bind(site.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(version)
+}
+
 /// Replaces secret keys stored in the clear (by versions before digests were kept) with their
 /// digests. Runs on every migration; once done it finds nothing.
 async fn digest_plain_secrets(writer: &SqlitePool) -> Result<()> {
@@ -324,35 +374,9 @@ impl Store for SqliteStore {
     }
 
     async fn replace_rules(&self, site: &SiteId, rules: &[RuleSpec]) -> Result<()> {
-        let rules = json(&rules)?;
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+        new_rule_set(&self.writer, site, None, rules, None)
             .await
-            .map_err(db)?;
-        let row = sqlx::query("SELECT policy, version FROM sites WHERE id = ?")
-            .bind(site.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::Database(format!("no site {site} to import rules into")))?;
-        let policy: String = rows::col(&row, "policy").map_err(StoreError::Corrupt)?;
-        let version = rows::version_col(&row, "version").map_err(StoreError::Corrupt)? + 1;
-        sqlx::query("INSERT INTO rule_sets (site_id, version, policy, rules) VALUES (?, ?, ?, ?)")
-            .bind(site.as_str())
-            .bind(version as i64)
-            .bind(policy)
-            .bind(rules)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("UPDATE sites SET version = ? WHERE id = ?")
-            .bind(version as i64)
-            .bind(site.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
+            .map(|_| ())
     }
 
     async fn rules(&self, site: &SiteId) -> Result<Vec<RuleSpec>> {

@@ -21,24 +21,11 @@ async fn schemathesis_finds_no_failure_in_the_admin_api() {
         "schemathesis is not installed ({program}); ./scripts/test.sh installs it"
     );
     let demo = browser_support::Served::demo().await;
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login: Value = client
-        .post(format!("{}/api/v1/login", demo.base))
-        .header("origin", &demo.base)
-        .json(&json!({"email": demo.login.0, "password": demo.login.1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (client, csrf) = demo.signed_in().await;
     let made: Value = client
         .post(format!("{}/api/v1/tokens", demo.base))
         .header("origin", &demo.base)
-        .header("x-csrf-token", login["csrf"].as_str().unwrap())
+        .header("x-csrf-token", csrf)
         .json(&json!({"name": "schemathesis", "sites": ["demo"]}))
         .send()
         .await

@@ -3,7 +3,7 @@
 
 mod browser_support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn the_install_check_shows_arriving_and_refused_origins() {
@@ -29,21 +29,7 @@ async fn the_install_check_shows_arriving_and_refused_origins() {
         .unwrap();
     assert_eq!(refused.status(), 403);
 
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login: Value = client
-        .post(format!("{}/api/v1/login", demo.base))
-        .header("origin", &demo.base)
-        .json(&json!({"email": demo.login.0, "password": demo.login.1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(login["csrf"].is_string());
+    let (client, _) = demo.signed_in().await;
     let page = client
         .get(format!("{}/dash/sites/demo/install/check", demo.base))
         .send()

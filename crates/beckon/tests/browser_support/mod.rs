@@ -306,6 +306,27 @@ impl Served {
         }
     }
 
+    /// An HTTP client signed in to the dashboard as the demo's administrator, and the
+    /// session's CSRF token.
+    pub async fn signed_in(&self) -> (reqwest::Client, String) {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let login: Value = client
+            .post(format!("{}/api/v1/login", self.base))
+            .header("origin", &self.base)
+            .json(&json!({"email": self.login.0, "password": self.login.1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let csrf = login["csrf"].as_str().expect("signed in").to_owned();
+        (client, csrf)
+    }
+
     /// Stops the server, flushing what it accepted.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
