@@ -839,3 +839,60 @@ async fn members_are_added_and_removed_from_the_settings_page() {
     assert_eq!(remove.status(), 303);
     assert!(admin.store.sites_of(sam.id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_password_change_keeps_this_session_and_ends_the_others() {
+    let admin = Admin::start().await;
+    admin.person("ada@example.test", Role::Admin, &[]).await;
+    let (here, csrf) = admin.signed_in("ada@example.test").await;
+    let (elsewhere, _) = admin.signed_in("ada@example.test").await;
+    let change = |current: &str, new: &str| {
+        here.post(format!("{}/api/v1/me/password", admin.base))
+            .header("origin", &admin.base)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"current": current, "new": new}))
+            .send()
+    };
+    let (status, body) = json_of(
+        change("wrong password!", "a brand new passphrase")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("current"))
+    );
+    let (status, body) = json_of(change(PASSWORD, "short").await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("new"))
+    );
+    assert_eq!(
+        change(PASSWORD, "a brand new passphrase")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let me = |c: &reqwest::Client| c.get(format!("{}/api/v1/me", admin.base)).send();
+    assert_eq!(
+        me(&here).await.unwrap().status(),
+        200,
+        "this session goes on"
+    );
+    assert_eq!(
+        me(&elsewhere).await.unwrap().status(),
+        401,
+        "the others end"
+    );
+    let login = |password: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/login", admin.base))
+            .header("origin", &admin.base)
+            .json(&json!({"email": "ada@example.test", "password": password}))
+            .send()
+    };
+    assert_eq!(login(PASSWORD).await.unwrap().status(), 401);
+    assert_eq!(login("a brand new passphrase").await.unwrap().status(), 200);
+}

@@ -140,6 +140,7 @@ async fn a_marketer_signs_in_and_every_page_passes_the_audit() {
         ("install", "/dash/sites/demo/install", "data-site=\"demo\""),
         ("sites", "/dash/sites", "Northwind Outfitters (demo)"),
         ("tokens", "/dash/tokens", "New token"),
+        ("account", "/dash/account", "Change password"),
         ("api-docs", "/api/docs", "/api/v1/sites/{site}/rules/{rule}"),
     ];
     for (name, path, expect) in pages {

@@ -106,6 +106,7 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(people::login))
         .routes(routes!(people::me))
+        .routes(routes!(people::change_password))
         .routes(routes!(people::tokens, people::create_token))
         .routes(routes!(people::revoke_token))
         .routes(routes!(sites::list, sites::create))

@@ -11,7 +11,9 @@ use super::extract::{Body, Params, Segments};
 use crate::AdminState;
 use crate::auth::{self, Actor, AuthSession, Client, Credentials};
 use crate::error::AdminResult;
-use crate::manage::people::{self, Me, NewMember, NewToken, Person, TokenView, TokenWithSecret};
+use crate::manage::people::{
+    self, Me, NewMember, NewToken, PasswordChange, Person, TokenView, TokenWithSecret,
+};
 use crate::manage::{Page, Paging};
 
 /// A sign-in.
@@ -146,5 +148,23 @@ pub async fn remove_member(
     Segments((site, user)): Segments<(String, i64)>,
 ) -> AdminResult<StatusCode> {
     people::remove_member(&state, &actor, &site, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the caller's password (from a signed-in session). Every other session of theirs ends.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "account", request_body = PasswordChange,
+    responses((status = 204, description = "Changed"), Errors))]
+pub async fn change_password(
+    State(state): State<AdminState>,
+    actor: Actor,
+    mut session: AuthSession,
+    Body(change): Body<PasswordChange>,
+) -> AdminResult<StatusCode> {
+    let user = people::change_password(&state, &actor, change).await?;
+    // This session goes on under the new hash; the others no longer match it.
+    session
+        .login(&crate::auth::Account(user))
+        .await
+        .map_err(|e| crate::error::AdminError::Store(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -275,3 +275,47 @@ pub async fn revoke_token(state: &AdminState, actor: &Actor, id: i64) -> AdminRe
         Err(AdminError::NotFound(format!("no live token {id} of yours")))
     }
 }
+
+/// A password change.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub current: String,
+    /// The new one (10 to 256 characters).
+    #[schema(min_length = 10, max_length = 256)]
+    pub new: String,
+}
+
+/// Changes the caller's password, after checking the current one. Every other session of the
+/// person ends (their sessions carry a digest of the old hash); the caller's own is renewed by
+/// the handler.
+pub async fn change_password(
+    state: &AdminState,
+    actor: &Actor,
+    change: PasswordChange,
+) -> AdminResult<User> {
+    require_session(actor)?;
+    crate::passwords::check(&change.new).map_err(|e| AdminError::field("new", e))?;
+    let stored = actor.user.password_hash.clone();
+    let current = change.current;
+    let ok = tokio::task::spawn_blocking(move || crate::passwords::verify(&current, &stored))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return Err(AdminError::field(
+            "current",
+            "the current password is wrong",
+        ));
+    }
+    let new = change.new;
+    let hash = tokio::task::spawn_blocking(move || crate::passwords::hash(&new))
+        .await
+        .map_err(|e| AdminError::Store(e.to_string()))?;
+    state.accounts.set_password(actor.user.id, &hash).await?;
+    Ok(User {
+        password_hash: hash,
+        ..actor.user.clone()
+    })
+}

@@ -1,4 +1,4 @@
-//! The viewer's API tokens.
+//! The viewer's own account: their password and their API tokens.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -81,4 +81,64 @@ pub async fn revoke_token(
 ) -> Result<Response, PageError> {
     people::revoke_token(&state, &viewer.actor, id).await?;
     Ok(Redirect::to("/dash/tokens").into_response())
+}
+
+async fn account_page(
+    state: &AdminState,
+    viewer: &Viewer,
+    status: StatusCode,
+    extra: Value,
+) -> Result<Response, PageError> {
+    let all = sites::list(state, &viewer.actor).await?;
+    let frame = Frame {
+        viewer,
+        title: "Your account",
+        active: "account",
+        site: None,
+        sites: &all,
+    };
+    Ok(render(status, "account.html", frame.with(extra)))
+}
+
+/// `GET /dash/account`.
+pub async fn account(
+    State(state): State<AdminState>,
+    viewer: Viewer,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let changed = q.contains_key("changed");
+    account_page(&state, &viewer, StatusCode::OK, context! { changed }).await
+}
+
+/// The password form.
+#[derive(serde::Deserialize)]
+pub struct PasswordForm {
+    current: String,
+    new: String,
+}
+
+/// `POST /dash/account/password`.
+pub async fn change_password(
+    State(state): State<AdminState>,
+    viewer: Viewer,
+    mut session: crate::auth::AuthSession,
+    axum::Form(form): axum::Form<PasswordForm>,
+) -> Result<Response, PageError> {
+    let change = people::PasswordChange {
+        current: form.current,
+        new: form.new,
+    };
+    match people::change_password(&state, &viewer.actor, change).await {
+        Ok(user) => {
+            session
+                .login(&crate::auth::Account(user))
+                .await
+                .map_err(|e| crate::error::AdminError::Store(e.to_string()))?;
+            Ok(Redirect::to("/dash/account?changed=1").into_response())
+        }
+        Err(e) => {
+            let status = e.status();
+            account_page(&state, &viewer, status, context! { error => e.to_string() }).await
+        }
+    }
 }

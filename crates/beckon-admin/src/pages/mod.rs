@@ -274,6 +274,8 @@ pub fn router() -> Router<AdminState> {
             get(account::tokens).post(account::create_token),
         )
         .route("/dash/tokens/{id}/revoke", post(account::revoke_token))
+        .route("/dash/account", get(account::account))
+        .route("/dash/account/password", post(account::change_password))
         .route("/dash/assets/{file}", get(asset))
         .route("/api/docs", get(docs::page))
 }
