@@ -896,3 +896,38 @@ async fn a_password_change_keeps_this_session_and_ends_the_others() {
     assert_eq!(login(PASSWORD).await.unwrap().status(), 401);
     assert_eq!(login("a brand new passphrase").await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_dashboard_form_with_a_bearer_header_is_not_taken_on_the_cookie() {
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", "").await;
+    admin
+        .person("ada@example.test", Role::Admin, &[&shop])
+        .await;
+    let (client, _) = admin.signed_in("ada@example.test").await;
+    let forged = client
+        .post(format!("{}/dash/sites/shop/settings", admin.base))
+        .header("authorization", "Bearer bk_anything")
+        .form(&[("name", "Pwned"), ("origins", "*")])
+        .send()
+        .await
+        .unwrap();
+    assert!(forged.status().is_redirection() || forged.status().is_client_error());
+    assert_ne!(
+        forged
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok()),
+        Some("/dash/sites/shop/settings?saved=1")
+    );
+    use beckon_store::accounts::Accounts;
+    assert_eq!(
+        admin
+            .store
+            .site_labels(std::slice::from_ref(&shop))
+            .await
+            .unwrap()[0]
+            .name,
+        "Shop"
+    );
+}

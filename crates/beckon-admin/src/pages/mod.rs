@@ -122,7 +122,14 @@ impl FromRequestParts<AdminState> for Viewer {
             target.extend(form_urlencoded::byte_serialize(next.as_bytes()));
             Redirect::to(&target).into_response()
         };
-        // Only the cookie: a token is for the API.
+        // Only the cookie: a token is for the API. A request with any `Authorization` is not
+        // the dashboard's own (and skipped the CSRF guard if it named a bearer token).
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Err(to_login(&parts.uri));
+        }
         let session = AuthSession::from_request_parts(parts, state)
             .await
             .map_err(|_| to_login(&parts.uri))?;
