@@ -56,19 +56,23 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     if response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
     }
-    let message = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "this address does not take that method".to_owned(),
-        StatusCode::NOT_FOUND => "no such address in the admin API".to_owned(),
-        other => other
-            .canonical_reason()
-            .unwrap_or("the request failed")
-            .to_lowercase(),
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this address does not take that method".to_owned(),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "no such address in the admin API".to_owned()),
+        other => (
+            "error",
+            other
+                .canonical_reason()
+                .unwrap_or("the request failed")
+                .to_lowercase(),
+        ),
     };
     let mut answer = (
         status,
-        axum::Json(serde_json::json!({
-            "error": {"code": if status == StatusCode::METHOD_NOT_ALLOWED { "method_not_allowed" } else { "not_found" }, "message": message}
-        })),
+        axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
     )
         .into_response();
     if let Some(allow) = response.headers().get(header::ALLOW) {
