@@ -125,8 +125,6 @@ pub struct Inner {
     pub client_ip: Arc<ClientIp>,
     /// Sign-in throttling.
     pub logins: throttle::LoginThrottle,
-    /// The dashboard's templates.
-    pub templates: pages::Templates,
     /// People reach Beckon over HTTPS.
     pub secure: bool,
 }
@@ -144,7 +142,6 @@ impl AdminState {
             edge: options.edge.clone(),
             client_ip: options.client_ip.clone(),
             logins: throttle::LoginThrottle::default(),
-            templates: pages::Templates::load(),
             secure: options.secure_cookies,
         }))
     }
