@@ -216,3 +216,130 @@ fn rules_round_trip_through_import_and_export() {
     assert!(!ok);
     assert!(err.contains("no site \"nosuch\""), "{err}");
 }
+
+/// Runs `beckon` with `stdin` as its standard input.
+fn beckon_with_input(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beckon"))
+        .args(args)
+        .env_remove("BECKON_LISTEN")
+        .env_remove("BECKON_DATA")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the beckon binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn user_add_makes_the_first_account_and_refuses_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("beckon.toml");
+    std::fs::write(&config, format!("data = {:?}\n", dir.path().join("data"))).unwrap();
+    let config = config.to_str().unwrap();
+
+    // A strong password is made and shown once.
+    let (ok, out, err) = beckon(&[
+        "user",
+        "add",
+        "--email",
+        "Ada@Example.com",
+        "--config",
+        config,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("created ada@example.com (admin)"), "{out}");
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the password is printed");
+    assert_eq!(password.len(), 20);
+
+    // The same address again, a role that does not exist, an unknown site, a short password.
+    let (ok, _, err) = beckon(&[
+        "user",
+        "add",
+        "--email",
+        "ada@example.com",
+        "--config",
+        config,
+    ]);
+    assert!(!ok && err.contains("already has an account"), "{err}");
+    let (ok, _, err) = beckon(&[
+        "user",
+        "add",
+        "--email",
+        "b@example.com",
+        "--role",
+        "owner",
+        "--config",
+        config,
+    ]);
+    assert!(!ok && err.contains("not admin or agent"), "{err}");
+    let (ok, _, err) = beckon(&[
+        "user",
+        "add",
+        "--email",
+        "b@example.com",
+        "--site",
+        "nowhere",
+        "--config",
+        config,
+    ]);
+    assert!(!ok && err.contains("no site \"nowhere\""), "{err}");
+    let (ok, _, err) = beckon_with_input(
+        &[
+            "user",
+            "add",
+            "--email",
+            "b@example.com",
+            "--password-stdin",
+            "--config",
+            config,
+        ],
+        "short\n",
+    );
+    assert!(!ok && err.contains("at least 10"), "{err}");
+    let (ok, _, err) = beckon(&[
+        "user",
+        "add",
+        "--email",
+        "not-an-address",
+        "--config",
+        config,
+    ]);
+    assert!(!ok && err.contains("not an e-mail address"), "{err}");
+
+    // A password from standard input is taken as typed, and not printed.
+    let (ok, out, err) = beckon_with_input(
+        &[
+            "user",
+            "add",
+            "--email",
+            "sam@example.com",
+            "--role",
+            "agent",
+            "--password-stdin",
+            "--config",
+            config,
+        ],
+        "a long enough passphrase\n",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("created sam@example.com (agent)") && !out.contains("passphrase"),
+        "{out}"
+    );
+}
