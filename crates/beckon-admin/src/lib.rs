@@ -105,44 +105,29 @@ impl std::ops::Deref for AdminState {
     }
 }
 
-/// The admin side's shared state.
+/// The admin side's shared state: what it was given, and the sign-in throttle. The fields of
+/// [`Options`] are reached through it (`state.accounts`).
 pub struct Inner {
-    /// The log, the sites and the rules.
-    pub store: Arc<dyn Store>,
-    /// People, sessions and tokens.
-    pub accounts: Arc<dyn Accounts>,
-    /// The dashboard's reads of the log.
-    pub insight: Arc<dyn beckon_store::insight::Insight>,
-    /// The live server.
-    pub live: Arc<dyn LiveRules>,
-    /// The live server's previews.
-    pub previewer: Option<Arc<dyn Previewer>>,
-    /// The live server's replay.
-    pub explainer: Option<Arc<dyn manage::visitors::Explainer>>,
-    /// The live server's count of origins.
-    pub edge: Option<Arc<dyn manage::install::EdgeReport>>,
-    /// How to find the client's address.
-    pub client_ip: Arc<ClientIp>,
+    /// What the admin side was given.
+    pub options: Options,
     /// Sign-in throttling.
     pub logins: throttle::LoginThrottle,
-    /// People reach Beckon over HTTPS.
-    pub secure: bool,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Options;
+
+    fn deref(&self) -> &Options {
+        &self.options
+    }
 }
 
 impl AdminState {
     /// The state for `options`.
-    pub fn new(options: &Options) -> AdminState {
+    pub fn new(options: Options) -> AdminState {
         AdminState(Arc::new(Inner {
-            store: options.store.clone(),
-            accounts: options.accounts.clone(),
-            insight: options.insight.clone(),
-            live: options.live.clone(),
-            previewer: options.previewer.clone(),
-            explainer: options.explainer.clone(),
-            edge: options.edge.clone(),
-            client_ip: options.client_ip.clone(),
+            options,
             logins: throttle::LoginThrottle::default(),
-            secure: options.secure_cookies,
         }))
     }
 }
@@ -150,19 +135,18 @@ impl AdminState {
 /// The admin router: the API, its document, the dashboard and its assets, behind login
 /// sessions and the CSRF guard. It has no fallback, so that it merges into the server's router.
 pub fn router(options: Options) -> Router {
-    let secure = options.secure_cookies;
-    let state = AdminState::new(&options);
-    let sessions = SessionManagerLayer::new(logins::Logins::new(options.accounts.clone()))
+    let state = AdminState::new(options);
+    let sessions = SessionManagerLayer::new(logins::Logins::new(state.accounts.clone()))
         .with_name(COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(secure)
+        .with_secure(state.secure_cookies)
         .with_path("/")
         // Saved on every request, so that the idle expiry slides while someone works.
         .with_always_save(true)
         .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
-    let auth = AuthManagerLayerBuilder::new(auth::Backend::new(options.accounts.clone()), sessions)
-        .build();
+    let auth =
+        AuthManagerLayerBuilder::new(auth::Backend::new(state.accounts.clone()), sessions).build();
     tokio::spawn(sweep(std::sync::Arc::downgrade(&state.0)));
     Router::new()
         .merge(api::router())

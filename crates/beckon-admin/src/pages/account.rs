@@ -5,10 +5,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 
-use super::{Frame, PageError, Viewer, render};
+use super::{PageError, Viewer, own_page};
 use crate::AdminState;
 use crate::manage::people::{self, NewToken};
-use crate::manage::sites;
 
 async fn page(
     state: &AdminState,
@@ -16,20 +15,16 @@ async fn page(
     status: StatusCode,
     extra: Value,
 ) -> Result<Response, PageError> {
-    let all = sites::list(state, &viewer.actor).await?;
     let tokens = people::tokens(state, &viewer.actor).await?;
-    let frame = Frame {
+    let extra = context! { tokens, ..extra };
+    own_page(
+        state,
         viewer,
-        title: "API tokens",
-        active: "tokens",
-        site: None,
-        sites: &all,
-    };
-    Ok(render(
+        ("API tokens", "tokens", "tokens.html"),
         status,
-        "tokens.html",
-        frame.with(context! { tokens, ..extra }),
-    ))
+        extra,
+    )
+    .await
 }
 
 /// `GET /dash/tokens`.
@@ -89,15 +84,14 @@ async fn account_page(
     status: StatusCode,
     extra: Value,
 ) -> Result<Response, PageError> {
-    let all = sites::list(state, &viewer.actor).await?;
-    let frame = Frame {
+    own_page(
+        state,
         viewer,
-        title: "Your account",
-        active: "account",
-        site: None,
-        sites: &all,
-    };
-    Ok(render(status, "account.html", frame.with(extra)))
+        ("Your account", "account", "account.html"),
+        status,
+        extra,
+    )
+    .await
 }
 
 /// `GET /dash/account`.

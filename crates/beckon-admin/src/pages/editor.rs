@@ -155,7 +155,7 @@ pub async fn frame(
         .unwrap_or("localhost");
     // Over HTTPS (behind a TLS proxy) the widget must come over HTTPS too, or the browser
     // blocks it as mixed content.
-    let tls = state.secure
+    let tls = state.secure_cookies
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

@@ -221,6 +221,26 @@ impl Frame<'_> {
     }
 }
 
+/// Draws a page of the viewer's own, about no one site (sites, tokens, their account): the
+/// frame with their sites, then `template` with `extra`.
+pub(crate) async fn own_page(
+    state: &AdminState,
+    viewer: &Viewer,
+    (title, active, template): (&str, &str, &str),
+    status: StatusCode,
+    extra: Value,
+) -> Result<Response, PageError> {
+    let all = crate::manage::sites::list(state, &viewer.actor).await?;
+    let frame = Frame {
+        viewer,
+        title,
+        active,
+        site: None,
+        sites: &all,
+    };
+    Ok(render(status, template, frame.with(extra)))
+}
+
 async fn asset(Path(file): Path<String>) -> Response {
     let Some(found) = ASSETS.get_file(&file) else {
         return StatusCode::NOT_FOUND.into_response();

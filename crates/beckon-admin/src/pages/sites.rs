@@ -11,7 +11,7 @@ use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Frame, PageError, Viewer, render};
+use super::{Frame, PageError, Viewer, own_page, render};
 use crate::AdminState;
 use crate::error::AdminError;
 use crate::manage::rules;
@@ -53,19 +53,14 @@ async fn sites_page(
     status: StatusCode,
     extra: Value,
 ) -> Result<Response, PageError> {
-    let all = sites::list(state, &viewer.actor).await?;
-    let frame = Frame {
+    own_page(
+        state,
         viewer,
-        title: "Sites",
-        active: "sites",
-        site: None,
-        sites: &all,
-    };
-    Ok(render(
+        ("Sites", "sites", "sites.html"),
         status,
-        "sites.html",
-        frame.with(context! { all_sites => &all, ..extra }),
-    ))
+        extra,
+    )
+    .await
 }
 
 /// `GET /dash/sites`.
