@@ -193,6 +193,10 @@ impl FromRequestParts<AdminState> for Actor {
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> AdminResult<Actor> {
+        // Already found by the site guard for this request.
+        if let Some(actor) = parts.extensions.get::<Actor>() {
+            return Ok(actor.clone());
+        }
         if let Some(secret) = bearer(parts) {
             let secret = secret.to_owned();
             return from_token(state, &secret).await;

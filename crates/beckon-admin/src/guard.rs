@@ -38,7 +38,8 @@ pub async fn sites(State(state): State<AdminState>, request: Request, next: Next
                     e.into_response()
                 };
             }
-            // The handler finds the actor again; it is cheap (a cached session).
+            // The handler's `Actor` is this one: the session and the memberships are read once.
+            parts.extensions.insert(actor);
             next.run(Request::from_parts(parts, body)).await
         }
         Err(_) => next.run(Request::from_parts(parts, body)).await,
