@@ -14,6 +14,7 @@
 
 mod accounts;
 pub mod checkpoint;
+mod conversations;
 mod insight;
 mod rows;
 mod write;

@@ -1,0 +1,498 @@
+//! [`Conversations`] on SQLite. Appends and changes run in `BEGIN IMMEDIATE` transactions on
+//! the write connection, so a message's `seq` and the conversation's `last_seq` move together.
+
+use async_trait::async_trait;
+use beckon_engine::{SiteId, Timestamp, VisitorId};
+use beckon_store::conversations::{
+    AgentProfile, Appended, Attachment, Author, Closer, Conversation, ConversationChange,
+    ConversationId, ConversationQuery, Conversations, DeskSettings, Message, NewMessage, Origin,
+    Rating, Status,
+};
+use beckon_store::{Result, StoreError};
+use sqlx::sqlite::SqliteRow;
+
+use crate::rows::{col, json_col, opt_json_col};
+use crate::{SqliteStore, db, json};
+
+fn corrupt(e: String) -> StoreError {
+    StoreError::Corrupt(e)
+}
+
+const COLUMNS: &str = "id, site_id, visitor_id, status, department, assignee, origin, context,
+    prechat, priority, handoff, started_at, updated_at, closed_at, closed_by, rating, rating_text,
+    rated_at, last_seq, visitor_read, agent_read";
+
+fn conversation(row: &SqliteRow) -> Result<Conversation> {
+    let text = |name: &str| col::<String>(row, name).map_err(corrupt);
+    let millis = |name: &str| {
+        col::<i64>(row, name)
+            .map_err(corrupt)
+            .map(Timestamp::from_millis)
+    };
+    let seq = |name: &str| {
+        col::<i64>(row, name)
+            .map_err(corrupt)
+            .map(|n| n.max(0) as u64)
+    };
+    let id = text("id")?;
+    let status = text("status")?;
+    let closed = match col::<Option<i64>>(row, "closed_at").map_err(corrupt)? {
+        None => None,
+        Some(at) => {
+            let by = text("closed_by")?;
+            let by = Closer::parse(&by).ok_or_else(|| corrupt(format!("closed_by {by:?}")))?;
+            Some((Timestamp::from_millis(at), by))
+        }
+    };
+    let rating = match col::<Option<i64>>(row, "rating").map_err(corrupt)? {
+        None => None,
+        Some(score) => Some(Rating {
+            score: u8::try_from(score).map_err(|_| corrupt(format!("rating {score}")))?,
+            comment: col::<Option<String>>(row, "rating_text")
+                .map_err(corrupt)?
+                .unwrap_or_default(),
+            at: millis("rated_at")?,
+        }),
+    };
+    Ok(Conversation {
+        id: ConversationId::parse(&id).ok_or_else(|| corrupt(format!("conversation id {id:?}")))?,
+        site: SiteId::parse(&text("site_id")?).map_err(|e| corrupt(format!("site {e}")))?,
+        visitor: VisitorId::parse(&text("visitor_id")?)
+            .map_err(|e| corrupt(format!("visitor {e}")))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
+        department: col(row, "department").map_err(corrupt)?,
+        assignee: col(row, "assignee").map_err(corrupt)?,
+        origin: json_col::<Origin>(row, "origin").map_err(corrupt)?,
+        context: json_col(row, "context").map_err(corrupt)?,
+        prechat: opt_json_col(row, "prechat").map_err(corrupt)?,
+        priority: col(row, "priority").map_err(corrupt)?,
+        handoff: col(row, "handoff").map_err(corrupt)?,
+        started_at: millis("started_at")?,
+        updated_at: millis("updated_at")?,
+        closed,
+        rating,
+        last_seq: seq("last_seq")?,
+        visitor_read: seq("visitor_read")?,
+        agent_read: seq("agent_read")?,
+    })
+}
+
+fn message(row: &SqliteRow) -> Result<Message> {
+    let author: String = col(row, "author").map_err(corrupt)?;
+    Ok(Message {
+        seq: col::<i64>(row, "seq").map_err(corrupt)?.max(0) as u64,
+        client_id: col(row, "client_id").map_err(corrupt)?,
+        author: Author::parse(&author).ok_or_else(|| corrupt(format!("author {author:?}")))?,
+        author_id: col(row, "author_id").map_err(corrupt)?,
+        author_name: col(row, "author_name").map_err(corrupt)?,
+        text: col(row, "text").map_err(corrupt)?,
+        attachment: opt_json_col::<Attachment>(row, "attachment").map_err(corrupt)?,
+        at: Timestamp::from_millis(col(row, "at").map_err(corrupt)?),
+    })
+}
+
+fn not_found(id: &ConversationId) -> StoreError {
+    StoreError::NotFound(format!("conversation {id}"))
+}
+
+impl SqliteStore {
+    async fn one_conversation(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        conn: impl sqlx::SqliteExecutor<'_>,
+    ) -> Result<Option<Conversation>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM conversations WHERE site_id = ? AND id = ?"
+        ))
+        .bind(site.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .map(|row| conversation(&row))
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Conversations for SqliteStore {
+    async fn open_conversation(&self, c: &Conversation) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO conversations (id, site_id, visitor_id, status, department, assignee,
+                 origin, context, prechat, priority, handoff, started_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.site.as_str())
+        .bind(c.visitor.as_str())
+        .bind(c.status.as_str())
+        .bind(&c.department)
+        .bind(c.assignee)
+        .bind(json(&c.origin)?)
+        .bind(json(&c.context)?)
+        .bind(c.prechat.as_ref().map(json).transpose()?)
+        .bind(c.priority)
+        .bind(&c.handoff)
+        .bind(c.started_at.as_millis())
+        .bind(c.updated_at.as_millis())
+        .execute(&self.writer)
+        .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Conflict(
+                format!("visitor {} already has an open conversation", c.visitor),
+            )),
+            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                Err(StoreError::NotFound(format!("site {}", c.site)))
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn conversation(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>> {
+        self.one_conversation(site, id, &self.readers).await
+    }
+
+    async fn latest_conversation_of(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+    ) -> Result<Option<Conversation>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM conversations WHERE site_id = ? AND visitor_id = ?
+             ORDER BY started_at DESC, rowid DESC LIMIT 1"
+        ))
+        .bind(site.as_str())
+        .bind(visitor.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db)?
+        .map(|row| conversation(&row))
+        .transpose()
+    }
+
+    async fn append_message(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        m: &NewMessage,
+    ) -> Result<Appended> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE site_id = ? AND id = ?")
+                .bind(site.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some(last) = last else {
+            return Err(not_found(id));
+        };
+        if let Some(client_id) = &m.client_id {
+            let earlier =
+                sqlx::query("SELECT * FROM messages WHERE conversation_id = ? AND client_id = ?")
+                    .bind(id.as_str())
+                    .bind(client_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if let Some(row) = earlier {
+                return Ok(Appended {
+                    message: message(&row)?,
+                    duplicate: true,
+                });
+            }
+        }
+        let seq = last + 1;
+        sqlx::query(
+            "INSERT INTO messages (conversation_id, seq, client_id, author, author_id, author_name,
+                 text, attachment, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(seq)
+        .bind(&m.client_id)
+        .bind(m.author.as_str())
+        .bind(m.author_id)
+        .bind(&m.author_name)
+        .bind(&m.text)
+        .bind(m.attachment.as_ref().map(json).transpose()?)
+        .bind(m.at.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "UPDATE conversations SET last_seq = ?, updated_at = MAX(updated_at, ?)
+             WHERE site_id = ? AND id = ?",
+        )
+        .bind(seq)
+        .bind(m.at.as_millis())
+        .bind(site.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Appended {
+            message: Message {
+                seq: seq as u64,
+                client_id: m.client_id.clone(),
+                author: m.author,
+                author_id: m.author_id,
+                author_name: m.author_name.clone(),
+                text: m.text.clone(),
+                attachment: m.attachment.clone(),
+                at: m.at,
+            },
+            duplicate: false,
+        })
+    }
+
+    async fn messages(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.site_id = ? AND m.conversation_id = ? AND m.seq > ?
+             ORDER BY m.seq LIMIT ?",
+        )
+        .bind(site.as_str())
+        .bind(id.as_str())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        rows.iter().map(message).collect()
+    }
+
+    async fn change_conversation(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        change: &ConversationChange,
+        at: Timestamp,
+    ) -> Result<Conversation> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let Some(mut c) = self.one_conversation(site, id, &mut *tx).await? else {
+            return Err(not_found(id));
+        };
+        let only_reads = change.status.is_none()
+            && change.department.is_none()
+            && change.assignee.is_none()
+            && change.handoff.is_none()
+            && change.priority.is_none()
+            && change.context.is_none()
+            && change.closed.is_none();
+        if c.status.is_closed() && !only_reads {
+            return Err(StoreError::Conflict(format!("conversation {id} is closed")));
+        }
+        if let Some(s) = change.status {
+            c.status = s;
+        }
+        if let Some(d) = &change.department {
+            c.department = d.clone();
+        }
+        if let Some(a) = change.assignee {
+            c.assignee = a;
+        }
+        if let Some(h) = &change.handoff {
+            c.handoff = h.clone();
+        }
+        if let Some(p) = change.priority {
+            c.priority = p;
+        }
+        if let Some(ctx) = &change.context {
+            c.context = ctx.clone();
+        }
+        if let Some(closed) = change.closed {
+            c.closed = Some(closed);
+            c.status = Status::Closed;
+        }
+        if let Some(r) = change.visitor_read {
+            c.visitor_read = c.visitor_read.max(r.min(c.last_seq));
+        }
+        if let Some(r) = change.agent_read {
+            c.agent_read = c.agent_read.max(r.min(c.last_seq));
+        }
+        c.updated_at = c.updated_at.max(at);
+        sqlx::query(
+            "UPDATE conversations SET status = ?, department = ?, assignee = ?, handoff = ?,
+                 priority = ?, context = ?, closed_at = ?, closed_by = ?, visitor_read = ?,
+                 agent_read = ?, updated_at = ?
+             WHERE site_id = ? AND id = ?",
+        )
+        .bind(c.status.as_str())
+        .bind(&c.department)
+        .bind(c.assignee)
+        .bind(&c.handoff)
+        .bind(c.priority)
+        .bind(json(&c.context)?)
+        .bind(c.closed.map(|(at, _)| at.as_millis()))
+        .bind(c.closed.map(|(_, by)| by.as_str()))
+        .bind(c.visitor_read as i64)
+        .bind(c.agent_read as i64)
+        .bind(c.updated_at.as_millis())
+        .bind(site.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(c)
+    }
+
+    async fn rate_conversation(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        rating: &Rating,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE conversations SET rating = ?, rating_text = ?, rated_at = ?
+             WHERE site_id = ? AND id = ? AND closed_at IS NOT NULL AND rating IS NULL",
+        )
+        .bind(i64::from(rating.score))
+        .bind(&rating.comment)
+        .bind(rating.at.as_millis())
+        .bind(site.as_str())
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.conversation(site, id).await? {
+            None => Err(not_found(id)),
+            Some(c) if c.rating.is_some() => Err(StoreError::Conflict(format!(
+                "conversation {id} is already rated"
+            ))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "conversation {id} is not closed yet"
+            ))),
+        }
+    }
+
+    async fn conversations(
+        &self,
+        site: &SiteId,
+        q: &ConversationQuery,
+    ) -> Result<Vec<Conversation>> {
+        let open = match q.open {
+            None => "",
+            Some(true) => "AND closed_at IS NULL",
+            Some(false) => "AND closed_at IS NOT NULL",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM conversations
+             WHERE site_id = ? {open} AND (? IS NULL OR visitor_id = ?) AND updated_at < ?
+             ORDER BY updated_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(site.as_str())
+        .bind(q.visitor.as_ref().map(|v| v.as_str()))
+        .bind(q.visitor.as_ref().map(|v| v.as_str()))
+        .bind(q.before.map_or(i64::MAX, |t| t.as_millis()))
+        .bind(i64::try_from(q.limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        rows.iter().map(conversation).collect()
+    }
+
+    async fn open_conversations(&self) -> Result<Vec<Conversation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM conversations WHERE closed_at IS NULL ORDER BY started_at"
+        ))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        rows.iter().map(conversation).collect()
+    }
+
+    async fn desk_settings(&self, site: &SiteId) -> Result<DeskSettings> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT settings FROM desk_settings WHERE site_id = ?")
+                .bind(site.as_str())
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db)?;
+        match text {
+            None => Ok(DeskSettings::default()),
+            Some(t) => serde_json::from_str(&t)
+                .map_err(|e| corrupt(format!("desk settings of {site}: {e}"))),
+        }
+    }
+
+    async fn put_desk_settings(&self, site: &SiteId, settings: &DeskSettings) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO desk_settings (site_id, settings) VALUES (?, ?)
+             ON CONFLICT (site_id) DO UPDATE SET settings = excluded.settings",
+        )
+        .bind(site.as_str())
+        .bind(json(settings)?)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::NotFound(format!("site {site}"))
+            }
+            _ => db(e),
+        })?;
+        Ok(())
+    }
+
+    async fn agent_profiles(&self, site: &SiteId) -> Result<Vec<AgentProfile>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT user_id, profile FROM agent_profiles WHERE site_id = ? ORDER BY user_id",
+        )
+        .bind(site.as_str())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(user, text)| {
+                let mut p: AgentProfile = serde_json::from_str(&text)
+                    .map_err(|e| corrupt(format!("agent profile {user}: {e}")))?;
+                p.user = user;
+                Ok(p)
+            })
+            .collect()
+    }
+
+    async fn put_agent_profile(&self, site: &SiteId, profile: &AgentProfile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agent_profiles (site_id, user_id, profile) VALUES (?, ?, ?)
+             ON CONFLICT (site_id, user_id) DO UPDATE SET profile = excluded.profile",
+        )
+        .bind(site.as_str())
+        .bind(profile.user)
+        .bind(json(profile)?)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::NotFound(format!("site {site} or user {}", profile.user))
+            }
+            _ => db(e),
+        })?;
+        Ok(())
+    }
+}
