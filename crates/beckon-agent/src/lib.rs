@@ -1,0 +1,3 @@
+pub mod knowledge;
+pub mod routing;
+pub mod scope;
