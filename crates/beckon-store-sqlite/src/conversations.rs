@@ -300,6 +300,7 @@ impl Conversations for SqliteStore {
             && change.handoff.is_none()
             && change.priority.is_none()
             && change.context.is_none()
+            && change.prechat.is_none()
             && change.closed.is_none();
         if c.status.is_closed() && !only_reads {
             return Err(StoreError::Conflict(format!("conversation {id} is closed")));
@@ -322,6 +323,9 @@ impl Conversations for SqliteStore {
         if let Some(ctx) = &change.context {
             c.context = ctx.clone();
         }
+        if let Some(p) = &change.prechat {
+            c.prechat = p.clone();
+        }
         if let Some(closed) = change.closed {
             c.closed = Some(closed);
             c.status = Status::Closed;
@@ -335,7 +339,7 @@ impl Conversations for SqliteStore {
         c.updated_at = c.updated_at.max(at);
         sqlx::query(
             "UPDATE conversations SET status = ?, department = ?, assignee = ?, handoff = ?,
-                 priority = ?, context = ?, closed_at = ?, closed_by = ?, visitor_read = ?,
+                 priority = ?, context = ?, prechat = ?, closed_at = ?, closed_by = ?, visitor_read = ?,
                  agent_read = ?, updated_at = ?
              WHERE site_id = ? AND id = ?",
         )
@@ -345,6 +349,7 @@ impl Conversations for SqliteStore {
         .bind(&c.handoff)
         .bind(c.priority)
         .bind(json(&c.context)?)
+        .bind(c.prechat.as_ref().map(json).transpose()?)
         .bind(c.closed.map(|(at, _)| at.as_millis()))
         .bind(c.closed.map(|(_, by)| by.as_str()))
         .bind(c.visitor_read as i64)

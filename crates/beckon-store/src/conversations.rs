@@ -390,6 +390,8 @@ pub struct ConversationChange {
     pub priority: Option<i64>,
     /// Fresh context.
     pub context: Option<Context>,
+    /// What the visitor told about themselves (the pre-chat form, an address left later).
+    pub prechat: Option<Option<Prechat>>,
     /// Closing it (with [`Status::Closed`]).
     pub closed: Option<(Timestamp, Closer)>,
     /// The visitor has read up to this `seq` (never lowers it).

@@ -1,0 +1,540 @@
+//! The help desk: every conversation of every site, live.
+//!
+//! The desk holds, per site, its settings, knowledge, responder and routing board, and the
+//! conversations open now; it writes through the store before anyone hears of a change
+//! (`Update`s go to the visitor's tabs and to the site's consoles only after the store has
+//! answered). Its locks are plain mutexes never held across an await.
+
+mod people;
+mod updates;
+mod visitor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use beckon_engine::{SiteId, Timestamp, VisitorId};
+use beckon_store::StoreError;
+use beckon_store::accounts::UserId;
+use beckon_store::conversations::{
+    AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
+    Conversations, DeskSettings, MAX_MESSAGE_CHARS, Message, NewMessage, Status,
+};
+use rand::Rng;
+
+use crate::knowledge::Knowledge;
+use crate::responder::{Offline, Responder};
+use crate::routing::{Board, Step};
+
+pub use people::{AgentRef, BoardView, PersonView, Target, WaitingView};
+pub use updates::{Update, VisitorWatch};
+pub use visitor::{Opening, Said, VisitorRef};
+
+/// How many messages of a conversation a responder sees, and a sync sends at most.
+pub const HISTORY: usize = 200;
+
+/// Why the desk refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    /// What was sent is not acceptable (empty, too long…); the message says what.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such conversation (or not of this site, or not of this visitor).
+    #[error("no such conversation")]
+    NotFound,
+    /// The conversation's state does not allow it (closed; held by someone else).
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed; nothing was changed.
+    #[error("storage: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for DeskError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => DeskError::NotFound,
+            StoreError::Conflict(m) => DeskError::Conflict(m),
+            other => DeskError::Store(other.to_string()),
+        }
+    }
+}
+
+/// Where the desk learns what a visitor did before the conversation (pages, cart, device).
+#[async_trait]
+pub trait VisitorContext: Send + Sync {
+    /// The visitor's context now; an empty one when nothing is known.
+    async fn context(&self, site: &SiteId, visitor: &VisitorId) -> Context;
+}
+
+/// A context source that knows nothing.
+pub struct NoContext;
+
+#[async_trait]
+impl VisitorContext for NoContext {
+    async fn context(&self, _: &SiteId, _: &VisitorId) -> Context {
+        Context::default()
+    }
+}
+
+/// The time, as the desk reads it (tests drive their own).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// One site at the desk.
+struct SiteDesk {
+    settings: DeskSettings,
+    knowledge: Arc<Knowledge>,
+    responder: Arc<dyn Responder>,
+    board: Board,
+    /// The open conversations and when anything last happened in each.
+    open: HashMap<ConversationId, Live>,
+    /// People's names, for "Ana joined".
+    names: HashMap<UserId, String>,
+}
+
+/// What the desk's clock needs of an open conversation.
+#[derive(Clone, Debug)]
+struct Live {
+    last_activity: Timestamp,
+}
+
+impl SiteDesk {
+    fn new(settings: DeskSettings) -> SiteDesk {
+        let board = Board::new(
+            i64::from(settings.accept_seconds) * 1000,
+            i64::from(settings.wait_seconds) * 1000,
+        );
+        SiteDesk {
+            settings,
+            knowledge: Arc::new(Knowledge::default()),
+            responder: Arc::new(Offline),
+            board,
+            open: HashMap::new(),
+            names: HashMap::new(),
+        }
+    }
+}
+
+/// The help desk. Cheap to clone.
+#[derive(Clone)]
+pub struct Desk {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Conversations>,
+    context: Arc<dyn VisitorContext>,
+    clock: Clock,
+    sites: Mutex<HashMap<SiteId, SiteDesk>>,
+    watch: updates::Watchers,
+}
+
+impl Desk {
+    /// A desk over a store.
+    pub fn new(
+        store: Arc<dyn Conversations>,
+        context: Arc<dyn VisitorContext>,
+        clock: Clock,
+    ) -> Desk {
+        Desk {
+            inner: Arc::new(Inner {
+                store,
+                context,
+                clock,
+                sites: Mutex::new(HashMap::new()),
+                watch: updates::Watchers::default(),
+            }),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.inner.clock)()
+    }
+
+    fn store(&self) -> &dyn Conversations {
+        &*self.inner.store
+    }
+
+    /// Puts a site at the desk (or refreshes it): its settings from the store, its knowledge
+    /// and responder from the caller.
+    pub async fn configure_site(
+        &self,
+        site: &SiteId,
+        knowledge: Arc<Knowledge>,
+        responder: Arc<dyn Responder>,
+    ) -> Result<(), DeskError> {
+        let settings = self.store().desk_settings(site).await?;
+        let mut sites = self.inner.sites.lock().expect("desk lock");
+        let desk = sites
+            .entry(site.clone())
+            .or_insert_with(|| SiteDesk::new(settings.clone()));
+        desk.board.set_times(
+            i64::from(settings.accept_seconds) * 1000,
+            i64::from(settings.wait_seconds) * 1000,
+        );
+        desk.settings = settings;
+        desk.knowledge = knowledge;
+        desk.responder = responder;
+        Ok(())
+    }
+
+    /// Reads a site's settings again (after the dashboard saved them).
+    pub async fn reload_settings(&self, site: &SiteId) -> Result<(), DeskError> {
+        let settings = self.store().desk_settings(site).await?;
+        let mut sites = self.inner.sites.lock().expect("desk lock");
+        let desk = sites
+            .entry(site.clone())
+            .or_insert_with(|| SiteDesk::new(settings.clone()));
+        desk.board.set_times(
+            i64::from(settings.accept_seconds) * 1000,
+            i64::from(settings.wait_seconds) * 1000,
+        );
+        desk.settings = settings;
+        Ok(())
+    }
+
+    /// A site's settings as the desk applies them.
+    pub fn settings(&self, site: &SiteId) -> DeskSettings {
+        self.with_site(site, |d| d.settings.clone())
+    }
+
+    /// Picks up the open conversations of every site after a start: those waiting for a person
+    /// wait again from now.
+    pub async fn resume(&self) -> Result<usize, DeskError> {
+        let open = self.store().open_conversations().await?;
+        let now = self.now();
+        let mut steps = Vec::new();
+        {
+            let mut sites = self.inner.sites.lock().expect("desk lock");
+            for c in &open {
+                let desk = sites
+                    .entry(c.site.clone())
+                    .or_insert_with(|| SiteDesk::new(DeskSettings::default()));
+                desk.open.insert(c.id.clone(), Live::of(c));
+                match c.status {
+                    Status::Queued | Status::Offered => {
+                        for s in desk.board.request(
+                            c.id.clone(),
+                            c.department.clone(),
+                            c.context.language.clone(),
+                            c.priority,
+                            now,
+                        ) {
+                            steps.push((c.site.clone(), s));
+                        }
+                    }
+                    Status::Active => {
+                        if let Some(u) = c.assignee {
+                            desk.board.put_person(
+                                u,
+                                AgentProfile::default().capacity,
+                                vec![],
+                                vec![],
+                                now,
+                            );
+                            desk.board.hold(&c.id, u, now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (site, step) in steps {
+            self.carry_out(&site, step).await;
+        }
+        Ok(open.len())
+    }
+
+    /// Runs the desk's clock until `shutdown`: offers that time out, waits that are missed,
+    /// conversations closed for inactivity.
+    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.tick().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One turn of the clock.
+    pub async fn tick(&self) {
+        let now = self.now();
+        let mut steps = Vec::new();
+        let mut idle = Vec::new();
+        {
+            let mut sites = self.inner.sites.lock().expect("desk lock");
+            for (site, desk) in sites.iter_mut() {
+                for s in desk.board.tick(now) {
+                    steps.push((site.clone(), s));
+                }
+                let limit = i64::from(desk.settings.inactivity_minutes.max(1)) * 60_000;
+                for (id, live) in &desk.open {
+                    if now.as_millis() - live.last_activity.as_millis() >= limit {
+                        idle.push((site.clone(), id.clone()));
+                    }
+                }
+            }
+        }
+        for (site, step) in steps {
+            self.carry_out(&site, step).await;
+        }
+        for (site, id) in idle {
+            if let Err(e) = self.close(&site, &id, Closer::Inactivity).await {
+                tracing::warn!(%site, conversation = %id, error = %e, "closing an idle conversation");
+            }
+        }
+    }
+
+    fn with_site<T>(&self, site: &SiteId, f: impl FnOnce(&mut SiteDesk) -> T) -> T {
+        let mut sites = self.inner.sites.lock().expect("desk lock");
+        let desk = sites
+            .entry(site.clone())
+            .or_insert_with(|| SiteDesk::new(DeskSettings::default()));
+        f(desk)
+    }
+
+    /// Appends a message and tells everyone watching, in that order.
+    async fn append(
+        &self,
+        c: &Conversation,
+        message: NewMessage,
+    ) -> Result<(Message, bool), DeskError> {
+        let appended = self
+            .store()
+            .append_message(&c.site, &c.id, &message)
+            .await?;
+        if !appended.duplicate {
+            let at = appended.message.at;
+            self.with_site(&c.site, |d| {
+                if let Some(live) = d.open.get_mut(&c.id) {
+                    live.last_activity = live.last_activity.max(at);
+                }
+            });
+            self.inner.watch.publish(
+                &c.site,
+                &c.visitor,
+                Update::Message {
+                    conversation: c.id.clone(),
+                    visitor: c.visitor.clone(),
+                    message: appended.message.clone(),
+                },
+            );
+        }
+        Ok((appended.message, appended.duplicate))
+    }
+
+    /// A line from the desk itself.
+    async fn notice(&self, c: &Conversation, text: String) -> Result<Message, DeskError> {
+        let m = NewMessage {
+            client_id: None,
+            author: Author::System,
+            author_id: None,
+            author_name: None,
+            text,
+            attachment: None,
+            at: self.now(),
+        };
+        Ok(self.append(c, m).await?.0)
+    }
+
+    /// Changes a conversation and tells everyone watching.
+    async fn change(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        change: ConversationChange,
+    ) -> Result<Conversation, DeskError> {
+        let c = self
+            .store()
+            .change_conversation(site, id, &change, self.now())
+            .await?;
+        self.with_site(site, |d| {
+            if c.status.is_closed() {
+                d.open.remove(id);
+            } else {
+                d.open.insert(id.clone(), Live::of(&c));
+            }
+        });
+        self.inner.watch.publish(
+            site,
+            &c.visitor,
+            Update::Changed {
+                conversation: Box::new(c.clone()),
+            },
+        );
+        Ok(c)
+    }
+
+    /// Closes a conversation: the board lets it go, the visitor is asked for a rating.
+    pub(crate) async fn close(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+        by: Closer,
+    ) -> Result<Conversation, DeskError> {
+        let now = self.now();
+        let c = self.conversation(site, id).await?;
+        if c.status.is_closed() {
+            return Ok(c);
+        }
+        let line = match by {
+            Closer::Visitor => "You ended the chat.",
+            Closer::Agent => "The chat was ended.",
+            Closer::Inactivity => "The chat was closed after a while without messages.",
+        };
+        self.notice(&c, line.to_owned()).await?;
+        let closed = self
+            .change(
+                site,
+                id,
+                ConversationChange {
+                    closed: Some((now, by)),
+                    ..ConversationChange::default()
+                },
+            )
+            .await?;
+        let steps = self.with_site(site, |d| d.board.release(id, now));
+        for s in steps {
+            self.carry_out(site, s).await;
+        }
+        self.inner.watch.publish_board(site);
+        Ok(closed)
+    }
+
+    async fn conversation(
+        &self,
+        site: &SiteId,
+        id: &ConversationId,
+    ) -> Result<Conversation, DeskError> {
+        self.store()
+            .conversation(site, id)
+            .await?
+            .ok_or(DeskError::NotFound)
+    }
+
+    /// Does what the board decided.
+    async fn carry_out(&self, site: &SiteId, step: Step) {
+        let done = match &step {
+            Step::Offer(c, user) => {
+                self.change(
+                    site,
+                    c,
+                    ConversationChange {
+                        status: Some(Status::Offered),
+                        assignee: Some(Some(*user)),
+                        ..ConversationChange::default()
+                    },
+                )
+                .await
+            }
+            Step::Withdraw(c, _) => {
+                self.change(
+                    site,
+                    c,
+                    ConversationChange {
+                        status: Some(Status::Queued),
+                        assignee: Some(None),
+                        ..ConversationChange::default()
+                    },
+                )
+                .await
+            }
+            Step::Missed(c) => self.missed(site, c).await,
+        };
+        if let Err(e) = done {
+            // A conversation closed meanwhile refuses the change; nothing is lost.
+            tracing::debug!(%site, ?step, error = %e, "a routing step found nothing to change");
+        }
+        self.inner.watch.publish_board(site);
+    }
+
+    /// Nobody took the conversation in time: the visitor is offered an e-mail follow-up.
+    async fn missed(&self, site: &SiteId, id: &ConversationId) -> Result<Conversation, DeskError> {
+        let c = self
+            .change(
+                site,
+                id,
+                ConversationChange {
+                    status: Some(Status::Missed),
+                    assignee: Some(None),
+                    ..ConversationChange::default()
+                },
+            )
+            .await?;
+        self.notice(
+            &c,
+            "Sorry, nobody is free to answer right now. Leave your e-mail address and we will \
+             write back with everything said here."
+                .to_owned(),
+        )
+        .await?;
+        Ok(c)
+    }
+
+    /// Subscribes to everything that happens to a visitor's conversations (one of their tabs).
+    pub fn watch_visitor(&self, site: &SiteId, visitor: &VisitorId) -> VisitorWatch {
+        self.inner.watch.visitor(site, visitor)
+    }
+
+    /// Subscribes to everything that happens at a site's desk (a console).
+    pub fn watch_site(&self, site: &SiteId) -> tokio::sync::broadcast::Receiver<Update> {
+        self.inner.watch.site(site)
+    }
+}
+
+impl Live {
+    fn of(c: &Conversation) -> Live {
+        Live {
+            last_activity: c.updated_at,
+        }
+    }
+}
+
+/// Checks a message's text: not empty, not too long, no control characters but line breaks
+/// and tabs. Answers it trimmed.
+pub fn check_text(text: &str) -> Result<String, DeskError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(DeskError::Invalid("a message needs some text".to_owned()));
+    }
+    let n = t.chars().count();
+    if n > MAX_MESSAGE_CHARS {
+        return Err(DeskError::Invalid(format!(
+            "a message holds at most {MAX_MESSAGE_CHARS} characters; this one has {n}"
+        )));
+    }
+    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(DeskError::Invalid(
+            "a message may not hold control characters".to_owned(),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+/// Checks an id a client gave a message (`[A-Za-z0-9._:-]{1,64}`).
+pub fn check_client_id(id: &str) -> Result<String, DeskError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(DeskError::Invalid(
+            "a message id is 1 to 64 characters of [A-Za-z0-9._:-]".to_owned(),
+        ))
+    }
+}
+
+fn new_id() -> ConversationId {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let s: String = (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    ConversationId::from_random(&s).expect("20 base-36 characters")
+}

@@ -1,0 +1,516 @@
+//! The visitor's side of the desk: start, say, ask for a person, leave an address, close, rate,
+//! typing and read marks, and the conversation to show on a new page.
+
+use beckon_engine::{SiteId, VisitorId};
+use beckon_store::StoreError;
+use beckon_store::conversations::{
+    Author, Closer, Conversation, ConversationChange, Message, NewMessage, Origin, Prechat, Rating,
+    Status,
+};
+
+use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id};
+use crate::responder::{Draft, Question, offline_answer};
+use crate::scope::{self, Intent};
+
+/// The visitor a request speaks for (their token was checked by the caller).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisitorRef {
+    /// The site.
+    pub site: SiteId,
+    /// The visitor.
+    pub visitor: VisitorId,
+}
+
+/// How a conversation the visitor starts begins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Opening {
+    /// The intervention engaged, when one was (rule, intervention).
+    pub intervention: Option<(String, String)>,
+    /// The department the rule names.
+    pub department: Option<String>,
+    /// The pre-chat form.
+    pub prechat: Option<Prechat>,
+}
+
+/// What saying something did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Said {
+    /// The conversation it went to (opened for it, perhaps).
+    pub conversation: Conversation,
+    /// The stored message.
+    pub message: Message,
+    /// Whether it was a resend of a stored one.
+    pub duplicate: bool,
+}
+
+impl Desk {
+    /// The visitor's open conversation, or a new one.
+    pub async fn open(
+        &self,
+        who: &VisitorRef,
+        opening: &Opening,
+    ) -> Result<Conversation, DeskError> {
+        if let Some(c) = self.open_of(who).await? {
+            return Ok(c);
+        }
+        let now = self.now();
+        let settings = self.settings(&who.site);
+        let mut context = self.inner.context.context(&who.site, &who.visitor).await;
+        let priority = context
+            .cart
+            .as_ref()
+            .map_or(0, |c| c.value.max(0.0).round() as i64);
+        let topic_department = opening.prechat.as_ref().and_then(|p| {
+            settings
+                .departments
+                .iter()
+                .find(|d| d.id == p.topic || d.name == p.topic)
+                .map(|d| d.id.clone())
+        });
+        context
+            .pages
+            .truncate(beckon_store::conversations::MAX_CONTEXT_PAGES);
+        let c = Conversation {
+            id: new_id(),
+            site: who.site.clone(),
+            visitor: who.visitor.clone(),
+            status: Status::Bot,
+            department: opening
+                .department
+                .clone()
+                .or(topic_department)
+                .or_else(|| settings.departments.first().map(|d| d.id.clone())),
+            assignee: None,
+            origin: match &opening.intervention {
+                Some((rule, intervention)) => Origin::Intervention {
+                    rule: rule.clone(),
+                    intervention: intervention.clone(),
+                },
+                None => Origin::Launcher,
+            },
+            context,
+            prechat: opening.prechat.clone(),
+            priority,
+            handoff: None,
+            started_at: now,
+            updated_at: now,
+            closed: None,
+            rating: None,
+            last_seq: 0,
+            visitor_read: 0,
+            agent_read: 0,
+        };
+        match self.store().open_conversation(&c).await {
+            Ok(()) => {}
+            // Another tab opened one at the same moment: that one is theirs.
+            Err(StoreError::Conflict(_)) => {
+                return self.open_of(who).await?.ok_or(DeskError::NotFound);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.with_site(&who.site, |d| d.open.insert(c.id.clone(), Live::of(&c)));
+        self.inner.watch.publish(
+            &who.site,
+            &who.visitor,
+            Update::Changed {
+                conversation: Box::new(c.clone()),
+            },
+        );
+        if !settings.welcome.trim().is_empty() && opening.intervention.is_none() {
+            self.notice_from_ai(&c, settings.welcome.clone()).await?;
+        }
+        Ok(c)
+    }
+
+    async fn notice_from_ai(&self, c: &Conversation, text: String) -> Result<Message, DeskError> {
+        let m = NewMessage {
+            client_id: None,
+            author: Author::Ai,
+            author_id: None,
+            author_name: None,
+            text,
+            attachment: None,
+            at: self.now(),
+        };
+        Ok(self.append(c, m).await?.0)
+    }
+
+    pub(crate) async fn open_of(
+        &self,
+        who: &VisitorRef,
+    ) -> Result<Option<Conversation>, DeskError> {
+        Ok(self
+            .store()
+            .latest_conversation_of(&who.site, &who.visitor)
+            .await?
+            .filter(|c| !c.status.is_closed()))
+    }
+
+    /// The visitor says something: stored (once, whatever the resends), then answered by the
+    /// AI agent while no person holds the conversation, or routed to people when it asks for
+    /// them.
+    pub async fn say(
+        &self,
+        who: &VisitorRef,
+        client_id: String,
+        text: &str,
+        opening: &Opening,
+    ) -> Result<Said, DeskError> {
+        let text = check_text(text)?;
+        let c = self.open(who, opening).await?;
+        let (message, duplicate) = self
+            .append(
+                &c,
+                NewMessage {
+                    client_id: Some(client_id),
+                    author: Author::Visitor,
+                    author_id: None,
+                    author_name: None,
+                    text: text.clone(),
+                    attachment: None,
+                    at: self.now(),
+                },
+            )
+            .await?;
+        if !duplicate && c.status == Status::Bot {
+            let desk = self.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                if let Err(e) = desk.respond(&c, &text).await {
+                    tracing::warn!(conversation = %c.id, error = %e, "answering a visitor");
+                }
+            });
+        }
+        Ok(Said {
+            conversation: c,
+            message,
+            duplicate,
+        })
+    }
+
+    /// The AI agent's turn: out of scope goes to people; otherwise the responder answers.
+    async fn respond(&self, c: &Conversation, text: &str) -> Result<(), DeskError> {
+        let (presales_only, knowledge, responder) = self.with_site(&c.site, |d| {
+            (
+                d.settings.presales_only,
+                d.knowledge.clone(),
+                d.responder.clone(),
+            )
+        });
+        let intent = scope::classify(text);
+        let to_people = match intent {
+            Intent::Presales => false,
+            Intent::Person => true,
+            Intent::Support(_) => presales_only,
+        };
+        if to_people {
+            let reason = intent.reason().unwrap_or("asked for a person");
+            let support = matches!(intent, Intent::Support(_));
+            return self.hand_off(c, reason, support).await.map(|_| ());
+        }
+        let history = self
+            .store()
+            .messages(
+                &c.site,
+                &c.id,
+                c.last_seq.saturating_sub(HISTORY as u64),
+                HISTORY,
+            )
+            .await?;
+        let mut draft = Drafting {
+            desk: self.clone(),
+            conversation: c.clone(),
+        };
+        let question = Question {
+            text,
+            history: &history,
+            context: &c.context,
+            knowledge: &knowledge,
+        };
+        let reply = match responder.answer(&question, &mut draft).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(conversation = %c.id, error = %e, "the responder failed; the offline one answers");
+                offline_answer(&knowledge, text)
+            }
+        };
+        // A person may have taken the conversation while the answer was written: then the AI
+        // keeps quiet.
+        let now = self.conversation(&c.site, &c.id).await?;
+        if now.status != Status::Bot {
+            return Ok(());
+        }
+        self.notice_from_ai(&now, reply.text).await?;
+        Ok(())
+    }
+
+    /// The visitor asks for a person (the chat's button, or in words).
+    pub async fn ask_person(&self, who: &VisitorRef) -> Result<Conversation, DeskError> {
+        let c = self.open(who, &Opening::default()).await?;
+        match c.status {
+            Status::Bot | Status::Missed => self.hand_off(&c, "asked for a person", false).await,
+            _ => Ok(c),
+        }
+    }
+
+    /// Routes a conversation to people of its department (Support for support problems).
+    async fn hand_off(
+        &self,
+        c: &Conversation,
+        reason: &str,
+        support: bool,
+    ) -> Result<Conversation, DeskError> {
+        let settings = self.settings(&c.site);
+        let department = if support {
+            settings
+                .departments
+                .iter()
+                .find(|d| d.id == "support")
+                .map(|d| d.id.clone())
+                .or_else(|| c.department.clone())
+        } else {
+            c.department.clone()
+        };
+        let queued = self
+            .change(
+                &c.site,
+                &c.id,
+                ConversationChange {
+                    status: Some(Status::Queued),
+                    department: Some(department.clone()),
+                    handoff: Some(Some(reason.to_owned())),
+                    ..ConversationChange::default()
+                },
+            )
+            .await?;
+        let now = self.now();
+        let (steps, anyone) = self.with_site(&c.site, |d| {
+            let anyone = d.board.people().values().any(|p| {
+                p.available
+                    && (p.departments.is_empty()
+                        || department
+                            .as_deref()
+                            .is_none_or(|x| p.departments.iter().any(|y| y == x)))
+            });
+            let steps = d.board.request(
+                c.id.clone(),
+                department.clone(),
+                c.context.language.clone(),
+                c.priority,
+                now,
+            );
+            (steps, anyone)
+        });
+        for s in steps {
+            self.carry_out(&c.site, s).await;
+        }
+        if !anyone {
+            // Nobody of the department is even online: no point in making the visitor wait.
+            let steps = self.with_site(&c.site, |d| d.board.release(&c.id, now));
+            for s in steps {
+                self.carry_out(&c.site, s).await;
+            }
+            return self.missed(&c.site, &c.id).await;
+        }
+        let name = department
+            .as_deref()
+            .and_then(|d| settings.departments.iter().find(|x| x.id == d))
+            .map_or("our team".to_owned(), |d| format!("our {} team", d.name));
+        self.notice(
+            &queued,
+            format!(
+                "I'm connecting you with someone from {name}. They will see this conversation, \
+                 so you won't have to repeat anything."
+            ),
+        )
+        .await?;
+        self.inner.watch.publish_board(&c.site);
+        self.conversation(&c.site, &c.id).await
+    }
+
+    /// The visitor leaves an address for a follow-up (nobody was free).
+    pub async fn leave_email(
+        &self,
+        who: &VisitorRef,
+        email: &str,
+        name: &str,
+    ) -> Result<Conversation, DeskError> {
+        let email = email.trim();
+        let valid = email.len() <= 254
+            && email.split_once('@').is_some_and(|(a, d)| {
+                !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+            })
+            && !email
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+        if !valid {
+            return Err(DeskError::Invalid(
+                "that does not look like an e-mail address".to_owned(),
+            ));
+        }
+        let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        let mut prechat = c.prechat.clone().unwrap_or_default();
+        prechat.email = email.to_owned();
+        if !name.trim().is_empty() {
+            prechat.name = check_text(name)?.chars().take(100).collect();
+        }
+        // The address travels with the conversation; the lead flow picks it up from here.
+        let c = self
+            .change(
+                &c.site,
+                &c.id,
+                ConversationChange {
+                    prechat: Some(Some(prechat)),
+                    handoff: Some(Some(format!(
+                        "{}; left {email} for a follow-up",
+                        c.handoff.as_deref().unwrap_or("asked for a person")
+                    ))),
+                    ..ConversationChange::default()
+                },
+            )
+            .await?;
+        self.notice(
+            &c,
+            format!("Thanks! We will write to {email} with everything said here."),
+        )
+        .await?;
+        Ok(c)
+    }
+
+    /// The visitor ends the chat.
+    pub async fn visitor_close(&self, who: &VisitorRef) -> Result<Conversation, DeskError> {
+        let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        self.close(&who.site, &c.id, Closer::Visitor).await
+    }
+
+    /// The visitor rates their latest conversation, once it is closed.
+    pub async fn rate(
+        &self,
+        who: &VisitorRef,
+        score: u8,
+        comment: &str,
+    ) -> Result<Conversation, DeskError> {
+        if !(1..=5).contains(&score) {
+            return Err(DeskError::Invalid("a rating is 1 to 5".to_owned()));
+        }
+        let comment = if comment.trim().is_empty() {
+            String::new()
+        } else {
+            check_text(comment)?
+        };
+        let c = self
+            .store()
+            .latest_conversation_of(&who.site, &who.visitor)
+            .await?
+            .ok_or(DeskError::NotFound)?;
+        let rating = Rating {
+            score,
+            comment,
+            at: self.now(),
+        };
+        self.store()
+            .rate_conversation(&who.site, &c.id, &rating)
+            .await?;
+        let rated = Conversation {
+            rating: Some(rating),
+            ..c
+        };
+        self.inner.watch.publish(
+            &who.site,
+            &who.visitor,
+            Update::Changed {
+                conversation: Box::new(rated.clone()),
+            },
+        );
+        Ok(rated)
+    }
+
+    /// The visitor types (or stopped).
+    pub async fn visitor_typing(&self, who: &VisitorRef, on: bool) -> Result<(), DeskError> {
+        let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        self.inner.watch.publish(
+            &who.site,
+            &who.visitor,
+            Update::Typing {
+                conversation: c.id,
+                visitor: who.visitor.clone(),
+                author: Author::Visitor,
+                on,
+            },
+        );
+        Ok(())
+    }
+
+    /// The visitor has read up to a message.
+    pub async fn visitor_read(&self, who: &VisitorRef, seq: u64) -> Result<(), DeskError> {
+        let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        let read = self
+            .store()
+            .change_conversation(
+                &who.site,
+                &c.id,
+                &ConversationChange {
+                    visitor_read: Some(seq),
+                    ..ConversationChange::default()
+                },
+                c.updated_at,
+            )
+            .await?;
+        self.inner.watch.publish(
+            &who.site,
+            &who.visitor,
+            Update::Read {
+                conversation: c.id,
+                visitor: who.visitor.clone(),
+                author: Author::Visitor,
+                seq: read.visitor_read,
+            },
+        );
+        Ok(())
+    }
+
+    /// What a new page shows: the visitor's open conversation (or their latest, while it waits
+    /// for a rating) and its messages after `after`.
+    pub async fn sync(
+        &self,
+        who: &VisitorRef,
+        after: u64,
+    ) -> Result<Option<(Conversation, Vec<Message>)>, DeskError> {
+        let Some(c) = self
+            .store()
+            .latest_conversation_of(&who.site, &who.visitor)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if c.status.is_closed() && c.rating.is_some() {
+            return Ok(None);
+        }
+        let from = after.max(c.last_seq.saturating_sub(HISTORY as u64));
+        let messages = self
+            .store()
+            .messages(&who.site, &c.id, from, HISTORY)
+            .await?;
+        Ok(Some((c, messages)))
+    }
+}
+
+/// Streams a model's answer to the conversation's watchers as it is written.
+struct Drafting {
+    desk: Desk,
+    conversation: Conversation,
+}
+
+impl Draft for Drafting {
+    fn progress(&mut self, text_so_far: &str) {
+        self.desk.inner.watch.publish(
+            &self.conversation.site,
+            &self.conversation.visitor,
+            Update::Draft {
+                conversation: self.conversation.id.clone(),
+                visitor: self.conversation.visitor.clone(),
+                text: text_so_far.to_owned(),
+            },
+        );
+    }
+}

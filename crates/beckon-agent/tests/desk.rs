@@ -1,0 +1,365 @@
+//! The desk's story over a real SQLite store: the AI answers from the knowledge, says when it
+//! does not know, routes a refund to people, a person accepts and chats, the visitor rates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use beckon_agent::desk::{AgentRef, Desk, NoContext, Opening, Update, VisitorRef, VisitorWatch};
+use beckon_agent::knowledge::Knowledge;
+use beckon_agent::responder::{DONT_KNOW, Offline};
+use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
+use beckon_store::accounts::{Accounts, NewUser, Role};
+use beckon_store::conversations::{Author, Conversations, Status};
+use beckon_store::{SecretDigest, SiteRecord, Store};
+use beckon_store_sqlite::SqliteStore;
+
+struct World {
+    desk: Desk,
+    store: Arc<SqliteStore>,
+    site: SiteId,
+    clock: Arc<AtomicI64>,
+    ana: AgentRef,
+}
+
+impl World {
+    async fn new() -> World {
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        store.migrate().await.unwrap();
+        let site = SiteId::parse("shop").unwrap();
+        store
+            .put_site(&SiteRecord {
+                id: site.clone(),
+                secret: SecretDigest::of("sk"),
+                origins: vec![],
+                policy: Policy::default(),
+                version: 0,
+            })
+            .await
+            .unwrap();
+        let user = store
+            .create_user(&NewUser {
+                email: "ana@shop.test".to_owned(),
+                name: "Ana".to_owned(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+                role: Role::Agent,
+                at: Timestamp::from_millis(0),
+            })
+            .await
+            .unwrap();
+        let clock = Arc::new(AtomicI64::new(1_780_000_000_000));
+        let now = clock.clone();
+        let desk = Desk::new(
+            store.clone(),
+            Arc::new(NoContext),
+            Arc::new(move || Timestamp::from_millis(now.load(Ordering::SeqCst))),
+        );
+        let knowledge = Knowledge::from_files(&[(
+            "faq.md".to_owned(),
+            "## Do you ship internationally?\n\nYes: we ship to Canada, the UK and the EU in 5–8 \
+             business days.\n\n## What is your return policy?\n\nReturns are free within 30 days.\n"
+                .to_owned(),
+        )])
+        .unwrap();
+        desk.configure_site(&site, Arc::new(knowledge), Arc::new(Offline))
+            .await
+            .unwrap();
+        World {
+            desk,
+            store,
+            site: site.clone(),
+            clock,
+            ana: AgentRef {
+                site,
+                user: user.id,
+                name: "Ana".to_owned(),
+            },
+        }
+    }
+
+    fn visitor(&self, n: u32) -> VisitorRef {
+        VisitorRef {
+            site: self.site.clone(),
+            visitor: VisitorId::parse(&format!("v_{n:0>20}")).unwrap(),
+        }
+    }
+
+    fn advance(&self, seconds: i64) {
+        self.clock.fetch_add(seconds * 1000, Ordering::SeqCst);
+    }
+}
+
+/// The next stored message the watch hears from someone other than the visitor.
+async fn next_reply(watch: &mut VisitorWatch) -> (Author, String) {
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(5), watch.recv())
+            .await
+            .expect("a reply within 5 s")
+            .expect("the watch stays open");
+        if let Update::Message { message, .. } = update
+            && message.author != Author::Visitor
+        {
+            return (message.author, message.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_ai_answers_from_the_knowledge_and_says_when_it_does_not_know() {
+    let w = World::new().await;
+    let me = w.visitor(1);
+    let mut watch = w.desk.watch_visitor(&w.site, &me.visitor);
+    let said = w
+        .desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "Do you ship to Canada?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!said.duplicate);
+    let (author, welcome) = next_reply(&mut watch).await;
+    assert_eq!(author, Author::Ai);
+    assert!(
+        welcome.starts_with("Hi!"),
+        "a launcher chat is welcomed: {welcome}"
+    );
+    let (author, answer) = next_reply(&mut watch).await;
+    assert_eq!(author, Author::Ai);
+    assert!(
+        answer.contains("Canada") && answer.contains("5–8"),
+        "{answer}"
+    );
+
+    w.desk
+        .say(
+            &me,
+            "m2".to_owned(),
+            "Can I pay with bitcoin?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    let (_, unknown) = next_reply(&mut watch).await;
+    assert_eq!(unknown, DONT_KNOW, "no guess");
+
+    // A resend is stored once and answered once.
+    let again = w
+        .desk
+        .say(
+            &me,
+            "m2".to_owned(),
+            "Can I pay with bitcoin?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = w
+        .store
+        .messages(&w.site, &said.conversation.id, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .filter(|m| m.text == "Can I pay with bitcoin?")
+            .count(),
+        1
+    );
+    assert_eq!(all.iter().filter(|m| m.text == DONT_KNOW).count(), 1);
+    assert_eq!(
+        all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "in order, without gaps"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_goes_to_a_person_who_accepts_and_chats_then_the_visitor_rates() {
+    let w = World::new().await;
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    let me = w.visitor(2);
+    let mut watch = w.desk.watch_visitor(&w.site, &me.visitor);
+    let mut console = w.desk.watch_site(&w.site);
+    let said = w
+        .desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "I want a refund for my lamp",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    let id = said.conversation.id.clone();
+    let (author, line) = next_reply(&mut watch).await;
+    assert_eq!(author, Author::Ai, "the welcome");
+    assert!(line.starts_with("Hi!"));
+    let (author, line) = next_reply(&mut watch).await;
+    assert_eq!(author, Author::System);
+    assert!(line.contains("Support"), "{line}");
+    // The AI never answered the refund.
+    let c = w.store.conversation(&w.site, &id).await.unwrap().unwrap();
+    assert_eq!(c.status, Status::Offered, "offered to Ana");
+    assert_eq!(c.assignee, Some(w.ana.user));
+    assert_eq!(c.department.as_deref(), Some("support"));
+    assert_eq!(c.handoff.as_deref(), Some("asked about a return or refund"));
+    assert!(
+        std::iter::from_fn(|| console.try_recv().ok()).any(|u| matches!(u, Update::Changed { .. })),
+        "the console heard of it"
+    );
+
+    let accepted = w.desk.accept(&w.ana, &id).await.unwrap();
+    assert_eq!(accepted.status, Status::Active);
+    assert_eq!(next_reply(&mut watch).await.1, "Ana joined the chat.");
+    w.desk
+        .agent_say(
+            &w.ana,
+            &id,
+            "a1".to_owned(),
+            "Sorry to hear that! Which order?",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next_reply(&mut watch).await,
+        (Author::Agent, "Sorry to hear that! Which order?".to_owned())
+    );
+    // While a person holds the chat, the AI keeps quiet.
+    w.desk
+        .say(
+            &me,
+            "m2".to_owned(),
+            "Do you ship to Canada?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = w.store.messages(&w.site, &id, 0, 100).await.unwrap();
+    assert!(!all.iter().any(|m| m.text.contains("5–8")), "{all:?}");
+
+    let early = w.desk.rate(&me, 5, "").await;
+    assert!(early.is_err(), "rated only once closed");
+    w.desk.agent_close(&w.ana, &id).await.unwrap();
+    let rated = w.desk.rate(&me, 5, "Quick and kind").await.unwrap();
+    assert_eq!(rated.rating.unwrap().score, 5);
+    assert!(w.desk.rate(&me, 4, "").await.is_err(), "once");
+    assert_eq!(
+        w.desk.board(&w.site).people[0].holding,
+        0,
+        "Ana is free again"
+    );
+}
+
+#[tokio::test]
+async fn with_nobody_online_the_visitor_is_offered_a_follow_up_at_once_and_waits_time_out() {
+    let w = World::new().await;
+    let me = w.visitor(3);
+    let mut watch = w.desk.watch_visitor(&w.site, &me.visitor);
+    w.desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "Can I talk to a person?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    next_reply(&mut watch).await; // welcome
+    // Nobody is online: no "connecting you" and no wait, the follow-up is offered at once.
+    let (_, missed) = next_reply(&mut watch).await;
+    assert!(missed.contains("e-mail"), "{missed}");
+    let bad = w.desk.leave_email(&me, "not an address", "").await;
+    assert!(bad.is_err());
+    let left = w
+        .desk
+        .leave_email(&me, "jo@example.com", "Jo")
+        .await
+        .unwrap();
+    assert_eq!(left.status, Status::Missed);
+    assert_eq!(left.prechat.unwrap().email, "jo@example.com");
+
+    // Ana is online but does not accept: the offer moves on, then the wait is missed.
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    let other = w.visitor(4);
+    let mut watch = w.desk.watch_visitor(&w.site, &other.visitor);
+    let said = w
+        .desk
+        .say(
+            &other,
+            "m1".to_owned(),
+            "talk to a human please",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    next_reply(&mut watch).await;
+    next_reply(&mut watch).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = w
+        .store
+        .conversation(&w.site, &said.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, Status::Offered);
+    w.advance(30);
+    w.desk.tick().await;
+    let c = w
+        .store
+        .conversation(&w.site, &said.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, Status::Queued, "the offer was withdrawn");
+    w.advance(90);
+    w.desk.tick().await;
+    let c = w
+        .store
+        .conversation(&w.site, &said.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, Status::Missed);
+    assert!(next_reply(&mut watch).await.1.contains("e-mail"));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_reason_and_an_idle_chat_closes() {
+    let w = World::new().await;
+    let me = w.visitor(5);
+    for (text, why) in [
+        ("", "some text"),
+        ("   ", "some text"),
+        (&"x".repeat(4001)[..], "at most 4000"),
+        ("bell\u{7}", "control characters"),
+    ] {
+        let e = w
+            .desk
+            .say(&me, "m".to_owned(), text, &Opening::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{text:?}: {e}");
+    }
+    let script = "<script>alert(1)</script>";
+    let said = w
+        .desk
+        .say(&me, "m1".to_owned(), script, &Opening::default())
+        .await
+        .unwrap();
+    assert_eq!(said.message.text, script, "stored as text, shown as text");
+    w.advance(31 * 60);
+    w.desk.tick().await;
+    let c = w
+        .store
+        .conversation(&w.site, &said.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.status.is_closed(), "closed after 30 idle minutes");
+}
