@@ -242,6 +242,7 @@ function connect() {
     sockOpen = true;
     unsent();
     flush();
+    if (chatMod) chatMod.frame({ type: 'chat_stale' }); // a new socket hears the chat once it asks
   });
   ws.onmessage = guard(function (m) {
     if (sock != ws) return;
@@ -272,7 +273,7 @@ function onFrame(f) {
   if (f.type == 'ack') forget(list(f.ids));
   else if (f.type == 'identity') identity(f);
   else if (f.type == 'intervention') onIntervention(f);
-  else if (f.type == 'chat') chatIn(f.from, f.text);
+  else if (/^(chat|said)/.test(str(f.type))) withChat(function (c) { c.frame(f); });
 }
 
 // ---- page views
@@ -461,15 +462,8 @@ input,textarea{display:block;width:100%;margin-top:4px;padding:9px 11px;border:1
 textarea{resize:vertical}
 .ck{display:flex;gap:8px;align-items:flex-start;font-weight:400;color:#59636e}
 .ck input{width:auto;margin:3px 0 0}
-.chat{padding:0;display:flex;flex-direction:column}
-.hd{padding:14px 16px 8px;border-bottom:1px solid #e5e8eb}
-.log{display:flex;flex-direction:column;gap:8px;padding:14px 16px;height:min(340px,50vh);overflow-y:auto}
-.msg{max-width:85%;padding:8px 12px;border-radius:14px;background:#f1f3f5;align-self:flex-start;white-space:pre-wrap;overflow-wrap:anywhere}
-.msg.me{align-self:flex-end;background:var(--a);color:#fff;border-bottom-right-radius:4px}
-.msg.sys{align-self:center;background:none;color:#59636e;font-size:13px;text-align:center}
-.f{display:flex;gap:8px;padding:12px;border-top:1px solid #e5e8eb}
-.f input{margin:0;flex:1}
 [hidden]{display:none!important}
+.lc{align-self:flex-end;pointer-events:auto;border-radius:999px;box-shadow:0 8px 24px -8px #0f172a80}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}`;
 
 var host = null, root = null, wrap = null, live = null;
@@ -558,9 +552,7 @@ function show(iv) {
   if (t == 'open_chat') {
     iv.chat = true;
     shown(iv);
-    openChat(false, iv);
-    if (m.text) chatIn('ai', m.text);
-    if (m.question) chatOut(m.question);
+    openChat(false, iv, str(m.text), str(m.question));
     return;
   }
   var title = t == 'card' || t == 'comparison' ? str(m.title) : str(m.text);
@@ -575,9 +567,7 @@ function show(iv) {
   var toChat = function (visitorText, greeting) {
     engage(iv);
     close(iv, false);
-    openChat(true);
-    if (greeting) chatIn('ai', greeting);
-    if (visitorText) chatOut(visitorText);
+    openChat(true, iv, greeting, visitorText);
   };
   var applyCoupon = function (b, code) {
     engage(iv);
@@ -675,66 +665,62 @@ function form(iv, m) {
   return f;
 }
 
-// ---- the chat panel
-var chat = null, chatLog = null, chatInput = null, chatOpen = false;
-function buildChat() {
-  chatLog = el('div.log', { role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
-  chatInput = el('input', { type: 'text', 'data-beckon-input': true, 'aria-label': 'Your message', placeholder: 'Type your message\u2026', autocomplete: 'off', maxlength: 2000 });
-  chat = el('div.c.chat', { role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'bk-ct', hidden: true }, [
-    el('div.hd', {}, [el('h2', { id: 'bk-ct', text: 'Chat with us' })]),
-    chatLog,
-    el('form.f', {
-      submit: function (e) {
-        e.preventDefault();
-        var v = chatInput.value.trim();
-        if (!v) return;
-        chatInput.value = '';
-        chatOut(v);
-        if (cur && cur.chat) engage(cur);
-      }
-    }, [chatInput, el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]),
-    el('button.x', { type: 'button', 'aria-label': 'Close chat', 'data-beckon-action': 'dismiss', text: '\u00d7', click: function () { closeChat(); } })
-  ]);
-  wrap.appendChild(chat);
+// ---- the chat: chat.js, loaded on first use; frames wait for it
+var chatMod = null, chatWait = [], chatLoading = false, chatOpen = false, launcher = null;
+function withChat(fn) {
+  if (chatMod) return fn(chatMod);
+  chatWait.push(fn);
+  if (chatLoading || !ensureRoot()) return;
+  chatLoading = true;
+  var s = d.createElement('script');
+  s.async = true; s.src = base + '/chat.js?v=' + VERSION;
+  s.onerror = guard(function () { chatLoading = false; chatWait = []; });
+  (d.head || d.body).appendChild(s);
 }
-function openChat(focus, iv) {
-  if (!ensureRoot()) return;
-  if (!chat) buildChat();
-  if (iv) { chat.setAttribute('data-beckon-rule', iv.rule); chat.setAttribute('data-beckon-intervention', iv.id); iv.el = chat; }
-  if (!chatOpen) {
-    chatOpen = true;
-    chat.hidden = false;
-    emit('chat_opened', 0, true);
-  }
-  if (focus) {
-    if (d.activeElement != host) returnTo = d.activeElement;
-    chatInput.focus({ preventScroll: true });
-  }
+// chat.js hands over its factory; the kit is what it may use of the widget.
+Object.defineProperty(api, '_chat', { value: guard(function (factory) {
+  if (chatMod || typeof factory != 'function') return;
+  chatMod = factory({
+    el: el, root: function () { return root; }, wrap: function () { return wrap; }, announce: announce,
+    safeUrl: safeUrl, guard: guard, rid: rid, keep: keep, kept: kept, base: base,
+    who: function () { return { visitor: vid, token: vtk }; },
+    send: sendChat, live: function () { return sockOpen; }, emit: emit, engage: engage, focusInside: focusInside, giveBack: giveBack,
+    remember: function () { if (d.activeElement != host) returnTo = d.activeElement; },
+    opened: function (open) {
+      if (open == chatOpen) return;
+      chatOpen = open;
+      emit(open ? 'chat_opened' : 'chat_closed', 0, true);
+      if (launcher) launcher.hidden = open;
+      if (!open && cur && cur.chat) { var iv = cur; cur = null; if (!iv.engaged) outcome('dismissed', iv, true); }
+    }
+  });
+  var q = chatWait; chatWait = [];
+  q.forEach(function (fn) { fn(chatMod); });
+}) });
+function sendChat(frame) {
+  if (sockOpen) { sock.send(JSON.stringify(frame)); return; }
+  if (!vtk) return; // no identity yet: the socket or the first batch brings one
+  w.fetch(base + '/v1/chat?site=' + enc(site), {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ visitor: vid, token: vtk, frame: frame })
+  }).then(function (r) { return r.json(); }).then(guard(function (j) {
+    list(j.frames).forEach(onFrame);
+  }))['catch'](function () {});
 }
-function closeChat() {
-  if (!chatOpen) return;
-  if (cur && cur.chat) { var iv = cur; cur = null; if (!iv.engaged) outcome('dismissed', iv, true); }
-  chat.removeAttribute('data-beckon-rule'); chat.removeAttribute('data-beckon-intervention');
-  var had = focusInside(chat);
-  chatOpen = false;
-  chat.hidden = true;
-  emit('chat_closed', 0, true);
-  if (had) giveBack();
+function openChat(focus, iv, greeting, question) {
+  withChat(function (c) { c.open(focus, iv, greeting, question); });
 }
-function bubble(cls, who, text) {
-  chatLog.appendChild(el('div.msg.' + cls, {}, [el('span.sr', { text: who + ': ' }), d.createTextNode(str(text))]));
-  chatLog.scrollTop = chatLog.scrollHeight;
+function closeChat() { if (chatMod) chatMod.hide(); }
+function showLauncher() {
+  if (launcher || !ensureRoot()) return;
+  launcher = el('button.b.lc', { type: 'button', 'aria-label': 'Open the chat', text: '\ud83d\udcac Chat', click: function () { openChat(true); } });
+  launcher.hidden = chatOpen;
+  wrap.appendChild(launcher);
 }
-function chatOut(text) {
-  bubble('me', 'You', text);
-  emit('chat', { text: cut(text, 2000) }, true);
-}
-function chatIn(from, text) {
-  if (!text) return;
-  openChat(false);
-  if (!chat) return;
-  from = from == 'agent' || from == 'system' ? from : 'ai';
-  bubble(from == 'system' ? 'sys' : from, from == 'agent' ? 'Agent' : from == 'ai' ? 'Assistant' : 'Notice', text);
+// Cached by the browser (max-age): one request per minute at most.
+function chatConfig() {
+  if (w.fetch) w.fetch(base + '/v1/chat/config?site=' + enc(site)).then(function (r) { return r.json(); })
+    .then(guard(function (j) { if (isObj(j) && j.launcher) showLauncher(); }))['catch'](function () {});
 }
 
 // Escape closes what has focus, or the intervention when the page body has it.
@@ -743,7 +729,7 @@ function onKey(e) {
   var a = d.activeElement;
   if (host && a == host) {
     var inner = root.activeElement;
-    if (chatOpen && chat.contains(inner)) closeChat();
+    if (chatOpen && chatMod && chatMod.has(inner)) closeChat();
     else if (cur && cur.el && cur.el.contains(inner)) close(cur, true);
   } else if ((!a || a == d.body || a == d.documentElement) && cur) close(cur, true);
 }
@@ -808,7 +794,11 @@ var steps = [
     });
     connect();
   },
-  function () { ensureRoot(); } // a live region must exist before it speaks
+  function () { ensureRoot(); }, // a live region must exist before it speaks
+  function () { // the launcher, and a conversation left open on the last page
+    chatConfig();
+    if (kept('chat', /^(open|min)$/)) withChat(function (c) { c.resume(); });
+  }
 ];
 function next() {
   var s = steps.shift();

@@ -6,6 +6,8 @@
 //! requests in flight and flushes.
 
 pub mod body;
+pub mod chat;
+pub mod chat_context;
 pub mod clock;
 pub mod edge;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod throttle;
 pub mod token;
 pub mod visit;
 pub mod wire;
+pub mod wire_chat;
 pub mod wire_message;
 pub mod writer;
 
@@ -97,6 +100,8 @@ pub struct Shared {
     pub previews: preview::Previews,
     /// The origins each site's events came from, for the install check.
     pub origins: origins::Origins,
+    /// The help desk, for the chat.
+    pub desk: Option<beckon_agent::Desk>,
 }
 
 /// How to run.
@@ -112,6 +117,9 @@ pub struct Options {
     pub clock: Clock,
     /// How often the store is asked for changed sites.
     pub watch_sites: std::time::Duration,
+    /// The help desk the chat's frames go to (none: the chat answers that it is not
+    /// available).
+    pub desk: Option<beckon_agent::Desk>,
 }
 
 impl Default for Options {
@@ -122,6 +130,7 @@ impl Default for Options {
             limits: Limits::default(),
             clock: Clock::System,
             watch_sites: sites::WATCH_EVERY,
+            desk: None,
         }
     }
 }
@@ -182,6 +191,12 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         options.limits.retention,
         shutdown.clone(),
     )));
+    if let Some(desk) = options.desk.clone() {
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            desk.run(stop.cancelled_owned()).await;
+        }));
+    }
     let since = clock.now().plus_ms(-(IDLE_EVICT.as_millis() as i64));
     let active = store.active_visitors(since).await?;
     if active.undecodable > 0 {
@@ -221,6 +236,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             sockets: Default::default(),
             previews: Default::default(),
             origins: Default::default(),
+            desk: options.desk,
         })),
         tasks,
         writer: writer_task,
@@ -237,10 +253,13 @@ pub fn app(state: AppState) -> Router {
     let mut api = Router::new()
         .route("/v1/events", post(events::post))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/chat", post(chat::post).get(chat::poll))
+        .route("/v1/chat/config", get(chat::config))
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
         .route("/metrics", get(crate::metrics::route))
         .route("/widget.js", get(assets::widget))
+        .route("/chat.js", get(assets::chat))
         .route("/preview/{token}/v1/events", post(crate::preview::events))
         .route("/preview/{token}/v1/ws", get(crate::preview::socket));
     if state.demo_shop {

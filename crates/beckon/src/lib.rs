@@ -1,6 +1,7 @@
 //! The `beckon` command's wiring: settings, the demo, and the rule commands. `main.rs` only
 //! parses flags and calls in here, so tests can start the same demo in-process.
 
+pub mod desk;
 pub mod settings;
 
 use std::path::Path;
@@ -31,6 +32,8 @@ pub struct Database {
     pub accounts: Arc<dyn Accounts>,
     /// The dashboard's reads of the log.
     pub insight: Arc<dyn beckon_store::insight::Insight>,
+    /// Conversations, their messages and the desk's settings.
+    pub conversations: Arc<dyn beckon_store::conversations::Conversations>,
 }
 
 /// Opens (creating if needed) the embedded database in `data` and migrates it.
@@ -47,7 +50,8 @@ pub async fn open_database(data: &Path) -> Result<Database, String> {
     Ok(Database {
         store: store.clone(),
         accounts: store.clone(),
-        insight: store,
+        insight: store.clone(),
+        conversations: store,
     })
 }
 
@@ -362,9 +366,16 @@ pub async fn start_demo(db: &Database, port: u16, policy: Policy) -> Result<Demo
         .replace_rules(&site.id, &rules.to_file().rules)
         .await
         .map_err(|e| e.to_string())?;
+    let desk = desk::start_desk(
+        db,
+        beckon_server::clock::Clock::System,
+        vec![(site.id.clone(), desk::demo_knowledge())],
+    )
+    .await?;
     let server = beckon_server::start(
         store,
         Options {
+            desk: Some(desk),
             demo_shop: true,
             // The demo's one visitor is on this machine, loading the shop's pages, the widget
             // and its events from one address: a per-address limit would only get in the way.

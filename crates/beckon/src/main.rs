@@ -234,6 +234,7 @@ async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
 async fn serve(settings: Settings) -> Result<(), String> {
     let db = beckon::open_database(&settings.data).await?;
     let store = db.store.clone();
+    let mut knowledge = Vec::new();
     for site in &settings.sites {
         let record = SiteRecord {
             id: beckon_engine::SiteId::parse(&site.id)
@@ -244,6 +245,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
             version: 0,
         };
         store.put_site(&record).await.map_err(|e| e.to_string())?;
+        if let Some(dir) = &site.knowledge {
+            knowledge.push((record.id.clone(), beckon::desk::knowledge_from(dir)?));
+        }
         if let Some(rules) = &site.rules {
             let n = beckon::import_rules(store.as_ref(), &site.id, rules).await?;
             tracing::info!(site = %site.id, rules = n, "imported rules");
@@ -252,8 +256,10 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let desk = beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
     let mut options = Options {
         limits: settings.limits.to_limits()?,
+        desk: Some(desk),
         ..Options::default()
     };
     if settings.shards > 0 {

@@ -48,6 +48,10 @@ pub struct SiteSettings {
     /// A rule file imported at start, replacing the site's rules.
     #[serde(default)]
     pub rules: Option<PathBuf>,
+    /// A folder of the site's knowledge for the chat's AI agent: FAQ and facts in Markdown
+    /// (`*.md`), a product catalog in JSON or CSV.
+    #[serde(default)]
+    pub knowledge: Option<PathBuf>,
     /// Guardrails.
     #[serde(default)]
     pub policy: Policy,

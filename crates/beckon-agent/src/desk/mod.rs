@@ -122,6 +122,13 @@ pub struct Desk {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sites = self.inner.sites.lock().map(|s| s.len()).unwrap_or(0);
+        f.debug_struct("Desk").field("sites", &sites).finish()
+    }
+}
+
 struct Inner {
     store: Arc<dyn Conversations>,
     context: Arc<dyn VisitorContext>,
@@ -248,13 +255,14 @@ impl Desk {
 
     /// Runs the desk's clock until `shutdown`: offers that time out, waits that are missed,
     /// conversations closed for inactivity.
-    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = every.tick() => self.tick().await,
-                _ = shutdown.changed() => return,
+                () = &mut shutdown => return,
             }
         }
     }

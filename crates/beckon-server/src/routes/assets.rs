@@ -12,9 +12,22 @@ pub const WIDGET_JS: &str = include_str!("../../../../widget/widget.js");
 
 static SHOP: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../demo/shop");
 
+/// The chat interface, exactly as in `widget/chat.js`, loaded by the widget on first use.
+pub const CHAT_JS: &str = include_str!("../../../../widget/chat.js");
+
 /// `GET /widget.js`.
 pub async fn widget() -> Response {
-    let mut r = WIDGET_JS.into_response();
+    script(WIDGET_JS)
+}
+
+/// `GET /chat.js`.
+pub async fn chat() -> Response {
+    script(CHAT_JS)
+}
+
+/// A script, compressed on the way out (Brotli where the browser accepts it, else gzip).
+fn script(body: &'static str) -> Response {
+    let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

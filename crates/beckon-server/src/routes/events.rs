@@ -65,7 +65,8 @@ pub async fn post(
     Ok((axum::http::StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// The CORS layer: grants an origin only the site named in `/v1/events?site=KEY` allows, for
+/// The CORS layer: grants an origin only the site named in `/v1/events?site=KEY` (or
+/// `/v1/chat?site=KEY`) allows, for
 /// the preflight and the request itself (whose refusals are then readable by the page too).
 /// Nothing else is granted to a page of another origin: the widget's script is loaded by a
 /// `<script>` tag, and the WebSocket checks its origin itself.
@@ -73,14 +74,14 @@ pub fn cors(sites: Sites) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(
             move |origin: &HeaderValue, parts: &request::Parts| {
-                parts.uri.path() == "/v1/events"
+                matches!(parts.uri.path(), "/v1/events" | "/v1/chat" | "/v1/chat/config")
                     && origin.to_str().is_ok_and(|origin| {
                         site_in_url(&sites, &parts.uri)
                             .is_some_and(|site| site.allows_origin(Some(origin)))
                     })
             },
         ))
-        .allow_methods([Method::POST])
+        .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE])
         // A page may read when to come back after a 429 or a 503.
         .expose_headers([HeaderName::from_static("retry-after")])
@@ -109,6 +110,16 @@ fn site(
             ));
         }
     };
+    checked_site(state, key, headers)
+}
+
+/// A site by its key, checked: known, allowing the request's origin (which is recorded for the
+/// install check), and within its rate.
+pub fn checked_site(
+    state: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<std::sync::Arc<SiteRuntime>, ApiError> {
     let site = state
         .sites
         .get(key)

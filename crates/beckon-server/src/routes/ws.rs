@@ -29,6 +29,8 @@ use crate::metrics;
 use crate::shard::{PushReceiver, ShardMsg, VisitorKey};
 use crate::sites::SiteRuntime;
 use crate::wire::{ClientContext, DownFrame, Identity, MAX_BODY_BYTES, UpFrame};
+use crate::wire_chat::{self, ChatDown, ChatUp};
+use beckon_agent::desk::{Update, VisitorRef, VisitorWatch};
 
 /// The largest frame (and message) a client may send: the same bound as a `POST` body. A
 /// larger one closes the socket with 1009.
@@ -125,6 +127,7 @@ pub async fn upgrade(
         context: ClientContext::default(),
         id: rand::random(),
         pushes: None,
+        chat: None,
     });
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -300,6 +303,8 @@ struct Conn {
     /// The shard's pushes (timer-driven interventions), from the first batch on: a channel
     /// is made only once there is a session to push from.
     pushes: Option<PushReceiver>,
+    /// What happens in the visitor's conversation, from the first chat frame on.
+    chat: Option<VisitorWatch>,
 }
 
 async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
@@ -346,6 +351,22 @@ async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
             biased;
             _ = shutdown.cancelled() => break CloseReason::Shutdown,
             msg = socket.recv() => msg,
+            update = next_chat(&mut conn.chat) => {
+                let frame = match update {
+                    Some(update) => wire_chat::update(&update),
+                    // This tab fell behind and lost its subscription: it syncs again.
+                    None => {
+                        conn.chat = None;
+                        Some(ChatDown::ChatStale)
+                    }
+                };
+                if let Some(frame) = frame
+                    && let Err(reason) = Box::pin(send_chat(&mut socket, &frame, idle_after)).await
+                {
+                    break reason;
+                }
+                continue;
+            }
             Some(frame) = next_push(&mut conn.pushes) => {
                 if let Err(reason) = Box::pin(send(&mut socket, &frame, idle_after)).await {
                     break reason;
@@ -395,6 +416,10 @@ impl Conn {
         let (ctx, events) = match serde_json::from_str::<UpFrame>(text) {
             Ok(UpFrame::Events { context, events }) => (context, events),
             Err(e) => {
+                // Not a batch: a chat frame, or nothing known.
+                if !is_events_frame(text) {
+                    return self.on_chat(socket, text, within).await;
+                }
                 let error = DownFrame::Error {
                     error: format!("malformed frame: {e}"),
                 };
@@ -459,6 +484,43 @@ impl Conn {
         Ok(())
     }
 
+    /// Answers a chat frame at the desk; the first one subscribes the socket to the
+    /// visitor's conversation.
+    async fn on_chat(
+        &mut self,
+        socket: &mut WebSocket,
+        text: &str,
+        within: Duration,
+    ) -> Result<(), CloseReason> {
+        let up = match serde_json::from_str::<ChatUp>(text) {
+            Ok(up) => up,
+            Err(e) => {
+                let error = DownFrame::Error {
+                    error: format!("malformed frame: {e}"),
+                };
+                return send(socket, &error, within).await;
+            }
+        };
+        let Some(desk) = self.state.desk.clone() else {
+            let error = ChatDown::ChatError {
+                id: None,
+                error: "chat is not available on this server".to_owned(),
+            };
+            return send_chat(socket, &error, within).await;
+        };
+        let who = VisitorRef {
+            site: self.site.record.id.clone(),
+            visitor: self.visitor.clone(),
+        };
+        if self.chat.is_none() {
+            self.chat = Some(desk.watch_visitor(&who.site, &who.visitor));
+        }
+        for frame in crate::chat::handle(&desk, &self.site, &who, up).await {
+            send_chat(socket, &frame, within).await?;
+        }
+        Ok(())
+    }
+
     /// Stops the shard's pushes to this socket.
     async fn detach(self: Box<Self>) {
         if self.pushes.is_some() {
@@ -469,6 +531,26 @@ impl Conn {
             let _ = self.state.shards.send(&self.visitor, detach).await;
         }
     }
+}
+
+/// The next update of the visitor's conversation (`None`: the subscription was dropped);
+/// never, before the first chat frame.
+async fn next_chat(chat: &mut Option<VisitorWatch>) -> Option<Update> {
+    match chat {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a frame that did not parse as a batch says it is one (its error is then the
+/// batch's), rather than a chat frame.
+fn is_events_frame(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind>(text).map_or(true, |k| k.kind.as_deref() == Some("events"))
 }
 
 /// The next frame the shard pushed; never, before the first batch.
@@ -532,6 +614,15 @@ fn read_error(e: axum::Error) -> CloseReason {
         Error::Protocol(_) => CloseReason::Protocol,
         _ => CloseReason::Client,
     }
+}
+
+async fn send_chat(
+    socket: &mut WebSocket,
+    frame: &ChatDown,
+    within: Duration,
+) -> Result<(), CloseReason> {
+    let text = serde_json::to_string(frame).unwrap_or_default();
+    send_raw(socket, Message::Text(text.into()), within).await
 }
 
 async fn send(

@@ -1,0 +1,154 @@
+//! A visitor's chat frames, carried out at the desk: the same for a socket and for
+//! `POST /v1/chat`. The visitor was identified by the caller (a checked token).
+
+use beckon_agent::desk::{Desk, DeskError, Opening, VisitorRef};
+use beckon_store::conversations::Prechat;
+
+use crate::sites::SiteRuntime;
+use crate::wire_chat::{self, ChatDown, ChatUp};
+
+/// What the visitor's tab is answered.
+pub async fn handle(desk: &Desk, site: &SiteRuntime, who: &VisitorRef, up: ChatUp) -> Vec<ChatDown> {
+    let id = match &up {
+        ChatUp::Say { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    match carry_out(desk, site, who, up).await {
+        Ok(frames) => frames,
+        Err(e) => vec![ChatDown::ChatError {
+            id,
+            error: match e {
+                DeskError::NotFound => "there is no open conversation".to_owned(),
+                other => other.to_string(),
+            },
+        }],
+    }
+}
+
+fn opening(
+    site: &SiteRuntime,
+    rule: Option<String>,
+    intervention: Option<String>,
+    prechat: Option<Prechat>,
+) -> Opening {
+    // A rule's department travels with the conversation it started.
+    let department = rule.as_deref().and_then(|r| {
+        site.engine
+            .rules()
+            .get(r)
+            .and_then(|rule| rule.spec().department.clone())
+    });
+    Opening {
+        intervention: rule.zip(intervention),
+        department,
+        prechat,
+    }
+}
+
+fn state(
+    conversation: Option<&beckon_store::conversations::Conversation>,
+    messages: Option<Vec<wire_chat::ChatMessage>>,
+) -> ChatDown {
+    ChatDown::ChatState {
+        conversation: conversation.map(wire_chat::conversation),
+        messages,
+    }
+}
+
+async fn carry_out(
+    desk: &Desk,
+    site: &SiteRuntime,
+    who: &VisitorRef,
+    up: ChatUp,
+) -> Result<Vec<ChatDown>, DeskError> {
+    Ok(match up {
+        ChatUp::ChatSync { after } => match desk.sync(who, after).await? {
+            Some((c, messages)) => {
+                let list = messages
+                    .iter()
+                    .map(|m| wire_chat::message(c.id.as_str(), m))
+                    .collect();
+                vec![state(Some(&c), Some(list))]
+            }
+            None => vec![state(None, Some(Vec::new()))],
+        },
+        ChatUp::ChatStart {
+            intervention,
+            rule,
+            prechat,
+        } => {
+            let prechat = prechat
+                .map(|p| -> Result<Prechat, DeskError> {
+                    Ok(Prechat {
+                        name: field(&p.name, 100, "name")?,
+                        email: field(&p.email, 254, "email")?,
+                        topic: field(&p.topic, 100, "topic")?,
+                    })
+                })
+                .transpose()?;
+            desk.open(who, &opening(site, rule, intervention, prechat))
+                .await?;
+            let (c, messages) = desk.sync(who, 0).await?.ok_or(DeskError::NotFound)?;
+            let list = messages
+                .iter()
+                .map(|m| wire_chat::message(c.id.as_str(), m))
+                .collect();
+            vec![state(Some(&c), Some(list))]
+        }
+        ChatUp::Say {
+            id,
+            text,
+            intervention,
+            rule,
+        } => {
+            let id = beckon_agent::desk::check_client_id(&id)?;
+            let said = desk
+                .say(who, id.clone(), &text, &opening(site, rule, intervention, None))
+                .await?;
+            vec![ChatDown::Said {
+                id,
+                seq: said.message.seq,
+            }]
+        }
+        ChatUp::Typing { on } => {
+            desk.visitor_typing(who, on).await?;
+            Vec::new()
+        }
+        ChatUp::Read { seq } => {
+            desk.visitor_read(who, seq).await?;
+            Vec::new()
+        }
+        ChatUp::Handoff => {
+            let c = desk.ask_person(who).await?;
+            vec![state(Some(&c), None)]
+        }
+        ChatUp::FollowUp { email, name } => {
+            let c = desk.leave_email(who, &email, &name).await?;
+            vec![state(Some(&c), None)]
+        }
+        ChatUp::ChatEnd => {
+            let c = desk.visitor_close(who).await?;
+            vec![state(Some(&c), None)]
+        }
+        ChatUp::Rate { score, comment } => {
+            let c = desk.rate(who, score, &comment).await?;
+            vec![state(Some(&c), None)]
+        }
+    })
+}
+
+/// A pre-chat field: text, at most `max` characters.
+fn field(value: &str, max: usize, name: &str) -> Result<String, DeskError> {
+    let v = value.trim();
+    if v.chars().count() > max {
+        return Err(DeskError::Invalid(format!(
+            "{name} holds at most {max} characters"
+        )));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(DeskError::Invalid(format!(
+            "{name} may not hold control characters"
+        )));
+    }
+    Ok(v.to_owned())
+}

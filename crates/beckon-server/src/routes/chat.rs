@@ -1,0 +1,176 @@
+//! The chat without a socket, and the chat's settings for the widget:
+//! - `POST /v1/chat?site=KEY` carries one chat frame and answers the frames the socket would;
+//! - `GET /v1/chat?site=KEY&visitor=…&token=…&after=N` answers the conversation and its
+//!   messages after `after`, waiting a little for something new when there is nothing yet;
+//! - `GET /v1/chat/config?site=KEY` answers what the widget shows (launcher, title, pre-chat
+//!   form).
+//!
+//! The visitor must present a token that matches: a chat is never opened for a new identity
+//! over HTTP (the socket and the event batches issue those).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use beckon_agent::desk::{Desk, VisitorRef};
+use beckon_engine::VisitorId;
+use serde::{Deserialize, Serialize};
+
+use super::events::checked_site;
+use crate::AppState;
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::sites::SiteRuntime;
+use crate::wire_chat::{ChatDown, ChatUp};
+
+/// The longest a `GET /v1/chat` waits for something new.
+pub const LONG_POLL: Duration = Duration::from_secs(10);
+
+/// The site, from the URL.
+#[derive(Debug, Deserialize)]
+pub struct SiteKey {
+    site: String,
+}
+
+/// A chat frame posted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Posted {
+    visitor: String,
+    token: String,
+    frame: ChatUp,
+}
+
+/// What to read.
+#[derive(Debug, Deserialize)]
+pub struct Poll {
+    site: String,
+    visitor: String,
+    token: String,
+    #[serde(default)]
+    after: u64,
+}
+
+/// The frames answered.
+#[derive(Debug, Serialize)]
+pub struct Frames {
+    frames: Vec<ChatDown>,
+}
+
+fn desk(state: &AppState) -> Result<Desk, ApiError> {
+    state.desk.clone().ok_or_else(|| {
+        ApiError::NotFound("chat is not available on this server".to_owned())
+    })
+}
+
+fn visitor(
+    state: &AppState,
+    site: &SiteRuntime,
+    visitor: &str,
+    token: &str,
+) -> Result<VisitorRef, ApiError> {
+    let v = VisitorId::parse(visitor).map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
+    if !state.tokens.verify(&site.record.id, &v, token) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(VisitorRef {
+        site: site.record.id.clone(),
+        visitor: v,
+    })
+}
+
+/// `POST /v1/chat?site=KEY`.
+pub async fn post(
+    State(state): State<AppState>,
+    Query(key): Query<SiteKey>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let posted: Posted = body.json("chat frame")?;
+    let site = checked_site(&state, &key.site, &headers)?;
+    let who = visitor(&state, &site, &posted.visitor, &posted.token)?;
+    let desk = desk(&state)?;
+    let frames = crate::chat::handle(&desk, &site, &who, posted.frame).await;
+    Ok(Json(Frames { frames }).into_response())
+}
+
+/// `GET /v1/chat?site=KEY&visitor=…&token=…&after=N`.
+pub async fn poll(
+    State(state): State<AppState>,
+    Query(poll): Query<Poll>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let site = checked_site(&state, &poll.site, &headers)?;
+    let who = visitor(&state, &site, &poll.visitor, &poll.token)?;
+    let desk = desk(&state)?;
+    // Subscribed before reading, so nothing said in between is missed.
+    let mut watch = desk.watch_visitor(&who.site, &who.visitor);
+    let sync = ChatUp::ChatSync { after: poll.after };
+    let mut frames = crate::chat::handle(&desk, &site, &who, sync).await;
+    let fresh = frames.iter().any(|f| {
+        matches!(f, ChatDown::ChatState { messages: Some(m), .. } if !m.is_empty())
+            || matches!(f, ChatDown::ChatError { .. })
+    });
+    if !fresh {
+        let wait = LONG_POLL.min(state.limits.request_timeout.saturating_sub(Duration::from_secs(2)));
+        if let Ok(Some(_)) = tokio::time::timeout(wait, watch.recv()).await {
+            let sync = ChatUp::ChatSync { after: poll.after };
+            frames = crate::chat::handle(&desk, &site, &who, sync).await;
+        }
+    }
+    Ok(Json(Frames { frames }).into_response())
+}
+
+/// What the widget shows before any conversation.
+#[derive(Debug, Serialize)]
+pub struct WidgetConfig {
+    launcher: bool,
+    title: String,
+    prechat: PrechatConfig,
+}
+
+/// The pre-chat form's fields.
+#[derive(Debug, Serialize)]
+pub struct PrechatConfig {
+    name: bool,
+    email: bool,
+    topics: Vec<String>,
+}
+
+/// `GET /v1/chat/config?site=KEY`.
+pub async fn config(
+    State(state): State<AppState>,
+    Query(key): Query<SiteKey>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let site = checked_site(&state, &key.site, &headers)?;
+    let Some(desk) = state.desk.clone() else {
+        return Ok(Json(WidgetConfig {
+            launcher: false,
+            title: String::new(),
+            prechat: PrechatConfig {
+                name: false,
+                email: false,
+                topics: Vec::new(),
+            },
+        })
+        .into_response());
+    };
+    let s = desk.settings(&site.record.id);
+    let body = WidgetConfig {
+        launcher: s.launcher,
+        title: s.title,
+        prechat: PrechatConfig {
+            name: s.prechat.name,
+            email: s.prechat.email,
+            topics: s.prechat.topics,
+        },
+    };
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "max-age=60")],
+        Json(body),
+    )
+        .into_response())
+}
