@@ -25,7 +25,11 @@ fn the_demo_answers_its_common_questions_from_the_right_passage() {
     ] {
         let reply = offline_answer(&k, question);
         assert!(reply.known, "{question:?} has an answer");
-        assert!(reply.text.contains(expect), "{question:?} got {:?}", reply.text);
+        assert!(
+            reply.text.contains(expect),
+            "{question:?} got {:?}",
+            reply.text
+        );
     }
 }
 

@@ -8,7 +8,12 @@ use crate::sites::SiteRuntime;
 use crate::wire_chat::{self, ChatDown, ChatUp};
 
 /// What the visitor's tab is answered.
-pub async fn handle(desk: &Desk, site: &SiteRuntime, who: &VisitorRef, up: ChatUp) -> Vec<ChatDown> {
+pub async fn handle(
+    desk: &Desk,
+    site: &SiteRuntime,
+    who: &VisitorRef,
+    up: ChatUp,
+) -> Vec<ChatDown> {
     let id = match &up {
         ChatUp::Say { id, .. } => Some(id.clone()),
         _ => None,
@@ -103,7 +108,12 @@ async fn carry_out(
         } => {
             let id = beckon_agent::desk::check_client_id(&id)?;
             let said = desk
-                .say(who, id.clone(), &text, &opening(site, rule, intervention, None))
+                .say(
+                    who,
+                    id.clone(),
+                    &text,
+                    &opening(site, rule, intervention, None),
+                )
                 .await?;
             vec![ChatDown::Said {
                 id,

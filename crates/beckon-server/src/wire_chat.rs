@@ -229,9 +229,10 @@ pub fn update(u: &Update) -> Option<ChatDown> {
                 on: *on,
             })
         }
-        Update::Read { author, seq, .. } if *author == Author::Agent => {
-            Some(ChatDown::ChatRead { by: "agent", seq: *seq })
-        }
+        Update::Read { author, seq, .. } if *author == Author::Agent => Some(ChatDown::ChatRead {
+            by: "agent",
+            seq: *seq,
+        }),
         Update::Changed { conversation: c } => Some(ChatDown::ChatState {
             conversation: Some(conversation(c)),
             messages: None,

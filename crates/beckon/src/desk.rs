@@ -47,7 +47,11 @@ struct LogContext {
 #[async_trait]
 impl VisitorContext for LogContext {
     async fn context(&self, site: &SiteId, visitor: &VisitorId) -> Context {
-        match self.insight.visitor_log(site, visitor, CONTEXT_BATCHES).await {
+        match self
+            .insight
+            .visitor_log(site, visitor, CONTEXT_BATCHES)
+            .await
+        {
             Ok(log) => {
                 let batches: Vec<_> = log.into_iter().map(|(_, b)| b).collect();
                 beckon_server::chat_context::from_log(&batches)

@@ -256,7 +256,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let desk = beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
+    let desk =
+        beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
     let mut options = Options {
         limits: settings.limits.to_limits()?,
         desk: Some(desk),

@@ -283,6 +283,7 @@ secure_cookies = false          # true when people reach the dashboard over HTTP
 # secret = "sk_change_me"                    # for POST /v1/conversions and /v1/track
 # origins = ["https://shop.example"]         # pages allowed to send events ("*": any)
 # rules = "rules.toml"                       # imported at start, replacing the site's rules
+# knowledge = "knowledge"                  # the chat AI's FAQ (*.md) and catalog (*.json, *.csv)
 # [sites.policy]
 # max_per_session = 2                        # interventions per session
 # max_per_visitor_day = 3                    # per visitor in any 24 hours

@@ -60,9 +60,10 @@ pub struct Frames {
 }
 
 fn desk(state: &AppState) -> Result<Desk, ApiError> {
-    state.desk.clone().ok_or_else(|| {
-        ApiError::NotFound("chat is not available on this server".to_owned())
-    })
+    state
+        .desk
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("chat is not available on this server".to_owned()))
 }
 
 fn visitor(
@@ -114,7 +115,12 @@ pub async fn poll(
             || matches!(f, ChatDown::ChatError { .. })
     });
     if !fresh {
-        let wait = LONG_POLL.min(state.limits.request_timeout.saturating_sub(Duration::from_secs(2)));
+        let wait = LONG_POLL.min(
+            state
+                .limits
+                .request_timeout
+                .saturating_sub(Duration::from_secs(2)),
+        );
         if let Ok(Some(_)) = tokio::time::timeout(wait, watch.recv()).await {
             let sync = ChatUp::ChatSync { after: poll.after };
             frames = crate::chat::handle(&desk, &site, &who, sync).await;
