@@ -9,9 +9,9 @@ B._chat(function (k) {
 var el = k.el, g = k.guard;
 var RESEND_MS = 5000, TYPING_MS = 4000, POLL_PAUSE_MS = 5000;
 var CSS = `.chat{padding:0;display:flex;flex-direction:column}
-.hd{display:flex;align-items:center;gap:8px;padding:12px 48px 10px 16px;border-bottom:1px solid #e5e8eb}
-.hd h2{margin:0;flex:1}
-.lk{border:0;background:none;padding:4px;color:var(--a);font:inherit;font-size:13px;font-weight:600;cursor:pointer;text-decoration:underline}
+.hd{display:flex;flex-wrap:wrap;align-items:center;gap:2px 12px;padding:12px 48px 8px 16px;border-bottom:1px solid #e5e8eb}
+.hd h2{margin:0;flex:1 0 100%}
+.lk{border:0;background:none;padding:2px 0;color:var(--a);font:inherit;font-size:13px;font-weight:600;cursor:pointer;text-decoration:underline}
 .log{display:flex;flex-direction:column;gap:8px;padding:14px 16px;height:min(360px,50vh);overflow-y:auto}
 .msg{max-width:85%;padding:8px 12px;border-radius:14px;background:#f1f3f5;align-self:flex-start;white-space:pre-wrap;overflow-wrap:anywhere}
 .msg.me{align-self:flex-end;background:var(--a);color:#fff;border-bottom-right-radius:4px}
@@ -182,7 +182,7 @@ function stopTyping() {
   if (typingOn) { typingOn = false; send({ type: 'typing', on: false }); }
 }
 function markRead() {
-  if (shown && !d.hidden && conv && last > readSent) { readSent = last; send({ type: 'read', seq: last }); }
+  if (shown && !d.hidden && conv && conv.status != 'closed' && last > readSent) { readSent = last; send({ type: 'read', seq: last }); }
 }
 
 // ---- the conversation's standing: waiting, a person, missed, closed

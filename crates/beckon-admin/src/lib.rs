@@ -76,6 +76,10 @@ pub struct Options {
     pub accounts: Arc<dyn Accounts>,
     /// The dashboard's reads of the log (the same database).
     pub insight: Arc<dyn beckon_store::insight::Insight>,
+    /// Conversations and the desk's settings (the same database).
+    pub conversations: Arc<dyn beckon_store::conversations::Conversations>,
+    /// The live help desk, for the agent console (none: the console says it is not running).
+    pub desk: Option<beckon_agent::Desk>,
     /// The live server.
     pub live: Arc<dyn LiveRules>,
     /// The live server's previews (none: previews are refused).

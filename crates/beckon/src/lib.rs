@@ -202,6 +202,8 @@ pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axu
         store: db.store.clone(),
         accounts: db.accounts.clone(),
         insight: db.insight.clone(),
+        conversations: db.conversations.clone(),
+        desk: server.state.desk.clone(),
         live: Arc::new(LiveSites {
             sites: server.state.sites.clone(),
             store: db.store.clone(),

@@ -153,3 +153,223 @@ async fn a_visitor_gets_the_knowledge_base_answer_keeps_the_chat_across_pages_an
     screenshot(&c, "chat-visitor").await;
     demo.stop().await;
 }
+
+/// Signs the demo's administrator in to the dashboard.
+async fn sign_in(demo: &Demo, c: &fantoccini::Client) {
+    use fantoccini::Locator;
+    c.goto(&format!("{}/dash/login", demo.base)).await.unwrap();
+    c.find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys(&demo.login.0)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&demo.login.1)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(c, "location.pathname.indexOf('/dash/login') < 0", LONG).await;
+}
+
+/// Text of the console's transcript lines, in order.
+const CONSOLE_LINES: &str = "Array.from(document.querySelectorAll('#transcript .line p')).map(function(p){return p.textContent;})";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_goes_to_a_person_who_accepts_in_the_console_and_they_chat_live_then_the_visitor_rates()
+ {
+    let demo = Demo::start().await;
+    // The agent, in a browser of their own, comes online in the console.
+    let agent = demo.browser(HUMAN_UA).await;
+    sign_in(&demo, &agent).await;
+    agent
+        .goto(&format!("{}/dash/sites/demo/conversations", demo.base))
+        .await
+        .unwrap();
+    eventually(&agent, "!!document.getElementById('desk-people') && document.getElementById('desk-people').textContent.length > 0", LONG).await;
+    agent
+        .execute(
+            "var a=document.getElementById('available'); a.click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eventually(&agent, "document.getElementById('desk-people').textContent.indexOf('online') >= 0 && document.getElementById('desk-people').textContent.indexOf('Nobody') < 0", LONG).await;
+
+    // The visitor asks for a refund: routed to the support flow, not answered by the AI.
+    let visitor = demo.browser(HUMAN_UA).await;
+    let vid = demo.visitor_in(Arm::Treated, "refund");
+    demo.open_as(&visitor, &vid, "/product-ridgeline-trail-runner.html")
+        .await;
+    visitor
+        .execute(
+            "beckon('cart', {value: 129, currency: 'USD', items: [{id: 'NW-RTR', quantity: 1}]});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    visitor.execute("beckon('open');", vec![]).await.unwrap();
+    ask(&visitor, "I want a refund for my last order").await;
+    let routed = reply_with(&visitor, "connecting you").await;
+    assert!(routed.contains("Support"), "{routed}");
+    assert!(
+        !messages(&visitor)
+            .await
+            .iter()
+            .any(|(_, t)| t.contains("60 days")),
+        "the AI did not answer a refund"
+    );
+
+    // The console shows it waiting, offered to the one person online; they accept.
+    eventually(
+        &agent,
+        "!!document.querySelector('#queue [data-accept]')",
+        LONG,
+    )
+    .await;
+    agent
+        .execute(
+            "document.querySelector('#queue [data-accept]').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eventually(&agent, &format!("{CONSOLE_LINES}.some(function(t){{return t.indexOf('I want a refund for my last order')>=0;}})"), LONG).await;
+    // The context travels with the conversation: the product page and the cart.
+    let context = agent
+        .execute(
+            "return document.getElementById('context').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let context = context.as_str().unwrap_or("");
+    assert!(
+        context.contains("Ridgeline Trail Runner"),
+        "the page: {context}"
+    );
+    assert!(context.contains("129.00 USD"), "the cart: {context}");
+    reply_with(&visitor, "joined the chat").await;
+
+    // Both ways, live, with the person's typing shown to the visitor.
+    agent
+        .execute(
+            "var t=document.getElementById('reply-text'); t.focus(); t.value='Sorry about that! Which order was it?'; t.dispatchEvent(new Event('input'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eventually(
+        &visitor,
+        &in_root("return root.querySelector('.ty').textContent.indexOf('Typing') >= 0;"),
+        LONG,
+    )
+    .await;
+    agent
+        .execute("document.getElementById('reply').requestSubmit();", vec![])
+        .await
+        .unwrap();
+    let from_agent = reply_with(&visitor, "Which order was it?").await;
+    assert!(
+        from_agent.starts_with("Demo admin"),
+        "shown under the person's name: {from_agent}"
+    );
+    ask(&visitor, "Order 1042, the shoes were too small").await;
+    eventually(
+        &agent,
+        &format!("{CONSOLE_LINES}.some(function(t){{return t.indexOf('Order 1042')>=0;}})"),
+        LONG,
+    )
+    .await;
+    // The console has it on screen: the visitor sees it read.
+    eventually(
+        &visitor,
+        &in_root("var s=root.querySelector('.st'); return !!s && s.textContent == 'Read' && s.previousElementSibling.textContent.indexOf('Order 1042') >= 0;"),
+        LONG,
+    )
+    .await;
+
+    // Another page mid-conversation: nothing lost, and the chat goes on.
+    visitor
+        .goto(&format!("{}/cart.html", demo.base))
+        .await
+        .unwrap();
+    demo.wait_widget(&visitor).await;
+    reply_with(&visitor, "Which order was it?").await;
+    agent.execute(
+        "var t=document.getElementById('reply-text'); t.value='Thanks, a return label is on its way.'; document.getElementById('reply').requestSubmit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    reply_with(&visitor, "return label").await;
+
+    // The agent ends the chat; the visitor rates it.
+    agent
+        .execute("document.getElementById('close-conv').click();", vec![])
+        .await
+        .unwrap();
+    eventually(
+        &visitor,
+        &in_root("return !!root.querySelector('[data-beckon-rating=\"5\"]');"),
+        LONG,
+    )
+    .await;
+    screenshot(&visitor, "chat-rating").await;
+    visitor
+        .execute(
+            "var root=document.getElementById('beckon-root').shadowRoot; root.querySelector('[data-beckon-rating=\"5\"]').click(); var f=root.querySelector('[data-beckon-rating]').closest('form'); f.querySelector('textarea').value='Quick and kind'; f.requestSubmit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eventually(
+        &visitor,
+        &in_root("return root.textContent.indexOf('Thank you for your rating') >= 0;"),
+        LONG,
+    )
+    .await;
+    let errors: Vec<_> = messages(&visitor)
+        .await
+        .into_iter()
+        .filter(|(class, _)| class.contains("sys"))
+        .map(|(_, text)| text)
+        .filter(|t| t.contains("no open") || t.contains("malformed"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "no error on the visitor's screen: {errors:?}"
+    );
+    let site = beckon_engine::SiteId::parse("demo").unwrap();
+    let v = beckon_engine::VisitorId::parse(&vid).unwrap();
+    let mut rated = None;
+    for _ in 0..50 {
+        let c = demo
+            .db
+            .conversations
+            .latest_conversation_of(&site, &v)
+            .await
+            .unwrap()
+            .unwrap();
+        if c.rating.is_some() {
+            rated = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rated = rated.expect("the rating is stored");
+    assert_eq!(
+        rated.rating.as_ref().map(|r| (r.score, r.comment.as_str())),
+        Some((5, "Quick and kind"))
+    );
+    assert_eq!(rated.department.as_deref(), Some("support"));
+    screenshot(&agent, "console").await;
+    demo.stop().await;
+}

@@ -4,6 +4,7 @@
 //! `/api/openapi.json` is generated from these handlers and types (utoipa), so it cannot drift
 //! from them.
 
+mod conversations;
 mod extract;
 mod people;
 mod rules;
@@ -72,6 +73,7 @@ pub enum Errors {
         (name = "sites", description = "Sites and their keys, origins and guardrails"),
         (name = "rules", description = "A site's rules: the same shape as `beckon rules export --json`"),
         (name = "members", description = "Who belongs to a site"),
+        (name = "conversations", description = "The agent console: conversations, the desk, chat settings"),
     )
 )]
 struct ApiDoc;
@@ -120,6 +122,21 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(rules::history))
         .routes(routes!(rules::restore))
         .routes(routes!(rules::preview))
+        .routes(routes!(conversations::list, conversations::start))
+        .routes(routes!(conversations::get))
+        .routes(routes!(conversations::accept))
+        .routes(routes!(conversations::reply))
+        .routes(routes!(conversations::close))
+        .routes(routes!(conversations::transfer))
+        .routes(routes!(conversations::typing))
+        .routes(routes!(conversations::read))
+        .routes(routes!(conversations::desk))
+        .routes(routes!(conversations::availability))
+        .routes(routes!(conversations::profile))
+        .routes(routes!(
+            conversations::settings,
+            conversations::save_settings
+        ))
 }
 
 /// The OpenAPI document.

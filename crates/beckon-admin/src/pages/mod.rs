@@ -4,6 +4,7 @@
 //! CSRF token.
 
 mod account;
+mod console;
 mod docs;
 mod editor;
 mod login;
@@ -183,7 +184,7 @@ fn nav(site: &str) -> Vec<NavItem> {
         ),
         at("rules", "Rules", "rules"),
         at("visitors", "Visitors", "visitors"),
-        soon("conversations", "Conversations", "The agent console"),
+        at("conversations", "Conversations", "conversations"),
         soon("leads", "Leads", "Captured leads and their deliveries"),
         soon("analytics", "Analytics", "Lift against the holdout"),
         at("install", "Install", "install"),
@@ -277,6 +278,11 @@ pub fn router() -> Router<AdminState> {
         .route("/dash/sites/{site}/rules/{rule}", get(editor::edit))
         .route("/dash/preview/{token}", get(editor::frame))
         .route("/dash/sites/{site}/visitors", get(visitors::list))
+        .route("/dash/sites/{site}/conversations", get(console::page))
+        .route(
+            "/dash/sites/{site}/conversations/events",
+            get(console::events),
+        )
         .route(
             "/dash/sites/{site}/visitors/{visitor}",
             get(visitors::explore),

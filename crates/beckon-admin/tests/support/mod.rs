@@ -31,6 +31,12 @@ impl Admin {
             store: store.clone(),
             accounts: store.clone(),
             insight: store.clone(),
+            conversations: store.clone(),
+            desk: Some(beckon_agent::Desk::new(
+                store.clone(),
+                Arc::new(beckon_agent::desk::NoContext),
+                Arc::new(beckon_admin::clock::now),
+            )),
             live: Arc::new(NoLiveRules),
             previewer: None,
             explainer: None,

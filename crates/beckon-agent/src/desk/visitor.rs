@@ -425,9 +425,11 @@ impl Desk {
         Ok(rated)
     }
 
-    /// The visitor types (or stopped).
+    /// The visitor types (or stopped); without an open conversation there is no one to tell.
     pub async fn visitor_typing(&self, who: &VisitorRef, on: bool) -> Result<(), DeskError> {
-        let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        let Some(c) = self.open_of(who).await? else {
+            return Ok(());
+        };
         self.inner.watch.publish(
             &who.site,
             &who.visitor,
@@ -441,9 +443,11 @@ impl Desk {
         Ok(())
     }
 
-    /// The visitor has read up to a message.
+    /// The visitor has read up to a message; a closed conversation's marks stay as they were.
     pub async fn visitor_read(&self, who: &VisitorRef, seq: u64) -> Result<(), DeskError> {
-        let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        let Some(c) = self.open_of(who).await? else {
+            return Ok(());
+        };
         let read = self
             .store()
             .change_conversation(
