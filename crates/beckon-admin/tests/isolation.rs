@@ -18,10 +18,71 @@ const SECRETS: &[&str] = &[
     "sk_south_secret",
     "https://south.example",
     "bob@example.test",
+    "Hidden chat of the south",
 ];
+
+/// A conversation of the south, with a message nobody else may read.
+async fn south_conversation(admin: &Admin, site: &beckon_engine::SiteId) -> String {
+    use beckon_store::conversations::*;
+    let at = beckon_admin::clock::now();
+    let c = Conversation {
+        id: ConversationId::from_random("southsouthsouthsouth").unwrap(),
+        site: site.clone(),
+        visitor: beckon_engine::VisitorId::parse("v_south_visitor").unwrap(),
+        status: Status::Queued,
+        department: Some("support".to_owned()),
+        assignee: None,
+        origin: Origin::Launcher,
+        context: Context::default(),
+        prechat: None,
+        priority: 0,
+        handoff: Some("asked for a person".to_owned()),
+        started_at: at,
+        updated_at: at,
+        closed: None,
+        rating: None,
+        last_seq: 0,
+        visitor_read: 0,
+        agent_read: 0,
+    };
+    admin.store.open_conversation(&c).await.unwrap();
+    admin
+        .store
+        .append_message(
+            site,
+            &c.id,
+            &NewMessage {
+                client_id: Some("m1".to_owned()),
+                author: Author::Visitor,
+                author_id: None,
+                author_name: None,
+                text: "Hidden chat of the south".to_owned(),
+                attachment: None,
+                at,
+            },
+        )
+        .await
+        .unwrap();
+    c.id.to_string()
+}
 
 fn sample_body(path: &str, method: &str) -> Value {
     match (method, path) {
+        (_, p) if p.ends_with("/messages") => json!({"id": "x1", "text": "taken over"}),
+        (_, p) if p.ends_with("/transfer") => json!({"department": "sales"}),
+        (_, p) if p.ends_with("/typing") => json!({"on": true}),
+        (_, p) if p.ends_with("/read") => json!({"seq": 1}),
+        (_, p) if p.ends_with("/availability") => json!({"available": true}),
+        (_, p) if p.ends_with("/profile") => {
+            json!({"capacity": 2, "departments": [], "languages": []})
+        }
+        (_, p) if p.ends_with("/desk/settings") => json!({"launcher": false, "title": "Taken over",
+            "welcome": "", "prechat_name": false, "prechat_email": false, "prechat_topics": [],
+            "presales_only": true, "departments": [{"id": "sales", "name": "Sales"}],
+            "accept_seconds": 30, "wait_seconds": 60, "inactivity_minutes": 30, "canned": []}),
+        ("post", p) if p.ends_with("/conversations") => {
+            json!({"visitor": "v_south_visitor", "text": "hi"})
+        }
         (_, p) if p.ends_with("/status") => json!({"status": "paused"}),
         (_, p) if p.ends_with("/restore") => json!({"version": 1}),
         (_, p) if p.ends_with("/members") => json!({"email": "alice@example.test"}),
@@ -55,6 +116,7 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         .person("bob@example.test", Role::Admin, &[&south])
         .await;
     let bob_token = admin.token("bob@example.test", &["south"]).await;
+    let south_chat = south_conversation(&admin, &south).await;
     let (bob_session, _) = admin.signed_in("bob@example.test").await;
     let bob_token_id = {
         let answer: Value = bob_session
@@ -91,7 +153,8 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
                 .replace("{site}", "south")
                 .replace("{rule}", "south-hidden-rule")
                 .replace("{user}", &bob.id.to_string())
-                .replace("{token}", &bob_token_id.to_string());
+                .replace("{token}", &bob_token_id.to_string())
+                .replace("{id}", &south_chat);
             let url = format!("{}{concrete}", admin.base);
             let body = sample_body(path, method);
             // As Alice with her cookie, and with her token.
@@ -148,6 +211,39 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
     }
     assert!(tried >= 20, "tried only {tried} route × credential pairs");
 
+    // The south's conversation under Alice's own site: her membership of the north does not
+    // reach a conversation of the south by its id.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains("{id}") {
+            continue;
+        }
+        for method in ["get", "post"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let url = format!(
+                "{}{}",
+                admin.base,
+                path.replace("{site}", "north").replace("{id}", &south_chat)
+            );
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = alice
+                .request(m, &url)
+                .header("origin", &admin.base)
+                .header("x-csrf-token", &csrf);
+            if method == "post" {
+                request = request.json(&sample_body(path, method));
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            let text = answer.text().await.unwrap();
+            assert_eq!(status, 404, "{method} {url}: {text}");
+            for secret in SECRETS {
+                assert!(!text.contains(secret), "{url} leaked {secret:?}: {text}");
+            }
+        }
+    }
+
     // Lists hold only Alice's own sites and tokens.
     for (list, via_token) in [
         ("/api/v1/sites", false),
@@ -188,6 +284,8 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         ("get", "/dash/sites/south/rules/south-hidden-rule"),
         ("get", "/dash/sites/south/visitors"),
         ("get", "/dash/sites/south/visitors/v1"),
+        ("get", "/dash/sites/south/conversations"),
+        ("get", "/dash/sites/south/conversations/events"),
         ("get", "/dash/sites/south/install"),
         ("get", "/dash/sites/south/settings"),
         ("post", "/dash/sites/south/settings"),
@@ -254,5 +352,39 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
     assert!(
         tokens["items"][0]["revoked"].is_null(),
         "bob's token still works"
+    );
+    let chat: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/sites/south/conversations/{south_chat}",
+            admin.base
+        ))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        chat["conversation"]["status"], "queued",
+        "nobody took the south's chat"
+    );
+    assert_eq!(
+        chat["messages"].as_array().map(Vec::len),
+        Some(1),
+        "nothing was written in it: {chat}"
+    );
+    let settings: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/sites/south/desk/settings", admin.base))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        settings["title"], "Chat with us",
+        "the south's chat settings stand"
     );
 }

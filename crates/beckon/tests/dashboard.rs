@@ -138,6 +138,11 @@ async fn a_marketer_signs_in_and_every_page_passes_the_audit() {
         ),
         ("settings", "/dash/sites/demo/settings", "Holdout share"),
         ("install", "/dash/sites/demo/install", "data-site=\"demo\""),
+        (
+            "conversations",
+            "/dash/sites/demo/conversations",
+            "Waiting for a person",
+        ),
         ("sites", "/dash/sites", "Northwind Outfitters (demo)"),
         ("tokens", "/dash/tokens", "New token"),
         ("account", "/dash/account", "Change password"),

@@ -668,20 +668,20 @@ impl SettingsView {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return Err(AdminError::field(
-                    &format!("departments[{i}].id"),
+                    format!("departments[{i}].id"),
                     "is 1 to 64 letters, digits, - or _",
                 ));
             }
             if departments.iter().any(|x: &Department| x.id == id) {
                 return Err(AdminError::field(
-                    &format!("departments[{i}].id"),
+                    format!("departments[{i}].id"),
                     format!("{id:?} is named twice"),
                 ));
             }
             let name = text(&format!("departments[{i}].name"), &d.name, 80)?;
             if name.is_empty() {
                 return Err(AdminError::field(
-                    &format!("departments[{i}].name"),
+                    format!("departments[{i}].name"),
                     "needs a name",
                 ));
             }
@@ -791,7 +791,7 @@ pub async fn save_profile(
     for (i, l) in view.languages.iter().enumerate() {
         if l.is_empty() || l.len() > 8 || !l.bytes().all(|b| b.is_ascii_lowercase()) {
             return Err(AdminError::field(
-                &format!("languages[{i}]"),
+                format!("languages[{i}]"),
                 "is a language tag such as \"en\"",
             ));
         }
@@ -800,7 +800,7 @@ pub async fn save_profile(
     for (i, d) in view.departments.iter().enumerate() {
         if !known.iter().any(|k| &k.id == d) {
             return Err(AdminError::field(
-                &format!("departments[{i}]"),
+                format!("departments[{i}]"),
                 format!("no department {d:?}"),
             ));
         }
