@@ -3,8 +3,10 @@
 //! people (`routing`). It knows no HTTP server, no wire shape and no SQL: the server and the
 //! admin side translate into its calls, and the store keeps what it says.
 
+pub mod budget;
 pub mod desk;
 pub mod knowledge;
+pub mod model;
 pub mod responder;
 pub mod routing;
 pub mod scope;

@@ -64,8 +64,13 @@ impl Draft for NoDraft {
 /// Writes answers.
 #[async_trait]
 pub trait Responder: Send + Sync {
-    /// Its name, for the record ("offline", "openai:gpt-4o-mini").
+    /// Its name, for the record ("offline", "model:gpt-4o-mini").
     fn name(&self) -> String;
+
+    /// Whether it calls a model (and so counts against the site's budget).
+    fn is_model(&self) -> bool {
+        true
+    }
 
     /// Answers a question.
     async fn answer(
@@ -91,6 +96,10 @@ pub struct Offline;
 impl Responder for Offline {
     fn name(&self) -> String {
         "offline".to_owned()
+    }
+
+    fn is_model(&self) -> bool {
+        false
     }
 
     async fn answer(

@@ -61,7 +61,7 @@ impl World {
                 .to_owned(),
         )])
         .unwrap();
-        desk.configure_site(&site, Arc::new(knowledge), Arc::new(Offline))
+        desk.configure_site(&site, Arc::new(knowledge), Arc::new(Offline), None)
             .await
             .unwrap();
         World {

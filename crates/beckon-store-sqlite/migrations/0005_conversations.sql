@@ -55,3 +55,18 @@ CREATE TABLE agent_profiles (
     profile TEXT NOT NULL,
     PRIMARY KEY (site_id, user_id)
 );
+
+-- Every model call (and every answer the daily budget kept from the model): cost and analytics.
+CREATE TABLE model_calls (
+    site_id           TEXT NOT NULL REFERENCES sites (id) ON DELETE CASCADE,
+    conversation_id   TEXT,
+    at                INTEGER NOT NULL,
+    model             TEXT NOT NULL,
+    purpose           TEXT NOT NULL,
+    calls             INTEGER NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms        INTEGER NOT NULL,
+    outcome           TEXT NOT NULL
+);
+CREATE INDEX model_calls_by_site ON model_calls (site_id, at);

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use beckon_engine::{SiteId, Timestamp, VisitorId};
 use beckon_store::conversations::{
     AgentProfile, Appended, Attachment, Author, Closer, Conversation, ConversationChange,
-    ConversationId, ConversationQuery, Conversations, DeskSettings, Message, NewMessage, Origin,
-    Rating, Status,
+    ConversationId, ConversationQuery, Conversations, DeskSettings, Message, ModelCall, NewMessage,
+    Origin, Rating, Spend, Status,
 };
 use beckon_store::{Result, StoreError};
 use sqlx::sqlite::SqliteRow;
@@ -499,5 +499,48 @@ impl Conversations for SqliteStore {
             _ => db(e),
         })?;
         Ok(())
+    }
+
+    async fn record_model_call(&self, site: &SiteId, call: &ModelCall) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO model_calls (site_id, conversation_id, at, model, purpose, calls,
+                 prompt_tokens, completion_tokens, latency_ms, outcome)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(site.as_str())
+        .bind(call.conversation.as_ref().map(|c| c.as_str()))
+        .bind(call.at.as_millis())
+        .bind(&call.model)
+        .bind(&call.purpose)
+        .bind(i64::from(call.calls))
+        .bind(i64::try_from(call.prompt_tokens).unwrap_or(i64::MAX))
+        .bind(i64::try_from(call.completion_tokens).unwrap_or(i64::MAX))
+        .bind(i64::try_from(call.latency_ms).unwrap_or(i64::MAX))
+        .bind(&call.outcome)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::NotFound(format!("site {site}"))
+            }
+            _ => db(e),
+        })?;
+        Ok(())
+    }
+
+    async fn model_spend(&self, site: &SiteId, since: Timestamp) -> Result<Spend> {
+        let (calls, tokens): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(prompt_tokens + completion_tokens), 0)
+             FROM model_calls WHERE site_id = ? AND at >= ?",
+        )
+        .bind(site.as_str())
+        .bind(since.as_millis())
+        .fetch_one(&self.readers)
+        .await
+        .map_err(db)?;
+        Ok(Spend {
+            calls: calls.max(0) as u64,
+            tokens: tokens.max(0) as u64,
+        })
     }
 }

@@ -515,6 +515,39 @@ impl Default for AgentProfile {
     }
 }
 
+/// One model call (or an answer the budget kept from the model), for cost and analytics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelCall {
+    /// The conversation it answered, when it answered one.
+    pub conversation: Option<ConversationId>,
+    /// When it started.
+    pub at: Timestamp,
+    /// The model (`model:gpt-4o-mini`), or `offline` when the budget kept the model out.
+    pub model: String,
+    /// What it was for: `answer` or `greeting`.
+    pub purpose: String,
+    /// Calls made (tool rounds count each).
+    pub calls: u32,
+    /// Tokens sent.
+    pub prompt_tokens: u64,
+    /// Tokens written.
+    pub completion_tokens: u64,
+    /// How long it took, in ms.
+    pub latency_ms: u64,
+    /// `ok`, `budget` (the daily budget was spent; the offline responder answered) or
+    /// `error: …` (the offline responder answered instead).
+    pub outcome: String,
+}
+
+/// What a site's model calls added up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Calls.
+    pub calls: u64,
+    /// Tokens, sent and written.
+    pub tokens: u64,
+}
+
 /// The conversations concern, behind one interface for every backend.
 #[async_trait]
 pub trait Conversations: Send + Sync {
@@ -595,4 +628,10 @@ pub trait Conversations: Send + Sync {
 
     /// Saves one person's profile for a site.
     async fn put_agent_profile(&self, site: &SiteId, profile: &AgentProfile) -> Result<()>;
+
+    /// Records a model call.
+    async fn record_model_call(&self, site: &SiteId, call: &ModelCall) -> Result<()>;
+
+    /// A site's model calls and tokens since `since`.
+    async fn model_spend(&self, site: &SiteId, since: Timestamp) -> Result<Spend>;
 }

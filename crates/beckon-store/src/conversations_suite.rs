@@ -6,7 +6,8 @@ use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
 use crate::accounts::{Accounts, NewUser, Role};
 use crate::conversations::{
     AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
-    ConversationQuery, Conversations, DeskSettings, NewMessage, Origin, PageSeen, Rating, Status,
+    ConversationQuery, Conversations, DeskSettings, ModelCall, NewMessage, Origin, PageSeen,
+    Rating, Spend, Status,
 };
 use crate::{SecretDigest, SiteRecord, Store, StoreError};
 
@@ -19,6 +20,53 @@ pub async fn run_all(store: &dyn Store, accounts: &dyn Accounts, talk: &dyn Conv
     changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(talk, &site).await;
     listing_pages_newest_first(talk, &site).await;
     settings_and_profiles_round_trip(talk, accounts, &site).await;
+    model_calls_add_up_per_site_and_since(talk, &site, &other).await;
+}
+
+async fn model_calls_add_up_per_site_and_since(
+    talk: &dyn Conversations,
+    site: &SiteId,
+    other: &SiteId,
+) {
+    let call = |ms, calls, tokens| ModelCall {
+        conversation: Some(id(1)),
+        at: at(ms),
+        model: "model:test".to_owned(),
+        purpose: "answer".to_owned(),
+        calls,
+        prompt_tokens: tokens,
+        completion_tokens: 10,
+        latency_ms: 120,
+        outcome: "ok".to_owned(),
+    };
+    talk.record_model_call(site, &call(1000, 1, 90))
+        .await
+        .unwrap();
+    talk.record_model_call(site, &call(2000, 2, 190))
+        .await
+        .unwrap();
+    talk.record_model_call(other, &call(2000, 5, 990))
+        .await
+        .unwrap();
+    assert_eq!(
+        talk.model_spend(site, at(0)).await.unwrap(),
+        Spend {
+            calls: 3,
+            tokens: 300
+        }
+    );
+    assert_eq!(
+        talk.model_spend(site, at(1500)).await.unwrap(),
+        Spend {
+            calls: 2,
+            tokens: 200
+        },
+        "only calls since the instant"
+    );
+    assert_eq!(
+        talk.model_spend(site, at(9000)).await.unwrap(),
+        Spend::default()
+    );
 }
 
 fn at(ms: i64) -> Timestamp {

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use beckon_agent::Desk;
+use beckon_agent::budget::Budget;
 use beckon_agent::desk::{DeskError, VisitorContext};
 use beckon_agent::knowledge::Knowledge;
-use beckon_agent::responder::Offline;
+use beckon_agent::model::{ModelConfig, ModelResponder};
+use beckon_agent::responder::{Offline, Responder};
 use beckon_engine::{SiteId, VisitorId};
 use beckon_server::clock::Clock;
 use beckon_store::conversations::Context;
@@ -64,12 +66,22 @@ impl VisitorContext for LogContext {
     }
 }
 
-/// Starts the desk for the given sites' knowledge (a site not listed answers from no
-/// knowledge, so always "I don't know"), and picks up the conversations left open.
+/// What a site's AI agent answers from, and with.
+pub struct SiteAgent {
+    /// The site.
+    pub site: SiteId,
+    /// Its knowledge.
+    pub knowledge: Knowledge,
+    /// Its model and the model's daily budget (none: the offline responder answers).
+    pub model: Option<(ModelConfig, Budget)>,
+}
+
+/// Starts the desk for the given sites (a site not listed answers from no knowledge, so always
+/// "I don't know"), and picks up the conversations left open.
 pub async fn start_desk(
     db: &Database,
     clock: Clock,
-    knowledge: Vec<(SiteId, Knowledge)>,
+    agents: Vec<SiteAgent>,
 ) -> Result<Desk, String> {
     let now = clock.clone();
     let desk = Desk::new(
@@ -80,11 +92,31 @@ pub async fn start_desk(
         Arc::new(move || now.now()),
     );
     let err = |e: DeskError| e.to_string();
-    let mut knowledge: std::collections::HashMap<SiteId, Knowledge> =
-        knowledge.into_iter().collect();
+    let mut agents: std::collections::HashMap<SiteId, SiteAgent> =
+        agents.into_iter().map(|a| (a.site.clone(), a)).collect();
     for site in db.store.sites().await.map_err(|e| e.to_string())? {
-        let k = knowledge.remove(&site.id).unwrap_or_default();
-        desk.configure_site(&site.id, Arc::new(k), Arc::new(Offline))
+        let (knowledge, responder, budget): (Knowledge, Arc<dyn Responder>, Option<Budget>) =
+            match agents.remove(&site.id) {
+                None => (Knowledge::default(), Arc::new(Offline), None),
+                Some(SiteAgent {
+                    knowledge,
+                    model: None,
+                    ..
+                }) => (knowledge, Arc::new(Offline), None),
+                Some(SiteAgent {
+                    knowledge,
+                    model: Some((config, budget)),
+                    ..
+                }) => (
+                    knowledge,
+                    Arc::new(
+                        ModelResponder::new(config)
+                            .map_err(|e| format!("site {}: {e}", site.id))?,
+                    ),
+                    Some(budget),
+                ),
+            };
+        desk.configure_site(&site.id, Arc::new(knowledge), responder, budget)
             .await
             .map_err(err)?;
     }

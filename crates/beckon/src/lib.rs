@@ -356,6 +356,19 @@ async fn demo_admin(db: &Database) -> Result<String, String> {
 
 /// Sets up the demo site with its rules and its administrator, and starts the server parts.
 pub async fn start_demo(db: &Database, port: u16, policy: Policy) -> Result<Demo, String> {
+    start_demo_with(db, port, policy, None).await
+}
+
+/// The demo, with its chat answered by a model within a daily budget (none: offline).
+pub async fn start_demo_with(
+    db: &Database,
+    port: u16,
+    policy: Policy,
+    model: Option<(
+        beckon_agent::model::ModelConfig,
+        beckon_agent::budget::Budget,
+    )>,
+) -> Result<Demo, String> {
     let store = db.store.clone();
     let origins = vec![
         format!("http://127.0.0.1:{port}"),
@@ -371,7 +384,11 @@ pub async fn start_demo(db: &Database, port: u16, policy: Policy) -> Result<Demo
     let desk = desk::start_desk(
         db,
         beckon_server::clock::Clock::System,
-        vec![(site.id.clone(), desk::demo_knowledge())],
+        vec![desk::SiteAgent {
+            site: site.id.clone(),
+            knowledge: desk::demo_knowledge(),
+            model,
+        }],
     )
     .await?;
     let server = beckon_server::start(

@@ -245,9 +245,18 @@ async fn serve(settings: Settings) -> Result<(), String> {
             version: 0,
         };
         store.put_site(&record).await.map_err(|e| e.to_string())?;
-        if let Some(dir) = &site.knowledge {
-            knowledge.push((record.id.clone(), beckon::desk::knowledge_from(dir)?));
-        }
+        knowledge.push(beckon::desk::SiteAgent {
+            site: record.id.clone(),
+            knowledge: match &site.knowledge {
+                Some(dir) => beckon::desk::knowledge_from(dir)?,
+                None => Default::default(),
+            },
+            model: site
+                .model
+                .as_ref()
+                .map(|m| m.to_model(&site.id))
+                .transpose()?,
+        });
         if let Some(rules) = &site.rules {
             let n = beckon::import_rules(store.as_ref(), &site.id, rules).await?;
             tracing::info!(site = %site.id, rules = n, "imported rules");

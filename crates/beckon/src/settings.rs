@@ -55,6 +55,111 @@ pub struct SiteSettings {
     /// Guardrails.
     #[serde(default)]
     pub policy: Policy,
+    /// An OpenAI-compatible model for the chat's AI agent (none: the offline responder answers
+    /// from the knowledge alone).
+    #[serde(default)]
+    pub model: Option<ModelSettings>,
+}
+
+/// A site's `[sites.model]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// The API's base URL, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    /// The model's name.
+    pub model: String,
+    /// The environment variable that holds the API key (the key never sits in this file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The longest one answer may take.
+    #[serde(default = "model_timeout", with = "beckon_engine::rules::duration")]
+    pub timeout: Duration,
+    /// Tries again after a failed call.
+    #[serde(default = "model_retries")]
+    pub retries: u32,
+    /// The most tokens one call writes.
+    #[serde(default = "model_max_tokens")]
+    pub max_tokens: u32,
+    /// Model calls per day; past it the offline responder answers.
+    #[serde(default = "model_calls_per_day")]
+    pub calls_per_day: u64,
+    /// Tokens per day; past it the offline responder answers.
+    #[serde(default = "model_tokens_per_day")]
+    pub tokens_per_day: u64,
+    /// The shop's name in the model's instructions.
+    #[serde(default)]
+    pub shop: Option<String>,
+    /// `GET URL?order_id=…` on the merchant's side answers an order's status (the
+    /// `order_status` tool); none: the tool is not offered.
+    #[serde(default)]
+    pub order_status_url: Option<String>,
+    /// The environment variable holding the token sent to that URL.
+    #[serde(default)]
+    pub order_status_token_env: Option<String>,
+}
+
+fn model_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn model_retries() -> u32 {
+    2
+}
+fn model_max_tokens() -> u32 {
+    400
+}
+fn model_calls_per_day() -> u64 {
+    2000
+}
+fn model_tokens_per_day() -> u64 {
+    2_000_000
+}
+
+impl ModelSettings {
+    /// The model's configuration and budget, the key read from the environment.
+    pub fn to_model(
+        &self,
+        site: &str,
+    ) -> Result<
+        (
+            beckon_agent::model::ModelConfig,
+            beckon_agent::budget::Budget,
+        ),
+        String,
+    > {
+        let env = |name: &Option<String>, what: &str| -> Result<Option<String>, String> {
+            match name {
+                None => Ok(None),
+                Some(var) => std::env::var(var).map(Some).map_err(|_| {
+                    format!("site {site}: the {what} is to be in ${var}, which is not set")
+                }),
+            }
+        };
+        if self.timeout.is_zero() {
+            return Err(format!("site {site}: model.timeout must be more than 0"));
+        }
+        let config = beckon_agent::model::ModelConfig {
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            api_key: env(&self.api_key_env, "model's API key")?,
+            timeout: self.timeout,
+            retries: self.retries.min(5),
+            max_tokens: self.max_tokens.clamp(16, 4096),
+            shop: self.shop.clone().unwrap_or_else(|| "this shop".to_owned()),
+            orders: match &self.order_status_url {
+                None => None,
+                Some(url) => Some(beckon_agent::model::OrderEndpoint {
+                    url: url.clone(),
+                    token: env(&self.order_status_token_env, "order-status token")?,
+                }),
+            },
+        };
+        let budget = beckon_agent::budget::Budget {
+            calls_per_day: self.calls_per_day,
+            tokens_per_day: self.tokens_per_day,
+        };
+        Ok((config, budget))
+    }
 }
 
 impl Default for Settings {
@@ -284,6 +389,15 @@ secure_cookies = false          # true when people reach the dashboard over HTTP
 # origins = ["https://shop.example"]         # pages allowed to send events ("*": any)
 # rules = "rules.toml"                       # imported at start, replacing the site's rules
 # knowledge = "knowledge"                  # the chat AI's FAQ (*.md) and catalog (*.json, *.csv)
+# [sites.model]                              # an OpenAI-compatible model (none: offline answers)
+# base_url = "https://api.openai.com/v1"
+# model = "gpt-4o-mini"
+# api_key_env = "OPENAI_API_KEY"             # the key is read from this variable
+# timeout = "20s"                            # one answer, tool calls and retries included
+# calls_per_day = 2000                       # past either budget the offline responder answers
+# tokens_per_day = 2000000
+# order_status_url = "https://shop.example/beckon/order"  # GET ?order_id=…, for the order tool
+# order_status_token_env = "SHOP_ORDER_TOKEN"
 # [sites.policy]
 # max_per_session = 2                        # interventions per session
 # max_per_visitor_day = 3                    # per visitor in any 24 hours

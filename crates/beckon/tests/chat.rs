@@ -70,7 +70,7 @@ async fn messages(c: &fantoccini::Client) -> Vec<(String, String)> {
 /// Waits for a message from someone other than the visitor holding `needle`.
 async fn reply_with(c: &fantoccini::Client, needle: &str) -> String {
     let script = in_root(&format!(
-        "var m=Array.from(root.querySelectorAll('.chat .log .msg:not(.me)')).map(function(x){{return x.textContent;}}).filter(function(t){{return t.indexOf({needle:?})>=0;}}); return m.length?m[m.length-1]:null;"
+        "var m=Array.from(root.querySelectorAll('.chat .log .msg:not(.me):not(.draft)')).map(function(x){{return x.textContent;}}).filter(function(t){{return t.indexOf({needle:?})>=0;}}); return m.length?m[m.length-1]:null;"
     ));
     match eventually(c, &script, LONG).await {
         Value::String(s) => s,
@@ -371,5 +371,83 @@ async fn a_refund_goes_to_a_person_who_accepts_in_the_console_and_they_chat_live
     );
     assert_eq!(rated.department.as_deref(), Some("support"));
     screenshot(&agent, "console").await;
+    demo.stop().await;
+}
+
+#[path = "../../beckon-agent/tests/support/model_double.rs"]
+mod model_double;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_model_the_streamed_answer_and_an_inventory_lookup_reach_the_widget_until_the_budget_hands_over_to_the_offline_responder()
+ {
+    let double = model_double::ModelDouble::start().await;
+    let config = beckon_agent::model::ModelConfig {
+        base_url: double.base_url.clone(),
+        model: "double-1".to_owned(),
+        api_key: None,
+        timeout: Duration::from_secs(10),
+        retries: 1,
+        max_tokens: 200,
+        shop: "Northwind Outfitters".to_owned(),
+        orders: None,
+    };
+    // Three calls a day: the stock question takes two (the lookup, then the answer).
+    let budget = beckon_agent::budget::Budget {
+        calls_per_day: 3,
+        tokens_per_day: 1_000_000,
+    };
+    let demo = Demo::start_full(beckon_engine::Policy::default(), Some((config, budget))).await;
+    let c = demo.browser(HUMAN_UA).await;
+    demo.open_as(
+        &c,
+        &demo.visitor_in(Arm::Treated, "model"),
+        "/category.html",
+    )
+    .await;
+    c.execute("beckon('open');", vec![]).await.unwrap();
+    eventually(
+        &c,
+        &in_root("return !!root.querySelector('.chat .log');"),
+        LONG,
+    )
+    .await;
+    // Count the draft's redraws as the answer streams in.
+    c.execute(
+        "window.__drafts = 0; var log = document.getElementById('beckon-root').shadowRoot.querySelector('.chat .log'); new MutationObserver(function (ms) { ms.forEach(function (m) { if (m.target.classList && m.target.classList.contains('draft')) window.__drafts++; }); }).observe(log, { childList: true, subtree: true });",
+        vec![],
+    )
+    .await
+    .unwrap();
+    ask(&c, "Is the Summit daypack in stock?").await;
+    let answer = reply_with(&c, "6 left").await;
+    assert!(
+        answer.contains("Summit 28 Daypack"),
+        "the catalog's answer, through the tool: {answer}"
+    );
+    let drafts = c.execute("return window.__drafts;", vec![]).await.unwrap();
+    assert!(
+        drafts.as_u64().unwrap_or(0) >= 3,
+        "the answer was drawn as it streamed ({drafts} redraws)"
+    );
+    assert!(
+        !messages(&c)
+            .await
+            .iter()
+            .any(|(class, _)| class.contains("draft")),
+        "the draft gave way to the stored answer"
+    );
+    ask(&c, "Hello, who are you?").await;
+    reply_with(&c, "The model says").await;
+    // The budget is spent: the offline responder answers from the knowledge base.
+    ask(&c, "Do you ship to Canada?").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!(
+        "MESSAGES {:#?} REQUESTS {}",
+        messages(&c).await,
+        double.requests().len()
+    );
+    let offline = reply_with(&c, "Canada").await;
+    assert!(offline.contains("5–8 business days"), "{offline}");
+    assert_eq!(double.requests().len(), 3, "no model call past the budget");
     demo.stop().await;
 }

@@ -23,6 +23,7 @@ use beckon_store::conversations::{
 };
 use rand::Rng;
 
+use crate::budget::{Budget, Spent, day_of};
 use crate::knowledge::Knowledge;
 use crate::responder::{Offline, Responder};
 use crate::routing::{Board, Step};
@@ -86,6 +87,9 @@ struct SiteDesk {
     settings: DeskSettings,
     knowledge: Arc<Knowledge>,
     responder: Arc<dyn Responder>,
+    /// The model's daily budget (none: no limit), and what today's answers spent.
+    budget: Option<Budget>,
+    spent: Spent,
     board: Board,
     /// The open conversations and when anything last happened in each.
     open: HashMap<ConversationId, Live>,
@@ -109,6 +113,8 @@ impl SiteDesk {
             settings,
             knowledge: Arc::new(Knowledge::default()),
             responder: Arc::new(Offline),
+            budget: None,
+            spent: Spent::default(),
             board,
             open: HashMap::new(),
             names: HashMap::new(),
@@ -163,15 +169,18 @@ impl Desk {
         &*self.inner.store
     }
 
-    /// Puts a site at the desk (or refreshes it): its settings from the store, its knowledge
-    /// and responder from the caller.
+    /// Puts a site at the desk (or refreshes it): its settings and today's model spend from
+    /// the store, its knowledge, responder and model budget from the caller.
     pub async fn configure_site(
         &self,
         site: &SiteId,
         knowledge: Arc<Knowledge>,
         responder: Arc<dyn Responder>,
+        budget: Option<Budget>,
     ) -> Result<(), DeskError> {
         let settings = self.store().desk_settings(site).await?;
+        let now = self.now();
+        let spend = self.store().model_spend(site, day_of(now).1).await?;
         let mut sites = self.inner.sites.lock().expect("desk lock");
         let desk = sites
             .entry(site.clone())
@@ -183,6 +192,8 @@ impl Desk {
         desk.settings = settings;
         desk.knowledge = knowledge;
         desk.responder = responder;
+        desk.budget = budget;
+        desk.spent = Spent::from_record(now, spend);
         Ok(())
     }
 

@@ -4,12 +4,12 @@
 use beckon_engine::{SiteId, VisitorId};
 use beckon_store::StoreError;
 use beckon_store::conversations::{
-    Author, Closer, Conversation, ConversationChange, Message, NewMessage, Origin, Prechat, Rating,
-    Status,
+    Author, Closer, Conversation, ConversationChange, Message, ModelCall, NewMessage, Origin,
+    Prechat, Rating, Status,
 };
 
 use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id};
-use crate::responder::{Draft, Question, offline_answer};
+use crate::responder::{Draft, Question, Usage, offline_answer};
 use crate::scope::{self, Intent};
 
 /// The visitor a request speaks for (their token was checked by the caller).
@@ -190,11 +190,15 @@ impl Desk {
 
     /// The AI agent's turn: out of scope goes to people; otherwise the responder answers.
     async fn respond(&self, c: &Conversation, text: &str) -> Result<(), DeskError> {
-        let (presales_only, knowledge, responder) = self.with_site(&c.site, |d| {
+        let now = self.now();
+        let (presales_only, knowledge, responder, within_budget) = self.with_site(&c.site, |d| {
+            let within =
+                !d.responder.is_model() || d.budget.is_none_or(|b| b.take(&mut d.spent, now));
             (
                 d.settings.presales_only,
                 d.knowledge.clone(),
                 d.responder.clone(),
+                within,
             )
         });
         let intent = scope::classify(text);
@@ -227,11 +231,37 @@ impl Desk {
             context: &c.context,
             knowledge: &knowledge,
         };
-        let reply = match responder.answer(&question, &mut draft).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::warn!(conversation = %c.id, error = %e, "the responder failed; the offline one answers");
-                offline_answer(&knowledge, text)
+        let reply = if !responder.is_model() {
+            offline_answer(&knowledge, text)
+        } else if !within_budget {
+            let kept = Usage::default();
+            self.record_call(c, "offline", kept, now, 0, "budget").await;
+            offline_answer(&knowledge, text)
+        } else {
+            let started = std::time::Instant::now();
+            let answered = responder.answer(&question, &mut draft).await;
+            let took = started.elapsed().as_millis() as u64;
+            match answered {
+                Ok(reply) => {
+                    let at = self.now();
+                    self.with_site(&c.site, |d| d.spent.settle(at, &reply.usage));
+                    self.record_call(c, &responder.name(), reply.usage, now, took, "ok")
+                        .await;
+                    reply
+                }
+                Err(e) => {
+                    tracing::warn!(conversation = %c.id, error = %e, "the model failed; the offline responder answers");
+                    let tried = Usage {
+                        calls: 1,
+                        ..Usage::default()
+                    };
+                    let outcome = format!("error: {e}");
+                    let at = self.now();
+                    self.with_site(&c.site, |d| d.spent.settle(at, &tried));
+                    self.record_call(c, &responder.name(), tried, now, took, &outcome)
+                        .await;
+                    offline_answer(&knowledge, text)
+                }
             }
         };
         // A person may have taken the conversation while the answer was written: then the AI
@@ -242,6 +272,32 @@ impl Desk {
         }
         self.notice_from_ai(&now, reply.text).await?;
         Ok(())
+    }
+
+    /// Records what an answer cost (a failed record is logged: it never fails the answer).
+    async fn record_call(
+        &self,
+        c: &Conversation,
+        model: &str,
+        usage: Usage,
+        at: beckon_engine::Timestamp,
+        latency_ms: u64,
+        outcome: &str,
+    ) {
+        let call = ModelCall {
+            conversation: Some(c.id.clone()),
+            at,
+            model: model.to_owned(),
+            purpose: "answer".to_owned(),
+            calls: usage.calls,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            latency_ms,
+            outcome: outcome.chars().take(500).collect(),
+        };
+        if let Err(e) = self.store().record_model_call(&c.site, &call).await {
+            tracing::warn!(conversation = %c.id, error = %e, "recording a model call");
+        }
     }
 
     /// The visitor asks for a person (the chat's button, or in words).

@@ -250,6 +250,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A model for the demo's chat, and its daily budget.
+pub type Model = (
+    beckon_agent::model::ModelConfig,
+    beckon_agent::budget::Budget,
+);
+
 /// `beckon demo` serving on a port, without a browser (for tests that speak HTTP).
 pub struct Served {
     /// `http://127.0.0.1:PORT`.
@@ -275,12 +281,19 @@ impl Served {
 
     /// Starts `beckon demo` (the same code path as the command) with `policy`.
     pub async fn start_with(policy: Policy) -> Served {
+        Served::start_full(policy, None).await
+    }
+
+    /// The same, with the chat answered by a model within a budget.
+    pub async fn start_full(policy: Policy, model: Option<Model>) -> Served {
         let data = tempfile::tempdir().unwrap();
         let db = beckon::open_database(data.path()).await.unwrap();
         let store = db.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let demo = beckon::start_demo(&db, port, policy).await.unwrap();
+        let demo = beckon::start_demo_with(&db, port, policy, model)
+            .await
+            .unwrap();
         let tokens = demo.server.state.tokens.clone();
         let login = (demo.admin_email.clone(), demo.admin_password.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -346,7 +359,12 @@ impl Demo {
 
     /// The same, with the demo site's policy changed.
     pub async fn start_with(policy: Policy) -> Demo {
-        let served = Served::start_with(policy.clone()).await;
+        Demo::start_full(policy, None).await
+    }
+
+    /// The same, with the chat answered by a model within a budget.
+    pub async fn start_full(policy: Policy, model: Option<Model>) -> Demo {
+        let served = Served::start_full(policy.clone(), model).await;
         let driver = Driver::start();
         wait_ready(&format!("{}/status", driver.sessions.driver_url)).await;
 
