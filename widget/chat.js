@@ -304,6 +304,7 @@ function frame(f) {
     if (q) { q.failed = true; q.el.classList.add('bad'); delete pending[str(f.id)]; }
     local('sys', '', str(f.error));
   } else if (t == 'chat_stale') send({ type: 'chat_sync', after: last });
+  else if (t == 'chat_invite') { reopen = true; send({ type: 'chat_sync', after: last }); }
 }
 
 return {

@@ -162,3 +162,31 @@ fn field(value: &str, max: usize, name: &str) -> Result<String, DeskError> {
     }
     Ok(v.to_owned())
 }
+
+/// Tells the open tabs of each visitor a person started a conversation with to open the chat,
+/// through the shard that holds their sockets.
+pub async fn invite_tabs(
+    desk: Desk,
+    shards: crate::shard::Shards,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut invites = desk.watch_invites();
+    loop {
+        let next = tokio::select! {
+            next = invites.recv() => next,
+            () = shutdown.cancelled() => return,
+        };
+        match next {
+            Ok((site, visitor)) => {
+                let notify = crate::shard::ShardMsg::Notify {
+                    key: (site, visitor.clone()),
+                    frame: Box::new(crate::wire::DownFrame::ChatInvite),
+                };
+                let _ = shards.send(&visitor, notify).await;
+            }
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

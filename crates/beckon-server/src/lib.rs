@@ -193,9 +193,15 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
     )));
     if let Some(desk) = options.desk.clone() {
         let stop = shutdown.clone();
+        let clock = desk.clone();
         tasks.push(tokio::spawn(async move {
-            desk.run(stop.cancelled_owned()).await;
+            clock.run(stop.cancelled_owned()).await;
         }));
+        tasks.push(tokio::spawn(chat::invite_tabs(
+            desk,
+            shards.clone(),
+            shutdown.clone(),
+        )));
     }
     let since = clock.now().plus_ms(-(IDLE_EVICT.as_millis() as i64));
     let active = store.active_visitors(since).await?;

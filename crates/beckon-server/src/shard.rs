@@ -149,6 +149,14 @@ pub enum ShardMsg {
         /// The connection's id.
         conn: u64,
     },
+    /// A frame for every socket of the visitor that is attached (a conversation a person
+    /// started for them); dropped when they have none.
+    Notify {
+        /// The visitor.
+        key: VisitorKey,
+        /// The frame.
+        frame: Box<DownFrame>,
+    },
     /// A persisted visitor to resume after a restart (its timer is re-armed).
     Resume(Box<VisitorRecord>),
     /// Answers when the shard is running (for `/readyz`).
@@ -395,6 +403,13 @@ impl Shard {
                     slot.conns.retain(|(c, _)| *c != conn);
                 }
                 self.forget_if_empty(&key);
+            }
+            ShardMsg::Notify { key, frame } => {
+                if let Some(slot) = self.slots.get_mut(&key) {
+                    for (_, tx) in &mut slot.conns {
+                        let _ = tx.try_send(frame.clone());
+                    }
+                }
             }
             ShardMsg::Resume(record) => {
                 let key = (record.site.clone(), record.visitor.clone());

@@ -91,6 +91,8 @@ pub enum DownFrame {
         /// The reason.
         error: String,
     },
+    /// A person of the site started a conversation with this visitor: open the chat.
+    ChatInvite,
 }
 
 /// A visitor id with its token, issued by the server.

@@ -451,3 +451,61 @@ async fn with_a_model_the_streamed_answer_and_an_inventory_lookup_reach_the_widg
     assert_eq!(double.requests().len(), 3, "no model call past the budget");
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_starts_a_chat_with_a_visitor_on_the_site_and_the_visitors_page_opens_it() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    let vid = demo.visitor_in(Arm::Treated, "invite");
+    demo.open_as(&c, &vid, "/pricing.html").await;
+    // The visitor's socket is attached once its first batch is stored.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let served = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let login: Value = served
+        .post(format!("{}/api/v1/login", demo.base))
+        .header("origin", &demo.base)
+        .json(&json!({"email": demo.login.0, "password": demo.login.1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = login["csrf"].as_str().unwrap().to_owned();
+    let started = served
+        .post(format!("{}/api/v1/sites/demo/conversations", demo.base))
+        .header("origin", &demo.base)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"visitor": vid, "text": "Hi! Comparing the plans? I can help."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
+    let hello = reply_with(&c, "Comparing the plans?").await;
+    assert!(hello.starts_with("Demo admin"), "{hello}");
+    let open = c
+        .execute(
+            &format!(
+                "return {};",
+                in_root("return !root.querySelector('.chat').hidden;")
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(open, json!(true), "the chat opened on the visitor's page");
+    // A second one for the same visitor is refused while the first is open.
+    let again = served
+        .post(format!("{}/api/v1/sites/demo/conversations", demo.base))
+        .header("origin", &demo.base)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"visitor": vid, "text": "Hello again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    demo.stop().await;
+}

@@ -498,6 +498,12 @@ impl Desk {
         self.inner.watch.visitor(site, visitor)
     }
 
+    /// Visitors a person has just started a conversation with: the edge tells their open tabs
+    /// to open the chat (a tab subscribes to its conversation only once it has one).
+    pub fn watch_invites(&self) -> tokio::sync::broadcast::Receiver<(SiteId, VisitorId)> {
+        self.inner.watch.invites()
+    }
+
     /// Subscribes to everything that happens at a site's desk (a console).
     pub fn watch_site(&self, site: &SiteId) -> tokio::sync::broadcast::Receiver<Update> {
         self.inner.watch.site(site)

@@ -428,6 +428,7 @@ impl Desk {
             },
         )
         .await?;
+        self.inner.watch.invite(&agent.site, visitor);
         self.inner.watch.publish_board(&agent.site);
         Ok(c)
     }

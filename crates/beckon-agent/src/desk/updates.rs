@@ -88,10 +88,21 @@ pub type VisitorWatch = mpsc::Receiver<Update>;
 /// Each visitor's open tabs.
 type Tabs = HashMap<(SiteId, VisitorId), Vec<mpsc::Sender<Update>>>;
 
-#[derive(Default)]
 pub(super) struct Watchers {
     tabs: Mutex<Tabs>,
     consoles: Mutex<HashMap<SiteId, broadcast::Sender<Update>>>,
+    /// Visitors a person started a conversation with, for the edge to tell their tabs.
+    invites: broadcast::Sender<(SiteId, VisitorId)>,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers {
+            tabs: Mutex::default(),
+            consoles: Mutex::default(),
+            invites: broadcast::channel(CONSOLE_BUFFER).0,
+        }
+    }
 }
 
 impl Watchers {
@@ -126,6 +137,14 @@ impl Watchers {
             }
         }
         self.to_consoles(site, update);
+    }
+
+    pub(super) fn invites(&self) -> broadcast::Receiver<(SiteId, VisitorId)> {
+        self.invites.subscribe()
+    }
+
+    pub(super) fn invite(&self, site: &SiteId, visitor: &VisitorId) {
+        let _ = self.invites.send((site.clone(), visitor.clone())); // no edge listening: no tab
     }
 
     pub(super) fn publish_board(&self, site: &SiteId) {
