@@ -7,7 +7,8 @@ var B = w.beckon;
 if (!B || typeof B._chat != 'function') return;
 B._chat(function (k) {
 var el = k.el, g = k.guard;
-var RESEND_MS = 5000, TYPING_MS = 4000, POLL_PAUSE_MS = 5000;
+var RESEND_MS = 5000, TYPING_MS = 4000, POLL_PAUSE_MS = 5000, MAX_FILE = 5 * 1024 * 1024;
+var ACCEPT = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain';
 var CSS = `.chat{padding:0;display:flex;flex-direction:column}
 .hd{display:flex;flex-wrap:wrap;align-items:center;gap:2px 12px;padding:12px 48px 8px 16px;border-bottom:1px solid #e5e8eb}
 .hd h2{margin:0;flex:1 0 100%}
@@ -29,13 +30,16 @@ var CSS = `.chat{padding:0;display:flex;flex-direction:column}
 .fx .acts{margin-top:10px}
 .stars{display:flex;gap:6px;margin-top:6px}
 .stars button{width:40px;height:40px;border:1px solid #c5ccd4;border-radius:10px;background:#fff;font-size:20px;cursor:pointer;color:#59636e}
-.stars button[aria-pressed=true]{background:var(--a);border-color:var(--a);color:#fff}`;
+.stars button[aria-pressed=true]{background:var(--a);border-color:var(--a);color:#fff}
+.pic{display:block;max-width:100%;max-height:220px;border-radius:10px;margin-top:4px}
+.fl{color:inherit;font-weight:600}
+.att{padding:8px 10px}`;
 
 function str(v) { return v == null ? '' : String(v); }
 function isObj(v) { return v && typeof v == 'object' && !Array.isArray(v); }
 function list(v) { return Array.isArray(v) ? v : []; }
 
-var panel = null, log, input, title, ask, end, banner, typing, foot, form, extra = null, extraKind = null;
+var panel = null, log, input, picker, title, ask, end, banner, typing, foot, form, extra = null, extraKind = null;
 var conv = null, last = 0, readSent = 0, bySeq = {}, pending = {}, draft = null, iv = null;
 var shown = false, reopen = false, typingOn = false, typingTimer = 0, theirTyping = 0, polling = false, cfg = null;
 
@@ -60,7 +64,9 @@ function build() {
       stopTyping();
       say(v);
     }
-  }, [input, el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]);
+  }, [input, picker = el('input', { type: 'file', accept: ACCEPT, hidden: true, 'aria-label': 'Attach a file', change: onPick }),
+    el('button.b.s.att', { type: 'button', 'aria-label': 'Attach a file', 'data-beckon-action': 'attach', text: '\ud83d\udcce', click: function () { picker.click(); } }),
+    el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]);
   foot = el('div');
   panel = el('div.c.chat', { role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'bk-ct', hidden: true }, [
     el('div.hd', {}, [title, ask, end]),
@@ -111,9 +117,19 @@ function rich(text) {
   frag.appendChild(d.createTextNode(text.slice(at)));
   return frag;
 }
-function bubble(cls, who, text) {
-  var b = el('div.msg.' + cls, {}, [who ? el('span.who', { text: who }) : el('span.sr', { text: 'You: ' })]);
-  b.appendChild(rich(text));
+function fileUrl(f) {
+  var who = k.who();
+  return k.base + '/v1/chat/files/' + encodeURIComponent(str(f.id)) + '?site=' + encodeURIComponent(k.site) +
+    '&visitor=' + encodeURIComponent(who.visitor) + '&token=' + encodeURIComponent(who.token);
+}
+function size(n) { return n >= 1048576 ? (n / 1048576).toFixed(1) + ' MB' : Math.max(1, Math.round(n / 1024)) + ' KB'; }
+function bubble(cls, who, text, file) {
+  var b = el('div.msg.' + cls, {}, [who ? el('span.who', { text: who }) : /^me/.test(cls) ? el('span.sr', { text: 'You: ' }) : null]);
+  if (isObj(file) && /^image\/(png|jpeg|gif|webp)$/.test(str(file.mime))) {
+    b.appendChild(el('img.pic', { src: fileUrl(file), alt: str(file.name), loading: 'lazy', referrerpolicy: 'no-referrer' }));
+  } else if (isObj(file)) {
+    b.appendChild(el('a.fl', { href: fileUrl(file), download: str(file.name), rel: 'noopener', text: '\ud83d\udcce ' + str(file.name) + ' (' + size(+file.size || 0) + ')' }));
+  } else b.appendChild(rich(text));
   return b;
 }
 function place(node, seq) {
@@ -128,12 +144,13 @@ function add(m) {
   var from = str(m.from), node;
   if (from == 'visitor') {
     var p = m.id && pending[m.id];
-    node = p ? p.el : bubble('me', '', m.text);
+    node = p && !m.file ? p.el : bubble('me', '', m.text, m.file);
+    if (p && m.file) p.el.remove();
     node.classList.remove('pending');
     if (p) delete pending[m.id];
   } else if (from == 'system') node = bubble('sys', '', m.text);
   else {
-    node = bubble(from, from == 'agent' ? str(m.name) || 'Agent' : 'Assistant', m.text);
+    node = bubble(from, from == 'agent' ? str(m.name) || 'Agent' : 'Assistant', m.text, m.file);
     if (draft && from == 'ai') { draft.remove(); draft = null; }
   }
   node.setAttribute('data-seq', m.seq);
@@ -164,6 +181,24 @@ function say(text) {
   pending[id] = { f: f, el: b, at: Date.now() };
   send(f);
   poll();
+}
+function onPick() {
+  var f = picker.files && picker.files[0], who = k.who();
+  picker.value = '';
+  if (!f) return;
+  if (f.size > MAX_FILE) return local('sys', '', 'A file may be at most 5 MB.');
+  if (!who.token || !w.fetch) return local('sys', '', 'Files cannot be sent just now; try again in a moment.');
+  var id = k.rid('m_', 16), b = bubble('me.pending', '', '\ud83d\udcce ' + f.name);
+  log.appendChild(b);
+  pending[id] = { f: null, el: b, at: Date.now(), failed: true }; // a file is not resent by the timer
+  if (iv) k.engage(iv);
+  w.fetch(k.base + '/v1/chat/files?site=' + encodeURIComponent(k.site) + '&visitor=' + encodeURIComponent(who.visitor) +
+    '&token=' + encodeURIComponent(who.token) + '&id=' + id + '&name=' + encodeURIComponent(f.name), {
+    method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: f
+  }).then(function (r) { return r.json(); }).then(g(function (j) {
+    if (j && j.error) frame({ type: 'chat_error', id: id, error: j.error });
+    list(j && j.frames).forEach(frame);
+  }))['catch'](g(function () { frame({ type: 'chat_error', id: id, error: 'The file could not be sent.' }); }));
 }
 function resend() {
   var now = Date.now();

@@ -682,7 +682,7 @@ Object.defineProperty(api, '_chat', { value: guard(function (factory) {
   if (chatMod || typeof factory != 'function') return;
   chatMod = factory({
     el: el, root: function () { return root; }, wrap: function () { return wrap; }, announce: announce,
-    safeUrl: safeUrl, guard: guard, rid: rid, keep: keep, kept: kept, base: base,
+    safeUrl: safeUrl, guard: guard, rid: rid, keep: keep, kept: kept, base: base, site: site,
     who: function () { return { visitor: vid, token: vtk }; },
     send: sendChat, live: function () { return sockOpen; }, emit: emit, engage: engage, focusInside: focusInside, giveBack: giveBack,
     remember: function () { if (d.activeElement != host) returnTo = d.activeElement; },

@@ -110,9 +110,16 @@
     if (m.seq <= lastSeq) return;
     lastSeq = m.seq;
     var who = m.from === 'visitor' ? 'Visitor' : m.from === 'ai' ? 'AI agent' : m.from === 'agent' ? (m.name || 'Agent') : '';
+    var body = h('p', { text: m.text });
+    if (m.file) {
+      var url = API + '/conversations/' + encodeURIComponent(transcript.conversation.id) + '/files/' + encodeURIComponent(m.file.id);
+      body = /^image\/(png|jpeg|gif|webp)$/.test(m.file.mime)
+        ? h('a', { href: url, target: '_blank', rel: 'noopener' }, [h('img', { class: 'pic', src: url, alt: m.file.name })])
+        : h('a', { href: url, download: m.file.name, text: '📎 ' + m.file.name + ' (' + Math.max(1, Math.round(m.file.size / 1024)) + ' KB)' });
+    }
     var node = h('div', { class: 'line ' + m.from, 'data-seq': m.seq }, [
       who ? h('span', { class: 'who', text: who + ' · ' + time(m.at) }) : null,
-      h('p', { text: m.text })
+      body
     ]);
     var log = $('transcript');
     log.appendChild(node);
@@ -195,6 +202,20 @@
       $('reply-text').value = '';
       addMessage(m);
       if (transcript.conversation.status !== 'active') { loadOpen(); select(id); }
+    }).catch(fail);
+  });
+  $('attach').addEventListener('change', function (e) {
+    var f = e.target.files && e.target.files[0];
+    e.target.value = '';
+    if (!f || !transcript) return;
+    var id = transcript.conversation.id;
+    fetch(API + '/conversations/' + encodeURIComponent(id) + '/files?id=' + rid() + '&name=' + encodeURIComponent(f.name), {
+      method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/octet-stream', 'X-CSRF-Token': csrf }, body: f
+    }).then(function (r) {
+      return r.json().then(function (j) {
+        if (!r.ok) throw new Error(j && j.error ? j.error : 'the file could not be sent');
+        addMessage(j);
+      });
     }).catch(fail);
   });
   root.addEventListener('click', function (e) {

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod desk;
+pub mod files;
 pub mod knowledge;
 pub mod model;
 pub mod responder;

@@ -27,19 +27,40 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // The router's body limit refuses an oversized body while it is read; the length is
-        // checked again so the bound holds even where that limit is lifted.
-        let bytes = Bytes::from_request(req, state).await.map_err(refusal)?;
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        Ok(Body(bytes))
+        Ok(Body(read(req, state, MAX_BODY_BYTES).await?))
     }
 }
 
-fn refusal(e: BytesRejection) -> ApiError {
+/// A file sent in a chat, at most [`beckon_agent::files::MAX_FILE_BYTES`] (its route lifts the
+/// router's body limit to that).
+#[derive(Debug)]
+pub struct FileBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for FileBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(FileBody(
+            read(req, state, beckon_agent::files::MAX_FILE_BYTES).await?,
+        ))
+    }
+}
+
+async fn read<S: Send + Sync>(req: Request, state: &S, limit: usize) -> Result<Bytes, ApiError> {
+    // The router's body limit refuses an oversized body while it is read; the length is
+    // checked again so the bound holds even where that limit is lifted.
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|e| refusal(e, limit))?;
+    if bytes.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(bytes)
+}
+
+fn refusal(e: BytesRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return too_large();
+        return too_large(limit);
     }
     if timed_out(&e) {
         return ApiError::Timeout("the body was not sent in time; resend it".to_owned());
@@ -47,8 +68,8 @@ fn refusal(e: BytesRejection) -> ApiError {
     ApiError::BadRequest(format!("unreadable body: {}", e.body_text()))
 }
 
-fn too_large() -> ApiError {
-    ApiError::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+fn too_large(limit: usize) -> ApiError {
+    ApiError::TooLarge(format!("the body is larger than {limit} bytes"))
 }
 
 /// Whether reading failed because the body timeout (tower-http's `RequestBodyTimeoutLayer`)

@@ -261,6 +261,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/chat", post(chat::post).get(chat::poll))
         .route("/v1/chat/config", get(chat::config))
+        .route(
+            "/v1/chat/files",
+            post(chat::upload)
+                .route_layer(DefaultBodyLimit::max(beckon_agent::files::MAX_FILE_BYTES)),
+        )
+        .route("/v1/chat/files/{id}", get(chat::file))
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
         .route("/metrics", get(crate::metrics::route))

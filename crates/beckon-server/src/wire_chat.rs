@@ -155,10 +155,26 @@ pub struct ChatMessage {
     pub from: &'static str,
     /// A person's name.
     pub name: Option<String>,
-    /// The text (never HTML).
+    /// The text (never HTML); a file's name for a file.
     pub text: String,
+    /// A file sent with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<ChatFile>,
     /// When, in ms.
     pub at: i64,
+}
+
+/// A file of a message: fetched from `GET /v1/chat/files/{id}` by the visitor.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ChatFile {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its type (one of the accepted ones).
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// A conversation, as the widget needs it.
@@ -186,6 +202,12 @@ pub fn message(conversation: &str, m: &Message) -> ChatMessage {
         from: m.author.as_str(),
         name: m.author_name.clone(),
         text: m.text.clone(),
+        file: m.attachment.as_ref().map(|a| ChatFile {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            mime: a.mime.clone(),
+            size: a.size,
+        }),
         at: m.at.as_millis(),
     }
 }

@@ -44,6 +44,19 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_by_client ON messages (conversation_id, client_id)
     WHERE client_id IS NOT NULL;
 
+-- Files sent in a conversation, with their bytes; served only to its two parties.
+CREATE TABLE files (
+    id              TEXT PRIMARY KEY,
+    site_id         TEXT NOT NULL,
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    mime            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    author          TEXT NOT NULL,
+    at              INTEGER NOT NULL,
+    bytes           BLOB NOT NULL
+);
+
 CREATE TABLE desk_settings (
     site_id  TEXT PRIMARY KEY REFERENCES sites (id) ON DELETE CASCADE,
     settings TEXT NOT NULL

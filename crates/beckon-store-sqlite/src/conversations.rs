@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use beckon_engine::{SiteId, Timestamp, VisitorId};
 use beckon_store::conversations::{
     AgentProfile, Appended, Attachment, Author, Closer, Conversation, ConversationChange,
-    ConversationId, ConversationQuery, Conversations, DeskSettings, Message, ModelCall, NewMessage,
-    Origin, Rating, Spend, Status,
+    ConversationId, ConversationQuery, Conversations, DeskSettings, FileRecord, Message, ModelCall,
+    NewMessage, Origin, Rating, Spend, Status,
 };
 use beckon_store::{Result, StoreError};
 use sqlx::sqlite::SqliteRow;
@@ -542,5 +542,59 @@ impl Conversations for SqliteStore {
             calls: calls.max(0) as u64,
             tokens: tokens.max(0) as u64,
         })
+    }
+
+    async fn put_file(&self, site: &SiteId, file: &FileRecord, bytes: &[u8]) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO files (id, site_id, conversation_id, name, mime, size, author, at, bytes)
+             SELECT ?, site_id, id, ?, ?, ?, ?, ?, ? FROM conversations
+             WHERE site_id = ? AND id = ?",
+        )
+        .bind(&file.id)
+        .bind(&file.name)
+        .bind(&file.mime)
+        .bind(i64::try_from(file.size).unwrap_or(i64::MAX))
+        .bind(file.author.as_str())
+        .bind(file.at.as_millis())
+        .bind(bytes)
+        .bind(site.as_str())
+        .bind(file.conversation.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(&file.conversation));
+        }
+        Ok(())
+    }
+
+    async fn file(&self, site: &SiteId, id: &str) -> Result<Option<(FileRecord, Vec<u8>)>> {
+        let row = sqlx::query(
+            "SELECT id, conversation_id, name, mime, size, author, at, bytes FROM files
+             WHERE site_id = ? AND id = ?",
+        )
+        .bind(site.as_str())
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let conversation: String = col(&row, "conversation_id").map_err(corrupt)?;
+        let author: String = col(&row, "author").map_err(corrupt)?;
+        let record = FileRecord {
+            id: col(&row, "id").map_err(corrupt)?,
+            conversation: ConversationId::parse(&conversation)
+                .ok_or_else(|| corrupt(format!("file conversation {conversation:?}")))?,
+            name: col(&row, "name").map_err(corrupt)?,
+            mime: col(&row, "mime").map_err(corrupt)?,
+            size: col::<i64>(&row, "size").map_err(corrupt)?.max(0) as u64,
+            author: Author::parse(&author)
+                .ok_or_else(|| corrupt(format!("file author {author:?}")))?,
+            at: Timestamp::from_millis(col(&row, "at").map_err(corrupt)?),
+        };
+        let bytes: Vec<u8> = col(&row, "bytes").map_err(corrupt)?;
+        Ok(Some((record, bytes)))
     }
 }

@@ -326,6 +326,25 @@ pub struct Attachment {
     pub size: u64,
 }
 
+/// A file as stored with its conversation (its bytes apart).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileRecord {
+    /// Its id (`f_` and 20 base-36 characters).
+    pub id: String,
+    /// The conversation it belongs to; only its two parties may fetch it.
+    pub conversation: ConversationId,
+    /// Its name, as the sender gave it (text only).
+    pub name: String,
+    /// Its type, as its content says (never as the sender claims).
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Who sent it.
+    pub author: Author,
+    /// When.
+    pub at: Timestamp,
+}
+
 /// A message to append.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewMessage {
@@ -628,6 +647,13 @@ pub trait Conversations: Send + Sync {
 
     /// Saves one person's profile for a site.
     async fn put_agent_profile(&self, site: &SiteId, profile: &AgentProfile) -> Result<()>;
+
+    /// Stores a file of a conversation. [`crate::StoreError::NotFound`] when the conversation
+    /// is not the site's.
+    async fn put_file(&self, site: &SiteId, file: &FileRecord, bytes: &[u8]) -> Result<()>;
+
+    /// A file of a site, with its bytes.
+    async fn file(&self, site: &SiteId, id: &str) -> Result<Option<(FileRecord, Vec<u8>)>>;
 
     /// Records a model call.
     async fn record_model_call(&self, site: &SiteId, call: &ModelCall) -> Result<()>;

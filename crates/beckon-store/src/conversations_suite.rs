@@ -6,8 +6,8 @@ use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
 use crate::accounts::{Accounts, NewUser, Role};
 use crate::conversations::{
     AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
-    ConversationQuery, Conversations, DeskSettings, ModelCall, NewMessage, Origin, PageSeen,
-    Rating, Spend, Status,
+    ConversationQuery, Conversations, DeskSettings, FileRecord, ModelCall, NewMessage, Origin,
+    PageSeen, Rating, Spend, Status,
 };
 use crate::{SecretDigest, SiteRecord, Store, StoreError};
 
@@ -21,6 +21,43 @@ pub async fn run_all(store: &dyn Store, accounts: &dyn Accounts, talk: &dyn Conv
     listing_pages_newest_first(talk, &site).await;
     settings_and_profiles_round_trip(talk, accounts, &site).await;
     model_calls_add_up_per_site_and_since(talk, &site, &other).await;
+    files_belong_to_their_conversation_and_site(talk, &site, &other).await;
+}
+
+async fn files_belong_to_their_conversation_and_site(
+    talk: &dyn Conversations,
+    site: &SiteId,
+    other: &SiteId,
+) {
+    let file = FileRecord {
+        id: "f_00000000000000000001".to_owned(),
+        conversation: id(5),
+        name: "receipt.png".to_owned(),
+        mime: "image/png".to_owned(),
+        size: 4,
+        author: Author::Visitor,
+        at: at(50),
+    };
+    talk.put_file(site, &file, &[1, 2, 3, 4]).await.unwrap();
+    assert_eq!(
+        talk.file(site, &file.id).await.unwrap(),
+        Some((file.clone(), vec![1, 2, 3, 4]))
+    );
+    assert_eq!(
+        talk.file(other, &file.id).await.unwrap(),
+        None,
+        "not another site's"
+    );
+    let elsewhere = FileRecord {
+        id: "f_00000000000000000002".to_owned(),
+        ..file.clone()
+    };
+    let refused = talk.put_file(other, &elsewhere, &[1]).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "a file joins a conversation of its own site only: {refused:?}"
+    );
+    assert_eq!(talk.file(site, &elsewhere.id).await.unwrap(), None);
 }
 
 async fn model_calls_add_up_per_site_and_since(

@@ -296,6 +296,50 @@ async fn a_refund_goes_to_a_person_who_accepts_in_the_console_and_they_chat_live
     )
     .await;
 
+    // Nothing either side types runs on the other's page.
+    ask(&visitor, "<img src=x onerror=\"window.__pwned=1\">").await;
+    eventually(
+        &agent,
+        &format!("{CONSOLE_LINES}.some(function(t){{return t.indexOf('onerror')>=0;}})"),
+        LONG,
+    )
+    .await;
+    agent
+        .execute(
+            "var t=document.getElementById('reply-text'); t.value='<script>window.__pwned=2</script><img src=x onerror=\"window.__pwned=3\">'; document.getElementById('reply').requestSubmit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    reply_with(&visitor, "window.__pwned=2").await;
+    for page in [&visitor, &agent] {
+        let pwned = page
+            .execute("return typeof window.__pwned;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(pwned, json!("undefined"), "typed markup ran");
+    }
+
+    // A picture from the visitor reaches the console; a file of the wrong type is refused.
+    const PICK: &str = "var root=document.getElementById('beckon-root').shadowRoot; var i=root.querySelector('.chat input[type=file]'); var dt=new DataTransfer(); dt.items.add(new File([new Uint8Array(arguments[0])], arguments[1], {type: 'image/png'})); i.files=dt.files; i.dispatchEvent(new Event('change'));";
+    let png = json!([
+        137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6,
+        0, 0, 0, 31, 21, 196, 137, 0, 0, 0, 13, 73, 68, 65, 84, 120, 218, 99, 100, 248, 207, 80,
+        15, 0, 3, 134, 1, 128, 90, 52, 125, 107, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130
+    ]);
+    visitor
+        .execute(PICK, vec![png, json!("shoe.png")])
+        .await
+        .unwrap();
+    eventually(&agent, "(function(){var i=document.querySelector('#transcript img.pic'); return !!i && i.complete && i.naturalWidth > 0;})()", LONG).await;
+    eventually(&visitor, &in_root("var i=root.querySelector('.chat img.pic'); return !!i && i.complete && i.naturalWidth > 0;"), LONG).await;
+    let html: Vec<u8> = b"<!DOCTYPE html><script>alert(1)</script>".to_vec();
+    visitor
+        .execute(PICK, vec![json!(html), json!("innocent.png")])
+        .await
+        .unwrap();
+    reply_with(&visitor, "not accepted").await;
+
     // Another page mid-conversation: nothing lost, and the chat goes on.
     visitor
         .goto(&format!("{}/cart.html", demo.base))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::Errors;
-use super::extract::{Body, Params, Segments};
+use super::extract::{Body, FileBytes, Params, Segments};
 use crate::AdminState;
 use crate::auth::Actor;
 use crate::error::AdminResult;
@@ -121,6 +121,65 @@ pub async fn reply(
 ) -> AdminResult<(StatusCode, Json<MessageView>)> {
     let m = conversations::reply(&state, &actor, &site, &id, body).await?;
     Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// How a file is sent.
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct Sending {
+    /// The console's id for the message (a resend carries the same).
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
+    pub id: String,
+    /// The file's name.
+    #[param(max_length = 200)]
+    pub name: Option<String>,
+}
+
+/// Sends a file to the visitor: the body is the file (at most 5 MiB; PNG, JPEG, GIF, WebP,
+/// PDF or plain text, as its content shows).
+#[utoipa::path(post, path = "/api/v1/sites/{site}/conversations/{id}/files", tag = "conversations",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("site" = String, Path, description = "The site key"),
+        ("id" = String, Path, description = "The conversation id"), Sending),
+    responses((status = 201, body = MessageView), Errors))]
+pub async fn send_file(
+    State(state): State<AdminState>,
+    actor: Actor,
+    Segments((site, id)): Segments<(String, String)>,
+    Params(sending): Params<Sending>,
+    FileBytes(bytes): FileBytes,
+) -> AdminResult<(StatusCode, Json<MessageView>)> {
+    let name = sending.name.unwrap_or_default();
+    let m =
+        conversations::send_file(&state, &actor, &site, &id, &sending.id, &name, &bytes).await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// One file of the conversation, served so that no browser runs it.
+#[utoipa::path(get, path = "/api/v1/sites/{site}/conversations/{id}/files/{file}", tag = "conversations",
+    params(("site" = String, Path, description = "The site key"),
+        ("id" = String, Path, description = "The conversation id"),
+        ("file" = String, Path, description = "The file id")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"), Errors))]
+pub async fn file(
+    State(state): State<AdminState>,
+    actor: Actor,
+    Segments((site, id, file)): Segments<(String, String, String)>,
+) -> AdminResult<axum::response::Response> {
+    let (name, mime, bytes) = conversations::file(&state, &actor, &site, &id, &file).await?;
+    Ok(serve_file(&name, &mime, bytes))
+}
+
+/// A stored file, with the headers [`beckon_agent::files::served_headers`] gives it.
+fn serve_file(name: &str, mime: &str, bytes: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = bytes.into_response();
+    for (k, v) in beckon_agent::files::served_headers(name, mime) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
 }
 
 /// Ends the conversation; the visitor is asked for a rating.

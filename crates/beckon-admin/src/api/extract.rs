@@ -24,6 +24,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A file sent whole as the body (its route lifts the body limit to the chat's file limit).
+pub struct FileBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for FileBytes {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AdminError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) if b.len() <= beckon_agent::files::MAX_FILE_BYTES => Ok(FileBytes(b)),
+            Ok(_) => Err(AdminError::TooLarge),
+            Err(r) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AdminError::TooLarge)
+            }
+            Err(r) => Err(AdminError::BadRequest(r.body_text())),
+        }
+    }
+}
+
 /// Query parameters.
 pub struct Params<T>(pub T);
 

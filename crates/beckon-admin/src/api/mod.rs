@@ -126,6 +126,13 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(conversations::get))
         .routes(routes!(conversations::accept))
         .routes(routes!(conversations::reply))
+        .routes({
+            // A file is larger than the API's other bodies.
+            let (schemas, paths, method) = routes!(conversations::send_file);
+            let limit = axum::extract::DefaultBodyLimit::max(beckon_agent::files::MAX_FILE_BYTES);
+            (schemas, paths, method.layer(limit))
+        })
+        .routes(routes!(conversations::file))
         .routes(routes!(conversations::close))
         .routes(routes!(conversations::transfer))
         .routes(routes!(conversations::typing))

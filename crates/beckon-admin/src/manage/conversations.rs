@@ -227,10 +227,25 @@ pub struct MessageView {
     pub from: String,
     /// A person's name.
     pub name: Option<String>,
-    /// The text (never HTML).
+    /// The text (never HTML); a file's name for a file.
     pub text: String,
+    /// A file sent with it.
+    pub file: Option<FileView>,
     /// When (RFC 3339).
     pub at: String,
+}
+
+/// A file of a message.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FileView {
+    /// Its id: `GET …/conversations/{id}/files/{file}` fetches it.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 impl From<&Message> for MessageView {
@@ -240,6 +255,12 @@ impl From<&Message> for MessageView {
             from: m.author.as_str().to_owned(),
             name: m.author_name.clone(),
             text: m.text.clone(),
+            file: m.attachment.as_ref().map(|a| FileView {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                mime: a.mime.clone(),
+                size: a.size,
+            }),
             at: rfc3339(m.at),
         }
     }
@@ -330,6 +351,39 @@ pub async fn reply(
         .agent_say(&me, &conversation_id(id)?, client, &reply.text)
         .await?;
     Ok(MessageView::from(&m))
+}
+
+/// Sends a file to the visitor.
+pub async fn send_file(
+    state: &AdminState,
+    actor: &Actor,
+    key: &str,
+    id: &str,
+    message_id: &str,
+    name: &str,
+    bytes: &[u8],
+) -> AdminResult<MessageView> {
+    let me = agent(actor, key)?;
+    let client = beckon_agent::desk::check_client_id(message_id)?;
+    let m = desk(state)?
+        .agent_file(&me, &conversation_id(id)?, client, name, bytes)
+        .await?;
+    Ok(MessageView::from(&m))
+}
+
+/// A file of a conversation: its name, type and bytes.
+pub async fn file(
+    state: &AdminState,
+    actor: &Actor,
+    key: &str,
+    id: &str,
+    file: &str,
+) -> AdminResult<(String, String, Vec<u8>)> {
+    let site = actor.site(key)?;
+    let (record, bytes) = desk(state)?
+        .site_file(&site, &conversation_id(id)?, file)
+        .await?;
+    Ok((record.name, record.mime, bytes))
 }
 
 /// Ends a conversation.

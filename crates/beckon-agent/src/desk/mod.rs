@@ -345,6 +345,32 @@ impl Desk {
         Ok((appended.message, appended.duplicate))
     }
 
+    /// Stores a checked file with its conversation; the attachment for its message.
+    async fn store_file(
+        &self,
+        c: &Conversation,
+        checked: &crate::files::Checked,
+        bytes: &[u8],
+        author: Author,
+    ) -> Result<beckon_store::conversations::Attachment, DeskError> {
+        let record = beckon_store::conversations::FileRecord {
+            id: format!("f_{}", &new_id().as_str()[2..]),
+            conversation: c.id.clone(),
+            name: checked.name.clone(),
+            mime: checked.mime.to_owned(),
+            size: bytes.len() as u64,
+            author,
+            at: self.now(),
+        };
+        self.store().put_file(&c.site, &record, bytes).await?;
+        Ok(beckon_store::conversations::Attachment {
+            id: record.id,
+            name: record.name,
+            mime: record.mime,
+            size: record.size,
+        })
+    }
+
     /// A line from the desk itself.
     async fn notice(&self, c: &Conversation, text: String) -> Result<Message, DeskError> {
         let m = NewMessage {

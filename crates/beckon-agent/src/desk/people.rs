@@ -3,8 +3,8 @@
 
 use beckon_store::accounts::UserId;
 use beckon_store::conversations::{
-    Author, Closer, Conversation, ConversationChange, ConversationId, Message, NewMessage, Origin,
-    Status,
+    Attachment, Author, Closer, Conversation, ConversationChange, ConversationId, FileRecord,
+    Message, NewMessage, Origin, Status,
 };
 
 use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id};
@@ -224,7 +224,34 @@ impl Desk {
         text: &str,
     ) -> Result<Message, DeskError> {
         let text = check_text(text)?;
-        let mut c = self.conversation(&agent.site, id).await?;
+        let c = self.held_by(agent, id).await?;
+        self.agent_message(agent, &c, client_id, text, None).await
+    }
+
+    /// A person sends a file (checked by its content; see [`crate::files`]).
+    pub async fn agent_file(
+        &self,
+        agent: &AgentRef,
+        id: &ConversationId,
+        client_id: String,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Message, DeskError> {
+        let checked = crate::files::check(name, bytes)?;
+        let c = self.held_by(agent, id).await?;
+        let attachment = self.store_file(&c, &checked, bytes, Author::Agent).await?;
+        self.agent_message(agent, &c, client_id, checked.name, Some(attachment))
+            .await
+    }
+
+    /// The conversation, held by this person: taken when nobody holds it, refused when closed
+    /// or held by someone else.
+    async fn held_by(
+        &self,
+        agent: &AgentRef,
+        id: &ConversationId,
+    ) -> Result<Conversation, DeskError> {
+        let c = self.conversation(&agent.site, id).await?;
         if c.status.is_closed() {
             return Err(DeskError::Conflict(
                 "this conversation is closed".to_owned(),
@@ -235,33 +262,58 @@ impl Desk {
                 "someone else holds this conversation".to_owned(),
             ));
         }
-        if c.status != Status::Active || c.assignee != Some(agent.user) {
-            let now = self.now();
-            let steps = self.with_site(&agent.site, |d| {
-                d.names.insert(agent.user, agent.name.clone());
-                d.board.hold(id, agent.user, now)
-            });
-            c = self.take(agent, &c).await?;
-            for s in steps {
-                self.carry_out(&agent.site, s).await;
-            }
-            self.inner.watch.publish_board(&agent.site);
+        if c.status == Status::Active && c.assignee == Some(agent.user) {
+            return Ok(c);
         }
+        let now = self.now();
+        let steps = self.with_site(&agent.site, |d| {
+            d.names.insert(agent.user, agent.name.clone());
+            d.board.hold(id, agent.user, now)
+        });
+        let c = self.take(agent, &c).await?;
+        for s in steps {
+            self.carry_out(&agent.site, s).await;
+        }
+        self.inner.watch.publish_board(&agent.site);
+        Ok(c)
+    }
+
+    async fn agent_message(
+        &self,
+        agent: &AgentRef,
+        c: &Conversation,
+        client_id: String,
+        text: String,
+        attachment: Option<Attachment>,
+    ) -> Result<Message, DeskError> {
         let (message, _) = self
             .append(
-                &c,
+                c,
                 NewMessage {
                     client_id: Some(client_id),
                     author: Author::Agent,
                     author_id: Some(agent.user),
                     author_name: Some(agent.name.clone()),
                     text,
-                    attachment: None,
+                    attachment,
                     at: self.now(),
                 },
             )
             .await?;
         Ok(message)
+    }
+
+    /// A file of one of the site's conversations, for its people.
+    pub async fn site_file(
+        &self,
+        site: &beckon_engine::SiteId,
+        conversation: &ConversationId,
+        file: &str,
+    ) -> Result<(FileRecord, Vec<u8>), DeskError> {
+        match self.store().file(site, file).await? {
+            Some((record, bytes)) if &record.conversation == conversation => Ok((record, bytes)),
+            _ => Err(DeskError::NotFound),
+        }
     }
 
     /// A person ends the conversation.

@@ -188,6 +188,59 @@ impl Desk {
         })
     }
 
+    /// The visitor sends a file (checked by its content; see [`crate::files`]); it opens the
+    /// conversation when there is none. The AI does not read files: a person will.
+    pub async fn visitor_file(
+        &self,
+        who: &VisitorRef,
+        client_id: String,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Said, DeskError> {
+        let checked = crate::files::check(name, bytes)?;
+        let c = self.open(who, &Opening::default()).await?;
+        let attachment = self
+            .store_file(&c, &checked, bytes, Author::Visitor)
+            .await?;
+        let (message, duplicate) = self
+            .append(
+                &c,
+                NewMessage {
+                    client_id: Some(client_id),
+                    author: Author::Visitor,
+                    author_id: None,
+                    author_name: None,
+                    text: checked.name,
+                    attachment: Some(attachment),
+                    at: self.now(),
+                },
+            )
+            .await?;
+        Ok(Said {
+            conversation: c,
+            message,
+            duplicate,
+        })
+    }
+
+    /// A file of the visitor's own conversations.
+    pub async fn visitor_file_of(
+        &self,
+        who: &VisitorRef,
+        file: &str,
+    ) -> Result<(beckon_store::conversations::FileRecord, Vec<u8>), DeskError> {
+        let (record, bytes) = self
+            .store()
+            .file(&who.site, file)
+            .await?
+            .ok_or(DeskError::NotFound)?;
+        let c = self.conversation(&who.site, &record.conversation).await?;
+        if c.visitor != who.visitor {
+            return Err(DeskError::NotFound);
+        }
+        Ok((record, bytes))
+    }
+
     /// The AI agent's turn: out of scope goes to people; otherwise the responder answers.
     async fn respond(&self, c: &Conversation, text: &str) -> Result<(), DeskError> {
         let now = self.now();

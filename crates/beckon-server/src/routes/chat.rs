@@ -1,9 +1,14 @@
 //! The chat without a socket, and the chat's settings for the widget:
 //! - `POST /v1/chat?site=KEY` carries one chat frame and answers the frames the socket would;
 //! - `GET /v1/chat?site=KEY&visitor=…&token=…&after=N` answers the conversation and its
-//!   messages after `after`, waiting a little for something new when there is nothing yet;
+//!   messages after `after`, waiting a little for something new when there is nothing yet
+//!   (unless `wait=false`);
 //! - `GET /v1/chat/config?site=KEY` answers what the widget shows (launcher, title, pre-chat
-//!   form).
+//!   form);
+//! - `POST /v1/chat/files?site=KEY&visitor=…&token=…&id=…&name=…` sends a file (the body, at
+//!   most 5 MiB, its type read from its content), and `GET /v1/chat/files/{id}?site=…&visitor=…
+//!   &token=…` fetches one of the visitor's own conversations' files, served so that no
+//!   browser runs it.
 //!
 //! The visitor must present a token that matches: a chat is never opened for a new identity
 //! over HTTP (the socket and the event batches issue those).
@@ -51,6 +56,13 @@ pub struct Poll {
     token: String,
     #[serde(default)]
     after: u64,
+    /// Wait for news when there is none yet (the default); `wait=false` answers at once.
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The frames answered.
@@ -114,7 +126,7 @@ pub async fn poll(
         matches!(f, ChatDown::ChatState { messages: Some(m), .. } if !m.is_empty())
             || matches!(f, ChatDown::ChatError { .. })
     });
-    if !fresh {
+    if !fresh && poll.wait {
         let wait = LONG_POLL.min(
             state
                 .limits
@@ -179,4 +191,88 @@ pub async fn config(
         Json(body),
     )
         .into_response())
+}
+
+/// Who sends a file, and as what.
+#[derive(Debug, Deserialize)]
+pub struct Upload {
+    site: String,
+    visitor: String,
+    token: String,
+    /// The tab's id for the message that carries it.
+    id: String,
+    /// The file's name.
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /v1/chat/files?site=KEY&visitor=…&token=…&id=m_…&name=…`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Query(up): Query<Upload>,
+    headers: HeaderMap,
+    body: crate::body::FileBody,
+) -> Result<Response, ApiError> {
+    let site = checked_site(&state, &up.site, &headers)?;
+    let who = visitor(&state, &site, &up.visitor, &up.token)?;
+    let desk = desk(&state)?;
+    let frames = match beckon_agent::desk::check_client_id(&up.id) {
+        Err(e) => vec![ChatDown::ChatError {
+            id: None,
+            error: e.to_string(),
+        }],
+        Ok(id) => match desk.visitor_file(&who, id.clone(), &up.name, &body.0).await {
+            Ok(said) => vec![ChatDown::Said {
+                id,
+                seq: said.message.seq,
+            }],
+            Err(e) => vec![ChatDown::ChatError {
+                id: Some(id),
+                error: e.to_string(),
+            }],
+        },
+    };
+    Ok(Json(Frames { frames }).into_response())
+}
+
+/// Who asks for a file.
+#[derive(Debug, Deserialize)]
+pub struct Fetch {
+    site: String,
+    visitor: String,
+    token: String,
+}
+
+/// `GET /v1/chat/files/{id}?site=KEY&visitor=…&token=…`.
+pub async fn file(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(fetch): Query<Fetch>,
+) -> Result<Response, ApiError> {
+    // An image is fetched without an `Origin` (the browser sends none for an <img>): the
+    // visitor's token is the credential here, and the file is theirs alone.
+    let site = state
+        .sites
+        .get(&fetch.site)
+        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {:?}", fetch.site)))?;
+    state.throttle.check_site(&site.record.id)?;
+    let who = visitor(&state, &site, &fetch.visitor, &fetch.token)?;
+    let desk = desk(&state)?;
+    let (record, bytes) = desk
+        .visitor_file_of(&who, &id)
+        .await
+        .map_err(|_| ApiError::NotFound("no such file".to_owned()))?;
+    Ok(serve_file(&record.name, &record.mime, bytes))
+}
+
+/// A stored file, with the headers [`beckon_agent::files::served_headers`] gives it.
+fn serve_file(name: &str, mime: &str, bytes: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = bytes.into_response();
+    for (k, v) in beckon_agent::files::served_headers(name, mime) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
 }
