@@ -363,3 +363,59 @@ async fn bad_input_is_refused_with_a_reason_and_an_idle_chat_closes() {
         .unwrap();
     assert!(c.status.is_closed(), "closed after 30 idle minutes");
 }
+
+#[tokio::test]
+async fn a_rules_department_travels_with_the_conversation_and_support_problems_go_to_support() {
+    let w = World::new().await;
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    let from_rule = Opening {
+        intervention: Some(("plan-compare".to_owned(), "i_1".to_owned())),
+        department: Some("sales".to_owned()),
+        prechat: None,
+    };
+    let me = w.visitor(6);
+    let said = w
+        .desk
+        .say(&me, "m1".to_owned(), "Can I talk to a person?", &from_rule)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = w
+        .store
+        .conversation(&w.site, &said.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.department.as_deref(),
+        Some("sales"),
+        "the rule's department"
+    );
+    assert_eq!(
+        c.origin,
+        beckon_store::conversations::Origin::Intervention {
+            rule: "plan-compare".to_owned(),
+            intervention: "i_1".to_owned()
+        }
+    );
+    assert_eq!(c.status, Status::Offered);
+    let other = w.visitor(7);
+    let said = w
+        .desk
+        .say(&other, "m1".to_owned(), "Where is my order?", &from_rule)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = w
+        .store
+        .conversation(&w.site, &said.conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.department.as_deref(),
+        Some("support"),
+        "an order problem is support's"
+    );
+    assert_eq!(c.handoff.as_deref(), Some("has a problem with an order"));
+}

@@ -899,3 +899,50 @@ impl Switched {
         self.faults.unreachable(fail);
     }
 }
+
+/// Both scripts are served compressed the way the browser asks: Brotli where it is accepted,
+/// gzip otherwise, and each decodes to the file in `widget/`.
+#[tokio::test]
+async fn the_scripts_are_served_with_brotli_where_accepted_and_gzip_otherwise() {
+    use std::io::Read;
+    let edge = Edge::start(
+        &[Site::new(SHOP, DEMO_RULES, Policy::default())],
+        Limits::unthrottled(),
+        1,
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for (path, file) in [
+        ("/widget.js", beckon_server::routes::assets::WIDGET_JS),
+        ("/chat.js", beckon_server::routes::assets::CHAT_JS),
+    ] {
+        let get = |encoding: &'static str| {
+            http.get(edge.url(path))
+                .header("accept-encoding", encoding)
+                .send()
+        };
+        let br = get("gzip, deflate, br").await.unwrap();
+        assert_eq!(br.headers()["content-encoding"], "br", "{path}");
+        assert!(
+            br.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+        let body = br.bytes().await.unwrap();
+        assert!(body.len() < file.len() / 2, "{path} is compressed");
+        let mut plain = String::new();
+        brotli::Decompressor::new(&body[..], 4096)
+            .read_to_string(&mut plain)
+            .unwrap();
+        assert_eq!(plain, file, "{path} decodes to the file");
+        let gz = get("gzip").await.unwrap();
+        assert_eq!(gz.headers()["content-encoding"], "gzip", "{path}");
+        let body = gz.bytes().await.unwrap();
+        let mut plain = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut plain)
+            .unwrap();
+        assert_eq!(plain, file, "{path} decodes to the file");
+    }
+}

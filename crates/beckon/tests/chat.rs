@@ -553,3 +553,61 @@ async fn a_person_starts_a_chat_with_a_visitor_on_the_site_and_the_visitors_page
     assert_eq!(again.status(), 409);
     demo.stop().await;
 }
+
+/// The time from a visitor's question to the offline answer on screen, measured in the page
+/// (from the submit to the answer's bubble appearing), over 20 questions. The figures are
+/// printed for the record; the test asserts that every answer is the knowledge base's.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_questions_each_get_the_knowledge_base_answer_on_screen() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    demo.open_as(
+        &c,
+        &demo.visitor_in(Arm::Treated, "timing"),
+        "/category.html",
+    )
+    .await;
+    c.execute("beckon('open');", vec![]).await.unwrap();
+    ask(&c, "Do you ship to Canada?").await; // the conversation opens; the first answer warms up
+    reply_with(&c, "Canada").await;
+    let questions = [
+        ("How long does shipping take?", "same business day"),
+        ("What is your return policy?", "60 days"),
+        ("How does the sizing run?", "true to size"),
+        ("Which payment methods do you accept?", "PayPal"),
+    ];
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let (q, expect) = questions[i % questions.len()];
+        let ms = c
+            .execute_async(
+                r#"var done = arguments[arguments.length - 1], q = arguments[0], expect = arguments[1];
+                   var root = document.getElementById('beckon-root').shadowRoot, log = root.querySelector('.chat .log');
+                   var before = log.querySelectorAll('.msg.ai').length, t0 = performance.now();
+                   var ob = new MutationObserver(function () {
+                     var ai = log.querySelectorAll('.msg.ai:not(.draft)');
+                     if (ai.length > before && ai[ai.length - 1].textContent.indexOf(expect) >= 0) { ob.disconnect(); done(performance.now() - t0); }
+                   });
+                   ob.observe(log, { childList: true, subtree: true });
+                   var i = root.querySelector('[data-beckon-input]'); i.value = q; i.form.requestSubmit();
+                   setTimeout(function () { ob.disconnect(); done(-1); }, 10000);"#,
+                vec![json!(q), json!(expect)],
+            )
+            .await
+            .unwrap();
+        let ms = ms.as_f64().unwrap();
+        assert!(
+            ms >= 0.0,
+            "question {i} ({q:?}) got no answer holding {expect:?}"
+        );
+        took.push(ms);
+    }
+    took.sort_by(f64::total_cmp);
+    println!(
+        "question to offline answer on screen over 20: median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        (took[9] + took[10]) / 2.0,
+        took[0],
+        took[19]
+    );
+    demo.stop().await;
+}
