@@ -33,7 +33,9 @@ var CSS = `.chat{padding:0;display:flex;flex-direction:column}
 .stars button[aria-pressed=true]{background:var(--a);border-color:var(--a);color:#fff}
 .pic{display:block;max-width:100%;max-height:220px;border-radius:10px;margin-top:4px}
 .fl{color:inherit;font-weight:600}
-.att{padding:8px 10px}`;
+.att{padding:8px 10px}
+.att svg{width:18px;height:18px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round}
+select{display:block;width:100%;margin-top:4px;padding:9px 11px;border:1px solid #c5ccd4;border-radius:9px;font:inherit;background:#fff;color:inherit}`;
 
 function str(v) { return v == null ? '' : String(v); }
 function isObj(v) { return v && typeof v == 'object' && !Array.isArray(v); }
@@ -65,7 +67,7 @@ function build() {
       say(v);
     }
   }, [input, picker = el('input', { type: 'file', accept: ACCEPT, hidden: true, 'aria-label': 'Attach a file', change: onPick }),
-    el('button.b.s.att', { type: 'button', 'aria-label': 'Attach a file', 'data-beckon-action': 'attach', text: '\ud83d\udcce', click: function () { picker.click(); } }),
+    el('button.b.s.att', { type: 'button', 'aria-label': 'Attach a file', 'data-beckon-action': 'attach', click: function () { picker.click(); } }, [clip()]),
     el('button.b', { type: 'submit', 'data-beckon-action': 'submit', text: 'Send' })]);
   foot = el('div');
   panel = el('div.c.chat', { role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'bk-ct', hidden: true }, [
@@ -117,6 +119,15 @@ function rich(text) {
   frag.appendChild(d.createTextNode(text.slice(at)));
   return frag;
 }
+// A paperclip, drawn (an emoji needs a font the page may not have).
+function clip() {
+  var NS = 'http://www.w3.org/2000/svg', svg = d.createElementNS(NS, 'svg'), path = d.createElementNS(NS, 'path');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  path.setAttribute('d', 'M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l8-8');
+  svg.appendChild(path);
+  return svg;
+}
 function fileUrl(f) {
   var who = k.who();
   return k.base + '/v1/chat/files/' + encodeURIComponent(str(f.id)) + '?site=' + encodeURIComponent(k.site) +
@@ -128,7 +139,7 @@ function bubble(cls, who, text, file) {
   if (isObj(file) && /^image\/(png|jpeg|gif|webp)$/.test(str(file.mime))) {
     b.appendChild(el('img.pic', { src: fileUrl(file), alt: str(file.name), loading: 'lazy', referrerpolicy: 'no-referrer' }));
   } else if (isObj(file)) {
-    b.appendChild(el('a.fl', { href: fileUrl(file), download: str(file.name), rel: 'noopener', text: '\ud83d\udcce ' + str(file.name) + ' (' + size(+file.size || 0) + ')' }));
+    b.appendChild(el('a.fl', { href: fileUrl(file), download: str(file.name), rel: 'noopener', text: 'File: ' + str(file.name) + ' (' + size(+file.size || 0) + ')' }));
   } else b.appendChild(rich(text));
   return b;
 }
@@ -188,7 +199,7 @@ function onPick() {
   if (!f) return;
   if (f.size > MAX_FILE) return local('sys', '', 'A file may be at most 5 MB.');
   if (!who.token || !w.fetch) return local('sys', '', 'Files cannot be sent just now; try again in a moment.');
-  var id = k.rid('m_', 16), b = bubble('me.pending', '', '\ud83d\udcce ' + f.name);
+  var id = k.rid('m_', 16), b = bubble('me.pending', '', 'File: ' + f.name);
   log.appendChild(b);
   pending[id] = { f: null, el: b, at: Date.now(), failed: true }; // a file is not resent by the timer
   if (iv) k.engage(iv);
@@ -362,7 +373,7 @@ return {
             cfg = j;
             if (isObj(j) && j.title) title.textContent = str(j.title);
             var pf = !conv && prechatForm();
-            if (pf) { setExtra(pf, 'prechat'); form.hidden = true; }
+            if (pf) { setExtra(pf, 'prechat'); form.hidden = true; local('sys', '', 'Tell us a little about you, and we will be right with you.'); }
           }))['catch'](function () {});
       }
     }

@@ -713,7 +713,7 @@ function openChat(focus, iv, greeting, question) {
 function closeChat() { if (chatMod) chatMod.hide(); }
 function showLauncher() {
   if (launcher || !ensureRoot()) return;
-  launcher = el('button.b.lc', { type: 'button', 'aria-label': 'Open the chat', text: '\ud83d\udcac Chat', click: function () { openChat(true); } });
+  launcher = el('button.b.lc', { type: 'button', 'aria-label': 'Open the chat', text: 'Chat with us', click: function () { openChat(true); } });
   launcher.hidden = chatOpen;
   wrap.appendChild(launcher);
 }

@@ -115,7 +115,7 @@
       var url = API + '/conversations/' + encodeURIComponent(transcript.conversation.id) + '/files/' + encodeURIComponent(m.file.id);
       body = /^image\/(png|jpeg|gif|webp)$/.test(m.file.mime)
         ? h('a', { href: url, target: '_blank', rel: 'noopener' }, [h('img', { class: 'pic', src: url, alt: m.file.name })])
-        : h('a', { href: url, download: m.file.name, text: '📎 ' + m.file.name + ' (' + Math.max(1, Math.round(m.file.size / 1024)) + ' KB)' });
+        : h('a', { href: url, download: m.file.name, text: 'File: ' + m.file.name + ' (' + Math.max(1, Math.round(m.file.size / 1024)) + ' KB)' });
     }
     var node = h('div', { class: 'line ' + m.from, 'data-seq': m.seq }, [
       who ? h('span', { class: 'who', text: who + ' · ' + time(m.at) }) : null,

@@ -611,3 +611,142 @@ async fn twenty_questions_each_get_the_knowledge_base_answer_on_screen() {
     );
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_settings_page_turns_on_a_pre_chat_form_that_visitors_opening_the_launcher_fill_in()
+ {
+    use fantoccini::Locator;
+    let demo = Demo::start().await;
+    let admin = demo.browser(HUMAN_UA).await;
+    sign_in(&demo, &admin).await;
+    admin
+        .goto(&format!("{}/dash/sites/demo/chat", demo.base))
+        .await
+        .unwrap();
+    // A bad number is refused beside its field, and nothing is saved.
+    let field = admin.find(Locator::Id("accept_seconds")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("soon").await.unwrap();
+    admin
+        .find(Locator::Css("form[action$='/chat'] button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refused = eventually(&admin, "document.querySelector('.flash.error') && document.querySelector('.flash.error').textContent", LONG).await;
+    assert!(
+        refused.as_str().unwrap().contains("not a whole number"),
+        "{refused}"
+    );
+    admin
+        .goto(&format!("{}/dash/sites/demo/chat", demo.base))
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("input[name=prechat_name]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("input[name=prechat_email]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Id("prechat_topics"))
+        .await
+        .unwrap()
+        .send_keys("Sales, Support")
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("form[action$='/chat'] button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(&admin, "location.search.indexOf('saved=1') >= 0", LONG).await;
+
+    // A visitor opens the chat from the launcher and gets the form first.
+    let visitor = demo.browser(HUMAN_UA).await;
+    let vid = demo.visitor_in(Arm::Treated, "prechat");
+    demo.open_as(&visitor, &vid, "/index.html").await;
+    eventually(
+        &visitor,
+        &in_root("return !!root.querySelector('button.lc');"),
+        LONG,
+    )
+    .await;
+    screenshot(&visitor, "chat-launcher").await;
+    visitor
+        .execute(
+            "document.getElementById('beckon-root').shadowRoot.querySelector('button.lc').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eventually(
+        &visitor,
+        &in_root("return !!root.querySelector('.chat form.fx select');"),
+        LONG,
+    )
+    .await;
+    screenshot(&visitor, "chat-prechat").await;
+    let hidden = visitor
+        .execute(
+            &format!(
+                "return {};",
+                in_root("return root.querySelector('.chat form.f').hidden;")
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden, json!(true), "the message box waits for the form");
+    visitor
+        .execute(
+            "var f=document.getElementById('beckon-root').shadowRoot.querySelector('.chat form.fx'); var i=f.querySelectorAll('input'); i[0].value='Jo Walker'; i[1].value='jo@example.com'; f.querySelector('select').value='Support'; f.requestSubmit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    ask(&visitor, "Hello!").await;
+    let site = beckon_engine::SiteId::parse("demo").unwrap();
+    let v = beckon_engine::VisitorId::parse(&vid).unwrap();
+    let mut found = None;
+    for _ in 0..50 {
+        if let Some(c) = demo
+            .db
+            .conversations
+            .latest_conversation_of(&site, &v)
+            .await
+            .unwrap()
+        {
+            found = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = found.expect("the conversation opened");
+    let prechat = c.prechat.expect("the form's answers travel with it");
+    assert_eq!(
+        (
+            prechat.name.as_str(),
+            prechat.email.as_str(),
+            prechat.topic.as_str()
+        ),
+        ("Jo Walker", "jo@example.com", "Support")
+    );
+    assert_eq!(
+        c.department.as_deref(),
+        Some("support"),
+        "the topic named a department"
+    );
+    demo.stop().await;
+}

@@ -143,6 +143,7 @@ async fn a_marketer_signs_in_and_every_page_passes_the_audit() {
             "/dash/sites/demo/conversations",
             "Waiting for a person",
         ),
+        ("chat-settings", "/dash/sites/demo/chat", "Canned replies"),
         ("sites", "/dash/sites", "Northwind Outfitters (demo)"),
         ("tokens", "/dash/tokens", "New token"),
         ("account", "/dash/account", "Change password"),

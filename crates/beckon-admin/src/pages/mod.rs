@@ -4,6 +4,7 @@
 //! CSRF token.
 
 mod account;
+mod chat_settings;
 mod console;
 mod docs;
 mod editor;
@@ -185,6 +186,7 @@ fn nav(site: &str) -> Vec<NavItem> {
         at("rules", "Rules", "rules"),
         at("visitors", "Visitors", "visitors"),
         at("conversations", "Conversations", "conversations"),
+        at("chat", "Chat settings", "chat"),
         soon("leads", "Leads", "Captured leads and their deliveries"),
         soon("analytics", "Analytics", "Lift against the holdout"),
         at("install", "Install", "install"),
@@ -282,6 +284,14 @@ pub fn router() -> Router<AdminState> {
         .route(
             "/dash/sites/{site}/conversations/events",
             get(console::events),
+        )
+        .route(
+            "/dash/sites/{site}/chat",
+            get(chat_settings::page).post(chat_settings::save),
+        )
+        .route(
+            "/dash/sites/{site}/chat/profile",
+            post(chat_settings::save_profile),
         )
         .route(
             "/dash/sites/{site}/visitors/{visitor}",

@@ -23,7 +23,7 @@ use beckon_agent::desk::{Desk, VisitorRef};
 use beckon_engine::VisitorId;
 use serde::{Deserialize, Serialize};
 
-use super::events::checked_site;
+use super::events::{checked_site, checked_site_for_get};
 use crate::AppState;
 use crate::body::Body;
 use crate::error::ApiError;
@@ -115,7 +115,7 @@ pub async fn poll(
     Query(poll): Query<Poll>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let site = checked_site(&state, &poll.site, &headers)?;
+    let site = checked_site_for_get(&state, &poll.site, &headers)?;
     let who = visitor(&state, &site, &poll.visitor, &poll.token)?;
     let desk = desk(&state)?;
     // Subscribed before reading, so nothing said in between is missed.
@@ -163,7 +163,7 @@ pub async fn config(
     Query(key): Query<SiteKey>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let site = checked_site(&state, &key.site, &headers)?;
+    let site = checked_site_for_get(&state, &key.site, &headers)?;
     let Some(desk) = state.desk.clone() else {
         return Ok(Json(WidgetConfig {
             launcher: false,
@@ -248,14 +248,10 @@ pub async fn file(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(fetch): Query<Fetch>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // An image is fetched without an `Origin` (the browser sends none for an <img>): the
-    // visitor's token is the credential here, and the file is theirs alone.
-    let site = state
-        .sites
-        .get(&fetch.site)
-        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {:?}", fetch.site)))?;
-    state.throttle.check_site(&site.record.id)?;
+    // An <img> is fetched without an `Origin`: the visitor's token is the credential.
+    let site = checked_site_for_get(&state, &fetch.site, &headers)?;
     let who = visitor(&state, &site, &fetch.visitor, &fetch.token)?;
     let desk = desk(&state)?;
     let (record, bytes) = desk

@@ -115,6 +115,27 @@ fn site(
     checked_site(state, key, headers)
 }
 
+/// For a `GET`: a site by its key, known and within its rate, and allowing the request's
+/// origin when the request names one. A browser names none for a same-origin `GET` or an
+/// `<img>`, and names it for every cross-origin `fetch`; a script outside a browser can claim
+/// any origin anyway, so a `GET` is authenticated by what it presents (a visitor's token), not
+/// by its origin.
+pub fn checked_site_for_get(
+    state: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<std::sync::Arc<SiteRuntime>, ApiError> {
+    if headers.contains_key(header::ORIGIN) {
+        return checked_site(state, key, headers);
+    }
+    let site = state
+        .sites
+        .get(key)
+        .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {key:?}")))?;
+    state.throttle.check_site(&site.record.id)?;
+    Ok(site)
+}
+
 /// A site by its key, checked: known, allowing the request's origin (which is recorded for the
 /// install check), and within its rate.
 pub fn checked_site(
