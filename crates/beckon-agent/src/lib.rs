@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod desk;
 pub mod files;
+pub mod greeting;
 pub mod knowledge;
 pub mod model;
 pub mod responder;

@@ -78,6 +78,14 @@ pub trait Responder: Send + Sync {
         question: &Question<'_>,
         draft: &mut dyn Draft,
     ) -> Result<Reply, ResponderError>;
+
+    /// Writes a rule's greeting (see [`crate::greeting`]); a responder without a model writes
+    /// none, and the rule's own text is shown.
+    async fn greet(&self, _ask: &crate::greeting::GreetingAsk) -> Result<Reply, ResponderError> {
+        Err(ResponderError::Provider(
+            "this responder writes no greetings".to_owned(),
+        ))
+    }
 }
 
 /// The most characters of a passage given as an answer.

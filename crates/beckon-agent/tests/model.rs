@@ -351,3 +351,79 @@ async fn the_desk_keeps_the_model_within_its_budget_and_falls_back_to_the_offlin
         "the failed call is counted"
     );
 }
+
+#[tokio::test]
+async fn a_greeting_is_written_once_per_context_within_the_limits_and_the_budget() {
+    use beckon_agent::greeting::GreetingAsk;
+    let ask = |max_chars| GreetingAsk {
+        prompt: "Greet a visitor looking at trail shoes, briefly.".to_owned(),
+        max_chars,
+        fixed: "Questions before you buy?".to_owned(),
+        context: "on a product page \"Ridgeline Trail Runner\"; cart: empty".to_owned(),
+        language: "en".to_owned(),
+    };
+    let double = ModelDouble::start().await;
+    let model = Arc::new(ModelResponder::new(config(&double.base_url)).unwrap());
+    let (desk, store, site) = desk_with(
+        model,
+        Budget {
+            calls_per_day: 2,
+            tokens_per_day: 1_000_000,
+        },
+    )
+    .await;
+    assert_eq!(
+        desk.greeting(&site, "rule|product".to_owned(), ask(160)),
+        None,
+        "never waits for the model"
+    );
+    let mut written = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(g) = desk.greeting(&site, "rule|product".to_owned(), ask(160)) {
+            written = Some(g);
+            break;
+        }
+    }
+    let written = written.expect("the greeting is written and cached");
+    assert!(written.starts_with("The model says"), "{written}");
+    assert_eq!(double.requests().len(), 1, "written once for the context");
+    let system = double.requests()[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        system.contains("Greet a visitor looking at trail shoes"),
+        "the rule's prompt"
+    );
+    assert!(
+        system.contains("Questions before you buy?"),
+        "the rule's text bounds it"
+    );
+    assert!(system.contains("at most 160 characters"));
+    assert!(
+        double.requests()[0].get("tools").is_none(),
+        "no tools for a greeting"
+    );
+
+    // Too long for its limit: refused, and the rule's text stays.
+    assert_eq!(desk.greeting(&site, "rule|short".to_owned(), ask(20)), None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        desk.greeting(&site, "rule|short".to_owned(), ask(20)),
+        None,
+        "refused: out of limits"
+    );
+    // The budget (two calls) is spent: no third call.
+    assert_eq!(
+        desk.greeting(&site, "rule|other".to_owned(), ask(160)),
+        None
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(double.requests().len(), 2, "no call past the budget");
+    let spend = store
+        .model_spend(&site, Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    assert_eq!(spend.calls, 2, "greetings count against the budget");
+}

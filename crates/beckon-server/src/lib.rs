@@ -11,6 +11,7 @@ pub mod chat_context;
 pub mod clock;
 pub mod edge;
 pub mod error;
+pub mod greet;
 pub mod ids;
 pub mod intake;
 pub mod limits;
@@ -177,6 +178,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             .max_live_sessions
             .div_ceil(shard_count)
             .max(1),
+        desk: options.desk.clone(),
     };
     let (shards, mut tasks) = Shards::start(shard_count, config, shutdown.clone());
     tasks.push(tokio::spawn(sites::watch(

@@ -198,6 +198,8 @@ pub struct ShardConfig {
     pub clock: Clock,
     /// Live visitors one shard may hold.
     pub max_live: usize,
+    /// The help desk, for rules' AI-written greetings (none: the rules' own texts).
+    pub desk: Option<beckon_agent::Desk>,
 }
 
 /// The shards, addressed by visitor.
@@ -733,7 +735,11 @@ impl Shard {
             events: effect.events,
         });
         let mut write = WriteBatch::default();
-        let pushed = record_fired(&key, effect.fired, now, &mut write);
+        let mut fired = effect.fired;
+        if let Some(desk) = &self.config.desk {
+            crate::greet::apply(desk, &site, &mut fired, || live.visitor.template_context());
+        }
+        let pushed = record_fired(&key, fired, now, &mut write);
         // What the merchant's backend triggers reaches the visitor apart (its answer goes to
         // the backend); the browser's own batch carries it in the answer.
         let apart = if job.source == Source::Browser {
@@ -799,7 +805,11 @@ impl Shard {
         }
         crate::metrics::decided(&effect.decisions);
         let mut write = WriteBatch::default();
-        let pushed = record_fired(&key, effect.fired, now, &mut write);
+        let mut fired = effect.fired;
+        if let Some(desk) = &self.config.desk {
+            crate::greet::apply(desk, &site, &mut fired, || live.visitor.template_context());
+        }
+        let pushed = record_fired(&key, fired, now, &mut write);
         write.batches.push(LoggedBatch {
             site: key.0.clone(),
             visitor: key.1.clone(),

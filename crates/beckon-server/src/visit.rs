@@ -142,6 +142,13 @@ impl Visitor {
         }
     }
 
+    /// What the visit's message templates see (page, cart, visitor, device), as JSON; none
+    /// without a visit.
+    pub fn template_context(&self) -> Option<serde_json::Value> {
+        let visit = self.visit.as_ref()?;
+        serde_json::to_value(visit.state.template_context(&self.profile)).ok()
+    }
+
     /// The current visit as the store keeps it.
     pub fn session_record(&self) -> Option<SessionRecord> {
         self.visit.as_ref().map(|v| SessionRecord {

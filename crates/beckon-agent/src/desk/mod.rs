@@ -19,12 +19,14 @@ use beckon_store::StoreError;
 use beckon_store::accounts::UserId;
 use beckon_store::conversations::{
     AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
-    Conversations, DeskSettings, MAX_MESSAGE_CHARS, Message, NewMessage, Status,
+    Conversations, DeskSettings, MAX_MESSAGE_CHARS, Message, ModelCall, NewMessage, Status,
 };
 use rand::Rng;
 
 use crate::budget::{Budget, Spent, day_of};
+use crate::greeting::{GreetingAsk, accept};
 use crate::knowledge::Knowledge;
+use crate::responder::Usage;
 use crate::responder::{Offline, Responder};
 use crate::routing::{Board, Step};
 
@@ -141,7 +143,19 @@ struct Inner {
     clock: Clock,
     sites: Mutex<HashMap<SiteId, SiteDesk>>,
     watch: updates::Watchers,
+    greetings: Mutex<HashMap<(SiteId, String), Greeting>>,
 }
+
+/// A greeting being written, written, or refused (then the rule's text stands for the context).
+#[derive(Clone, Debug)]
+enum Greeting {
+    Writing,
+    Written(String),
+    Refused,
+}
+
+/// The most greetings kept; past it the cache starts afresh.
+const MAX_GREETINGS: usize = 10_000;
 
 impl Desk {
     /// A desk over a store.
@@ -157,6 +171,7 @@ impl Desk {
                 clock,
                 sites: Mutex::new(HashMap::new()),
                 watch: updates::Watchers::default(),
+                greetings: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -522,6 +537,81 @@ impl Desk {
     /// Subscribes to everything that happens to a visitor's conversations (one of their tabs).
     pub fn watch_visitor(&self, site: &SiteId, visitor: &VisitorId) -> VisitorWatch {
         self.inner.watch.visitor(site, visitor)
+    }
+
+    /// The greeting written for `key` (a rule and a context; see [`crate::greeting`]), if one
+    /// is ready. Never waits: the first ask for a context starts writing it (inside the site's
+    /// budget) and answers `None`, so the rule's own text is shown meanwhile.
+    pub fn greeting(&self, site: &SiteId, key: String, ask: GreetingAsk) -> Option<String> {
+        let cache_key = (site.clone(), key);
+        {
+            let mut cache = self.inner.greetings.lock().expect("greetings lock");
+            match cache.get(&cache_key) {
+                Some(Greeting::Written(text)) => return Some(text.clone()),
+                Some(Greeting::Writing | Greeting::Refused) => return None,
+                None => {}
+            }
+            if cache.len() >= MAX_GREETINGS {
+                cache.clear();
+            }
+            cache.insert(cache_key.clone(), Greeting::Writing);
+        }
+        let now = self.now();
+        let responder = self.with_site(site, |d| {
+            let within = d.budget.is_none_or(|b| b.take(&mut d.spent, now));
+            (d.responder.is_model() && within).then(|| d.responder.clone())
+        });
+        let Some(responder) = responder else {
+            self.set_greeting(&cache_key, Greeting::Refused);
+            return None;
+        };
+        let desk = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let written = responder.greet(&ask).await;
+            let took = started.elapsed().as_millis() as u64;
+            let (usage, outcome, greeting) = match written {
+                Ok(reply) => match accept(&reply.text, &ask) {
+                    Some(text) => (reply.usage, "ok".to_owned(), Greeting::Written(text)),
+                    None => (
+                        reply.usage,
+                        "refused: out of the rule's limits".to_owned(),
+                        Greeting::Refused,
+                    ),
+                },
+                Err(e) => (
+                    Usage {
+                        calls: 1,
+                        ..Usage::default()
+                    },
+                    format!("error: {e}"),
+                    Greeting::Refused,
+                ),
+            };
+            let at = desk.now();
+            desk.with_site(&cache_key.0, |d| d.spent.settle(at, &usage));
+            let call = ModelCall {
+                conversation: None,
+                at: now,
+                model: responder.name(),
+                purpose: "greeting".to_owned(),
+                calls: usage.calls,
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                latency_ms: took,
+                outcome: outcome.chars().take(500).collect(),
+            };
+            if let Err(e) = desk.store().record_model_call(&cache_key.0, &call).await {
+                tracing::warn!(error = %e, "recording a greeting's model call");
+            }
+            desk.set_greeting(&cache_key, greeting);
+        });
+        None
+    }
+
+    fn set_greeting(&self, key: &(SiteId, String), greeting: Greeting) {
+        let mut cache = self.inner.greetings.lock().expect("greetings lock");
+        cache.insert(key.clone(), greeting);
     }
 
     /// Visitors a person has just started a conversation with: the edge tells their open tabs

@@ -378,4 +378,45 @@ impl Responder for ModelResponder {
             "the model still called tools after {MAX_ROUNDS} rounds"
         )))
     }
+
+    async fn greet(&self, ask: &crate::greeting::GreetingAsk) -> Result<Reply, ResponderError> {
+        let deadline = Instant::now() + self.config.timeout;
+        let system = format!(
+            "You write the first line a shop's chat shows a visitor, for {shop}. {prompt}\n\
+             Write one sentence of at most {max} characters, plain text, no quotes, no link. \
+             Promise nothing the shop's own message below does not: no price, discount, \
+             delivery date or policy of your own.{lang}\n\nThe shop's own message: {fixed}\n\
+             The visitor: {context}",
+            shop = self.config.shop,
+            prompt = ask.prompt,
+            max = ask.max_chars,
+            lang = if ask.language.is_empty() {
+                String::new()
+            } else {
+                format!(" Write in the language {}.", ask.language)
+            },
+            fixed = ask.fixed,
+            context = ask.context,
+        );
+        let messages = [
+            Message::text("system", system),
+            Message::text("user", "Write the greeting."),
+        ];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let called = tokio::time::timeout(
+            left,
+            self.call(&messages, &[], &mut crate::responder::NoDraft, deadline),
+        )
+        .await
+        .map_err(|_| ResponderError::Provider("the model took too long".to_owned()))??;
+        Ok(Reply {
+            text: called.text.trim().to_owned(),
+            known: true,
+            usage: Usage {
+                calls: 1,
+                prompt_tokens: called.usage.prompt_tokens,
+                completion_tokens: called.usage.completion_tokens,
+            },
+        })
+    }
 }
