@@ -55,7 +55,7 @@
       b.people.filter(function (p) { return p.id !== me; }).forEach(function (p) { t.appendChild(h('option', { value: 'p:' + p.id, text: p.name })); });
       var c = $('canned');
       c.replaceChildren(h('option', { value: '', text: 'Canned replies…' }));
-      b.canned.forEach(function (pair, i) { c.appendChild(h('option', { value: String(i), text: pair[0] })); });
+      b.canned.forEach(function (r, i) { c.appendChild(h('option', { value: String(i), text: r.shortcut })); });
       drawLists();
     });
   }
@@ -171,8 +171,8 @@
       .then(function () { e.target.value = ''; loadOpen(); loadBoard(); }).catch(fail);
   });
   $('canned').addEventListener('change', function (e) {
-    var pair = board && board.canned[+e.target.value];
-    if (pair) { $('reply-text').value = pair[1]; $('reply-text').focus(); }
+    var reply = board && board.canned[+e.target.value];
+    if (reply) { $('reply-text').value = reply.text; $('reply-text').focus(); }
     e.target.value = '';
   });
   $('available').addEventListener('change', function (e) {

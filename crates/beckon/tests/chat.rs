@@ -296,6 +296,8 @@ async fn a_refund_goes_to_a_person_who_accepts_in_the_console_and_they_chat_live
     )
     .await;
 
+    screenshot(&agent, "console").await;
+
     // Nothing either side types runs on the other's page.
     ask(&visitor, "<img src=x onerror=\"window.__pwned=1\">").await;
     eventually(
@@ -414,7 +416,7 @@ async fn a_refund_goes_to_a_person_who_accepts_in_the_console_and_they_chat_live
         Some((5, "Quick and kind"))
     );
     assert_eq!(rated.department.as_deref(), Some("support"));
-    screenshot(&agent, "console").await;
+    screenshot(&agent, "console-closed").await;
     demo.stop().await;
 }
 

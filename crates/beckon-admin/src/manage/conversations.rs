@@ -398,16 +398,22 @@ pub async fn close(
     Ok(ConversationView::from(&c))
 }
 
-/// Where to pass a conversation: a department or a person (exactly one).
+/// Where to pass a conversation: a department's queue, or a person.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Transfer {
-    /// A department's id.
-    #[serde(default)]
-    pub department: Option<String>,
-    /// A person's id.
-    #[serde(default)]
-    pub person: Option<i64>,
+#[serde(untagged)]
+pub enum Transfer {
+    /// To a department's queue.
+    Department {
+        /// The department's id.
+        #[schema(min_length = 1, max_length = 64)]
+        department: String,
+    },
+    /// To a person of the site.
+    Person {
+        /// The person's id.
+        #[serde(deserialize_with = "whole")]
+        person: i64,
+    },
 }
 
 /// Passes a conversation on.
@@ -419,15 +425,9 @@ pub async fn transfer(
     to: Transfer,
 ) -> AdminResult<ConversationView> {
     let me = agent(actor, key)?;
-    let target = match (to.department, to.person) {
-        (Some(d), None) => Target::Department(d),
-        (None, Some(p)) => Target::Person(p),
-        _ => {
-            return Err(AdminError::Invalid {
-                field: None,
-                message: "name either a department or a person".to_owned(),
-            });
-        }
+    let target = match to {
+        Transfer::Department { department } => Target::Department(department),
+        Transfer::Person { person } => Target::Person(person),
     };
     let c = desk(state)?
         .transfer(&me, &conversation_id(id)?, &target)
@@ -462,7 +462,8 @@ pub async fn typing(
 #[serde(deny_unknown_fields)]
 pub struct Read {
     /// The last message read.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9007199254740991_i64)]
+    #[serde(deserialize_with = "seq")]
     pub seq: u64,
 }
 
@@ -545,6 +546,53 @@ pub struct DepartmentView {
     pub name: String,
 }
 
+/// A canned reply of the console.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CannedReply {
+    /// How it is listed.
+    #[schema(min_length = 1, max_length = 40)]
+    pub shortcut: String,
+    /// What it writes.
+    #[schema(min_length = 1, max_length = 4000)]
+    pub text: String,
+}
+
+fn canned(pairs: Vec<(String, String)>) -> Vec<CannedReply> {
+    pairs
+        .into_iter()
+        .map(|(shortcut, text)| CannedReply { shortcut, text })
+        .collect()
+}
+
+/// A whole number, also when a client sends it as `7.0` (JSON has one number type).
+fn whole<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let v = match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => i,
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
+        _ => {
+            return Err(serde::de::Error::custom(format!(
+                "{n} is not a whole number in range"
+            )));
+        }
+    };
+    T::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is out of range")))
+}
+
+/// A message's place: a whole number from 0 to 2^53 − 1 (what every JSON reader holds exactly).
+fn seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v: u64 = whole(d)?;
+    if v > 9_007_199_254_740_991 {
+        return Err(serde::de::Error::custom(format!("{v} is larger than 2^53 - 1")));
+    }
+    Ok(v)
+}
+
 /// The desk of a site: who is there, what waits, and what the console offers.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct DeskView {
@@ -556,8 +604,8 @@ pub struct DeskView {
     pub queue: Vec<WaitingAtDesk>,
     /// The site's departments.
     pub departments: Vec<DepartmentView>,
-    /// Canned replies: (shortcut, text).
-    pub canned: Vec<(String, String)>,
+    /// Canned replies.
+    pub canned: Vec<CannedReply>,
 }
 
 /// The desk as the caller sees it.
@@ -597,7 +645,7 @@ pub async fn board(state: &AdminState, actor: &Actor, key: &str) -> AdminResult<
                 name: d.name.clone(),
             })
             .collect(),
-        canned: settings.canned,
+        canned: canned(settings.canned),
     })
 }
 
@@ -642,18 +690,23 @@ pub struct SettingsView {
     /// The AI answers only pre-purchase questions; the rest go to people.
     pub presales_only: bool,
     /// The departments; the first is the default.
+    #[schema(min_items = 1, max_items = 20)]
     pub departments: Vec<DepartmentView>,
     /// Seconds to accept an offered conversation.
     #[schema(minimum = 5, maximum = 3600)]
+    #[serde(deserialize_with = "whole")]
     pub accept_seconds: u32,
     /// Seconds a conversation may wait for a person before the visitor is offered a follow-up.
     #[schema(minimum = 10, maximum = 86400)]
+    #[serde(deserialize_with = "whole")]
     pub wait_seconds: u32,
     /// Minutes without a message before a conversation closes.
     #[schema(minimum = 1, maximum = 10080)]
+    #[serde(deserialize_with = "whole")]
     pub inactivity_minutes: u32,
-    /// Canned replies for the console: (shortcut, text).
-    pub canned: Vec<(String, String)>,
+    /// Canned replies for the console.
+    #[schema(max_items = 100)]
+    pub canned: Vec<CannedReply>,
 }
 
 impl From<DeskSettings> for SettingsView {
@@ -677,7 +730,7 @@ impl From<DeskSettings> for SettingsView {
             accept_seconds: s.accept_seconds,
             wait_seconds: s.wait_seconds,
             inactivity_minutes: s.inactivity_minutes,
-            canned: s.canned,
+            canned: canned(s.canned),
         }
     }
 }
@@ -760,11 +813,16 @@ impl SettingsView {
             .canned
             .iter()
             .enumerate()
-            .map(|(i, (k, v))| {
-                Ok((
-                    text(&format!("canned[{i}][0]"), k, 40)?,
-                    text(&format!("canned[{i}][1]"), v, 4000)?,
-                ))
+            .map(|(i, c)| {
+                let shortcut = text(&format!("canned[{i}].shortcut"), &c.shortcut, 40)?;
+                let reply = text(&format!("canned[{i}].text"), &c.text, 4000)?;
+                if shortcut.is_empty() || reply.is_empty() {
+                    return Err(AdminError::field(
+                        format!("canned[{i}]"),
+                        "needs a shortcut and a text",
+                    ));
+                }
+                Ok((shortcut, reply))
             })
             .collect::<AdminResult<Vec<_>>>()?;
         Ok(DeskSettings {
@@ -818,6 +876,7 @@ pub async fn save_settings(
 pub struct ProfileView {
     /// The most conversations they hold at once.
     #[schema(minimum = 1, maximum = 50)]
+    #[serde(deserialize_with = "whole")]
     pub capacity: u32,
     /// Their departments (none: all).
     pub departments: Vec<String>,

@@ -59,7 +59,7 @@ async fn draw(
     let canned: Vec<String> = settings
         .canned
         .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
+        .map(|c| format!("{}: {}", c.shortcut, c.text))
         .collect();
     let frame = Frame {
         viewer,
@@ -141,7 +141,10 @@ fn from_form(form: &HashMap<String, String>) -> AdminResult<SettingsView> {
         accept_seconds: number(form, "accept_seconds")?,
         wait_seconds: number(form, "wait_seconds")?,
         inactivity_minutes: number(form, "inactivity_minutes")?,
-        canned: pairs("canned", &text("canned"))?,
+        canned: pairs("canned", &text("canned"))?
+            .into_iter()
+            .map(|(shortcut, text)| conversations::CannedReply { shortcut, text })
+            .collect(),
     })
 }
 
