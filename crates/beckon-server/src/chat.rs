@@ -190,3 +190,49 @@ pub async fn invite_tabs(
         }
     }
 }
+
+/// Tells the engine when each conversation begins and ends, as the server's own events of the
+/// visitor (`conversation_started`, `conversation_ended`): while one runs, the engine fires
+/// nothing for them, whether the chat is open on screen or not.
+pub async fn tell_the_engine(state: crate::AppState, desk: Desk) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut lifecycle = desk.watch_lifecycle();
+    loop {
+        let next = tokio::select! {
+            next = lifecycle.recv() => next,
+            () = state.shutdown.cancelled() => return,
+        };
+        let l = match next {
+            Ok(l) => l,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "conversation starts and ends were missed");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(site) = state.sites.get_id(&l.site) else {
+            continue;
+        };
+        let (kind, end) = if l.running {
+            ("conversation_started", "start")
+        } else {
+            ("conversation_ended", "end")
+        };
+        let event = serde_json::json!({
+            "id": format!("server:{}:{end}", l.conversation),
+            "type": kind,
+        });
+        let from = crate::intake::Sender {
+            site,
+            claim: crate::intake::Claim::Backend {
+                visitor: l.visitor.as_str(),
+            },
+            session: None,
+            user_agent: "",
+            context: &crate::wire::ClientContext::default(),
+        };
+        if let Err(e) = crate::intake::submit(&state, from, vec![event]).await {
+            tracing::warn!(conversation = %l.conversation, error = ?e, "telling the engine of a conversation");
+        }
+    }
+}

@@ -136,6 +136,17 @@ pub async fn submit(
                     RESERVED_PREFIXES.join(", ")
                 )));
             }
+            // The desk, not the page, says when a conversation runs.
+            if let Some((i, e)) = events
+                .iter()
+                .enumerate()
+                .find(|(_, e)| matches!(e.kind, "conversation_started" | "conversation_ended"))
+            {
+                return Err(IntakeError::BadRequest(format!(
+                    "events[{i}].type {:?} is the server's own",
+                    e.kind
+                )));
+            }
             // A malformed id is an error to report, not merely an unknown visitor.
             if let Some(v) = visitor {
                 VisitorId::parse(v).map_err(|e| IntakeError::BadRequest(format!("visitor {e}")))?;

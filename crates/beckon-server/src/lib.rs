@@ -228,24 +228,28 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         tasks.iter().map(JoinHandle::abort_handle).collect(),
         writer_task.abort_handle(),
     );
+    let state = AppState(Arc::new(Shared {
+        sites,
+        shards,
+        writer,
+        store,
+        tokens,
+        clock,
+        demo_shop: options.demo_shop,
+        shutdown,
+        throttle: Throttle::new(&options.limits),
+        liveness,
+        limits: options.limits,
+        sockets: Default::default(),
+        previews: Default::default(),
+        origins: Default::default(),
+        desk: options.desk.clone(),
+    }));
+    if let Some(desk) = options.desk {
+        tokio::spawn(chat::tell_the_engine(state.clone(), desk));
+    }
     Ok(Server {
-        state: AppState(Arc::new(Shared {
-            sites,
-            shards,
-            writer,
-            store,
-            tokens,
-            clock,
-            demo_shop: options.demo_shop,
-            shutdown,
-            throttle: Throttle::new(&options.limits),
-            liveness,
-            limits: options.limits,
-            sockets: Default::default(),
-            previews: Default::default(),
-            origins: Default::default(),
-            desk: options.desk,
-        })),
+        state,
         tasks,
         writer: writer_task,
         writer_stop,

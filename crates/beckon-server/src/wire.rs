@@ -204,6 +204,8 @@ fn kind_name(kind: &str) -> Option<&'static str> {
         "engaged",
         "lead",
         "chat",
+        "conversation_started",
+        "conversation_ended",
     ];
     KINDS.iter().copied().find(|k| *k == kind)
 }
@@ -337,6 +339,8 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
             }
         }
         "chat_opened" => Event::ChatOpened,
+        "conversation_started" => Event::ConversationStarted,
+        "conversation_ended" => Event::ConversationEnded,
         "chat_closed" => Event::ChatClosed,
         "shown" => Event::Shown { rule: rule()? },
         "dismissed" => Event::Dismissed { rule: rule()? },

@@ -379,3 +379,112 @@ async fn files_are_judged_by_their_content_and_served_only_to_the_two_parties() 
     assert_eq!(files.len(), 2, "only the accepted files were stored");
     served.stop().await;
 }
+
+async fn events(served: &Served, v: &Visitor, session: &str, events: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{}/v1/events?site=demo", served.base))
+        .header("origin", &served.base)
+        // A person's browser: a request with no user agent is taken for a bot.
+        .header("user-agent", browser_support::HUMAN_UA)
+        .json(&json!({"visitor": v.id, "token": v.token, "session": session, "events": events}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the visitor's log holds an event of `kind` (the desk tells the engine apart from
+/// the request that started or ended the conversation).
+async fn logged(served: &Served, visitor: &str, kind: &str) {
+    let site = SiteId::parse("demo").unwrap();
+    let v = VisitorId::parse(visitor).unwrap();
+    for _ in 0..100 {
+        let log = served.db.insight.visitor_log(&site, &v, 200).await.unwrap();
+        if log
+            .iter()
+            .any(|(_, b)| b.events.iter().any(|e| e.kind == kind))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} event in the log of {visitor}");
+}
+
+/// A cart, then the pointer leaving: the demo's cart-exit offer, unless something holds it.
+fn leaving(session: &str, n: u32) -> Value {
+    json!([
+        {"id": format!("{session}:{n}:1"), "type": "page", "t": 0, "url": "http://x/cart.html", "path": "/cart.html", "title": "Cart", "page_type": "cart", "referrer": ""},
+        {"id": format!("{session}:{n}:2"), "type": "cart", "t": 0, "value": 129, "currency": "USD", "items": 2},
+        {"id": format!("{session}:{n}:3"), "type": "exit_intent", "t": 0},
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_fires_for_a_visitor_while_their_conversation_runs() {
+    let served = Served::start_with(beckon_engine::Policy {
+        holdout_percent: 0.0,
+        ..beckon_engine::Policy::default()
+    })
+    .await;
+    // The baseline: a visitor leaving with a full cart gets the offer.
+    let free = visitor(&served, "v_no_chat");
+    let answer = events(&served, &free, "s_no_chat", leaving("s_no_chat", 1)).await;
+    assert_eq!(
+        answer["interventions"][0]["rule"], "cart-exit-offer",
+        "{answer}"
+    );
+
+    // One who is chatting does not, even with the chat minimised.
+    let chatting = visitor(&served, "v_chatting");
+    let arrived = events(&served, &chatting, "s_chatting", json!([
+        {"id": "s_chatting:0:1", "type": "page", "t": 0, "url": "http://x/", "path": "/", "title": "Home", "page_type": "home", "referrer": ""}
+    ]))
+    .await;
+    assert_eq!(arrived["accepted"], 1, "{arrived}");
+    let (_, said) = frame(
+        &served,
+        &chatting,
+        json!({"type": "say", "id": "m1", "text": "Do you ship to Canada?"}),
+    )
+    .await;
+    assert_eq!(said["frames"][0]["type"], "said", "{said}");
+    logged(&served, "v_chatting", "conversation_started").await;
+    let answer = events(&served, &chatting, "s_chatting", leaving("s_chatting", 1)).await;
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(
+        answer["interventions"],
+        json!([]),
+        "no offer over a running conversation"
+    );
+    let (_, ended) = frame(&served, &chatting, json!({"type": "chat_end"})).await;
+    assert_eq!(
+        ended["frames"][0]["conversation"]["status"], "closed",
+        "{ended}"
+    );
+    logged(&served, "v_chatting", "conversation_ended").await;
+    let answer = events(&served, &chatting, "s_chatting", leaving("s_chatting", 2)).await;
+    assert_eq!(
+        answer["interventions"][0]["rule"], "cart-exit-offer",
+        "the conversation over, the visitor may be offered help again: {answer}"
+    );
+
+    // A page cannot claim the server's own conversation events.
+    let forged = events(
+        &served,
+        &free,
+        "s_no_chat",
+        json!([{"id": "s_no_chat:9", "type": "conversation_started", "t": 0}]),
+    )
+    .await;
+    assert!(
+        forged["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("server's own"),
+        "{forged}"
+    );
+    served.stop().await;
+}

@@ -588,7 +588,9 @@ where
 fn seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let v: u64 = whole(d)?;
     if v > 9_007_199_254_740_991 {
-        return Err(serde::de::Error::custom(format!("{v} is larger than 2^53 - 1")));
+        return Err(serde::de::Error::custom(format!(
+            "{v} is larger than 2^53 - 1"
+        )));
     }
     Ok(v)
 }

@@ -31,7 +31,7 @@ use crate::responder::{Offline, Responder};
 use crate::routing::{Board, Step};
 
 pub use people::{AgentRef, BoardView, PersonView, Target, WaitingView};
-pub use updates::{Update, VisitorWatch};
+pub use updates::{Lifecycle, Update, VisitorWatch};
 pub use visitor::{Opening, Said, VisitorRef};
 
 /// How many messages of a conversation a responder sees, and a sync sends at most.
@@ -461,6 +461,7 @@ impl Desk {
             self.carry_out(site, s).await;
         }
         self.inner.watch.publish_board(site);
+        self.inner.watch.began_or_ended(&closed, false);
         Ok(closed)
     }
 
@@ -618,6 +619,12 @@ impl Desk {
     /// to open the chat (a tab subscribes to its conversation only once it has one).
     pub fn watch_invites(&self) -> tokio::sync::broadcast::Receiver<(SiteId, VisitorId)> {
         self.inner.watch.invites()
+    }
+
+    /// Conversations as they begin and end (the edge tells the engine, which fires nothing
+    /// for a visitor while their conversation runs).
+    pub fn watch_lifecycle(&self) -> tokio::sync::broadcast::Receiver<Lifecycle> {
+        self.inner.watch.lifecycle()
     }
 
     /// Subscribes to everything that happens at a site's desk (a console).

@@ -481,6 +481,7 @@ impl Desk {
         )
         .await?;
         self.inner.watch.invite(&agent.site, visitor);
+        self.inner.watch.began_or_ended(&c, true);
         self.inner.watch.publish_board(&agent.site);
         Ok(c)
     }

@@ -93,6 +93,21 @@ pub(super) struct Watchers {
     consoles: Mutex<HashMap<SiteId, broadcast::Sender<Update>>>,
     /// Visitors a person started a conversation with, for the edge to tell their tabs.
     invites: broadcast::Sender<(SiteId, VisitorId)>,
+    /// Conversations that began (true) or ended (false), for the engine's guardrails.
+    lifecycle: broadcast::Sender<Lifecycle>,
+}
+
+/// A conversation began or ended: while one runs, the engine fires nothing for its visitor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lifecycle {
+    /// The site.
+    pub site: SiteId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Whether it began (or ended).
+    pub running: bool,
 }
 
 impl Default for Watchers {
@@ -101,6 +116,7 @@ impl Default for Watchers {
             tabs: Mutex::default(),
             consoles: Mutex::default(),
             invites: broadcast::channel(CONSOLE_BUFFER).0,
+            lifecycle: broadcast::channel(CONSOLE_BUFFER).0,
         }
     }
 }
@@ -145,6 +161,19 @@ impl Watchers {
 
     pub(super) fn invite(&self, site: &SiteId, visitor: &VisitorId) {
         let _ = self.invites.send((site.clone(), visitor.clone())); // no edge listening: no tab
+    }
+
+    pub(super) fn lifecycle(&self) -> broadcast::Receiver<Lifecycle> {
+        self.lifecycle.subscribe()
+    }
+
+    pub(super) fn began_or_ended(&self, c: &Conversation, running: bool) {
+        let _ = self.lifecycle.send(Lifecycle {
+            site: c.site.clone(),
+            visitor: c.visitor.clone(),
+            conversation: c.id.clone(),
+            running,
+        });
     }
 
     pub(super) fn publish_board(&self, site: &SiteId) {

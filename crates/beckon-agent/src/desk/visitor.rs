@@ -109,6 +109,7 @@ impl Desk {
             Err(e) => return Err(e.into()),
         }
         self.with_site(&who.site, |d| d.open.insert(c.id.clone(), Live::of(&c)));
+        self.inner.watch.began_or_ended(&c, true);
         self.inner.watch.publish(
             &who.site,
             &who.visitor,
