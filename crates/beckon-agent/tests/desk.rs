@@ -419,3 +419,124 @@ async fn a_rules_department_travels_with_the_conversation_and_support_problems_g
     );
     assert_eq!(c.handoff.as_deref(), Some("has a problem with an order"));
 }
+
+#[tokio::test]
+async fn a_conversation_is_transferred_to_a_department_or_a_person_and_survives_a_restart() {
+    let w = World::new().await;
+    let bo = w
+        .store
+        .create_user(&NewUser {
+            email: "bo@shop.test".to_owned(),
+            name: "Bo".to_owned(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+            role: Role::Agent,
+            at: Timestamp::from_millis(0),
+        })
+        .await
+        .unwrap();
+    let bo = AgentRef {
+        site: w.site.clone(),
+        user: bo.id,
+        name: "Bo".to_owned(),
+    };
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    w.desk.set_available(&bo, true).await.unwrap();
+    let me = w.visitor(8);
+    let mut watch = w.desk.watch_visitor(&w.site, &me.visitor);
+    let said = w
+        .desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "Can I talk to a person?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    let id = said.conversation.id.clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let offered = w
+        .store
+        .conversation(&w.site, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .assignee
+        .unwrap();
+    let (holder, other) = if offered == w.ana.user {
+        (&w.ana, &bo)
+    } else {
+        (&bo, &w.ana)
+    };
+    w.desk.accept(holder, &id).await.unwrap();
+    let moved = w
+        .desk
+        .transfer(holder, &id, &beckon_agent::desk::Target::Person(other.user))
+        .await
+        .unwrap();
+    assert_eq!(
+        (moved.status, moved.assignee),
+        (Status::Active, Some(other.user))
+    );
+    let passed = loop {
+        let (_, text) = next_reply(&mut watch).await;
+        if text.contains("passed the chat") {
+            break text;
+        }
+    };
+    assert!(passed.contains(&other.name), "{passed}");
+    assert!(
+        w.desk
+            .agent_say(holder, &id, "x1".to_owned(), "still me?")
+            .await
+            .is_err(),
+        "the first no longer holds it"
+    );
+    let queued = w
+        .desk
+        .transfer(
+            other,
+            &id,
+            &beckon_agent::desk::Target::Department("sales".to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.department.as_deref(), Some("sales"));
+    assert!(
+        matches!(queued.status, Status::Queued | Status::Offered),
+        "{:?}",
+        queued.status
+    );
+    let unknown = w
+        .desk
+        .transfer(
+            other,
+            &id,
+            &beckon_agent::desk::Target::Department("nope".to_owned()),
+        )
+        .await;
+    assert!(unknown.is_err());
+
+    // A new desk over the same store picks the open conversation up and routes it again.
+    let desk = Desk::new(
+        w.store.clone(),
+        Arc::new(NoContext),
+        Arc::new(|| Timestamp::from_millis(1_780_000_100_000)),
+    );
+    assert_eq!(desk.resume().await.unwrap(), 1);
+    assert_eq!(desk.board(&w.site).queue.len(), 1, "waiting again");
+    let again = desk
+        .say(&me, "m2".to_owned(), "Hello?", &Opening::default())
+        .await
+        .unwrap();
+    assert_eq!(again.conversation.id, id, "the same conversation goes on");
+    assert_eq!(
+        again.message.seq,
+        w.store
+            .conversation(&w.site, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq
+    );
+}

@@ -427,3 +427,82 @@ async fn a_greeting_is_written_once_per_context_within_the_limits_and_the_budget
         .unwrap();
     assert_eq!(spend.calls, 2, "greetings count against the budget");
 }
+
+#[tokio::test]
+async fn the_order_status_tool_asks_the_merchants_endpoint_with_its_token() {
+    use beckon_agent::model::OrderEndpoint;
+    use std::sync::Mutex;
+    // The merchant's endpoint: a real HTTP server that knows one order.
+    let seen: Arc<Mutex<Vec<(Option<String>, Option<String>)>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/beckon/order",
+        axum::routing::get(
+            move |q: axum::extract::Query<std::collections::HashMap<String, String>>,
+                  h: axum::http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let auth = h
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((q.get("order_id").cloned(), auth));
+                    axum::Json(serde_json::json!({"order_id": "1042", "status": "shipped"}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop = format!("http://{}/beckon/order", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let double = ModelDouble::start().await;
+    let model = ModelResponder::new(ModelConfig {
+        orders: Some(OrderEndpoint {
+            url: shop,
+            token: Some("shop-token".to_owned()),
+        }),
+        ..config(&double.base_url)
+    })
+    .unwrap();
+    let reply = ask(
+        &model,
+        &knowledge(),
+        "Where is order 1042?",
+        &mut Drafts::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.text, "Your order 1042 is shipped.");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        &[(
+            Some("1042".to_owned()),
+            Some("Bearer shop-token".to_owned())
+        )]
+    );
+    let tools = &double.requests()[0]["tools"];
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == "order_status")
+    );
+    // Without an endpoint the tool is not offered.
+    let plain = ModelResponder::new(config(&double.base_url)).unwrap();
+    ask(&plain, &knowledge(), "hello", &mut Drafts::default())
+        .await
+        .unwrap();
+    let last = double.requests().last().unwrap().clone();
+    assert!(
+        !last["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == "order_status")
+    );
+}

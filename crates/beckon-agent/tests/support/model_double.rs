@@ -79,6 +79,16 @@ fn answer(messages: &[Value]) -> (Vec<String>, bool) {
     if let Some(tool) = messages.iter().rev().find(|m| m["role"] == "tool") {
         let result: Value =
             serde_json::from_str(tool["content"].as_str().unwrap_or("{}")).unwrap_or_default();
+        if let Some(status) = result["status"].as_str() {
+            let text = format!(
+                "Your order {} is {status}.",
+                result["order_id"].as_str().unwrap_or("?")
+            );
+            return (
+                text.split_inclusive(' ').map(str::to_owned).collect(),
+                false,
+            );
+        }
         let p = &result["products"][0];
         let text = match p["name"].as_str() {
             Some(name) => format!(
@@ -102,6 +112,12 @@ fn answer(messages: &[Value]) -> (Vec<String>, bool) {
     if question.contains("stock") {
         return (
             vec![r#"{"query":"#.to_owned(), r#""summit daypack"}"#.to_owned()],
+            true,
+        );
+    }
+    if question.contains("order 1042") {
+        return (
+            vec![r#"{"order_id":"#.to_owned(), r#""1042"}"#.to_owned()],
             true,
         );
     }
@@ -150,11 +166,22 @@ async fn completions(
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let (pieces, tool) = answer(&messages);
+    let asked_order = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .is_some_and(|q| q.to_lowercase().contains("order 1042"));
+    let tool_name = if asked_order {
+        "order_status"
+    } else {
+        "lookup_product"
+    };
     let usage = json!({"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150});
     if whole {
         let message = if tool {
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "lookup_product", "arguments": pieces.concat()}}]})
+                "function": {"name": tool_name, "arguments": pieces.concat()}}]})
         } else {
             json!({"role": "assistant", "content": pieces.concat()})
         };
@@ -165,7 +192,7 @@ async fn completions(
     let mut frames: Vec<String> = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
     if tool {
         frames.push(chunk(
-            json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup_product", "arguments": ""}}]}),
+            json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": tool_name, "arguments": ""}}]}),
             None,
         ));
         for p in &pieces {
