@@ -433,7 +433,9 @@ async fn the_order_status_tool_asks_the_merchants_endpoint_with_its_token() {
     use beckon_agent::model::OrderEndpoint;
     use std::sync::Mutex;
     // The merchant's endpoint: a real HTTP server that knows one order.
-    let seen: Arc<Mutex<Vec<(Option<String>, Option<String>)>>> = Arc::default();
+    /// Each request's order id and `Authorization`.
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+    let seen: Seen = Arc::default();
     let record = seen.clone();
     let app = axum::Router::new().route(
         "/beckon/order",
