@@ -115,10 +115,16 @@ async fn carry_out(
                     &opening(site, rule, intervention, None),
                 )
                 .await?;
-            vec![ChatDown::Said {
+            let mut frames = vec![ChatDown::Said {
                 id,
                 seq: said.message.seq,
-            }]
+            }];
+            if said.conversation.last_seq == 0 {
+                // This message opened the conversation: a tab without a socket learns of it
+                // here (a socket hears it from the desk too).
+                frames.push(state(Some(&said.conversation), None));
+            }
+            frames
         }
         ChatUp::Typing { on } => {
             desk.visitor_typing(who, on).await?;

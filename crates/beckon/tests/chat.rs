@@ -752,3 +752,32 @@ async fn the_chat_settings_page_turns_on_a_pre_chat_form_that_visitors_opening_t
     );
     demo.stop().await;
 }
+
+/// Without a WebSocket the chat goes over HTTP: each frame posted to `/v1/chat`, news read by
+/// long polling `GET /v1/chat`.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_websocket_the_chat_works_over_http() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    c.before_each_page(HTTP_ONLY_AND_RECORDED).await;
+    demo.open_as(
+        &c,
+        &demo.visitor_in(Arm::Treated, "httpchat"),
+        "/category.html",
+    )
+    .await;
+    c.execute("beckon('open');", vec![]).await.unwrap();
+    ask(&c, "Do you ship to Canada?").await;
+    let answer = reply_with(&c, "Canada").await;
+    assert!(answer.contains("5–8 business days"), "{answer}");
+    let used = c
+        .execute(
+            "return window.__posts.map(function (p) { return p.url.replace(/^https?:\\/\\/[^/]+/, '').split('?')[0]; });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let used: Vec<String> = serde_json::from_value(used).unwrap();
+    assert!(used.iter().any(|u| u == "/v1/chat"), "{used:?}");
+    demo.stop().await;
+}
