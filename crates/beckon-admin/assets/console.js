@@ -92,6 +92,7 @@
       lastSeq = 0;
       $('transcript').replaceChildren();
       t.messages.forEach(addMessage);
+      seen(t.conversation.visitor_read);
       drawHead();
       drawContext(t.conversation);
       markRead();
@@ -124,6 +125,14 @@
     var log = $('transcript');
     log.appendChild(node);
     log.scrollTop = log.scrollHeight;
+  }
+  // "Seen" under the last of our messages the visitor has read.
+  function seen(seq) {
+    var old = document.querySelector('#transcript .seen');
+    if (old) old.remove();
+    var ours = Array.from(document.querySelectorAll('#transcript .line.agent')).filter(function (l) { return +l.dataset.seq <= seq; });
+    var last = ours[ours.length - 1];
+    if (last) last.after(h('p', { class: 'seen muted small', text: 'Seen' }));
   }
   function row(label, value) { return value ? h('div', {}, [h('dt', { text: label }), h('dd', { text: value })]) : null; }
   function drawContext(c) {
@@ -244,6 +253,7 @@
         if (u.on) theirTyping = setTimeout(function () { $('typing').textContent = ''; }, 15000);
       }
       if (u.kind === 'changed' && mine) { transcript.conversation = u.conversation; drawHead(); }
+      if (u.kind === 'read' && mine && u.by === 'visitor') seen(u.seq);
       if (u.kind === 'message' || u.kind === 'changed' || u.kind === 'board') soon();
     });
     es.addEventListener('stale', function () { loadOpen(); loadBoard(); if (selected) select(selected); });

@@ -277,6 +277,13 @@ async fn a_refund_goes_to_a_person_who_accepts_in_the_console_and_they_chat_live
         .await
         .unwrap();
     let from_agent = reply_with(&visitor, "Which order was it?").await;
+    // The visitor has it on screen: the console sees it read.
+    eventually(
+        &agent,
+        "(function(){var s=document.querySelector('#transcript .seen'); return !!s && s.previousElementSibling.textContent.indexOf('Which order was it?') >= 0;})()",
+        LONG,
+    )
+    .await;
     assert!(
         from_agent.starts_with("Demo admin"),
         "shown under the person's name: {from_agent}"
