@@ -345,6 +345,7 @@ function frame(f) {
   else if (t == 'said') {
     var p = pending[str(f.id)];
     if (p) p.el.classList.remove('pending');
+    if (!conv) send({ type: 'chat_sync', after: last }); // a tab without a socket learns of it here
   } else if (t == 'chat_error') {
     var q = f.id && pending[str(f.id)];
     if (q) { q.failed = true; q.el.classList.add('bad'); delete pending[str(f.id)]; }

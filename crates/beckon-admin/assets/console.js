@@ -108,8 +108,10 @@
     $('reply').hidden = closed;
   }
   function addMessage(m) {
-    if (m.seq <= lastSeq) return;
-    lastSeq = m.seq;
+    // Messages are published as they are stored, not always in order: each goes by its seq.
+    var log = $('transcript');
+    if (log.querySelector('[data-seq="' + m.seq + '"]')) return;
+    lastSeq = Math.max(lastSeq, m.seq);
     var who = m.from === 'visitor' ? 'Visitor' : m.from === 'ai' ? 'AI agent' : m.from === 'agent' ? (m.name || 'Agent') : '';
     var body = h('p', { text: m.text });
     if (m.file) {
@@ -122,8 +124,8 @@
       who ? h('span', { class: 'who', text: who + ' · ' + time(m.at) }) : null,
       body
     ]);
-    var log = $('transcript');
-    log.appendChild(node);
+    var after = Array.from(log.querySelectorAll('[data-seq]')).find(function (l) { return +l.dataset.seq > m.seq; });
+    log.insertBefore(node, after || null);
     log.scrollTop = log.scrollHeight;
   }
   // "Seen" under the last of our messages the visitor has read.

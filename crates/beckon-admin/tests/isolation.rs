@@ -7,6 +7,7 @@
 mod support;
 
 use beckon_store::accounts::Role;
+use beckon_store::conversations::{Author, Conversations, FileRecord};
 use serde_json::{Value, json};
 use support::{Admin, rule};
 
@@ -63,7 +64,44 @@ async fn south_conversation(admin: &Admin, site: &beckon_engine::SiteId) -> Stri
         )
         .await
         .unwrap();
+    admin
+        .store
+        .put_file(
+            site,
+            &FileRecord {
+                id: SOUTH_FILE.to_owned(),
+                conversation: c.id.clone(),
+                name: "Hidden chat of the south.txt".to_owned(),
+                mime: "text/plain".to_owned(),
+                size: 24,
+                author: Author::Visitor,
+                at,
+            },
+            b"Hidden chat of the south",
+        )
+        .await
+        .unwrap();
     c.id.to_string()
+}
+
+/// The south's file.
+const SOUTH_FILE: &str = "f_00000000000000000005";
+
+/// A concrete URL for a path of the document: the other site's things, and a file to send.
+fn concrete(base: &str, path: &str, site: &str, chat: &str, extra: &[(&str, String)]) -> String {
+    let mut p = path
+        .replace("{site}", site)
+        .replace("{id}", chat)
+        .replace("{file}", SOUTH_FILE);
+    for (k, v) in extra {
+        p = p.replace(k, v);
+    }
+    let query = if path.ends_with("/files") {
+        "?id=x1&name=a.txt"
+    } else {
+        ""
+    };
+    format!("{base}{p}{query}")
 }
 
 fn sample_body(path: &str, method: &str) -> Value {
@@ -149,13 +187,18 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
             if item.get(method).is_none() {
                 continue;
             }
-            let concrete = path
-                .replace("{site}", "south")
-                .replace("{rule}", "south-hidden-rule")
-                .replace("{user}", &bob.id.to_string())
-                .replace("{token}", &bob_token_id.to_string())
-                .replace("{id}", &south_chat);
-            let url = format!("{}{concrete}", admin.base);
+            let url = concrete(
+                &admin.base,
+                path,
+                "south",
+                &south_chat,
+                &[
+                    ("{rule}", "south-hidden-rule".to_owned()),
+                    ("{user}", bob.id.to_string()),
+                    ("{token}", bob_token_id.to_string()),
+                ],
+            );
+            let concrete = url.trim_start_matches(&admin.base).to_owned();
             let body = sample_body(path, method);
             // As Alice with her cookie, and with her token.
             for via in ["session", "token"] {
@@ -221,11 +264,7 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
             if item.get(method).is_none() {
                 continue;
             }
-            let url = format!(
-                "{}{}",
-                admin.base,
-                path.replace("{site}", "north").replace("{id}", &south_chat)
-            );
+            let url = concrete(&admin.base, path, "north", &south_chat, &[]);
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = alice
                 .request(m, &url)

@@ -73,6 +73,7 @@ impl World {
                 site,
                 user: user.id,
                 name: "Ana".to_owned(),
+                supervisor: false,
             },
         }
     }
@@ -438,6 +439,7 @@ async fn a_conversation_is_transferred_to_a_department_or_a_person_and_survives_
         site: w.site.clone(),
         user: bo.id,
         name: "Bo".to_owned(),
+        supervisor: false,
     };
     w.desk.set_available(&w.ana, true).await.unwrap();
     w.desk.set_available(&bo, true).await.unwrap();
@@ -538,5 +540,221 @@ async fn a_conversation_is_transferred_to_a_department_or_a_person_and_survives_
             .unwrap()
             .unwrap()
             .last_seq
+    );
+}
+
+/// Found in review: a person taking a conversation offered to someone else must keep it.
+#[tokio::test]
+async fn a_person_taking_a_conversation_offered_to_another_keeps_it() {
+    let w = World::new().await;
+    let bo = w.person("bo@shop.test", "Bo").await;
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    w.desk.set_available(&bo, true).await.unwrap();
+    for how in ["accept", "write", "transfer"] {
+        let me = w.visitor(match how {
+            "accept" => 20,
+            "write" => 21,
+            _ => 22,
+        });
+        let said = w
+            .desk
+            .say(
+                &me,
+                "m1".to_owned(),
+                "talk to a person",
+                &Opening::default(),
+            )
+            .await
+            .unwrap();
+        let id = said.conversation.id.clone();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let c = w.store.conversation(&w.site, &id).await.unwrap().unwrap();
+        assert_eq!(c.status, Status::Offered);
+        let (offered, taker) = if c.assignee == Some(w.ana.user) {
+            (&w.ana, &bo)
+        } else {
+            (&bo, &w.ana)
+        };
+        match how {
+            "accept" => {
+                w.desk.accept(taker, &id).await.unwrap();
+            }
+            "write" => {
+                w.desk
+                    .agent_say(taker, &id, "a1".to_owned(), "I'll take this")
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                w.desk.accept(offered, &id).await.unwrap();
+                w.desk
+                    .transfer(
+                        offered,
+                        &id,
+                        &beckon_agent::desk::Target::Person(taker.user),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let c = w.store.conversation(&w.site, &id).await.unwrap().unwrap();
+        assert_eq!(
+            (c.status, c.assignee),
+            (Status::Active, Some(taker.user)),
+            "{how}: the taker holds it"
+        );
+        w.desk.agent_close(taker, &id).await.unwrap();
+    }
+}
+
+impl World {
+    async fn person(&self, email: &str, name: &str) -> AgentRef {
+        let user = self
+            .store
+            .create_user(&NewUser {
+                email: email.to_owned(),
+                name: name.to_owned(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+                role: Role::Agent,
+                at: Timestamp::from_millis(0),
+            })
+            .await
+            .unwrap();
+        AgentRef {
+            site: self.site.clone(),
+            user: user.id,
+            name: name.to_owned(),
+            supervisor: false,
+        }
+    }
+}
+
+/// Found in review: races between tabs, and a message after the end.
+#[tokio::test]
+async fn two_tabs_asking_for_a_person_hand_off_once_and_a_message_after_the_end_starts_a_new_chat()
+{
+    let w = World::new().await;
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    let me = w.visitor(30);
+    let said = w
+        .desk
+        .say(&me, "m1".to_owned(), "hello", &Opening::default())
+        .await
+        .unwrap();
+    let id = said.conversation.id.clone();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (a, b) = tokio::join!(w.desk.ask_person(&me), w.desk.ask_person(&me));
+    a.unwrap();
+    b.unwrap();
+    let all = w.store.messages(&w.site, &id, 0, 100).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .filter(|m| m.text.contains("connecting you"))
+            .count(),
+        1,
+        "{all:?}"
+    );
+
+    w.desk.visitor_close(&me).await.unwrap();
+    let after = w
+        .desk
+        .say(
+            &me,
+            "m9".to_owned(),
+            "one more question",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(after.conversation.id, id, "a new conversation");
+    let old = w.store.messages(&w.site, &id, 0, 100).await.unwrap();
+    assert!(
+        !old.iter().any(|m| m.text == "one more question"),
+        "nothing after the end of the old one"
+    );
+}
+
+/// Found in review: a file resent under its id is stored once.
+#[tokio::test]
+async fn a_file_resent_under_its_id_is_stored_once() {
+    let w = World::new().await;
+    let me = w.visitor(31);
+    let png = [
+        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
+    ];
+    let first = w
+        .desk
+        .visitor_file(&me, "f1".to_owned(), "a.png", &png)
+        .await
+        .unwrap();
+    let again = w
+        .desk
+        .visitor_file(&me, "f1".to_owned(), "a.png", &png)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.seq, first.message.seq);
+    let file = first.message.attachment.unwrap();
+    assert_eq!(
+        again.message.attachment.unwrap().id,
+        file.id,
+        "the same file"
+    );
+}
+
+/// Found in review: only the holder (or an administrator) ends or passes on a held chat; a
+/// person whose consoles have all closed for a minute is taken for away.
+#[tokio::test]
+async fn a_held_chat_is_the_holders_and_a_person_without_a_console_goes_away() {
+    let w = World::new().await;
+    let bo = w.person("bo2@shop.test", "Bo").await;
+    w.desk.set_available(&w.ana, true).await.unwrap();
+    let me = w.visitor(32);
+    let said = w
+        .desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "talk to a person",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    let id = said.conversation.id.clone();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    w.desk.accept(&w.ana, &id).await.unwrap();
+    assert!(
+        w.desk.agent_close(&bo, &id).await.is_err(),
+        "not Bo's to end"
+    );
+    assert!(
+        w.desk
+            .transfer(
+                &bo,
+                &id,
+                &beckon_agent::desk::Target::Department("sales".to_owned())
+            )
+            .await
+            .is_err()
+    );
+    let boss = AgentRef {
+        supervisor: true,
+        ..bo.clone()
+    };
+    w.desk.agent_close(&boss, &id).await.unwrap();
+
+    let console = w.desk.console_open(&w.ana);
+    w.advance(120);
+    w.desk.tick().await;
+    assert!(w.desk.is_available(&w.ana), "a console is open");
+    drop(console);
+    w.advance(30);
+    w.desk.tick().await;
+    assert!(w.desk.is_available(&w.ana), "not a minute yet");
+    w.advance(31);
+    w.desk.tick().await;
+    assert!(
+        !w.desk.is_available(&w.ana),
+        "no console for a minute: away"
     );
 }

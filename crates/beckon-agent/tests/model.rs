@@ -508,3 +508,46 @@ async fn the_order_status_tool_asks_the_merchants_endpoint_with_its_token() {
             .any(|t| t["function"]["name"] == "order_status")
     );
 }
+
+/// Found in review: a message that goes to people spends nothing of the model's budget.
+#[tokio::test]
+async fn messages_routed_to_people_spend_nothing_of_the_budget() {
+    let double = ModelDouble::start().await;
+    let model = Arc::new(ModelResponder::new(config(&double.base_url)).unwrap());
+    let (desk, _store, site) = desk_with(
+        model,
+        Budget {
+            calls_per_day: 1,
+            tokens_per_day: 1_000_000,
+        },
+    )
+    .await;
+    for n in 0..3 {
+        let who = VisitorRef {
+            site: site.clone(),
+            visitor: VisitorId::parse(&format!("v_refund_{n}")).unwrap(),
+        };
+        desk.say(
+            &who,
+            "m1".to_owned(),
+            "I want a refund",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let me = VisitorRef {
+        site: site.clone(),
+        visitor: VisitorId::parse("v_asks").unwrap(),
+    };
+    let mut watch = desk.watch_visitor(&site, &me.visitor);
+    desk.say(&me, "m1".to_owned(), "Hello there", &Opening::default())
+        .await
+        .unwrap();
+    let answer = ai_reply(&mut watch).await;
+    assert!(
+        answer.starts_with("The model says"),
+        "the one call of the day is still there: {answer}"
+    );
+}

@@ -197,39 +197,53 @@ pub async fn invite_tabs(
     }
 }
 
+/// How many conversation starts and ends are told to the engine at once.
+const TELLING: usize = 64;
+
 /// Tells the engine when each conversation begins and ends, as the server's own events of the
 /// visitor (`conversation_started`, `conversation_ended`): while one runs, the engine fires
-/// nothing for them, whether the chat is open on screen or not.
+/// nothing for them, whether the chat is open on screen or not. Every start and end is told
+/// (the desk's channel drops none), several at once, each tried again after a failed commit.
 pub async fn tell_the_engine(state: crate::AppState, desk: Desk) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut lifecycle = desk.watch_lifecycle();
+    let Some(mut lifecycle) = desk.take_lifecycle() else {
+        return;
+    };
+    let room = std::sync::Arc::new(tokio::sync::Semaphore::new(TELLING));
     loop {
         let next = tokio::select! {
             next = lifecycle.recv() => next,
             () = state.shutdown.cancelled() => return,
         };
-        let l = match next {
-            Ok(l) => l,
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "conversation starts and ends were missed");
-                continue;
-            }
-            Err(RecvError::Closed) => return,
+        let Some(l) = next else {
+            return;
         };
-        let Some(site) = state.sites.get_id(&l.site) else {
-            continue;
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return;
         };
-        let (kind, end) = if l.running {
-            ("conversation_started", "start")
-        } else {
-            ("conversation_ended", "end")
-        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            tell(&state, &l).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) {
+    let Some(site) = state.sites.get_id(&l.site) else {
+        return;
+    };
+    let (kind, end) = if l.running {
+        ("conversation_started", "start")
+    } else {
+        ("conversation_ended", "end")
+    };
+    for attempt in 0..4u32 {
         let event = serde_json::json!({
             "id": format!("server:{}:{end}", l.conversation),
             "type": kind,
         });
         let from = crate::intake::Sender {
-            site,
+            site: site.clone(),
             claim: crate::intake::Claim::Backend {
                 visitor: l.visitor.as_str(),
             },
@@ -237,8 +251,12 @@ pub async fn tell_the_engine(state: crate::AppState, desk: Desk) {
             user_agent: "",
             context: &crate::wire::ClientContext::default(),
         };
-        if let Err(e) = crate::intake::submit(&state, from, vec![event]).await {
-            tracing::warn!(conversation = %l.conversation, error = ?e, "telling the engine of a conversation");
+        match crate::intake::submit(state, from, vec![event]).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(conversation = %l.conversation, attempt, error = ?e, "telling the engine of a conversation");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
         }
     }
 }

@@ -30,6 +30,16 @@ fn cart_band(value: f64) -> &'static str {
     }
 }
 
+/// A product's id as a greeting may name it: letters, digits, `-`, `_` and `.`, at most 64
+/// (anything else is left out).
+fn product_id(raw: &str) -> String {
+    let ok = raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { raw.to_owned() } else { String::new() }
+}
+
 /// Puts ready greetings in place; `context` is the visitor's template context (computed only
 /// when some fired rule asks for a greeting).
 pub fn apply(
@@ -73,22 +83,25 @@ pub fn apply(
         let value = c["cart"]["value"].as_f64().unwrap_or(0.0);
         let language = s(&["visitor", "language"]);
         let returning = c["visitor"]["returning"].as_bool().unwrap_or(false);
+        // Only what the key holds goes into the prompt, and nothing a visitor writes freely
+        // (a page's title is the visitor's to forge: one visitor must not write the greeting
+        // that others of the same context are shown).
+        let product = product_id(&s(&["page", "product"]));
         let key = format!(
             "{}|{}|{}|{}|{}|{}",
             f.rule,
             s(&["page", "type"]),
-            s(&["page", "product"]),
+            product,
             cart_band(value),
             language,
             returning
         );
         let described = format!(
-            "on a {} page \"{}\"{}; cart: {}; {} visitor{}",
+            "on a {} page{}; cart: {}; {} visitor{}",
             s(&["page", "type"]),
-            s(&["page", "title"]),
-            match s(&["page", "product"]) {
-                p if p.is_empty() => String::new(),
-                p => format!(" about {p}"),
+            match product.as_str() {
+                "" => String::new(),
+                p => format!(" about the product {p}"),
             },
             match cart_band(value) {
                 "empty" => "empty".to_owned(),

@@ -187,14 +187,15 @@ impl Conversations for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE site_id = ? AND id = ?")
-                .bind(site.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let Some(last) = last else {
+        let found: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT last_seq, closed_at FROM conversations WHERE site_id = ? AND id = ?",
+        )
+        .bind(site.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some((last, closed_at)) = found else {
             return Err(not_found(id));
         };
         if let Some(client_id) = &m.client_id {
@@ -211,6 +212,9 @@ impl Conversations for SqliteStore {
                     duplicate: true,
                 });
             }
+        }
+        if closed_at.is_some() {
+            return Err(StoreError::Conflict(format!("conversation {id} is closed")));
         }
         let seq = last + 1;
         sqlx::query(
@@ -304,6 +308,14 @@ impl Conversations for SqliteStore {
             && change.closed.is_none();
         if c.status.is_closed() && !only_reads {
             return Err(StoreError::Conflict(format!("conversation {id} is closed")));
+        }
+        if let Some(expect) = &change.expect
+            && !expect.holds(&c)
+        {
+            return Err(StoreError::Conflict(format!(
+                "conversation {id} changed meanwhile (it is {})",
+                c.status.as_str()
+            )));
         }
         if let Some(s) = change.status {
             c.status = s;
@@ -548,7 +560,8 @@ impl Conversations for SqliteStore {
         let done = sqlx::query(
             "INSERT INTO files (id, site_id, conversation_id, name, mime, size, author, at, bytes)
              SELECT ?, site_id, id, ?, ?, ?, ?, ?, ? FROM conversations
-             WHERE site_id = ? AND id = ?",
+             WHERE site_id = ? AND id = ?
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&file.id)
         .bind(&file.name)
@@ -563,7 +576,19 @@ impl Conversations for SqliteStore {
         .await
         .map_err(db)?;
         if done.rows_affected() == 0 {
-            return Err(not_found(&file.conversation));
+            // Either the file is there already (a resend: nothing more to write) or the
+            // conversation is not the site's.
+            let there: Option<String> = sqlx::query_scalar(
+                "SELECT conversation_id FROM files WHERE site_id = ? AND id = ?",
+            )
+            .bind(site.as_str())
+            .bind(&file.id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?;
+            if there.as_deref() != Some(file.conversation.as_str()) {
+                return Err(not_found(&file.conversation));
+            }
         }
         Ok(())
     }

@@ -417,6 +417,27 @@ pub struct ConversationChange {
     pub visitor_read: Option<u64>,
     /// The site's people have read up to this `seq` (never lowers it).
     pub agent_read: Option<u64>,
+    /// Make the change only if the conversation stands so (else
+    /// [`crate::StoreError::Conflict`], nothing written): a step decided on what was read
+    /// must not undo what someone else changed meanwhile.
+    pub expect: Option<Expect>,
+}
+
+/// What a conversation must stand as for a change to apply.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Expect {
+    /// One of these statuses (none: any).
+    pub statuses: Vec<Status>,
+    /// This assignee (none: any).
+    pub assignee: Option<Option<UserId>>,
+}
+
+impl Expect {
+    /// Whether a conversation stands as expected.
+    pub fn holds(&self, c: &Conversation) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&c.status))
+            && self.assignee.is_none_or(|a| a == c.assignee)
+    }
 }
 
 /// Which conversations to list.
@@ -589,7 +610,9 @@ pub trait Conversations: Send + Sync {
     ) -> Result<Option<Conversation>>;
 
     /// Appends a message, giving it the next `seq`; see the module's promises.
-    /// [`crate::StoreError::NotFound`] for an unknown conversation.
+    /// [`crate::StoreError::NotFound`] for an unknown conversation,
+    /// [`crate::StoreError::Conflict`] for a closed one (a resend of a message it holds is
+    /// still answered as a duplicate).
     async fn append_message(
         &self,
         site: &SiteId,
@@ -648,8 +671,8 @@ pub trait Conversations: Send + Sync {
     /// Saves one person's profile for a site.
     async fn put_agent_profile(&self, site: &SiteId, profile: &AgentProfile) -> Result<()>;
 
-    /// Stores a file of a conversation. [`crate::StoreError::NotFound`] when the conversation
-    /// is not the site's.
+    /// Stores a file of a conversation; a file whose id is stored already is not written
+    /// again. [`crate::StoreError::NotFound`] when the conversation is not the site's.
     async fn put_file(&self, site: &SiteId, file: &FileRecord, bytes: &[u8]) -> Result<()>;
 
     /// A file of a site, with its bytes.

@@ -6,8 +6,8 @@ use beckon_engine::{Policy, SiteId, Timestamp, VisitorId};
 use crate::accounts::{Accounts, NewUser, Role};
 use crate::conversations::{
     AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
-    ConversationQuery, Conversations, DeskSettings, FileRecord, ModelCall, NewMessage, Origin,
-    PageSeen, Rating, Spend, Status,
+    ConversationQuery, Conversations, DeskSettings, Expect, FileRecord, ModelCall, NewMessage,
+    Origin, PageSeen, Rating, Spend, Status,
 };
 use crate::{SecretDigest, SiteRecord, Store, StoreError};
 
@@ -39,6 +39,7 @@ async fn files_belong_to_their_conversation_and_site(
         at: at(50),
     };
     talk.put_file(site, &file, &[1, 2, 3, 4]).await.unwrap();
+    talk.put_file(site, &file, &[9, 9]).await.unwrap();
     assert_eq!(
         talk.file(site, &file.id).await.unwrap(),
         Some((file.clone(), vec![1, 2, 3, 4]))
@@ -363,6 +364,31 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
         .unwrap();
     assert_eq!(lower.agent_read, 2, "a read mark never goes back");
     assert_eq!(talk.conversation(site, &c).await.unwrap().unwrap(), lower);
+    let stale = talk
+        .change_conversation(
+            site,
+            &c,
+            &ConversationChange {
+                status: Some(Status::Queued),
+                assignee: Some(None),
+                expect: Some(Expect {
+                    statuses: vec![Status::Offered],
+                    assignee: Some(Some(7)),
+                }),
+                ..ConversationChange::default()
+            },
+            at(23),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(_))),
+        "a step decided on a stale read does not apply: {stale:?}"
+    );
+    assert_eq!(
+        talk.conversation(site, &c).await.unwrap().unwrap(),
+        lower,
+        "nothing written"
+    );
     let closed = talk
         .change_conversation(
             site,
@@ -391,6 +417,29 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
     assert!(
         matches!(reopen, Err(StoreError::Conflict(_))),
         "a closed conversation stays closed: {reopen:?}"
+    );
+    let late = talk
+        .append_message(
+            site,
+            &c,
+            &said(Some("late"), Author::Visitor, "one more thing", 32),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::Conflict(_))),
+        "a closed conversation takes no message: {late:?}"
+    );
+    let resent = talk
+        .append_message(
+            site,
+            &c,
+            &said(Some("m1"), Author::Visitor, "Do you ship to Canada?", 33),
+        )
+        .await
+        .unwrap();
+    assert!(
+        resent.duplicate,
+        "a resend of a message it holds is still answered"
     );
     // Closed, the visitor may open a new one.
     talk.open_conversation(&new_conversation(5, site, 1, 40))

@@ -64,6 +64,13 @@ impl VisitorContext for LogContext {
             }
         }
     }
+
+    async fn known(&self, site: &SiteId, visitor: &VisitorId) -> bool {
+        self.insight
+            .visitor_log(site, visitor, 1)
+            .await
+            .is_ok_and(|log| !log.is_empty())
+    }
 }
 
 /// What a site's AI agent answers from, and with.

@@ -560,6 +560,16 @@ async fn a_person_starts_a_chat_with_a_visitor_on_the_site_and_the_visitors_page
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
+    // Nor may a person start one with a visitor the site has never seen.
+    let stranger = served
+        .post(format!("{}/api/v1/sites/demo/conversations", demo.base))
+        .header("origin", &demo.base)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"visitor": "v_never_seen_here", "text": "Hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 422);
     demo.stop().await;
 }
 

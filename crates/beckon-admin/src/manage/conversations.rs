@@ -51,6 +51,7 @@ pub fn agent(actor: &Actor, key: &str) -> AdminResult<AgentRef> {
         site: actor.site(key)?,
         user: actor.user.id,
         name: actor.user.name.clone(),
+        supervisor: actor.require_admin().is_ok(),
     })
 }
 

@@ -94,7 +94,10 @@ pub async fn events(
     let site = viewer.actor.site(&key)?;
     let desk = conversations::desk(&state)?;
     let rx = desk.watch_site(&site);
-    let stream = updates(rx);
+    // While this stream is open, the person's console is: once none has been for a minute,
+    // the desk takes them for away.
+    let open = desk.console_open(&conversations::agent(&viewer.actor, &key)?);
+    let stream = updates(rx, open);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -102,12 +105,15 @@ pub async fn events(
 
 fn updates(
     rx: tokio::sync::broadcast::Receiver<Update>,
+    open: beckon_agent::desk::ConsoleOpen,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(rx, |mut rx| async move {
+    futures::stream::unfold((rx, open), |(mut rx, open)| async move {
         use tokio::sync::broadcast::error::RecvError;
         match rx.recv().await {
-            Ok(update) => Some((Ok(event(&update)), rx)),
-            Err(RecvError::Lagged(_)) => Some((Ok(Event::default().event("stale").data("{}")), rx)),
+            Ok(update) => Some((Ok(event(&update)), (rx, open))),
+            Err(RecvError::Lagged(_)) => {
+                Some((Ok(Event::default().event("stale").data("{}")), (rx, open)))
+            }
             Err(RecvError::Closed) => None,
         }
     })

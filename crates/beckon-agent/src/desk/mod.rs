@@ -19,7 +19,7 @@ use beckon_store::StoreError;
 use beckon_store::accounts::UserId;
 use beckon_store::conversations::{
     AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
-    Conversations, DeskSettings, MAX_MESSAGE_CHARS, Message, ModelCall, NewMessage, Status,
+    Conversations, DeskSettings, Expect, MAX_MESSAGE_CHARS, Message, ModelCall, NewMessage, Status,
 };
 use rand::Rng;
 
@@ -69,6 +69,11 @@ impl From<StoreError> for DeskError {
 pub trait VisitorContext: Send + Sync {
     /// The visitor's context now; an empty one when nothing is known.
     async fn context(&self, site: &SiteId, visitor: &VisitorId) -> Context;
+
+    /// Whether the site has seen this visitor (a person starts chats only with those).
+    async fn known(&self, _site: &SiteId, _visitor: &VisitorId) -> bool {
+        true
+    }
 }
 
 /// A context source that knows nothing.
@@ -144,6 +149,39 @@ struct Inner {
     sites: Mutex<HashMap<SiteId, SiteDesk>>,
     watch: updates::Watchers,
     greetings: Mutex<HashMap<(SiteId, String), Greeting>>,
+    /// The consoles each person has open, and since when they have had none.
+    presence: Mutex<HashMap<(SiteId, UserId), Presence>>,
+}
+
+/// A person's open consoles.
+struct Presence {
+    name: String,
+    consoles: usize,
+    since: Option<Timestamp>,
+}
+
+/// How long a person may be without any console open before they are taken for away.
+pub const AWAY_AFTER_MS: i64 = 60_000;
+
+/// One open console of a person; dropping it (the page closed) counts them out, and once none
+/// has been open for [`AWAY_AFTER_MS`] the desk takes them for away: no chat waits on someone
+/// who has gone.
+pub struct ConsoleOpen {
+    desk: Desk,
+    key: (SiteId, UserId),
+}
+
+impl Drop for ConsoleOpen {
+    fn drop(&mut self) {
+        let now = self.desk.now();
+        let mut presence = self.desk.inner.presence.lock().expect("presence lock");
+        if let Some(p) = presence.get_mut(&self.key) {
+            p.consoles = p.consoles.saturating_sub(1);
+            if p.consoles == 0 {
+                p.since = Some(now);
+            }
+        }
+    }
 }
 
 /// A greeting being written, written, or refused (then the rule's text stands for the context).
@@ -172,6 +210,7 @@ impl Desk {
                 sites: Mutex::new(HashMap::new()),
                 watch: updates::Watchers::default(),
                 greetings: Mutex::new(HashMap::new()),
+                presence: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -293,9 +332,53 @@ impl Desk {
         }
     }
 
+    /// A person's console is open (held for as long as it is).
+    pub fn console_open(&self, agent: &people::AgentRef) -> ConsoleOpen {
+        let key = (agent.site.clone(), agent.user);
+        let mut presence = self.inner.presence.lock().expect("presence lock");
+        let p = presence.entry(key.clone()).or_insert(Presence {
+            name: agent.name.clone(),
+            consoles: 0,
+            since: None,
+        });
+        p.consoles += 1;
+        p.since = None;
+        ConsoleOpen {
+            desk: self.clone(),
+            key,
+        }
+    }
+
     /// One turn of the clock.
     pub async fn tick(&self) {
         let now = self.now();
+        let gone: Vec<people::AgentRef> = {
+            let mut presence = self.inner.presence.lock().expect("presence lock");
+            let gone: Vec<_> = presence
+                .iter()
+                .filter(|(_, p)| {
+                    p.since
+                        .is_some_and(|t| now.as_millis() - t.as_millis() >= AWAY_AFTER_MS)
+                })
+                .map(|((site, user), p)| people::AgentRef {
+                    site: site.clone(),
+                    user: *user,
+                    name: p.name.clone(),
+                    supervisor: false,
+                })
+                .collect();
+            for a in &gone {
+                presence.remove(&(a.site.clone(), a.user));
+            }
+            gone
+        };
+        for agent in gone {
+            if self.is_available(&agent)
+                && let Err(e) = self.set_available(&agent, false).await
+            {
+                tracing::warn!(site = %agent.site, user = agent.user, error = %e, "marking a person away");
+            }
+        }
         let mut steps = Vec::new();
         let mut idle = Vec::new();
         {
@@ -360,16 +443,21 @@ impl Desk {
         Ok((appended.message, appended.duplicate))
     }
 
-    /// Stores a checked file with its conversation; the attachment for its message.
+    /// Stores a checked file with its conversation; the attachment for its message. Its id
+    /// comes from the conversation and the message's id, so a resend stores nothing new.
     async fn store_file(
         &self,
         c: &Conversation,
+        client_id: &str,
         checked: &crate::files::Checked,
         bytes: &[u8],
         author: Author,
     ) -> Result<beckon_store::conversations::Attachment, DeskError> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}:{client_id}", c.id));
+        let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
         let record = beckon_store::conversations::FileRecord {
-            id: format!("f_{}", &new_id().as_str()[2..]),
+            id: format!("f_{hex}"),
             conversation: c.id.clone(),
             name: checked.name.clone(),
             mime: checked.mime.to_owned(),
@@ -479,6 +567,8 @@ impl Desk {
     /// Does what the board decided.
     async fn carry_out(&self, site: &SiteId, step: Step) {
         let done = match &step {
+            // Each step applies only to the conversation as the board saw it: a person who
+            // took it meanwhile (accepting from the queue, writing, a transfer) keeps it.
             Step::Offer(c, user) => {
                 self.change(
                     site,
@@ -486,18 +576,26 @@ impl Desk {
                     ConversationChange {
                         status: Some(Status::Offered),
                         assignee: Some(Some(*user)),
+                        expect: Some(Expect {
+                            statuses: vec![Status::Queued, Status::Offered],
+                            assignee: None,
+                        }),
                         ..ConversationChange::default()
                     },
                 )
                 .await
             }
-            Step::Withdraw(c, _) => {
+            Step::Withdraw(c, user) => {
                 self.change(
                     site,
                     c,
                     ConversationChange {
                         status: Some(Status::Queued),
                         assignee: Some(None),
+                        expect: Some(Expect {
+                            statuses: vec![Status::Offered],
+                            assignee: Some(Some(*user)),
+                        }),
                         ..ConversationChange::default()
                     },
                 )
@@ -521,6 +619,10 @@ impl Desk {
                 ConversationChange {
                     status: Some(Status::Missed),
                     assignee: Some(None),
+                    expect: Some(Expect {
+                        statuses: vec![Status::Bot, Status::Queued, Status::Offered],
+                        assignee: None,
+                    }),
                     ..ConversationChange::default()
                 },
             )
@@ -621,10 +723,10 @@ impl Desk {
         self.inner.watch.invites()
     }
 
-    /// Conversations as they begin and end (the edge tells the engine, which fires nothing
-    /// for a visitor while their conversation runs).
-    pub fn watch_lifecycle(&self) -> tokio::sync::broadcast::Receiver<Lifecycle> {
-        self.inner.watch.lifecycle()
+    /// Conversations as they begin and end, every one (the edge tells the engine, which fires
+    /// nothing for a visitor while their conversation runs). Taken once: `None` after.
+    pub fn take_lifecycle(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Lifecycle>> {
+        self.inner.watch.take_lifecycle()
     }
 
     /// Subscribes to everything that happens at a site's desk (a console).

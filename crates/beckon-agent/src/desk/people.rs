@@ -19,6 +19,22 @@ pub struct AgentRef {
     pub user: UserId,
     /// How they are shown to visitors.
     pub name: String,
+    /// Whether they may end or pass on a conversation someone else holds (an administrator).
+    pub supervisor: bool,
+}
+
+impl AgentRef {
+    /// Refuses a change to a conversation another person holds, unless this one supervises.
+    fn may_change(&self, c: &Conversation) -> Result<(), DeskError> {
+        let held_by_other =
+            c.status == Status::Active && c.assignee.is_some_and(|u| u != self.user);
+        if held_by_other && !self.supervisor {
+            return Err(DeskError::Conflict(
+                "someone else holds this conversation".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a conversation is transferred.
@@ -239,7 +255,9 @@ impl Desk {
     ) -> Result<Message, DeskError> {
         let checked = crate::files::check(name, bytes)?;
         let c = self.held_by(agent, id).await?;
-        let attachment = self.store_file(&c, &checked, bytes, Author::Agent).await?;
+        let attachment = self
+            .store_file(&c, &client_id, &checked, bytes, Author::Agent)
+            .await?;
         self.agent_message(agent, &c, client_id, checked.name, Some(attachment))
             .await
     }
@@ -322,6 +340,7 @@ impl Desk {
         agent: &AgentRef,
         id: &ConversationId,
     ) -> Result<Conversation, DeskError> {
+        agent.may_change(&self.conversation(&agent.site, id).await?)?;
         self.close(&agent.site, id, Closer::Agent).await
     }
 
@@ -338,6 +357,7 @@ impl Desk {
                 "this conversation is closed".to_owned(),
             ));
         }
+        agent.may_change(&c)?;
         let settings = self.settings(&agent.site);
         let now = self.now();
         match to {
@@ -423,6 +443,11 @@ impl Desk {
             site: agent.site.clone(),
             visitor: visitor.clone(),
         };
+        if !self.inner.context.known(&agent.site, visitor).await {
+            return Err(DeskError::Invalid(
+                "no such visitor on this site".to_owned(),
+            ));
+        }
         if let Some(open) = self.open_of(&who).await? {
             return Err(DeskError::Conflict(format!(
                 "this visitor already has an open conversation ({})",

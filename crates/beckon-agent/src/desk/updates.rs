@@ -5,7 +5,8 @@
 //! lagging console reloads its view.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use beckon_engine::{SiteId, VisitorId};
 use beckon_store::conversations::{Author, Conversation, ConversationId, Message};
@@ -82,19 +83,51 @@ impl Update {
     }
 }
 
-/// A tab's subscription.
-pub type VisitorWatch = mpsc::Receiver<Update>;
+/// Each visitor's open tabs, each with its id. Updates travel as shared pointers, so a tab's
+/// channel costs a few hundred bytes whatever an update holds.
+type Tabs = HashMap<(SiteId, VisitorId), Vec<(u64, mpsc::Sender<Arc<Update>>)>>;
 
-/// Each visitor's open tabs.
-type Tabs = HashMap<(SiteId, VisitorId), Vec<mpsc::Sender<Update>>>;
+/// A tab's subscription; dropping it (the socket closed, the poll answered) takes it off the
+/// visitor's list at once.
+pub struct VisitorWatch {
+    rx: mpsc::Receiver<Arc<Update>>,
+    key: (SiteId, VisitorId),
+    id: u64,
+    tabs: Weak<Mutex<Tabs>>,
+}
+
+impl VisitorWatch {
+    /// The next update; `None` once the desk dropped this tab (it fell behind).
+    pub async fn recv(&mut self) -> Option<Update> {
+        self.rx.recv().await.map(Arc::unwrap_or_clone)
+    }
+}
+
+impl Drop for VisitorWatch {
+    fn drop(&mut self) {
+        let Some(tabs) = self.tabs.upgrade() else {
+            return;
+        };
+        let mut tabs = tabs.lock().expect("watch lock");
+        if let Some(list) = tabs.get_mut(&self.key) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                tabs.remove(&self.key);
+            }
+        }
+    }
+}
 
 pub(super) struct Watchers {
-    tabs: Mutex<Tabs>,
+    tabs: Arc<Mutex<Tabs>>,
+    next_tab: AtomicU64,
     consoles: Mutex<HashMap<SiteId, broadcast::Sender<Update>>>,
     /// Visitors a person started a conversation with, for the edge to tell their tabs.
     invites: broadcast::Sender<(SiteId, VisitorId)>,
-    /// Conversations that began (true) or ended (false), for the engine's guardrails.
-    lifecycle: broadcast::Sender<Lifecycle>,
+    /// Conversations that began or ended, for the engine's guardrails: a channel the edge
+    /// takes once (none taken: nobody to tell). Unbounded, so that no start or end is ever
+    /// dropped; each is a few dozen bytes, one per conversation opened or closed.
+    lifecycle: Mutex<Option<mpsc::UnboundedSender<Lifecycle>>>,
 }
 
 /// A conversation began or ended: while one runs, the engine fires nothing for its visitor.
@@ -113,10 +146,11 @@ pub struct Lifecycle {
 impl Default for Watchers {
     fn default() -> Self {
         Watchers {
-            tabs: Mutex::default(),
+            tabs: Arc::default(),
+            next_tab: AtomicU64::new(0),
             consoles: Mutex::default(),
             invites: broadcast::channel(CONSOLE_BUFFER).0,
-            lifecycle: broadcast::channel(CONSOLE_BUFFER).0,
+            lifecycle: Mutex::new(None),
         }
     }
 }
@@ -124,11 +158,22 @@ impl Default for Watchers {
 impl Watchers {
     pub(super) fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> VisitorWatch {
         let (tx, rx) = mpsc::channel(TAB_BUFFER);
+        let key = (site.clone(), visitor.clone());
+        let id = self.next_tab.fetch_add(1, Ordering::Relaxed);
         let mut tabs = self.tabs.lock().expect("watch lock");
-        let list = tabs.entry((site.clone(), visitor.clone())).or_default();
-        list.retain(|t| !t.is_closed());
-        list.push(tx);
-        rx
+        tabs.entry(key.clone()).or_default().push((id, tx));
+        VisitorWatch {
+            rx,
+            key,
+            id,
+            tabs: Arc::downgrade(&self.tabs),
+        }
+    }
+
+    /// How many visitors have a tab watching (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn watched(&self) -> usize {
+        self.tabs.lock().expect("watch lock").len()
     }
 
     pub(super) fn site(&self, site: &SiteId) -> broadcast::Receiver<Update> {
@@ -146,7 +191,8 @@ impl Watchers {
             let key = (site.clone(), visitor.clone());
             if let Some(list) = tabs.get_mut(&key) {
                 // A full or closed tab is dropped: it resyncs when it reconnects.
-                list.retain(|t| t.try_send(update.clone()).is_ok());
+                let shared = Arc::new(update.clone());
+                list.retain(|(_, t)| t.try_send(shared.clone()).is_ok());
                 if list.is_empty() {
                     tabs.remove(&key);
                 }
@@ -163,17 +209,26 @@ impl Watchers {
         let _ = self.invites.send((site.clone(), visitor.clone())); // no edge listening: no tab
     }
 
-    pub(super) fn lifecycle(&self) -> broadcast::Receiver<Lifecycle> {
-        self.lifecycle.subscribe()
+    pub(super) fn take_lifecycle(&self) -> Option<mpsc::UnboundedReceiver<Lifecycle>> {
+        let mut slot = self.lifecycle.lock().expect("watch lock");
+        if slot.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *slot = Some(tx);
+        Some(rx)
     }
 
     pub(super) fn began_or_ended(&self, c: &Conversation, running: bool) {
-        let _ = self.lifecycle.send(Lifecycle {
-            site: c.site.clone(),
-            visitor: c.visitor.clone(),
-            conversation: c.id.clone(),
-            running,
-        });
+        let slot = self.lifecycle.lock().expect("watch lock");
+        if let Some(tx) = slot.as_ref() {
+            let _ = tx.send(Lifecycle {
+                site: c.site.clone(),
+                visitor: c.visitor.clone(),
+                conversation: c.id.clone(),
+                running,
+            });
+        }
     }
 
     pub(super) fn publish_board(&self, site: &SiteId) {
@@ -185,5 +240,25 @@ impl Watchers {
         if let Some(tx) = consoles.get(site) {
             let _ = tx.send(update); // no console open: nobody to tell
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_tab_leaves_nothing_behind() {
+        let w = Watchers::default();
+        let site = SiteId::parse("s").unwrap();
+        for n in 0..1000 {
+            let v = VisitorId::parse(&format!("v_{n}")).unwrap();
+            let a = w.visitor(&site, &v);
+            let b = w.visitor(&site, &v);
+            drop(a);
+            assert_eq!(w.watched(), 1, "the visitor's other tab still watches");
+            drop(b);
+        }
+        assert_eq!(w.watched(), 0, "every closed tab was taken off");
     }
 }

@@ -11,6 +11,7 @@ use beckon_store::conversations::{
 use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id};
 use crate::responder::{Draft, Question, Usage, offline_answer};
 use crate::scope::{self, Intent};
+use beckon_store::conversations::Expect;
 
 /// The visitor a request speaks for (their token was checked by the caller).
 #[derive(Clone, Debug, PartialEq)]
@@ -158,21 +159,24 @@ impl Desk {
         opening: &Opening,
     ) -> Result<Said, DeskError> {
         let text = check_text(text)?;
-        let c = self.open(who, opening).await?;
-        let (message, duplicate) = self
-            .append(
-                &c,
-                NewMessage {
-                    client_id: Some(client_id),
-                    author: Author::Visitor,
-                    author_id: None,
-                    author_name: None,
-                    text: text.clone(),
-                    attachment: None,
-                    at: self.now(),
-                },
-            )
-            .await?;
+        let message = |at| NewMessage {
+            client_id: Some(client_id.clone()),
+            author: Author::Visitor,
+            author_id: None,
+            author_name: None,
+            text: text.clone(),
+            attachment: None,
+            at,
+        };
+        let mut c = self.open(who, opening).await?;
+        let (message, duplicate) = match self.append(&c, message(self.now())).await {
+            // It closed in the meantime: the message starts the visitor's next conversation.
+            Err(DeskError::Conflict(_)) => {
+                c = self.open(who, opening).await?;
+                self.append(&c, message(self.now())).await?
+            }
+            other => other?,
+        };
         if !duplicate && c.status == Status::Bot {
             let desk = self.clone();
             let c = c.clone();
@@ -201,7 +205,7 @@ impl Desk {
         let checked = crate::files::check(name, bytes)?;
         let c = self.open(who, &Opening::default()).await?;
         let attachment = self
-            .store_file(&c, &checked, bytes, Author::Visitor)
+            .store_file(&c, &client_id, &checked, bytes, Author::Visitor)
             .await?;
         let (message, duplicate) = self
             .append(
@@ -245,16 +249,7 @@ impl Desk {
     /// The AI agent's turn: out of scope goes to people; otherwise the responder answers.
     async fn respond(&self, c: &Conversation, text: &str) -> Result<(), DeskError> {
         let now = self.now();
-        let (presales_only, knowledge, responder, within_budget) = self.with_site(&c.site, |d| {
-            let within =
-                !d.responder.is_model() || d.budget.is_none_or(|b| b.take(&mut d.spent, now));
-            (
-                d.settings.presales_only,
-                d.knowledge.clone(),
-                d.responder.clone(),
-                within,
-            )
-        });
+        let presales_only = self.with_site(&c.site, |d| d.settings.presales_only);
         let intent = scope::classify(text);
         let to_people = match intent {
             Intent::Presales => false,
@@ -266,6 +261,12 @@ impl Desk {
             let support = matches!(intent, Intent::Support(_));
             return self.hand_off(c, reason, support).await.map(|_| ());
         }
+        // Only an answer the model will write takes from its budget.
+        let (knowledge, responder, within_budget) = self.with_site(&c.site, |d| {
+            let within =
+                !d.responder.is_model() || d.budget.is_none_or(|b| b.take(&mut d.spent, now));
+            (d.knowledge.clone(), d.responder.clone(), within)
+        });
         let history = self
             .store()
             .messages(
@@ -381,7 +382,7 @@ impl Desk {
         } else {
             c.department.clone()
         };
-        let queued = self
+        let queued = match self
             .change(
                 &c.site,
                 &c.id,
@@ -389,10 +390,20 @@ impl Desk {
                     status: Some(Status::Queued),
                     department: Some(department.clone()),
                     handoff: Some(Some(reason.to_owned())),
+                    // Another tab's request, or a person, got there first: nothing to do.
+                    expect: Some(Expect {
+                        statuses: vec![Status::Bot, Status::Missed],
+                        assignee: None,
+                    }),
                     ..ConversationChange::default()
                 },
             )
-            .await?;
+            .await
+        {
+            Ok(q) => q,
+            Err(DeskError::Conflict(_)) => return self.conversation(&c.site, &c.id).await,
+            Err(e) => return Err(e),
+        };
         let now = self.now();
         let (steps, anyone) = self.with_site(&c.site, |d| {
             let anyone = d.board.people().values().any(|p| {

@@ -74,13 +74,15 @@ pub fn cors(sites: Sites) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(
             move |origin: &HeaderValue, parts: &request::Parts| {
-                matches!(
-                    parts.uri.path(),
-                    "/v1/events" | "/v1/chat" | "/v1/chat/config"
-                ) && origin.to_str().is_ok_and(|origin| {
-                    site_in_url(&sites, &parts.uri)
-                        .is_some_and(|site| site.allows_origin(Some(origin)))
-                })
+                let path = parts.uri.path();
+                (matches!(
+                    path,
+                    "/v1/events" | "/v1/chat" | "/v1/chat/config" | "/v1/chat/files"
+                ) || path.starts_with("/v1/chat/files/"))
+                    && origin.to_str().is_ok_and(|origin| {
+                        site_in_url(&sites, &parts.uri)
+                            .is_some_and(|site| site.allows_origin(Some(origin)))
+                    })
             },
         ))
         .allow_methods([Method::GET, Method::POST])
