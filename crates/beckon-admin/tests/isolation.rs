@@ -7,7 +7,6 @@
 mod support;
 
 use beckon_store::accounts::Role;
-use beckon_store::conversations::{Author, Conversations, FileRecord};
 use serde_json::{Value, json};
 use support::{Admin, rule};
 
