@@ -400,7 +400,10 @@
     r.goal = goal === 'event' ? 'event:' + val('f-goal-event') : goal;
     r.message = rule.message;
     if (Object.keys(rule.translations).length) r.translations = rule.translations;
-    if (rule.ai_greeting) r.ai_greeting = rule.ai_greeting;
+    if (document.getElementById('f-ai-on').checked) {
+      var chars = val('f-ai-max');
+      r.ai_greeting = { prompt: val('f-ai-prompt'), max_chars: chars === '' ? 160 : Number(chars) };
+    }
     return r;
   }
 

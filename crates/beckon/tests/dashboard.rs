@@ -364,6 +364,15 @@ async fn a_rule_built_in_the_editor_fires_on_the_shop_without_a_restart_then_pau
             .all(|r| r.id != "editor-exit")
     );
     type_into(&marketer, "#f-rollout", "100").await;
+    // The greeting may be written by the site's model, within the rule's limits.
+    click(&marketer, "#f-ai-on").await;
+    type_into(
+        &marketer,
+        "#f-ai-prompt",
+        "Greet a shopper about to leave, briefly.",
+    )
+    .await;
+    type_into(&marketer, "#f-ai-max", "120").await;
 
     // Launch: it fires on the shop, in another browser, without a restart.
     click(&marketer, "#launch").await;
@@ -373,6 +382,21 @@ async fn a_rule_built_in_the_editor_fires_on_the_shop_without_a_restart_then_pau
         Duration::from_secs(10),
     )
     .await;
+    let saved = demo
+        .store
+        .rules(&beckon_engine::SiteId::parse("demo").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == "editor-exit")
+        .unwrap();
+    let ai = saved
+        .ai_greeting
+        .expect("the AI greeting is saved with the rule");
+    assert_eq!(
+        (ai.prompt.as_str(), ai.max_chars),
+        ("Greet a shopper about to leave, briefly.", 120)
+    );
     let shopper = demo.browser(HUMAN_UA).await;
     let visitor = demo.visitor_in(Arm::Treated, "beckon");
     demo.open_as(&shopper, &visitor, "/product-ridgeline-trail-runner.html")
