@@ -158,7 +158,9 @@
   }
   function markRead() {
     if (!transcript || document.hidden || !lastSeq) return;
-    api('POST', '/conversations/' + encodeURIComponent(transcript.conversation.id) + '/read', { seq: lastSeq }).catch(function () {});
+    api('POST', '/conversations/' + encodeURIComponent(transcript.conversation.id) + '/read', { seq: lastSeq })
+      .then(function () { soon(); }) // the list's unread counts
+      .catch(function () {});
   }
 
   // ---- actions
