@@ -758,3 +758,58 @@ async fn a_held_chat_is_the_holders_and_a_person_without_a_console_goes_away() {
         "no console for a minute: away"
     );
 }
+
+/// Found in review: a tab resending, after the chat ended, a message it never heard stored
+/// gets the stored one back instead of a new conversation.
+#[tokio::test]
+async fn a_resend_after_the_end_is_a_duplicate_not_a_new_conversation() {
+    let w = World::new().await;
+    let me = w.visitor(40);
+    let first = w
+        .desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "Do you ship to Canada?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.desk.visitor_close(&me).await.unwrap();
+    let again = w
+        .desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "Do you ship to Canada?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate, "the stored message");
+    assert_eq!(again.conversation.id, first.conversation.id);
+    assert_eq!(again.message.seq, first.message.seq);
+    let latest = w
+        .store
+        .latest_conversation_of(&w.site, &me.visitor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        latest.id, first.conversation.id,
+        "no new conversation was opened"
+    );
+    // A new message after the end does start one.
+    let next = w
+        .desk
+        .say(
+            &me,
+            "m2".to_owned(),
+            "Another question",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(next.conversation.id, first.conversation.id);
+}

@@ -197,18 +197,36 @@ pub async fn invite_tabs(
     }
 }
 
-/// How many conversation starts and ends are told to the engine at once.
-const TELLING: usize = 64;
+/// How many lines tell the engine of conversations at once; each visitor's events keep to one
+/// line, in order.
+const LINES: usize = 16;
+/// The longest wait between two tries of telling the engine.
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Tells the engine when each conversation begins and ends, as the server's own events of the
 /// visitor (`conversation_started`, `conversation_ended`): while one runs, the engine fires
-/// nothing for them, whether the chat is open on screen or not. Every start and end is told
-/// (the desk's channel drops none), several at once, each tried again after a failed commit.
-pub async fn tell_the_engine(state: crate::AppState, desk: Desk) {
-    let Some(mut lifecycle) = desk.take_lifecycle() else {
-        return;
-    };
-    let room = std::sync::Arc::new(tokio::sync::Semaphore::new(TELLING));
+/// nothing for them, whether the chat is open on screen or not. Every start and end is told,
+/// and each visitor's in the order they happened: the events are spread over [`LINES`] by
+/// visitor, and a line tries its next event again (backing off) until it is stored or the
+/// server stops. A later event never passes an earlier one of the same visitor.
+pub async fn tell_the_engine(
+    state: crate::AppState,
+    mut lifecycle: tokio::sync::mpsc::UnboundedReceiver<beckon_agent::desk::Lifecycle>,
+) {
+    use std::hash::{Hash, Hasher};
+    let mut lines = Vec::with_capacity(LINES);
+    for _ in 0..LINES {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<beckon_agent::desk::Lifecycle>();
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(l) = rx.recv().await {
+                if !tell(&state, &l).await {
+                    return; // the server is stopping
+                }
+            }
+        });
+        lines.push(tx);
+    }
     loop {
         let next = tokio::select! {
             next = lifecycle.recv() => next,
@@ -217,27 +235,25 @@ pub async fn tell_the_engine(state: crate::AppState, desk: Desk) {
         let Some(l) = next else {
             return;
         };
-        let Ok(permit) = room.clone().acquire_owned().await else {
-            return;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            tell(&state, &l).await;
-            drop(permit);
-        });
+        let mut h = std::hash::DefaultHasher::new();
+        (&l.site, &l.visitor).hash(&mut h);
+        let _ = lines[(h.finish() as usize) % LINES].send(l);
     }
 }
 
-async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) {
+/// Tells one event, trying again until it is stored; `false` when the server stops first.
+async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) -> bool {
     let Some(site) = state.sites.get_id(&l.site) else {
-        return;
+        return true; // the site is gone: nothing to tell
     };
     let (kind, end) = if l.running {
         ("conversation_started", "start")
     } else {
         ("conversation_ended", "end")
     };
-    for attempt in 0..4u32 {
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        // The same id on every try: a try whose answer was lost is a duplicate, stored once.
         let event = serde_json::json!({
             "id": format!("server:{}:{end}", l.conversation),
             "type": kind,
@@ -252,11 +268,15 @@ async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) {
             context: &crate::wire::ClientContext::default(),
         };
         match crate::intake::submit(state, from, vec![event]).await {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(e) => {
-                tracing::warn!(conversation = %l.conversation, attempt, error = ?e, "telling the engine of a conversation");
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                tracing::warn!(conversation = %l.conversation, error = ?e, "telling the engine of a conversation; trying again");
             }
         }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = state.shutdown.cancelled() => return false,
+        }
+        wait = (wait * 2).min(MAX_BACKOFF);
     }
 }

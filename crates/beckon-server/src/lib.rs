@@ -245,8 +245,9 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         origins: Default::default(),
         desk: options.desk.clone(),
     }));
-    if let Some(desk) = options.desk {
-        tokio::spawn(chat::tell_the_engine(state.clone(), desk));
+    // Taken here, before anything can open a conversation on this server, so none is missed.
+    if let Some(lifecycle) = options.desk.as_ref().and_then(|d| d.take_lifecycle()) {
+        tokio::spawn(chat::tell_the_engine(state.clone(), lifecycle));
     }
     Ok(Server {
         state,

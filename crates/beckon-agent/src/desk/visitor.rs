@@ -168,6 +168,9 @@ impl Desk {
             attachment: None,
             at,
         };
+        if let Some(said) = self.resent_after_the_end(who, &client_id).await? {
+            return Ok(said);
+        }
         let mut c = self.open(who, opening).await?;
         let (message, duplicate) = match self.append(&c, message(self.now())).await {
             // It closed in the meantime: the message starts the visitor's next conversation.
@@ -193,6 +196,48 @@ impl Desk {
         })
     }
 
+    /// A message the visitor's latest conversation already holds, when that conversation has
+    /// ended since (a tab resending what it never heard stored): answered as the duplicate it
+    /// is, rather than starting a new conversation with it.
+    async fn resent_after_the_end(
+        &self,
+        who: &VisitorRef,
+        client_id: &str,
+    ) -> Result<Option<Said>, DeskError> {
+        let Some(latest) = self
+            .store()
+            .latest_conversation_of(&who.site, &who.visitor)
+            .await?
+            .filter(|c| c.status.is_closed())
+        else {
+            return Ok(None);
+        };
+        let probe = NewMessage {
+            client_id: Some(client_id.to_owned()),
+            author: Author::Visitor,
+            author_id: None,
+            author_name: None,
+            text: String::new(),
+            attachment: None,
+            at: self.now(),
+        };
+        // A closed conversation takes no new message: the store answers a duplicate or
+        // refuses, and writes nothing either way.
+        match self
+            .store()
+            .append_message(&who.site, &latest.id, &probe)
+            .await
+        {
+            Ok(a) if a.duplicate => Ok(Some(Said {
+                conversation: latest,
+                message: a.message,
+                duplicate: true,
+            })),
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The visitor sends a file (checked by its content; see [`crate::files`]); it opens the
     /// conversation when there is none. The AI does not read files: a person will.
     pub async fn visitor_file(
@@ -203,24 +248,33 @@ impl Desk {
         bytes: &[u8],
     ) -> Result<Said, DeskError> {
         let checked = crate::files::check(name, bytes)?;
-        let c = self.open(who, &Opening::default()).await?;
-        let attachment = self
-            .store_file(&c, &client_id, &checked, bytes, Author::Visitor)
-            .await?;
-        let (message, duplicate) = self
-            .append(
-                &c,
-                NewMessage {
-                    client_id: Some(client_id),
-                    author: Author::Visitor,
-                    author_id: None,
-                    author_name: None,
-                    text: checked.name,
-                    attachment: Some(attachment),
-                    at: self.now(),
-                },
-            )
-            .await?;
+        if let Some(said) = self.resent_after_the_end(who, &client_id).await? {
+            return Ok(said);
+        }
+        let mut tries = 0;
+        let (c, message, duplicate) = loop {
+            let c = self.open(who, &Opening::default()).await?;
+            let attachment = self
+                .store_file(&c, &client_id, &checked, bytes, Author::Visitor)
+                .await?;
+            let message = NewMessage {
+                client_id: Some(client_id.clone()),
+                author: Author::Visitor,
+                author_id: None,
+                author_name: None,
+                text: checked.name.clone(),
+                attachment: Some(attachment),
+                at: self.now(),
+            };
+            match self.append(&c, message).await {
+                // It closed in the meantime: the file starts the visitor's next conversation.
+                Err(DeskError::Conflict(_)) if tries == 0 => tries += 1,
+                other => {
+                    let (m, dup) = other?;
+                    break (c, m, dup);
+                }
+            }
+        };
         Ok(Said {
             conversation: c,
             message,
