@@ -304,7 +304,8 @@ struct Conn {
     /// is made only once there is a session to push from.
     pushes: Option<PushReceiver>,
     /// What happens in the visitor's conversation, from the first chat frame on.
-    chat: Option<VisitorWatch>,
+    /// (Boxed: most sockets never chat, and an idle socket pays one pointer for it.)
+    chat: Option<Box<VisitorWatch>>,
 }
 
 async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
@@ -513,7 +514,7 @@ impl Conn {
             visitor: self.visitor.clone(),
         };
         if self.chat.is_none() {
-            self.chat = Some(desk.watch_visitor(&who.site, &who.visitor));
+            self.chat = Some(Box::new(desk.watch_visitor(&who.site, &who.visitor)));
         }
         for frame in crate::chat::handle(&desk, &self.site, &who, up).await {
             send_chat(socket, &frame, within).await?;
@@ -535,7 +536,7 @@ impl Conn {
 
 /// The next update of the visitor's conversation (`None`: the subscription was dropped);
 /// never, before the first chat frame.
-async fn next_chat(chat: &mut Option<VisitorWatch>) -> Option<Update> {
+async fn next_chat(chat: &mut Option<Box<VisitorWatch>>) -> Option<Update> {
     match chat {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
