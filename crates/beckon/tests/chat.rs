@@ -493,12 +493,6 @@ async fn with_a_model_the_streamed_answer_and_an_inventory_lookup_reach_the_widg
     reply_with(&c, "The model says").await;
     // The budget is spent: the offline responder answers from the knowledge base.
     ask(&c, "Do you ship to Canada?").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    eprintln!(
-        "MESSAGES {:#?} REQUESTS {}",
-        messages(&c).await,
-        double.requests().len()
-    );
     let offline = reply_with(&c, "Canada").await;
     assert!(offline.contains("5–8 business days"), "{offline}");
     assert_eq!(double.requests().len(), 3, "no model call past the budget");
