@@ -505,8 +505,23 @@ async fn a_person_starts_a_chat_with_a_visitor_on_the_site_and_the_visitors_page
     let c = demo.browser(HUMAN_UA).await;
     let vid = demo.visitor_in(Arm::Treated, "invite");
     demo.open_as(&c, &vid, "/pricing.html").await;
-    // The visitor's socket is attached once its first batch is stored.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The visitor's socket is attached once its first batch is stored (and acknowledged).
+    let site = beckon_engine::SiteId::parse("demo").unwrap();
+    let v = beckon_engine::VisitorId::parse(&vid).unwrap();
+    for _ in 0..100 {
+        if !demo
+            .db
+            .insight
+            .visitor_log(&site, &v, 1)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let served = reqwest::Client::builder()
         .cookie_store(true)
         .build()
