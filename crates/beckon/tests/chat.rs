@@ -522,21 +522,7 @@ async fn a_person_starts_a_chat_with_a_visitor_on_the_site_and_the_visitors_page
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let served = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login: Value = served
-        .post(format!("{}/api/v1/login", demo.base))
-        .header("origin", &demo.base)
-        .json(&json!({"email": demo.login.0, "password": demo.login.1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = login["csrf"].as_str().unwrap().to_owned();
+    let (served, csrf) = demo.signed_in().await;
     let started = served
         .post(format!("{}/api/v1/sites/demo/conversations", demo.base))
         .header("origin", &demo.base)

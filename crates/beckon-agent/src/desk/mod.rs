@@ -236,14 +236,7 @@ impl Desk {
         let now = self.now();
         let spend = self.store().model_spend(site, day_of(now).1).await?;
         let mut sites = self.inner.sites.lock().expect("desk lock");
-        let desk = sites
-            .entry(site.clone())
-            .or_insert_with(|| SiteDesk::new(settings.clone()));
-        desk.board.set_times(
-            i64::from(settings.accept_seconds) * 1000,
-            i64::from(settings.wait_seconds) * 1000,
-        );
-        desk.settings = settings;
+        let desk = apply_settings(&mut sites, site, settings);
         desk.knowledge = knowledge;
         desk.responder = responder;
         desk.budget = budget;
@@ -255,14 +248,7 @@ impl Desk {
     pub async fn reload_settings(&self, site: &SiteId) -> Result<(), DeskError> {
         let settings = self.store().desk_settings(site).await?;
         let mut sites = self.inner.sites.lock().expect("desk lock");
-        let desk = sites
-            .entry(site.clone())
-            .or_insert_with(|| SiteDesk::new(settings.clone()));
-        desk.board.set_times(
-            i64::from(settings.accept_seconds) * 1000,
-            i64::from(settings.wait_seconds) * 1000,
-        );
-        desk.settings = settings;
+        apply_settings(&mut sites, site, settings);
         Ok(())
     }
 
@@ -741,6 +727,23 @@ impl Live {
             last_activity: c.updated_at,
         }
     }
+}
+
+/// Puts a site's settings in force (its routing times with them); the site's desk.
+fn apply_settings<'a>(
+    sites: &'a mut HashMap<SiteId, SiteDesk>,
+    site: &SiteId,
+    settings: DeskSettings,
+) -> &'a mut SiteDesk {
+    let desk = sites
+        .entry(site.clone())
+        .or_insert_with(|| SiteDesk::new(settings.clone()));
+    desk.board.set_times(
+        i64::from(settings.accept_seconds) * 1000,
+        i64::from(settings.wait_seconds) * 1000,
+    );
+    desk.settings = settings;
+    desk
 }
 
 /// Checks a message's text: not empty, not too long, no control characters but line breaks

@@ -322,24 +322,8 @@ impl Served {
     /// An HTTP client signed in to the dashboard as the demo's administrator, and the
     /// session's CSRF token.
     pub async fn signed_in(&self) -> (reqwest::Client, String) {
-        let client = reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .unwrap();
-        let login: Value = client
-            .post(format!("{}/api/v1/login", self.base))
-            .header("origin", &self.base)
-            .json(&json!({"email": self.login.0, "password": self.login.1}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let csrf = login["csrf"].as_str().expect("signed in").to_owned();
-        (client, csrf)
+        signed_in(&self.base, &self.login).await
     }
-
     /// Stops the server, flushing what it accepted.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -349,6 +333,27 @@ impl Served {
             let _ = server.await;
         }
     }
+}
+
+/// An HTTP client signed in to the dashboard at `base` with `login`, and the session's CSRF
+/// token.
+async fn signed_in(base: &str, login: &(String, String)) -> (reqwest::Client, String) {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let login: Value = client
+        .post(format!("{base}/api/v1/login"))
+        .header("origin", base)
+        .json(&json!({"email": login.0, "password": login.1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = login["csrf"].as_str().expect("signed in").to_owned();
+    (client, csrf)
 }
 
 impl Demo {
@@ -440,6 +445,12 @@ impl Demo {
             id,
             sessions,
         }
+    }
+
+    /// An HTTP client signed in to the dashboard as the demo's administrator, and the
+    /// session's CSRF token.
+    pub async fn signed_in(&self) -> (reqwest::Client, String) {
+        signed_in(&self.base, &self.login).await
     }
 
     /// The profile directories of the browsers opened so far.
