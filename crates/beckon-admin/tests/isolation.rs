@@ -45,7 +45,7 @@ async fn south_conversation(admin: &Admin, site: &beckon_engine::SiteId) -> Stri
         visitor_read: 0,
         agent_read: 0,
     };
-    admin.store.open_conversation(&c).await.unwrap();
+    admin.store.open_conversation(&c, &[]).await.unwrap();
     admin
         .store
         .append_message(

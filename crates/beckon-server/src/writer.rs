@@ -49,7 +49,7 @@ pub enum WriteError {
 struct Job {
     batch: WriteBatch,
     /// While merged into a group: how many batches, exposures and visitors it brought.
-    sizes: (usize, usize, usize),
+    sizes: (usize, usize, usize, usize),
     fences: Vec<Fence>,
     done: oneshot::Sender<Result<CommitReport, WriteError>>,
 }
@@ -116,7 +116,7 @@ impl Writer {
             .tx
             .send(Job {
                 batch,
-                sizes: (0, 0, 0),
+                sizes: (0, 0, 0, 0),
                 fences,
                 done,
             })
@@ -187,6 +187,7 @@ fn merge(jobs: Vec<Job>) -> (Vec<Job>, WriteBatch) {
                 batch.batches.len(),
                 batch.exposures.len(),
                 batch.visitors.len(),
+                batch.leads.len(),
             );
             merged.append(batch);
             job
@@ -200,12 +201,14 @@ fn split(jobs: &mut [Job], merged: &mut WriteBatch) {
     let mut batches = std::mem::take(&mut merged.batches).into_iter();
     let mut exposures = std::mem::take(&mut merged.exposures).into_iter();
     let mut visitors = std::mem::take(&mut merged.visitors).into_iter();
+    let mut leads = std::mem::take(&mut merged.leads).into_iter();
     for job in jobs {
-        let (b, e, v) = job.sizes;
+        let (b, e, v, l) = job.sizes;
         job.batch = WriteBatch {
             batches: batches.by_ref().take(b).collect(),
             exposures: exposures.by_ref().take(e).collect(),
             visitors: visitors.by_ref().take(v).collect(),
+            leads: leads.by_ref().take(l).collect(),
         };
     }
 }

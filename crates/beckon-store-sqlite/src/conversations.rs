@@ -11,8 +11,11 @@ use beckon_store::conversations::{
 use beckon_store::{Result, StoreError};
 use sqlx::sqlite::SqliteRow;
 
+use crate::leads::insert_lead;
+use crate::outbox::fan_out;
 use crate::rows::{col, json_col, opt_json_col};
 use crate::{SqliteStore, db, json};
+use beckon_store::outbox::NewEvent;
 
 fn corrupt(e: String) -> StoreError {
     StoreError::Corrupt(e)
@@ -117,7 +120,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl Conversations for SqliteStore {
-    async fn open_conversation(&self, c: &Conversation) -> Result<()> {
+    async fn open_conversation(&self, c: &Conversation, announce: &[NewEvent]) -> Result<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
         let done = sqlx::query(
             "INSERT INTO conversations (id, site_id, visitor_id, status, department, assignee,
                  origin, context, prechat, priority, handoff, started_at, updated_at)
@@ -136,10 +144,13 @@ impl Conversations for SqliteStore {
         .bind(&c.handoff)
         .bind(c.started_at.as_millis())
         .bind(c.updated_at.as_millis())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                fan_out(&mut tx, &c.site, announce, c.started_at).await?;
+                tx.commit().await.map_err(db)
+            }
             Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Conflict(
                 format!("visitor {} already has an open conversation", c.visitor),
             )),
@@ -372,6 +383,10 @@ impl Conversations for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if let Some(lead) = &change.lead {
+            insert_lead(&mut tx, lead).await?;
+        }
+        fan_out(&mut tx, site, &change.announce, at).await?;
         tx.commit().await.map_err(db)?;
         Ok(c)
     }
@@ -381,7 +396,13 @@ impl Conversations for SqliteStore {
         site: &SiteId,
         id: &ConversationId,
         rating: &Rating,
+        announce: &[NewEvent],
     ) -> Result<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
         let done = sqlx::query(
             "UPDATE conversations SET rating = ?, rating_text = ?, rated_at = ?
              WHERE site_id = ? AND id = ? AND closed_at IS NOT NULL AND rating IS NULL",
@@ -391,12 +412,14 @@ impl Conversations for SqliteStore {
         .bind(rating.at.as_millis())
         .bind(site.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
         if done.rows_affected() == 1 {
-            return Ok(());
+            fan_out(&mut tx, site, announce, rating.at).await?;
+            return tx.commit().await.map_err(db);
         }
+        drop(tx);
         match self.conversation(site, id).await? {
             None => Err(not_found(id)),
             Some(c) if c.rating.is_some() => Err(StoreError::Conflict(format!(

@@ -16,6 +16,8 @@ mod accounts;
 pub mod checkpoint;
 mod conversations;
 mod insight;
+mod leads;
+mod outbox;
 mod rows;
 mod write;
 

@@ -403,6 +403,10 @@ pub(crate) async fn commit(
     if !batch.visitors.is_empty() {
         write_visitors(conn, &coalesce(&batch.visitors)).await?;
     }
+    // Leads are rare (an address left in a form): a statement or two each is fine.
+    for lead in &batch.leads {
+        crate::leads::insert_lead(conn, lead).await?;
+    }
     Ok(report)
 }
 

@@ -44,3 +44,10 @@ async fn sqlite_passes_the_conversations_suite() {
     store.migrate().await.unwrap();
     beckon_store::conversations_suite::run_all(&store, &store, &store).await;
 }
+
+#[tokio::test]
+async fn sqlite_passes_the_outbox_suite() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    store.migrate().await.unwrap();
+    beckon_store::outbox_suite::run_all(&store, &store, &store).await;
+}

@@ -421,6 +421,10 @@ pub struct ConversationChange {
     /// [`crate::StoreError::Conflict`], nothing written): a step decided on what was read
     /// must not undo what someone else changed meanwhile.
     pub expect: Option<Expect>,
+    /// A lead the change captures (an address left for a follow-up), written with it.
+    pub lead: Option<crate::leads::NewLead>,
+    /// What announces the change to the site's destinations, written with it.
+    pub announce: Vec<crate::outbox::NewEvent>,
 }
 
 /// What a conversation must stand as for a change to apply.
@@ -593,7 +597,11 @@ pub struct Spend {
 pub trait Conversations: Send + Sync {
     /// Stores a new conversation. A visitor who already has an open one on the site gets
     /// [`crate::StoreError::Conflict`] and nothing is written.
-    async fn open_conversation(&self, conversation: &Conversation) -> Result<()>;
+    async fn open_conversation(
+        &self,
+        conversation: &Conversation,
+        announce: &[crate::outbox::NewEvent],
+    ) -> Result<()>;
 
     /// One conversation of a site.
     async fn conversation(
@@ -647,6 +655,7 @@ pub trait Conversations: Send + Sync {
         site: &SiteId,
         id: &ConversationId,
         rating: &Rating,
+        announce: &[crate::outbox::NewEvent],
     ) -> Result<()>;
 
     /// A site's conversations, most recently updated first.

@@ -191,9 +191,9 @@ async fn a_visitor_has_one_open_conversation(
     other: &SiteId,
 ) {
     let first = new_conversation(1, site, 1, 0);
-    talk.open_conversation(&first).await.unwrap();
+    talk.open_conversation(&first, &[]).await.unwrap();
     let again = talk
-        .open_conversation(&new_conversation(2, site, 1, 5))
+        .open_conversation(&new_conversation(2, site, 1, 5), &[])
         .await;
     assert!(
         matches!(again, Err(StoreError::Conflict(_))),
@@ -205,7 +205,7 @@ async fn a_visitor_has_one_open_conversation(
         "nothing of it is written"
     );
     // The same visitor id on another site is another visitor.
-    talk.open_conversation(&new_conversation(3, other, 1, 0))
+    talk.open_conversation(&new_conversation(3, other, 1, 0), &[])
         .await
         .unwrap();
     let stored = talk.conversation(site, &id(1)).await.unwrap().unwrap();
@@ -223,12 +223,10 @@ async fn a_visitor_has_one_open_conversation(
         Some(id(1))
     );
     let unknown = talk
-        .open_conversation(&new_conversation(
-            4,
-            &SiteId::parse("nowhere").unwrap(),
-            9,
-            0,
-        ))
+        .open_conversation(
+            &new_conversation(4, &SiteId::parse("nowhere").unwrap(), 9, 0),
+            &[],
+        )
         .await;
     assert!(
         matches!(unknown, Err(StoreError::NotFound(_))),
@@ -322,6 +320,7 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
                 comment: String::new(),
                 at: at(20),
             },
+            &[],
         )
         .await;
     assert!(
@@ -442,7 +441,7 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
         "a resend of a message it holds is still answered"
     );
     // Closed, the visitor may open a new one.
-    talk.open_conversation(&new_conversation(5, site, 1, 40))
+    talk.open_conversation(&new_conversation(5, site, 1, 40), &[])
         .await
         .unwrap();
     let rating = Rating {
@@ -450,7 +449,9 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
         comment: "quick answer".to_owned(),
         at: at(41),
     };
-    talk.rate_conversation(site, &c, &rating).await.unwrap();
+    talk.rate_conversation(site, &c, &rating, &[])
+        .await
+        .unwrap();
     let twice = talk
         .rate_conversation(
             site,
@@ -459,6 +460,7 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
                 score: 1,
                 ..rating.clone()
             },
+            &[],
         )
         .await;
     assert!(
@@ -479,7 +481,7 @@ async fn changes_keep_to_their_fields_and_a_closed_conversation_is_rated_once(
 
 async fn listing_pages_newest_first(talk: &dyn Conversations, site: &SiteId) {
     for n in 10..15 {
-        talk.open_conversation(&new_conversation(n, site, n, 100 + i64::from(n)))
+        talk.open_conversation(&new_conversation(n, site, n, 100 + i64::from(n)), &[])
             .await
             .unwrap();
     }

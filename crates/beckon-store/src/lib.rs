@@ -10,6 +10,9 @@ pub mod conversations;
 pub mod conversations_suite;
 pub mod faults;
 pub mod insight;
+pub mod leads;
+pub mod outbox;
+pub mod outbox_suite;
 pub mod suite;
 
 use async_trait::async_trait;
@@ -342,12 +345,17 @@ pub struct WriteBatch {
     /// Visitor states to upsert, in the order they were produced; when a visitor appears more
     /// than once, the last session wins and the last profile that is set wins.
     pub visitors: Vec<VisitorWrite>,
+    /// Leads captured by the batches' events, written with their announcements.
+    pub leads: Vec<leads::NewLead>,
 }
 
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty() && self.exposures.is_empty() && self.visitors.is_empty()
+        self.batches.is_empty()
+            && self.exposures.is_empty()
+            && self.visitors.is_empty()
+            && self.leads.is_empty()
     }
 
     /// Appends another batch.
@@ -355,6 +363,7 @@ impl WriteBatch {
         self.batches.extend(other.batches);
         self.exposures.extend(other.exposures);
         self.visitors.extend(other.visitors);
+        self.leads.extend(other.leads);
     }
 
     /// How many events the batch logs.

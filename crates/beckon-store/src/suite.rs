@@ -612,6 +612,7 @@ async fn a_decided_duplicate_fails_the_whole_commit(store: &dyn Store) {
         ],
         exposures: vec![exposure(s, "v2", "i-dup", at(2))],
         visitors: vec![visitor_write(s, "v2", Some(profile(0)), "s2", at(2))],
+        leads: Vec::new(),
     };
     assert_eq!(
         store.commit(&group).await.unwrap_err(),
@@ -1019,6 +1020,7 @@ async fn a_failed_commit_leaves_nothing_behind(store: &dyn Store) {
             exposure(s, "v-a", "dup", at(1)),
         ],
         visitors: vec![visitor_write(s, "v-a", Some(profile(0)), "s-a", at(1))],
+        leads: Vec::new(),
     };
     assert!(store.commit(&group).await.is_err());
     assert!(

@@ -476,7 +476,7 @@ impl Desk {
             visitor_read: 0,
             agent_read: 0,
         };
-        self.store().open_conversation(&c).await?;
+        self.store().open_conversation(&c, &[]).await?;
         let steps = self.with_site(&agent.site, |d| {
             d.open.insert(c.id.clone(), Live::of(&c));
             d.names.insert(agent.user, agent.name.clone());

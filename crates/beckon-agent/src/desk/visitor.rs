@@ -101,7 +101,7 @@ impl Desk {
             visitor_read: 0,
             agent_read: 0,
         };
-        match self.store().open_conversation(&c).await {
+        match self.store().open_conversation(&c, &[]).await {
             Ok(()) => {}
             // Another tab opened one at the same moment: that one is theirs.
             Err(StoreError::Conflict(_)) => {
@@ -584,7 +584,7 @@ impl Desk {
             at: self.now(),
         };
         self.store()
-            .rate_conversation(&who.site, &c.id, &rating)
+            .rate_conversation(&who.site, &c.id, &rating, &[])
             .await?;
         let rated = Conversation {
             rating: Some(rating),
