@@ -6,7 +6,7 @@
 
 use beckon_engine::Timestamp;
 use beckon_store::conversations::{Context, Conversation, Message};
-use beckon_store::leads::{Lead, LeadContext, LeadId, NewLead};
+use beckon_store::leads::{Lead, LeadContext, LeadId, LeadStatus, NewLead};
 use beckon_store::outbox::{NewEvent, Topic};
 use serde_json::{Value, json};
 
@@ -61,62 +61,45 @@ fn context(c: &LeadContext) -> Value {
 }
 
 /// The lead as every lead event carries it.
-fn lead_data(
-    id: &LeadId,
-    visitor: Option<&str>,
-    l: (&str, &str, &str),
-    consent: (&str, Timestamp),
-    source: &str,
-    status: &str,
-    ctx: &LeadContext,
-    created: Timestamp,
-) -> Value {
-    json!({
-        "id": id.as_str(),
-        "visitor": visitor,
-        "email": l.0,
-        "name": l.1,
-        "question": l.2,
-        "consent": { "text": consent.0, "at": rfc3339(consent.1) },
-        "source": source,
-        "status": status,
-        "context": context(ctx),
-        "created_at": rfc3339(created),
-    })
-}
-
 fn stored_lead(l: &Lead) -> Value {
-    let mut v = lead_data(
-        &l.id,
-        l.visitor.as_ref().map(|v| v.as_str()),
-        (&l.email, &l.name, &l.question),
-        (&l.consent.text, l.consent.at),
-        l.source.as_str(),
-        l.status.as_str(),
-        &l.context,
-        l.created_at,
-    );
-    v["owner"] = json!(l.owner);
-    v["contacted_at"] = json!(l.contacted_at.map(rfc3339));
-    v
+    json!({
+        "id": l.id.as_str(),
+        "visitor": l.visitor.as_ref().map(|v| v.as_str()),
+        "email": l.email,
+        "name": l.name,
+        "question": l.question,
+        "consent": { "text": l.consent.text, "at": rfc3339(l.consent.at) },
+        "source": l.source.as_str(),
+        "status": l.status.as_str(),
+        "owner": l.owner,
+        "context": context(&l.context),
+        "created_at": rfc3339(l.created_at),
+        "contacted_at": l.contacted_at.map(rfc3339),
+    })
 }
 
 /// `lead.created`, for a lead about to be captured.
 pub fn lead_created(l: &NewLead) -> NewEvent {
-    let data = lead_data(
-        &l.id,
-        l.visitor.as_ref().map(|v| v.as_str()),
-        (&l.email, &l.name, &l.question),
-        (&l.consent.text, l.consent.at),
-        l.source.as_str(),
-        "new",
-        &l.context,
-        l.at,
-    );
+    let lead = Lead {
+        id: l.id.clone(),
+        site: l.site.clone(),
+        visitor: l.visitor.clone(),
+        email: l.email.clone(),
+        name: l.name.clone(),
+        question: l.question.clone(),
+        consent: l.consent.clone(),
+        source: l.source,
+        context: l.context.clone(),
+        status: LeadStatus::New,
+        owner: None,
+        created_at: l.at,
+        contacted_at: None,
+        overdue_at: None,
+    };
     envelope(
         Topic::LeadCreated,
         l.at,
-        json!({ "lead": data }),
+        json!({ "lead": stored_lead(&lead) }),
         Some(l.id.clone()),
     )
 }
