@@ -14,6 +14,7 @@ pub mod error;
 pub mod greet;
 pub mod ids;
 pub mod intake;
+pub mod lead_capture;
 pub mod limits;
 pub mod liveness;
 pub mod metrics;
@@ -121,6 +122,9 @@ pub struct Options {
     /// The help desk the chat's frames go to (none: the chat answers that it is not
     /// available).
     pub desk: Option<beckon_agent::Desk>,
+    /// Woken after every commit that captured a lead, so that the outbox's worker delivers it
+    /// at once instead of at its next look.
+    pub outbox_kick: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Default for Options {
@@ -132,6 +136,7 @@ impl Default for Options {
             clock: Clock::System,
             watch_sites: sites::WATCH_EVERY,
             desk: None,
+            outbox_kick: None,
         }
     }
 }
@@ -166,7 +171,11 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
     let shutdown = CancellationToken::new();
     let clock = options.clock.clone();
     let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = Writer::start(store.clone(), writer_stop.clone());
+    let (writer, writer_task) = Writer::start(
+        store.clone(),
+        writer_stop.clone(),
+        options.outbox_kick.clone(),
+    );
     let shard_count = options.shards.max(1);
     let config = ShardConfig {
         store: store.clone(),

@@ -722,6 +722,15 @@ impl Shard {
             .filter(|e| matches!(e.applied, beckon_store::Applied::Refused(_)))
             .count();
         crate::metrics::refused_events(refused);
+        let leads = crate::lead_capture::captured(
+            &site.engine,
+            &key.0,
+            &key.1,
+            &effect.events,
+            &job.context,
+            live.visitor.template_context().as_ref(),
+            now,
+        );
         let logged = (!effect.events.is_empty()).then(|| LoggedBatch {
             site: key.0.clone(),
             visitor: key.1.clone(),
@@ -734,7 +743,10 @@ impl Shard {
             begins: effect.begins.clone(),
             events: effect.events,
         });
-        let mut write = WriteBatch::default();
+        let mut write = WriteBatch {
+            leads,
+            ..WriteBatch::default()
+        };
         let mut fired = effect.fired;
         if let Some(desk) = &self.config.desk {
             crate::greet::apply(desk, &site, &mut fired, || live.visitor.template_context());

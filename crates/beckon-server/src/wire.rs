@@ -349,8 +349,18 @@ pub fn parse_event(index: usize, v: Value) -> Result<Incoming, String> {
         // the follow-up flow, which reads them from the log.
         "lead" => {
             rule()?;
-            for field in ["email", "name", "question"] {
-                s(field)?;
+            beckon_outbox::check_email(&s("email")?)
+                .map_err(|e| format!("{}: {e}", at("email")))?;
+            for (field, longest) in [("name", 200), ("question", 2000)] {
+                if s(field)?.chars().count() > longest {
+                    return Err(format!("{} is longer than {longest} characters", at(field)));
+                }
+            }
+            if obj.get("consent") != Some(&Value::Bool(true)) {
+                return Err(format!(
+                    "{} must be true: a lead is only taken with the visitor's consent",
+                    at("consent")
+                ));
             }
             Event::Activity
         }

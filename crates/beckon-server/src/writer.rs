@@ -73,6 +73,7 @@ impl Writer {
     pub fn start(
         store: Arc<dyn Store>,
         stop: CancellationToken,
+        kick: Option<Arc<tokio::sync::Notify>>,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         // A thread of Beckon's own rather than `spawn_blocking`: a blocking task that never
@@ -87,7 +88,7 @@ impl Writer {
                     .enable_all()
                     .build()
                 {
-                    Ok(runtime) => runtime.block_on(run(store, rx, stop)),
+                    Ok(runtime) => runtime.block_on(run(store, rx, stop, kick)),
                     Err(e) => tracing::error!(error = %e, "cannot start the writer's runtime"),
                 }
             });
@@ -213,7 +214,17 @@ fn split(jobs: &mut [Job], merged: &mut WriteBatch) {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Job>,
+    stop: CancellationToken,
+    kick: Option<Arc<tokio::sync::Notify>>,
+) {
+    let kick_if_leads = |batch: &WriteBatch| {
+        if let Some(k) = kick.as_ref().filter(|_| !batch.leads.is_empty()) {
+            k.notify_one();
+        }
+    };
     let mut fences = Fences::default();
     loop {
         let first = tokio::select! {
@@ -258,6 +269,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: Cancellat
         }
         match result {
             Ok(_) => {
+                kick_if_leads(&merged);
                 // Each job's own share of the report is not known; what a caller needs is
                 // whether it landed.
                 for job in jobs {
@@ -280,6 +292,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: Cancellat
                     }
                     match store.commit(&job.batch).await {
                         Ok(report) => {
+                            kick_if_leads(&job.batch);
                             let _ = job.done.send(Ok(report));
                         }
                         Err(e) => {

@@ -328,38 +328,7 @@ impl Conversations for SqliteStore {
                 c.status.as_str()
             )));
         }
-        if let Some(s) = change.status {
-            c.status = s;
-        }
-        if let Some(d) = &change.department {
-            c.department = d.clone();
-        }
-        if let Some(a) = change.assignee {
-            c.assignee = a;
-        }
-        if let Some(h) = &change.handoff {
-            c.handoff = h.clone();
-        }
-        if let Some(p) = change.priority {
-            c.priority = p;
-        }
-        if let Some(ctx) = &change.context {
-            c.context = ctx.clone();
-        }
-        if let Some(p) = &change.prechat {
-            c.prechat = p.clone();
-        }
-        if let Some(closed) = change.closed {
-            c.closed = Some(closed);
-            c.status = Status::Closed;
-        }
-        if let Some(r) = change.visitor_read {
-            c.visitor_read = c.visitor_read.max(r.min(c.last_seq));
-        }
-        if let Some(r) = change.agent_read {
-            c.agent_read = c.agent_read.max(r.min(c.last_seq));
-        }
-        c.updated_at = c.updated_at.max(at);
+        change.apply_to(&mut c, at);
         sqlx::query(
             "UPDATE conversations SET status = ?, department = ?, assignee = ?, handoff = ?,
                  priority = ?, context = ?, prechat = ?, closed_at = ?, closed_by = ?, visitor_read = ?,

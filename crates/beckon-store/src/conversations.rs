@@ -427,6 +427,45 @@ pub struct ConversationChange {
     pub announce: Vec<crate::outbox::NewEvent>,
 }
 
+impl ConversationChange {
+    /// Applies the change's fields to `c` at `at`: what every backend writes, and what a
+    /// caller announcing the change describes.
+    pub fn apply_to(&self, c: &mut Conversation, at: Timestamp) {
+        if let Some(s) = self.status {
+            c.status = s;
+        }
+        if let Some(d) = &self.department {
+            c.department = d.clone();
+        }
+        if let Some(a) = self.assignee {
+            c.assignee = a;
+        }
+        if let Some(h) = &self.handoff {
+            c.handoff = h.clone();
+        }
+        if let Some(p) = self.priority {
+            c.priority = p;
+        }
+        if let Some(ctx) = &self.context {
+            c.context = ctx.clone();
+        }
+        if let Some(p) = &self.prechat {
+            c.prechat = p.clone();
+        }
+        if let Some(closed) = self.closed {
+            c.closed = Some(closed);
+            c.status = Status::Closed;
+        }
+        if let Some(r) = self.visitor_read {
+            c.visitor_read = c.visitor_read.max(r.min(c.last_seq));
+        }
+        if let Some(r) = self.agent_read {
+            c.agent_read = c.agent_read.max(r.min(c.last_seq));
+        }
+        c.updated_at = c.updated_at.max(at);
+    }
+}
+
 /// What a conversation must stand as for a change to apply.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Expect {

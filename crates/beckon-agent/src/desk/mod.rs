@@ -15,12 +15,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use beckon_engine::{SiteId, Timestamp, VisitorId};
+use beckon_outbox::payload;
 use beckon_store::StoreError;
 use beckon_store::accounts::UserId;
 use beckon_store::conversations::{
     AgentProfile, Author, Closer, Context, Conversation, ConversationChange, ConversationId,
-    Conversations, DeskSettings, Expect, MAX_MESSAGE_CHARS, Message, ModelCall, NewMessage, Status,
+    Conversations, DeskSettings, Expect, MAX_MESSAGE_CHARS, Message, ModelCall, NewMessage, Origin,
+    Prechat, Status,
 };
+use beckon_store::leads::{Consent, LeadContext, LeadId, LeadSource, Line, NewLead};
+use beckon_store::outbox::{NewEvent, Topic};
 use rand::Rng;
 
 use crate::budget::{Budget, Spent, day_of};
@@ -474,13 +478,31 @@ impl Desk {
         Ok(self.append(c, m).await?.0)
     }
 
-    /// Changes a conversation and tells everyone watching.
+    /// Changes a conversation and tells everyone watching. A hand-off to people and a close
+    /// are announced to the site's destinations, with the transcript, in the same write.
     async fn change(
         &self,
         site: &SiteId,
         id: &ConversationId,
-        change: ConversationChange,
+        mut change: ConversationChange,
     ) -> Result<Conversation, DeskError> {
+        let topic = if change.closed.is_some() {
+            Some(Topic::ConversationClosed)
+        } else if change.status == Some(Status::Queued) && matches!(change.handoff, Some(Some(_))) {
+            Some(Topic::ConversationHandedOff)
+        } else {
+            None
+        };
+        if let Some(topic) = topic
+            && let Some(mut after) = self.store().conversation(site, id).await?
+        {
+            let now = self.now();
+            let transcript = self.store().messages(site, id, 0, HISTORY).await?;
+            change.apply_to(&mut after, now);
+            change
+                .announce
+                .push(payload::conversation(topic, &after, &transcript, now));
+        }
         let c = self
             .store()
             .change_conversation(site, id, &change, self.now())
@@ -613,13 +635,7 @@ impl Desk {
                 },
             )
             .await?;
-        self.notice(
-            &c,
-            "Sorry, nobody is free to answer right now. Leave your e-mail address and we will \
-             write back with everything said here."
-                .to_owned(),
-        )
-        .await?;
+        self.notice(&c, FOLLOW_UP_OFFER.to_owned()).await?;
         Ok(c)
     }
 
@@ -781,6 +797,67 @@ pub fn check_client_id(id: &str) -> Result<String, DeskError> {
             "a message id is 1 to 64 characters of [A-Za-z0-9._:-]".to_owned(),
         ))
     }
+}
+
+/// What the visitor is told when nobody can take the chat: the wording they consent to by
+/// leaving their address.
+pub const FOLLOW_UP_OFFER: &str = "Sorry, nobody is free to answer right now. Leave your e-mail \
+address and we will write back with everything said here.";
+
+/// The lead of an address left in a chat: the conversation's context and its transcript.
+pub(crate) fn chat_lead(
+    c: &Conversation,
+    prechat: &Prechat,
+    transcript: &[Message],
+    now: Timestamp,
+) -> NewLead {
+    let (rule, intervention) = match &c.origin {
+        Origin::Intervention { rule, intervention } => {
+            (Some(rule.clone()), Some(intervention.clone()))
+        }
+        _ => (None, None),
+    };
+    let question = transcript
+        .iter()
+        .find(|m| m.author == Author::Visitor)
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    let mut lead = NewLead {
+        id: LeadId::random(),
+        site: c.site.clone(),
+        visitor: Some(c.visitor.clone()),
+        email: prechat.email.clone(),
+        name: prechat.name.clone(),
+        question,
+        consent: Consent {
+            text: FOLLOW_UP_OFFER.to_owned(),
+            at: now,
+        },
+        source: LeadSource::Chat,
+        context: LeadContext {
+            visit: c.context.clone(),
+            rule,
+            intervention,
+            conversation: Some(c.id.clone()),
+            transcript: transcript
+                .iter()
+                .map(|m| Line {
+                    author: m.author,
+                    text: m.text.clone(),
+                    at: m.at,
+                })
+                .collect(),
+        },
+        at: now,
+        announce: Vec::new(),
+    };
+    lead.announce = vec![payload::lead_created(&lead)];
+    lead
+}
+
+/// The announcement of a conversation that just opened.
+pub(crate) fn started(c: &Conversation) -> NewEvent {
+    payload::conversation(Topic::ConversationStarted, c, &[], c.started_at)
 }
 
 fn new_id() -> ConversationId {

@@ -7,7 +7,7 @@ use beckon_store::conversations::{
     Message, NewMessage, Origin, Status,
 };
 
-use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id};
+use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id, started};
 use crate::routing::RouteError;
 
 /// A person of the site acting at the desk (their membership was checked by the caller).
@@ -476,7 +476,7 @@ impl Desk {
             visitor_read: 0,
             agent_read: 0,
         };
-        self.store().open_conversation(&c, &[]).await?;
+        self.store().open_conversation(&c, &[started(&c)]).await?;
         let steps = self.with_site(&agent.site, |d| {
             d.open.insert(c.id.clone(), Live::of(&c));
             d.names.insert(agent.user, agent.name.clone());

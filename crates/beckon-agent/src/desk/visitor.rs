@@ -8,7 +8,7 @@ use beckon_store::conversations::{
     Prechat, Rating, Status,
 };
 
-use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id};
+use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id, started};
 use crate::responder::{Draft, Question, Usage, offline_answer};
 use crate::scope::{self, Intent};
 use beckon_store::conversations::Expect;
@@ -101,7 +101,7 @@ impl Desk {
             visitor_read: 0,
             agent_read: 0,
         };
-        match self.store().open_conversation(&c, &[]).await {
+        match self.store().open_conversation(&c, &[started(&c)]).await {
             Ok(()) => {}
             // Another tab opened one at the same moment: that one is theirs.
             Err(StoreError::Conflict(_)) => {
@@ -510,26 +510,20 @@ impl Desk {
         email: &str,
         name: &str,
     ) -> Result<Conversation, DeskError> {
-        let email = email.trim();
-        let valid = email.len() <= 254
-            && email.split_once('@').is_some_and(|(a, d)| {
-                !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-            })
-            && !email
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
-        if !valid {
-            return Err(DeskError::Invalid(
-                "that does not look like an e-mail address".to_owned(),
-            ));
-        }
+        let email = beckon_outbox::check_email(email).map_err(|_| {
+            DeskError::Invalid("that does not look like an e-mail address".to_owned())
+        })?;
+        let email = email.as_str();
         let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
         let mut prechat = c.prechat.clone().unwrap_or_default();
         prechat.email = email.to_owned();
         if !name.trim().is_empty() {
             prechat.name = check_text(name)?.chars().take(100).collect();
         }
-        // The address travels with the conversation; the lead flow picks it up from here.
+        // The address becomes a lead, written with the conversation's change: the team is told
+        // through the site's destinations, with the transcript so far.
+        let transcript = self.store().messages(&c.site, &c.id, 0, HISTORY).await?;
+        let lead = super::chat_lead(&c, &prechat, &transcript, self.now());
         let c = self
             .change(
                 &c.site,
@@ -540,6 +534,7 @@ impl Desk {
                         "{}; left {email} for a follow-up",
                         c.handoff.as_deref().unwrap_or("asked for a person")
                     ))),
+                    lead: Some(lead),
                     ..ConversationChange::default()
                 },
             )
@@ -583,13 +578,23 @@ impl Desk {
             comment,
             at: self.now(),
         };
-        self.store()
-            .rate_conversation(&who.site, &c.id, &rating, &[])
-            .await?;
         let rated = Conversation {
-            rating: Some(rating),
+            rating: Some(rating.clone()),
             ..c
         };
+        let transcript = self
+            .store()
+            .messages(&who.site, &rated.id, 0, HISTORY)
+            .await?;
+        let announce = beckon_outbox::payload::conversation(
+            beckon_store::outbox::Topic::ConversationRated,
+            &rated,
+            &transcript,
+            rating.at,
+        );
+        self.store()
+            .rate_conversation(&who.site, &rated.id, &rating, &[announce])
+            .await?;
         self.inner.watch.publish(
             &who.site,
             &who.visitor,
