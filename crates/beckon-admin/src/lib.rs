@@ -78,6 +78,10 @@ pub struct Options {
     pub insight: Arc<dyn beckon_store::insight::Insight>,
     /// Conversations and the desk's settings (the same database).
     pub conversations: Arc<dyn beckon_store::conversations::Conversations>,
+    /// Leads and their follow-up.
+    pub leads: Arc<dyn beckon_store::leads::Leads>,
+    /// Destinations and deliveries.
+    pub outbox: Arc<dyn beckon_store::outbox::Outbox>,
     /// The live help desk, for the agent console (none: the console says it is not running).
     pub desk: Option<beckon_agent::Desk>,
     /// The live server.

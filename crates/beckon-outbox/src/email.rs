@@ -29,8 +29,9 @@ pub enum SmtpTls {
     Tls,
 }
 
-/// The installation's mail relay.
+/// The installation's mail relay (`[smtp]` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     /// The relay's host name.
     pub host: String,

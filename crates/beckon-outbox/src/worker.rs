@@ -3,13 +3,14 @@
 //! that dies mid-try loses nothing — its lease runs out and another worker (or itself, after a
 //! restart) tries the same delivery, under the same id, again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use beckon_engine::Timestamp;
 use beckon_store::leads::Leads;
-use beckon_store::outbox::{Attempt, Claimed, Outbox, Settlement, Target};
-use tokio::sync::Notify;
+use beckon_store::outbox::{Attempt, Claimed, DestinationId, Outbox, Settlement, Target};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::email::{Mailer, render, wording_for};
@@ -23,7 +24,8 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// This worker's name in leases (unique per process).
+    /// This worker's name in leases: unique among the nodes sharing a database, and the same
+    /// across restarts of one node, so that a restarted node takes back at once what it held.
     pub name: String,
     /// How long a claim holds: longer than a try can take.
     pub lease: Duration,
@@ -37,18 +39,21 @@ pub struct WorkerConfig {
     pub schedule: Vec<Duration>,
     /// How long one HTTP try may take.
     pub timeout: Duration,
+    /// Tries at once to one destination.
+    pub per_destination: usize,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             name: format!("worker-{}", beckon_store::outbox::random_chars(12)),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(60),
             batch: 32,
             poll: Duration::from_secs(1),
             overdue_every: Duration::from_secs(30),
             schedule: STANDARD.to_vec(),
             timeout: Duration::from_secs(15),
+            per_destination: 8,
         }
     }
 }
@@ -101,6 +106,11 @@ impl Worker {
 
     /// Runs until the task is aborted.
     pub async fn run(self) {
+        match self.outbox.release_leases(&self.config.name).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("outbox: took back {n} deliveries of this worker's last run"),
+            Err(e) => tracing::warn!("outbox: cannot take back this worker's leases: {e}"),
+        }
         let mut last_overdue: Option<Timestamp> = None;
         loop {
             let now = (self.clock)();
@@ -156,19 +166,44 @@ impl Worker {
             .await?;
         let n = claimed.len();
         let mut tries = JoinSet::new();
+        // At most a few requests at once to any one destination: a merchant's endpoint is not
+        // a load test's target.
+        let mut gates: HashMap<DestinationId, Arc<Semaphore>> = HashMap::new();
         for c in claimed {
             let me = self.clone();
-            tries.spawn(async move { me.deliver(c).await });
+            let gate = gates
+                .entry(c.destination.id.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination.max(1))))
+                .clone();
+            tries.spawn(async move {
+                let _turn = gate.acquire_owned().await;
+                (c.delivery.id.clone(), me.deliver(c).await)
+            });
         }
+        let mut settled = Vec::with_capacity(n);
         while let Some(done) = tries.join_next().await {
-            if let Err(e) = done {
-                tracing::error!("outbox: a try panicked: {e}");
+            match done {
+                Ok(s) => settled.push(s),
+                Err(e) => tracing::error!("outbox: a try panicked: {e}"),
             }
+        }
+        // One transaction (one sync) for the whole batch. Unsettled, a delivery is tried again
+        // when its lease runs out: at least once, never lost.
+        match self.outbox.settle(&self.config.name, &settled).await {
+            Ok(held) => {
+                for ((id, _), held) in settled.iter().zip(held) {
+                    if !held {
+                        tracing::info!("outbox: {id} was taken over before it settled");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("outbox: settling {n} deliveries failed: {e}"),
         }
         Ok(n)
     }
 
-    async fn deliver(&self, c: Claimed) {
+    /// Tries one delivery; returns how it ended.
+    async fn deliver(&self, c: Claimed) -> Settlement {
         let now = (self.clock)();
         let d = &c.delivery;
         let tried = match &c.destination.target {
@@ -194,7 +229,7 @@ impl Worker {
             error: tried.error.clone(),
             took_ms: u32::try_from(tried.took.as_millis()).unwrap_or(u32::MAX),
         };
-        let settlement = match tried.outcome {
+        match tried.outcome {
             Outcome::Delivered => Settlement::Delivered(attempt),
             Outcome::Gone => Settlement::Gone(attempt),
             Outcome::Refused => Settlement::Failed {
@@ -211,16 +246,6 @@ impl Worker {
                     rand::random::<f64>(),
                 ),
             },
-        };
-        match self
-            .outbox
-            .settle(&d.id, &self.config.name, &settlement)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => tracing::info!("outbox: {} was taken over before it settled", d.id),
-            // Unsettled, it is tried again when the lease runs out: at least once, never lost.
-            Err(e) => tracing::warn!("outbox: settling {} failed: {e}", d.id),
         }
     }
 

@@ -382,78 +382,34 @@ impl Outbox for SqliteStore {
         Ok(claimed)
     }
 
-    async fn settle(&self, id: &DeliveryId, worker: &str, settlement: &Settlement) -> Result<bool> {
+    async fn release_leases(&self, worker: &str) -> Result<usize> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner = ? AND status = 'pending'",
+        )
+        .bind(worker)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() as usize)
+    }
+
+    async fn settle(
+        &self,
+        worker: &str,
+        settled: &[(DeliveryId, Settlement)],
+    ) -> Result<Vec<bool>> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        let held: Option<(String, i64)> = sqlx::query_as(
-            "SELECT destination, attempts FROM deliveries
-             WHERE id = ? AND status = 'pending' AND lease_owner = ?",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some((destination, attempts)) = held else {
-            return Ok(false);
-        };
-        let (attempt, status, next, delivered) = match settlement {
-            Settlement::Delivered(a) => (a, DeliveryStatus::Delivered, a.at, Some(a.at)),
-            Settlement::Failed {
-                attempt,
-                next: Some(at),
-            } => (attempt, DeliveryStatus::Pending, *at, None),
-            Settlement::Failed {
-                attempt,
-                next: None,
-            }
-            | Settlement::Gone(attempt) => (attempt, DeliveryStatus::Dead, attempt.at, None),
-        };
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, n, at, status, error, took_ms)
-             VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM delivery_attempts
-                         WHERE delivery_id = ?), ?, ?, ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(id.as_str())
-        .bind(attempt.at.as_millis())
-        .bind(attempt.status.map(i64::from))
-        .bind(&attempt.error)
-        .bind(i64::from(attempt.took_ms))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, delivered_at = ?,
-                 last_error = ?, lease_owner = NULL, lease_until = NULL
-             WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(attempts + 1)
-        .bind(next.as_millis())
-        .bind(delivered.map(Timestamp::as_millis))
-        .bind(&attempt.error)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if let Settlement::Gone(a) = settlement {
-            let why = format!(
-                "turned off: the endpoint answered {} (gone)",
-                a.status.unwrap_or(410)
-            );
-            sqlx::query("UPDATE destinations SET enabled = 0, disabled_reason = ? WHERE id = ?")
-                .bind(why)
-                .bind(&destination)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        let mut out = Vec::with_capacity(settled.len());
+        for (id, settlement) in settled {
+            out.push(settle_one(&mut tx, id, worker, settlement).await?);
         }
         tx.commit().await.map_err(db)?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn deliveries(&self, site: &SiteId, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
@@ -550,4 +506,78 @@ impl Outbox for SqliteStore {
             .map_err(db)?
             .map(Timestamp::from_millis))
     }
+}
+
+/// One settlement, inside the caller's transaction.
+async fn settle_one(
+    conn: &mut SqliteConnection,
+    id: &DeliveryId,
+    worker: &str,
+    settlement: &Settlement,
+) -> Result<bool> {
+    let held: Option<(String, i64)> = sqlx::query_as(
+        "SELECT destination, attempts FROM deliveries
+         WHERE id = ? AND status = 'pending' AND lease_owner = ?",
+    )
+    .bind(id.as_str())
+    .bind(worker)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some((destination, attempts)) = held else {
+        return Ok(false);
+    };
+    let (attempt, status, next, delivered) = match settlement {
+        Settlement::Delivered(a) => (a, DeliveryStatus::Delivered, a.at, Some(a.at)),
+        Settlement::Failed {
+            attempt,
+            next: Some(at),
+        } => (attempt, DeliveryStatus::Pending, *at, None),
+        Settlement::Failed {
+            attempt,
+            next: None,
+        }
+        | Settlement::Gone(attempt) => (attempt, DeliveryStatus::Dead, attempt.at, None),
+    };
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, n, at, status, error, took_ms)
+         VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM delivery_attempts
+                     WHERE delivery_id = ?), ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(id.as_str())
+    .bind(attempt.at.as_millis())
+    .bind(attempt.status.map(i64::from))
+    .bind(&attempt.error)
+    .bind(i64::from(attempt.took_ms))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, delivered_at = ?,
+             last_error = ?, lease_owner = NULL, lease_until = NULL
+         WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(attempts + 1)
+    .bind(next.as_millis())
+    .bind(delivered.map(Timestamp::as_millis))
+    .bind(&attempt.error)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if let Settlement::Gone(a) = settlement {
+        let why = format!(
+            "turned off: the endpoint answered {} (gone)",
+            a.status.unwrap_or(410)
+        );
+        sqlx::query("UPDATE destinations SET enabled = 0, disabled_reason = ? WHERE id = ?")
+            .bind(why)
+            .bind(&destination)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(true)
 }

@@ -406,9 +406,15 @@ pub trait Outbox: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Claimed>>;
 
-    /// Records how `worker`'s try of a delivery ended. Returns `false`, writing nothing, when
-    /// the worker no longer holds it (its lease ran out and someone else took it).
-    async fn settle(&self, id: &DeliveryId, worker: &str, settlement: &Settlement) -> Result<bool>;
+    /// Lets go of every lease `worker` holds: a worker starting again under its old name (the
+    /// node restarted) takes back at once what its last run had claimed and never settled.
+    async fn release_leases(&self, worker: &str) -> Result<usize>;
+
+    /// Records how `worker`'s tries of deliveries ended, all in one transaction (one sync for
+    /// a whole batch). For each, `false` when the worker no longer held it (its lease ran out
+    /// and someone else took it): nothing of that one is written.
+    async fn settle(&self, worker: &str, settled: &[(DeliveryId, Settlement)])
+    -> Result<Vec<bool>>;
 
     /// A site's deliveries.
     async fn deliveries(&self, site: &SiteId, query: &DeliveryQuery) -> Result<Vec<Delivery>>;

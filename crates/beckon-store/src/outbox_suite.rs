@@ -8,8 +8,8 @@ use crate::leads::{
     LeadSource, LeadStatus, Leads, NewLead,
 };
 use crate::outbox::{
-    Attempt, DeliveryQuery, DeliveryStatus, Destination, DestinationId, NewEvent, Outbox,
-    Settlement, Target, Topic,
+    Attempt, DeliveryId, DeliveryQuery, DeliveryStatus, Destination, DestinationId, NewEvent,
+    Outbox, Settlement, Target, Topic,
 };
 use crate::{SecretDigest, SiteRecord, Store, StoreError, WriteBatch};
 
@@ -87,6 +87,14 @@ fn new_lead(site: &SiteId, n: u32, email: &str, ms: i64) -> NewLead {
         },
         at: at(ms),
     }
+}
+
+async fn settle(outbox: &dyn Outbox, id: &DeliveryId, worker: &str, s: &Settlement) -> bool {
+    let done = outbox
+        .settle(worker, &[(id.clone(), s.clone())])
+        .await
+        .unwrap();
+    done[0]
 }
 
 fn tried(ms: i64, status: Option<u16>, error: Option<&str>) -> Attempt {
@@ -195,10 +203,13 @@ async fn a_lead_fans_out_to_the_destinations_that_take_it(
     assert_eq!(claimed.len(), 3);
     let to_visitor = claimed.iter().find(|c| c.delivery.to_visitor).unwrap();
     assert_eq!(to_visitor.visitor_email.as_deref(), Some("ada@example.com"));
-    for c in claimed {
-        let done = Settlement::Delivered(tried(150, Some(200), None));
-        assert!(outbox.settle(&c.delivery.id, "w1", &done).await.unwrap());
-    }
+    // Settled all at once, in one transaction.
+    let done = Settlement::Delivered(tried(150, Some(200), None));
+    let batch: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.delivery.id.clone(), done.clone()))
+        .collect();
+    assert_eq!(outbox.settle("w1", &batch).await.unwrap(), vec![true; 3]);
     for d in [&conversations_only, &team] {
         outbox.delete_destination(a, &d.id, at(200)).await.unwrap();
     }
@@ -237,6 +248,10 @@ async fn a_claimed_delivery_is_held_by_one_worker_until_its_lease_ends(
             .is_empty()
     );
     assert_eq!(outbox.next_due().await.unwrap(), Some(at(31_000)));
+    // w1 restarted: it takes back at once what it held.
+    assert_eq!(outbox.release_leases("w1").await.unwrap(), 1);
+    let back = outbox.claim("w1", at(1_001), at(31_000), 10).await.unwrap();
+    assert_eq!(back.len(), 1);
     // w1 died: once its lease runs out, w2 takes it, and w1 can no longer settle it.
     let second = outbox
         .claim("w2", at(31_000), at(61_000), 10)
@@ -248,8 +263,8 @@ async fn a_claimed_delivery_is_held_by_one_worker_until_its_lease_ends(
         "the same id: the idempotency key"
     );
     let late = Settlement::Delivered(tried(31_500, Some(200), None));
-    assert!(!outbox.settle(&id, "w1", &late).await.unwrap());
-    assert!(outbox.settle(&id, "w2", &late).await.unwrap());
+    assert!(!settle(outbox, &id, "w1", &late).await);
+    assert!(settle(outbox, &id, "w2", &late).await);
     let (d, tries) = outbox.delivery(b, &id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Delivered);
     assert_eq!(d.delivered_at, Some(at(31_500)));
@@ -285,7 +300,7 @@ async fn tries_are_kept_and_the_dead_can_be_replayed(
         attempt: tried(2_010, Some(500), Some("HTTP 500")),
         next: Some(at(7_000)),
     };
-    assert!(outbox.settle(&id, "w", &failed).await.unwrap());
+    assert!(settle(outbox, &id, "w", &failed).await);
     assert!(
         outbox
             .claim("w", at(6_999), at(9_000), 10)
@@ -300,7 +315,7 @@ async fn tries_are_kept_and_the_dead_can_be_replayed(
         attempt: tried(7_010, None, Some("connection refused")),
         next: None,
     };
-    assert!(outbox.settle(&id, "w", &out_of_tries).await.unwrap());
+    assert!(settle(outbox, &id, "w", &out_of_tries).await);
     let dead = outbox
         .deliveries(
             a,
@@ -326,7 +341,7 @@ async fn tries_are_kept_and_the_dead_can_be_replayed(
     assert_eq!(replayed.len(), 1);
     assert_eq!(replayed[0].delivery.attempts, 0);
     let ok = Settlement::Delivered(tried(10_010, Some(204), None));
-    assert!(outbox.settle(&id, "w", &ok).await.unwrap());
+    assert!(settle(outbox, &id, "w", &ok).await);
     let (_, tries) = outbox.delivery(a, &id).await.unwrap().unwrap();
     let statuses: Vec<_> = tries.iter().map(|t| t.status).collect();
     assert_eq!(statuses, vec![Some(500), None, Some(204)]);
@@ -355,12 +370,7 @@ async fn a_gone_endpoint_is_turned_off(leads: &dyn Leads, outbox: &dyn Outbox, a
     let claimed = outbox.claim("w", at(20_001), at(21_000), 1).await.unwrap();
     assert_eq!(claimed.len(), 1, "the limit holds");
     let gone = Settlement::Gone(tried(20_010, Some(410), Some("HTTP 410")));
-    assert!(
-        outbox
-            .settle(&claimed[0].delivery.id, "w", &gone)
-            .await
-            .unwrap()
-    );
+    assert!(settle(outbox, &claimed[0].delivery.id, "w", &gone).await);
     let d = outbox
         .destination(a, &claimed[0].destination.id)
         .await
@@ -388,12 +398,7 @@ async fn a_gone_endpoint_is_turned_off(leads: &dyn Leads, outbox: &dyn Outbox, a
     let waiting = outbox.claim("w", at(99_000), at(99_999), 10).await.unwrap();
     assert_eq!(waiting.len(), 1);
     let ok = Settlement::Delivered(tried(99_010, Some(200), None));
-    assert!(
-        outbox
-            .settle(&waiting[0].delivery.id, "w", &ok)
-            .await
-            .unwrap()
-    );
+    assert!(settle(outbox, &waiting[0].delivery.id, "w", &ok).await);
 }
 
 struct Overdue;

@@ -34,6 +34,10 @@ pub struct Database {
     pub insight: Arc<dyn beckon_store::insight::Insight>,
     /// Conversations, their messages and the desk's settings.
     pub conversations: Arc<dyn beckon_store::conversations::Conversations>,
+    /// Leads and their follow-up.
+    pub leads: Arc<dyn beckon_store::leads::Leads>,
+    /// Destinations and deliveries.
+    pub outbox: Arc<dyn beckon_store::outbox::Outbox>,
 }
 
 /// Opens (creating if needed) the embedded database in `data` and migrates it.
@@ -51,8 +55,36 @@ pub async fn open_database(data: &Path) -> Result<Database, String> {
         store: store.clone(),
         accounts: store.clone(),
         insight: store.clone(),
-        conversations: store,
+        conversations: store.clone(),
+        leads: store.clone(),
+        outbox: store,
     })
+}
+
+/// Starts the outbox's worker on `db`, with e-mail through `smtp` when configured; returns
+/// what wakes it (for the server's writer, after a commit that captured a lead).
+pub fn start_outbox(
+    db: &Database,
+    smtp: Option<&beckon_outbox::email::SmtpSettings>,
+) -> Result<Arc<tokio::sync::Notify>, String> {
+    let mailer = smtp
+        .map(beckon_outbox::email::Mailer::new)
+        .transpose()
+        .map_err(|e| format!("[smtp]: {e}"))?;
+    let worker = beckon_outbox::Worker::new(
+        db.outbox.clone(),
+        db.leads.clone(),
+        mailer,
+        Arc::new(|| beckon_server::clock::Clock::System.now()),
+        beckon_outbox::WorkerConfig {
+            // One node per database today: its name is the same across restarts.
+            name: "node-1".to_owned(),
+            ..beckon_outbox::WorkerConfig::default()
+        },
+    );
+    let kick = worker.kicker();
+    tokio::spawn(worker.run());
+    Ok(kick)
 }
 
 /// Opens the embedded database in `data`: its log, sites and rules.
@@ -203,6 +235,8 @@ pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axu
         accounts: db.accounts.clone(),
         insight: db.insight.clone(),
         conversations: db.conversations.clone(),
+        leads: db.leads.clone(),
+        outbox: db.outbox.clone(),
         desk: server.state.desk.clone(),
         live: Arc::new(LiveSites {
             sites: server.state.sites.clone(),
@@ -391,10 +425,12 @@ pub async fn start_demo_with(
         }],
     )
     .await?;
+    let outbox_kick = start_outbox(db, None)?;
     let server = beckon_server::start(
         store,
         Options {
             desk: Some(desk),
+            outbox_kick: Some(outbox_kick),
             demo_shop: true,
             // The demo's one visitor is on this machine, loading the shop's pages, the widget
             // and its events from one address: a per-address limit would only get in the way.

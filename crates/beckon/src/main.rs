@@ -267,9 +267,11 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let desk =
         beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
+    let outbox_kick = beckon::start_outbox(&db, settings.smtp.as_ref())?;
     let mut options = Options {
         limits: settings.limits.to_limits()?,
         desk: Some(desk),
+        outbox_kick: Some(outbox_kick),
         ..Options::default()
     };
     if settings.shards > 0 {

@@ -24,6 +24,9 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The dashboard and the admin API.
     pub admin: AdminSettings,
+    /// The mail relay for lead e-mail (none: e-mail destinations wait, retried, until one is
+    /// configured).
+    pub smtp: Option<beckon_outbox::email::SmtpSettings>,
 }
 
 /// The `[admin]` table.
@@ -171,6 +174,7 @@ impl Default for Settings {
             sites: Vec::new(),
             limits: LimitSettings::default(),
             admin: AdminSettings::default(),
+            smtp: None,
         }
     }
 }
@@ -380,6 +384,17 @@ drain_timeout = "10s"           # on shutdown, how long requests in flight may t
 
 [admin]
 secure_cookies = false          # true when people reach the dashboard over HTTPS (a TLS proxy)
+
+# The mail relay for lead e-mail (the team's notice, the visitor's confirmation). Without one,
+# e-mail destinations wait, retried, until it is configured. Webhooks and team chat need none.
+# [smtp]
+# host = "smtp.example.com"
+# port = 587
+# tls = "starttls"                           # "starttls", "tls" (port 465) or "none" (a local relay)
+# username = "beckon"
+# password = "…"
+# from = "Shop leads <leads@shop.example>"
+# timeout_secs = 20
 
 # Sites are made in the dashboard (or with the admin API); a site listed here is created or
 # updated at start, its secret and origins as written. One table per site.

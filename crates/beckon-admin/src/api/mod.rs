@@ -6,6 +6,7 @@
 
 mod conversations;
 mod extract;
+mod leads;
 mod people;
 mod rules;
 mod schema;
@@ -74,6 +75,8 @@ pub enum Errors {
         (name = "rules", description = "A site's rules: the same shape as `beckon rules export --json`"),
         (name = "members", description = "Who belongs to a site"),
         (name = "conversations", description = "The agent console: conversations, the desk, chat settings"),
+        (name = "leads", description = "Leads, their follow-up and its figures"),
+        (name = "destinations", description = "Where leads and conversation events are sent (webhooks, e-mail, team chat), and every delivery"),
     )
 )]
 struct ApiDoc;
@@ -144,6 +147,22 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
             conversations::settings,
             conversations::save_settings
         ))
+        .routes(routes!(leads::list, leads::create))
+        .routes(routes!(leads::export))
+        .routes(routes!(leads::get, leads::update))
+        .routes(routes!(leads::figures))
+        .routes(routes!(leads::settings, leads::save_settings))
+        .routes(routes!(leads::destinations, leads::create_destination))
+        .routes(routes!(
+            leads::destination,
+            leads::update_destination,
+            leads::delete_destination
+        ))
+        .routes(routes!(leads::rotate_secret))
+        .routes(routes!(leads::test_destination))
+        .routes(routes!(leads::deliveries))
+        .routes(routes!(leads::delivery))
+        .routes(routes!(leads::replay))
 }
 
 /// The OpenAPI document.

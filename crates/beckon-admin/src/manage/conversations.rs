@@ -104,6 +104,34 @@ pub struct ContextView {
     pub traits: Vec<(String, String)>,
 }
 
+impl From<&beckon_store::conversations::Context> for ContextView {
+    fn from(ctx: &beckon_store::conversations::Context) -> ContextView {
+        ContextView {
+            pages: ctx
+                .pages
+                .iter()
+                .map(|p| PageView {
+                    path: p.path.clone(),
+                    title: p.title.clone(),
+                    page_type: p.page_type.clone(),
+                    at: rfc3339(p.at),
+                })
+                .collect(),
+            cart: ctx.cart.as_ref().map(|k| CartView {
+                value: k.value,
+                currency: k.currency.clone(),
+                items: k.items,
+            }),
+            device: ctx.device.clone(),
+            browser: ctx.browser.clone(),
+            os: ctx.os.clone(),
+            referrer: ctx.referrer.clone(),
+            language: ctx.language.clone(),
+            traits: ctx.traits.clone(),
+        }
+    }
+}
+
 /// What the visitor gave in the pre-chat form or for a follow-up.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct PrechatView {
@@ -186,30 +214,7 @@ impl From<&Conversation> for ConversationView {
             last_seq: c.last_seq,
             unread: c.last_seq.saturating_sub(c.agent_read),
             visitor_read: c.visitor_read,
-            context: ContextView {
-                pages: c
-                    .context
-                    .pages
-                    .iter()
-                    .map(|p| PageView {
-                        path: p.path.clone(),
-                        title: p.title.clone(),
-                        page_type: p.page_type.clone(),
-                        at: rfc3339(p.at),
-                    })
-                    .collect(),
-                cart: c.context.cart.as_ref().map(|k| CartView {
-                    value: k.value,
-                    currency: k.currency.clone(),
-                    items: k.items,
-                }),
-                device: c.context.device.clone(),
-                browser: c.context.browser.clone(),
-                os: c.context.os.clone(),
-                referrer: c.context.referrer.clone(),
-                language: c.context.language.clone(),
-                traits: c.context.traits.clone(),
-            },
+            context: ContextView::from(&c.context),
             prechat: c.prechat.as_ref().map(|p| PrechatView {
                 name: p.name.clone(),
                 email: p.email.clone(),

@@ -4,6 +4,8 @@
 
 pub mod conversations;
 pub mod install;
+pub mod leads;
+pub mod outbox;
 pub mod people;
 pub mod rules;
 pub mod sites;

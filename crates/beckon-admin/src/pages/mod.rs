@@ -8,6 +8,7 @@ mod chat_settings;
 mod console;
 mod docs;
 mod editor;
+mod leads;
 mod login;
 mod sites;
 mod visitors;
@@ -187,7 +188,8 @@ fn nav(site: &str) -> Vec<NavItem> {
         at("visitors", "Visitors", "visitors"),
         at("conversations", "Conversations", "conversations"),
         at("chat", "Chat settings", "chat"),
-        soon("leads", "Leads", "Captured leads and their deliveries"),
+        at("leads", "Leads", "leads"),
+        at("destinations", "Destinations", "destinations"),
         soon("analytics", "Analytics", "Lift against the holdout"),
         at("install", "Install", "install"),
         at("settings", "Settings", "settings"),
@@ -296,6 +298,27 @@ pub fn router() -> Router<AdminState> {
         .route(
             "/dash/sites/{site}/visitors/{visitor}",
             get(visitors::explore),
+        )
+        .route("/dash/sites/{site}/leads", get(leads::list))
+        .route(
+            "/dash/sites/{site}/leads/{id}",
+            get(leads::one).post(leads::update),
+        )
+        .route(
+            "/dash/sites/{site}/destinations",
+            get(leads::destinations).post(leads::create_destination),
+        )
+        .route(
+            "/dash/sites/{site}/destinations/{id}/{action}",
+            post(leads::destination_action),
+        )
+        .route(
+            "/dash/sites/{site}/deliveries/{id}/replay",
+            post(leads::replay),
+        )
+        .route(
+            "/dash/sites/{site}/lead-settings",
+            post(leads::save_settings),
         )
         .route("/dash/sites/{site}/install", get(sites::install))
         .route(

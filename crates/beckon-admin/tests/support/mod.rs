@@ -32,6 +32,8 @@ impl Admin {
             accounts: store.clone(),
             insight: store.clone(),
             conversations: store.clone(),
+            leads: store.clone(),
+            outbox: store.clone(),
             desk: Some(beckon_agent::Desk::new(
                 store.clone(),
                 Arc::new(beckon_agent::desk::NoContext),

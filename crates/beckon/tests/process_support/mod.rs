@@ -45,8 +45,13 @@ message = { type = "text", text = "Before you go: your cart is saved." }
 /// `policy` as its `[sites.policy]` lines and `limits` as the `[limits]` table's lines (empty:
 /// no table, every default). The database goes in `dir/data`.
 pub fn write_config(dir: &Path, policy: &str, limits: &str) -> PathBuf {
+    write_config_with(dir, policy, limits, CART_EXIT_RULE)
+}
+
+/// [`write_config`] with `rules` as the site's rule file.
+pub fn write_config_with(dir: &Path, policy: &str, limits: &str, rules_text: &str) -> PathBuf {
     let rules = dir.join("rules.toml");
-    std::fs::write(&rules, CART_EXIT_RULE).expect("rule file written");
+    std::fs::write(&rules, rules_text).expect("rule file written");
     let limits = if limits.is_empty() {
         String::new()
     } else {
