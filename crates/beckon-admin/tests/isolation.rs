@@ -19,7 +19,61 @@ const SECRETS: &[&str] = &[
     "https://south.example",
     "bob@example.test",
     "Hidden chat of the south",
+    "south-lead@example.test",
+    "https://hooks.south.example",
 ];
+
+/// The south's lead, its webhook and the delivery between them: `(lead, destination,
+/// delivery)` ids.
+async fn south_outbox(admin: &Admin, site: &beckon_engine::SiteId) -> (String, String, String) {
+    use beckon_store::leads::*;
+    use beckon_store::outbox::*;
+    let at = beckon_admin::clock::now();
+    let destination = Destination {
+        id: DestinationId::random(),
+        site: site.clone(),
+        name: "South CRM".to_owned(),
+        target: Target::Webhook {
+            url: "https://hooks.south.example/secret".to_owned(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+            previous: None,
+        },
+        topics: vec![Topic::LeadCreated],
+        enabled: true,
+        disabled_reason: None,
+        created_at: at,
+    };
+    admin.store.put_destination(&destination).await.unwrap();
+    let mut lead = NewLead {
+        id: LeadId::random(),
+        site: site.clone(),
+        visitor: None,
+        email: "south-lead@example.test".to_owned(),
+        name: String::new(),
+        question: "Hidden chat of the south".to_owned(),
+        consent: Consent {
+            text: "I agree.".to_owned(),
+            at,
+        },
+        source: LeadSource::Api,
+        context: LeadContext::default(),
+        at,
+        announce: Vec::new(),
+    };
+    lead.announce = vec![beckon_outbox::payload::lead_created(&lead)];
+    admin.store.capture_lead(&lead).await.unwrap();
+    let delivery = admin
+        .store
+        .deliveries(site, &DeliveryQuery::default())
+        .await
+        .unwrap()
+        .remove(0);
+    (
+        lead.id.to_string(),
+        destination.id.to_string(),
+        delivery.id.to_string(),
+    )
+}
 
 /// A conversation of the south, with a message nobody else may read.
 async fn south_conversation(admin: &Admin, site: &beckon_engine::SiteId) -> String {
@@ -88,13 +142,14 @@ const SOUTH_FILE: &str = "f_00000000000000000005";
 
 /// A concrete URL for a path of the document: the other site's things, and a file to send.
 fn concrete(base: &str, path: &str, site: &str, chat: &str, extra: &[(&str, String)]) -> String {
-    let mut p = path
-        .replace("{site}", site)
-        .replace("{id}", chat)
-        .replace("{file}", SOUTH_FILE);
+    let mut p = path.to_owned();
     for (k, v) in extra {
         p = p.replace(k, v);
     }
+    let p = p
+        .replace("{site}", site)
+        .replace("{id}", chat)
+        .replace("{file}", SOUTH_FILE);
     let query = if path.ends_with("/files") {
         "?id=x1&name=a.txt"
     } else {
@@ -121,6 +176,14 @@ fn sample_body(path: &str, method: &str) -> Value {
             json!({"visitor": "v_south_visitor", "text": "hi"})
         }
         (_, p) if p.ends_with("/status") => json!({"status": "paused"}),
+        (_, p) if p.ends_with("/destinations") || p.ends_with("/destinations/{id}") => {
+            json!({"name": "Taken over", "kind": "webhook", "url": "https://taken.example/hook"})
+        }
+        (_, p) if p.ends_with("/lead-settings") => json!({"follow_up_minutes": 5}),
+        ("post", p) if p.ends_with("/leads") => {
+            json!({"email": "taken@example.com", "consent": "yes"})
+        }
+        ("patch", p) if p.contains("/leads/") => json!({"status": "won"}),
         (_, p) if p.ends_with("/restore") => json!({"version": 1}),
         (_, p) if p.ends_with("/members") => json!({"email": "alice@example.test"}),
         ("put", _) => json!({"rule": {"id": "south-hidden-rule", "name": "x",
@@ -154,6 +217,15 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         .await;
     let bob_token = admin.token("bob@example.test", &["south"]).await;
     let south_chat = south_conversation(&admin, &south).await;
+    let (south_lead, south_destination, south_delivery) = south_outbox(&admin, &south).await;
+    let outbox_ids = [
+        ("/leads/{id}", format!("/leads/{south_lead}")),
+        (
+            "/destinations/{id}",
+            format!("/destinations/{south_destination}"),
+        ),
+        ("/deliveries/{id}", format!("/deliveries/{south_delivery}")),
+    ];
     let (bob_session, _) = admin.signed_in("bob@example.test").await;
     let bob_token_id = {
         let answer: Value = bob_session
@@ -195,6 +267,9 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
                     ("{rule}", "south-hidden-rule".to_owned()),
                     ("{user}", bob.id.to_string()),
                     ("{token}", bob_token_id.to_string()),
+                    outbox_ids[0].clone(),
+                    outbox_ids[1].clone(),
+                    outbox_ids[2].clone(),
                 ],
             );
             let concrete = url.trim_start_matches(&admin.base).to_owned();
@@ -263,7 +338,7 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
             if item.get(method).is_none() {
                 continue;
             }
-            let url = concrete(&admin.base, path, "north", &south_chat, &[]);
+            let url = concrete(&admin.base, path, "north", &south_chat, &outbox_ids);
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = alice
                 .request(m, &url)
@@ -334,6 +409,26 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
             &format!("/dash/sites/south/members/{}/remove", bob.id),
         ),
         ("get", "/dash/switch?site=south"),
+        ("get", "/dash/sites/south/leads"),
+        ("get", &format!("/dash/sites/south/leads/{south_lead}")),
+        ("post", &format!("/dash/sites/south/leads/{south_lead}")),
+        ("get", &format!("/dash/sites/north/leads/{south_lead}")),
+        ("post", &format!("/dash/sites/north/leads/{south_lead}")),
+        ("get", "/dash/sites/south/destinations"),
+        ("post", "/dash/sites/south/destinations"),
+        ("post", "/dash/sites/south/lead-settings"),
+        (
+            "post",
+            &format!("/dash/sites/south/destinations/{south_destination}/test"),
+        ),
+        (
+            "post",
+            &format!("/dash/sites/north/destinations/{south_destination}/rotate"),
+        ),
+        (
+            "post",
+            &format!("/dash/sites/north/deliveries/{south_delivery}/replay"),
+        ),
         ("post", &format!("/dash/tokens/{bob_token_id}/revoke")),
     ];
     for (method, page) in pages {

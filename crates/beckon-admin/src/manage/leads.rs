@@ -128,13 +128,15 @@ pub struct LeadFilter {
     /// Words in the address, name or question.
     pub q: Option<String>,
     /// `new`, `contacted`, `won` or `lost`.
+    #[param(pattern = "^(new|contacted|won|lost)$")]
     pub status: Option<String>,
     /// Only those still new past the site's time limit.
     pub overdue: Option<bool>,
     /// At most this many (1–1000, 100 by default).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// Skip this many.
+    /// Skip this many (at most 100,000).
+    #[param(minimum = 0, maximum = 100_000)]
     pub offset: Option<u32>,
 }
 
@@ -143,10 +145,11 @@ pub struct LeadFilter {
 #[serde(deny_unknown_fields)]
 pub struct LeadUpdate {
     /// `new`, `contacted`, `won` or `lost`.
+    #[schema(pattern = "^(new|contacted|won|lost)$")]
     pub status: Option<String>,
     /// The person following it up (a member's id); `null` for nobody.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub owner: Option<Option<i64>>,
 }
 
@@ -155,14 +158,18 @@ pub struct LeadUpdate {
 #[serde(deny_unknown_fields)]
 pub struct NewLeadBody {
     /// The address.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// Their name.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub name: String,
     /// Their question.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub question: String,
     /// What they agreed to, in the words they were shown.
+    #[schema(min_length = 1, max_length = 2000)]
     pub consent: String,
 }
 
@@ -194,16 +201,51 @@ pub struct FiguresView {
 #[serde(deny_unknown_fields)]
 pub struct LeadSettingsView {
     /// A lead still new this many minutes after its capture is overdue (0–525600).
+    #[schema(maximum = 525_600)]
+    #[serde(deserialize_with = "minutes")]
     pub follow_up_minutes: u32,
     /// The e-mails' wording per language (empty: the built-in wording).
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<WordingDoc>)]
     pub wording: Vec<EmailWording>,
 }
 
-/// A field that is present (even as `null`) is `Some`; an absent one stays `None`.
+/// An e-mail's wording in one language; `{{ email }}`, `{{ name }}`, `{{ question }}`,
+/// `{{ page }}`, `{{ cart }}`, `{{ rule }}`, `{{ site }}`, `{{ created_at }}`, `{{ consent }}`
+/// and `{{ id }}` are filled in (minijinja).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WordingDoc {
+    /// The language (BCP 47 primary tag).
+    #[schema(pattern = "^[A-Za-z0-9-]{2,8}$")]
+    language: String,
+    /// The team's e-mail: subject.
+    #[schema(max_length = 10000)]
+    team_subject: String,
+    /// The team's e-mail: body.
+    #[schema(max_length = 10000)]
+    team_body: String,
+    /// The visitor's confirmation: subject.
+    #[schema(max_length = 10000)]
+    visitor_subject: String,
+    /// The visitor's confirmation: body.
+    #[schema(max_length = 10000)]
+    visitor_body: String,
+}
+
+/// A field that is present (even as `null`) is `Some`; an absent one stays `None`. A whole
+/// number is taken as JSON Schema has it (`7` and `7.0` alike).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Ok(Some(Option::<i64>::deserialize(d)?))
+    let owner = crate::api::whole::option(d)?;
+    owner
+        .map(|o| i64::try_from(o).map_err(|_| serde::de::Error::custom("owner is too large")))
+        .transpose()
+        .map(Some)
+}
+
+fn minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = crate::api::whole::required(d)?;
+    u32::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} minutes is too many")))
 }
 
 fn lead_id(id: &str) -> AdminResult<LeadId> {
@@ -244,7 +286,14 @@ pub async fn list(
             .filter(|o| *o)
             .map(|_| now.plus_ms(-i64::from(settings.follow_up_minutes) * 60_000 + 1)),
         limit,
-        offset: filter.offset.unwrap_or(0) as usize,
+        offset: match filter.offset {
+            Some(n) if n > 100_000 => {
+                return Err(AdminError::BadRequest(format!(
+                    "offset {n} is more than 100000; narrow the search instead"
+                )));
+            }
+            n => n.unwrap_or(0) as usize,
+        },
         ..LeadQuery::default()
     };
     let leads = state.leads.leads(&site, &query).await?;
@@ -404,8 +453,18 @@ pub async fn csv(
     key: &str,
     filter: &LeadFilter,
 ) -> AdminResult<String> {
+    // `limit`, when given, caps the rows (checked as the list checks it).
+    let cap = match filter.limit {
+        None => 100_000,
+        Some(n @ 1..=1000) => n as usize,
+        Some(n) => {
+            return Err(AdminError::BadRequest(format!(
+                "limit {n} is not between 1 and 1000"
+            )));
+        }
+    };
     let mut all = LeadFilter {
-        limit: Some(1000),
+        limit: Some(cap.min(1000) as u32),
         ..filter.clone()
     };
     let mut rows = Vec::new();
@@ -413,7 +472,7 @@ pub async fn csv(
         let page = list(state, actor, key, &all).await?;
         let n = page.len();
         rows.extend(page);
-        if n < 1000 || rows.len() >= 100_000 {
+        if n < 1000 || rows.len() >= cap {
             break;
         }
         all.offset = Some(rows.len() as u32);

@@ -93,8 +93,10 @@ impl From<&Destination> for DestinationView {
 #[serde(deny_unknown_fields)]
 pub struct DestinationBody {
     /// A name for people.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// `webhook`, `email` or `slack` (fixed once made).
+    #[schema(pattern = "^(webhook|email|slack)$")]
     pub kind: String,
     /// For a webhook or team chat: its address (https, or http to this machine).
     #[serde(default)]
@@ -515,8 +517,10 @@ pub async fn test(
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
     /// `pending`, `delivered` or `dead`.
+    #[param(pattern = "^(pending|delivered|dead)$")]
     pub status: Option<String>,
     /// Only to this destination.
+    #[param(pattern = "^d_[0-9a-z]{16}$")]
     pub destination: Option<String>,
     /// At most this many (1–1000, 100 by default).
     #[param(minimum = 1, maximum = 1000)]
