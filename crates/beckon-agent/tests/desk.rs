@@ -813,3 +813,110 @@ async fn a_resend_after_the_end_is_a_duplicate_not_a_new_conversation() {
         .unwrap();
     assert_ne!(next.conversation.id, first.conversation.id);
 }
+
+#[tokio::test]
+async fn an_address_left_in_a_chat_is_a_lead_and_the_conversation_is_announced() {
+    use beckon_store::leads::{LeadQuery, LeadSource, Leads};
+    use beckon_store::outbox::{DeliveryQuery, Destination, DestinationId, Outbox, Target, Topic};
+    let w = World::new().await;
+    w.store
+        .put_destination(&Destination {
+            id: DestinationId::random(),
+            site: w.site.clone(),
+            name: "CRM".to_owned(),
+            target: Target::Webhook {
+                url: "https://crm.example/hook".to_owned(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+                previous: None,
+            },
+            topics: Topic::ALL.to_vec(),
+            enabled: true,
+            disabled_reason: None,
+            created_at: beckon_engine::Timestamp::from_millis(0),
+        })
+        .await
+        .unwrap();
+    let me = w.visitor(8);
+    let mut watch = w.desk.watch_visitor(&w.site, &me.visitor);
+    w.desk
+        .say(
+            &me,
+            "m1".to_owned(),
+            "Can I talk to a person about a bulk order?",
+            &Opening::default(),
+        )
+        .await
+        .unwrap();
+    next_reply(&mut watch).await;
+    next_reply(&mut watch).await; // nobody is online: the follow-up is offered
+    let c = w
+        .desk
+        .leave_email(&me, " jo@example.com ", "Jo")
+        .await
+        .unwrap();
+    let leads = w.store.leads(&w.site, &LeadQuery::default()).await.unwrap();
+    assert_eq!(leads.len(), 1);
+    let lead = &leads[0];
+    assert_eq!(lead.email, "jo@example.com");
+    assert_eq!(lead.name, "Jo");
+    assert_eq!(lead.source, LeadSource::Chat);
+    assert_eq!(lead.question, "Can I talk to a person about a bulk order?");
+    assert!(lead.consent.text.contains("Leave your e-mail address"));
+    assert_eq!(lead.context.conversation.as_ref(), Some(&c.id));
+    assert!(
+        lead.context
+            .transcript
+            .iter()
+            .any(|l| l.text == "Can I talk to a person about a bulk order?"),
+        "{:?}",
+        lead.context.transcript
+    );
+    let sent = w
+        .store
+        .deliveries(&w.site, &DeliveryQuery::default())
+        .await
+        .unwrap();
+    let topics: std::collections::HashSet<Topic> = sent.iter().map(|d| d.topic).collect();
+    for t in [
+        Topic::ConversationStarted,
+        Topic::ConversationHandedOff,
+        Topic::LeadCreated,
+    ] {
+        assert!(topics.contains(&t), "{t:?} announced: {topics:?}");
+    }
+    let handed: serde_json::Value = serde_json::from_str(
+        &sent
+            .iter()
+            .find(|d| d.topic == Topic::ConversationHandedOff)
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
+    assert_eq!(handed["data"]["conversation"]["status"], "queued");
+    assert!(
+        handed["data"]["transcript"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["text"] == "Can I talk to a person about a bulk order?"),
+        "{handed}"
+    );
+    // Closed and rated: both announced, with the transcript.
+    w.desk.visitor_close(&me).await.unwrap();
+    w.desk.rate(&me, 4, "Fine").await.unwrap();
+    let sent = w
+        .store
+        .deliveries(&w.site, &DeliveryQuery::default())
+        .await
+        .unwrap();
+    let rated: serde_json::Value = serde_json::from_str(
+        &sent
+            .iter()
+            .find(|d| d.topic == Topic::ConversationRated)
+            .expect("the rating is announced")
+            .payload,
+    )
+    .unwrap();
+    assert_eq!(rated["data"]["conversation"]["rating"]["score"], 4);
+    assert!(sent.iter().any(|d| d.topic == Topic::ConversationClosed));
+}

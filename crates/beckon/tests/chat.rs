@@ -12,16 +12,6 @@ use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(15);
 
-async fn screenshot(c: &fantoccini::Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.png")),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
-}
-
 /// Runs `body` (JS) with `root` bound to the widget's shadow root.
 fn in_root(body: &str) -> String {
     format!(
@@ -152,31 +142,6 @@ async fn a_visitor_gets_the_knowledge_base_answer_keeps_the_chat_across_pages_an
     reply_with(&c, "jo@example.com").await;
     screenshot(&c, "chat-visitor").await;
     demo.stop().await;
-}
-
-/// Signs the demo's administrator in to the dashboard.
-async fn sign_in(demo: &Demo, c: &fantoccini::Client) {
-    use fantoccini::Locator;
-    c.goto(&format!("{}/dash/login", demo.base)).await.unwrap();
-    c.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(&demo.login.0)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&demo.login.1)
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually(c, "location.pathname.indexOf('/dash/login') < 0", LONG).await;
 }
 
 /// Text of the console's transcript lines, in order.

@@ -619,3 +619,44 @@ pub const HTTP_ONLY_AND_RECORDED: &str = r#"
 
 /// Fires an exit intent the way a desktop pointer leaving through the top does.
 pub const EXIT_INTENT: &str = "document.dispatchEvent(new MouseEvent('mouseout', {clientX: 400, clientY: -2, relatedTarget: null, bubbles: true}));";
+
+/// Saves a screenshot of the page as `target/screenshots/NAME.png` (for the README).
+pub async fn screenshot(c: &fantoccini::Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+/// Signs the demo's administrator in to the dashboard.
+pub async fn sign_in(demo: &Demo, c: &fantoccini::Client) {
+    use fantoccini::Locator;
+    c.goto(&format!("{}/dash/login", demo.base)).await.unwrap();
+    c.find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys(&demo.login.0)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&demo.login.1)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(
+        c,
+        "location.pathname.indexOf('/dash/login') < 0",
+        Duration::from_secs(15),
+    )
+    .await;
+}
