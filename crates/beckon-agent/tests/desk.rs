@@ -849,11 +849,30 @@ async fn an_address_left_in_a_chat_is_a_lead_and_the_conversation_is_announced()
         .unwrap();
     next_reply(&mut watch).await;
     next_reply(&mut watch).await; // nobody is online: the follow-up is offered
+    let early = w.visitor(9);
+    w.desk
+        .say(&early, "m1".to_owned(), "Hello?", &Opening::default())
+        .await
+        .unwrap();
+    assert!(
+        w.desk
+            .leave_email(&early, "jo@example.com", "Jo")
+            .await
+            .is_err(),
+        "no address before the follow-up is offered"
+    );
     let c = w
         .desk
         .leave_email(&me, " jo@example.com ", "Jo")
         .await
         .unwrap();
+    assert!(
+        w.desk
+            .leave_email(&me, "again@example.com", "Jo")
+            .await
+            .is_err(),
+        "once per chat"
+    );
     let leads = w.store.leads(&w.site, &LeadQuery::default()).await.unwrap();
     assert_eq!(leads.len(), 1);
     let lead = &leads[0];

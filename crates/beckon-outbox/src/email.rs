@@ -230,16 +230,36 @@ pub fn check(wording: &EmailWording) -> Result<(), String> {
         env.template_from_str(text)
             .map_err(|e| format!("{field} ({}): {e}", wording.language))?;
     }
+    // And it renders, within its bounds, for a lead with every field filled in.
+    let sample = serde_json::json!({"data": {"lead": {
+        "id": "l_00000000000000000000", "email": "ada@example.com", "name": "Ada",
+        "question": "Do you ship to Canada?", "consent": {"text": "I agree."},
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "context": {"rule": "rule", "visit": {"pages": [{"path": "/"}],
+            "cart": {"value": 1.0, "currency": "EUR", "items": 1}}},
+    }}});
+    for to_visitor in [false, true] {
+        render(wording, Topic::LeadCreated, "site", &sample, to_visitor)?;
+    }
     Ok(())
 }
+
+/// The most a wording may cost to render, in minijinja's fuel (about one unit per
+/// instruction): a mail's worth of fields and conditions takes a few hundred; a loop written to
+/// stall the worker runs out.
+const FUEL: u64 = 20_000;
 
 fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     // Plain text: nothing to escape, and a missing field is empty rather than an error.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env.set_fuel(Some(FUEL));
     env
 }
+
+/// Longest a rendered subject or body may be.
+const MAX_RENDERED: usize = 100_000;
 
 /// Picks the wording for `language` among the site's (else the built-in ones): that
 /// language's, else the first.
@@ -302,8 +322,16 @@ pub fn render(
     let env = environment();
     let values = fields(site, payload);
     let fill = |text: &str| {
-        env.render_str(text, &values)
-            .map_err(|e| format!("the wording ({}) does not render: {e}", wording.language))
+        let out = env
+            .render_str(text, &values)
+            .map_err(|e| format!("the wording ({}) does not render: {e}", wording.language))?;
+        if out.len() > MAX_RENDERED {
+            return Err(format!(
+                "the wording ({}) renders longer than {MAX_RENDERED} bytes",
+                wording.language
+            ));
+        }
+        Ok(out)
     };
     if to_visitor {
         return Ok((
@@ -367,6 +395,20 @@ mod tests {
         assert!(body.contains("Do you ship\nto Canada?"));
         // A language not written falls back to the first.
         assert_eq!(wording_for(&settings, "pt").language, "en");
+    }
+
+    #[test]
+    fn a_wording_written_to_stall_the_worker_is_refused() {
+        let mut w = built_in().remove(0);
+        w.team_body =
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}"
+                .to_owned();
+        let e = check(&w).unwrap_err();
+        assert!(e.contains("does not render"), "{e}");
+        // The built-in ones pass.
+        for w in built_in() {
+            check(&w).unwrap();
+        }
     }
 
     #[test]

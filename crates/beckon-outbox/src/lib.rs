@@ -7,6 +7,7 @@
 //! payloads' shape ([`payload`]), which the crates that capture call to write them.
 
 pub mod email;
+pub mod endpoint;
 pub mod payload;
 pub mod schedule;
 pub mod slack;
@@ -35,15 +36,22 @@ pub fn check_email(address: &str) -> Result<String, String> {
     if a.len() > 254 {
         return Err("the e-mail address is longer than 254 characters".to_owned());
     }
-    let parsed: email_address::EmailAddress = a
-        .parse()
-        .map_err(|e| format!("{a:?} is not an e-mail address: {e}"))?;
-    if !parsed.domain().contains('.') || parsed.domain().starts_with('[') {
+    if a.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!(
-            "{a:?} is not an e-mail address with a public domain"
+            "{a:?} is not an e-mail address: it holds spaces or control characters"
         ));
     }
-    Ok(a.to_owned())
+    // A bare address: no display name (`Eve <eve@…>` names someone else), no domain literal,
+    // and a domain of at least two labels.
+    let options = email_address::Options {
+        minimum_sub_domains: 2,
+        allow_domain_literal: false,
+        allow_display_text: false,
+        ..email_address::Options::default()
+    };
+    let parsed = email_address::EmailAddress::parse_with_options(a, options)
+        .map_err(|e| format!("{a:?} is not an e-mail address: {e}"))?;
+    Ok(parsed.email().to_owned())
 }
 
 #[cfg(test)]
@@ -61,6 +69,10 @@ mod tests {
             "ada@localhost",
             "a b@example.com",
             "ada@[127.0.0.1]",
+            "Eve <eve@evil.example>",
+            "\"a@b.example, c\" <eve@evil.example>",
+            "Eve\r\nBcc: x@y.example <eve@evil.example>",
+            "=cmd|' /C calc'!A0 <a@b.co>",
         ] {
             assert!(check_email(bad).is_err(), "{bad:?}");
         }

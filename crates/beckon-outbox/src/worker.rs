@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use beckon_engine::Timestamp;
 use beckon_store::leads::Leads;
-use beckon_store::outbox::{Attempt, Claimed, DestinationId, Outbox, Settlement, Target};
+use beckon_store::outbox::{Attempt, Claimed, DestinationId, Outbox, Settle, Settlement, Target};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
@@ -41,19 +41,24 @@ pub struct WorkerConfig {
     pub timeout: Duration,
     /// Tries at once to one destination.
     pub per_destination: usize,
+    /// Whether endpoints may be private or local addresses (see [`crate::endpoint`]).
+    pub allow_private: bool,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             name: format!("worker-{}", beckon_store::outbox::random_chars(12)),
-            lease: Duration::from_secs(60),
+            // Longer than a batch can take (its tries, a few at once per destination, each
+            // within `timeout`); a restarted node takes its own leases back at once anyway.
+            lease: Duration::from_secs(300),
             batch: 32,
             poll: Duration::from_secs(1),
             overdue_every: Duration::from_secs(30),
             schedule: STANDARD.to_vec(),
             timeout: Duration::from_secs(15),
             per_destination: 8,
+            allow_private: false,
         }
     }
 }
@@ -80,7 +85,11 @@ impl Worker {
         clock: Clock,
         config: WorkerConfig,
     ) -> Worker {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if !config.allow_private {
+            http = http.dns_resolver(Arc::new(crate::endpoint::PublicOnly));
+        }
+        let http = http
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             // A receiver's redirect is not success: it is reported, not followed.
@@ -177,7 +186,12 @@ impl Worker {
                 .clone();
             tries.spawn(async move {
                 let _turn = gate.acquire_owned().await;
-                (c.delivery.id.clone(), me.deliver(c).await)
+                let (id, lease) = (c.delivery.id.clone(), c.lease.clone());
+                Settle {
+                    id,
+                    lease,
+                    settlement: me.deliver(c).await,
+                }
             });
         }
         let mut settled = Vec::with_capacity(n);
@@ -189,11 +203,11 @@ impl Worker {
         }
         // One transaction (one sync) for the whole batch. Unsettled, a delivery is tried again
         // when its lease runs out: at least once, never lost.
-        match self.outbox.settle(&self.config.name, &settled).await {
+        match self.outbox.settle(&settled).await {
             Ok(held) => {
-                for ((id, _), held) in settled.iter().zip(held) {
+                for (s, held) in settled.iter().zip(held) {
                     if !held {
-                        tracing::info!("outbox: {id} was taken over before it settled");
+                        tracing::info!("outbox: {} was taken over before it settled", s.id);
                     }
                 }
             }
@@ -207,6 +221,19 @@ impl Worker {
         let now = (self.clock)();
         let d = &c.delivery;
         let tried = match &c.destination.target {
+            Target::Webhook { url, .. } | Target::Slack { url }
+                if crate::endpoint::check(url, self.config.allow_private).is_err() =>
+            {
+                let why = crate::endpoint::check(url, self.config.allow_private)
+                    .err()
+                    .unwrap_or_default();
+                Tried {
+                    outcome: Outcome::Refused,
+                    status: None,
+                    error: Some(why),
+                    took: Duration::ZERO,
+                }
+            }
             Target::Webhook { .. } => {
                 webhook::send(
                     &self.http,

@@ -25,7 +25,10 @@ pub fn captured(
 ) -> Vec<NewLead> {
     events
         .iter()
-        .filter(|e| e.kind == "lead" && !matches!(e.applied, Applied::Refused(_)))
+        // Only a lead the engine took: its intervention was issued to this visitor in this
+        // visit. One only logged (a late event of an ended visit, whose outcome nobody checks)
+        // or refused captures nothing.
+        .filter(|e| e.kind == "lead" && e.applied == Applied::Decided)
         .filter_map(|e| serde_json::from_str::<Value>(&e.body).ok())
         .filter_map(|body| {
             let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").trim();
@@ -111,5 +114,55 @@ fn context(request: &BatchContext, visit: Option<&Value>, now: Timestamp) -> Con
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beckon_engine::rules::RuleSet;
+    use beckon_engine::{EventId, Policy};
+
+    fn event(applied: Applied) -> LoggedEvent {
+        LoggedEvent {
+            key: "k1".to_owned(),
+            id: EventId::parse("k1").unwrap(),
+            kind: "lead".to_owned(),
+            body: r#"{"rule":"capture","intervention":"i_1","email":"ada@example.com","consent":true}"#
+                .to_owned(),
+            applied,
+        }
+    }
+
+    #[test]
+    fn only_a_lead_the_engine_took_is_captured() {
+        let site = SiteId::parse("shop").unwrap();
+        let engine = Engine::new(
+            site.clone(),
+            Policy::default(),
+            RuleSet::from_rules(Vec::new(), beckon_engine::Tz::UTC),
+        )
+        .unwrap();
+        let visitor = VisitorId::parse("v_00000000000000000001").unwrap();
+        let take = |applied| {
+            captured(
+                &engine,
+                &site,
+                &visitor,
+                &[event(applied)],
+                &BatchContext::default(),
+                None,
+                Timestamp::from_millis(1),
+            )
+        };
+        let taken = take(Applied::Decided);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].email, "ada@example.com");
+        assert_eq!(taken[0].announce.len(), 1);
+        assert!(
+            take(Applied::Logged).is_empty(),
+            "a late event of an ended visit"
+        );
+        assert!(take(Applied::Refused("never issued".to_owned())).is_empty());
     }
 }

@@ -51,6 +51,7 @@ CREATE TABLE deliveries (
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_at      INTEGER NOT NULL,
     lease_owner  TEXT,
+    lease_token  TEXT,
     lease_until  INTEGER,
     created_at   INTEGER NOT NULL,
     delivered_at INTEGER,

@@ -7,7 +7,7 @@ use beckon_engine::{SiteId, Timestamp};
 use beckon_store::leads::LeadId;
 use beckon_store::outbox::{
     Attempt, Claimed, Delivery, DeliveryId, DeliveryQuery, DeliveryStatus, Destination,
-    DestinationId, NewEvent, Outbox, Settlement, Target, Topic,
+    DestinationId, NewEvent, Outbox, Settle, Settlement, Target, Topic,
 };
 use beckon_store::{Result, StoreError};
 use sqlx::sqlite::SqliteRow;
@@ -161,7 +161,12 @@ async fn insert_delivery(
 }
 
 impl SqliteStore {
-    async fn claimed(&self, conn: &mut SqliteConnection, ids: &[String]) -> Result<Vec<Claimed>> {
+    async fn claimed(
+        &self,
+        conn: &mut SqliteConnection,
+        ids: &[String],
+        token: &str,
+    ) -> Result<Vec<Claimed>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let row = sqlx::query(&format!(
@@ -181,17 +186,21 @@ impl SqliteStore {
             .map_err(db)?;
             let destination = destination(&row)?;
             let visitor_email = match &delivery.lead {
-                Some(lead) => sqlx::query_scalar("SELECT email FROM leads WHERE id = ?")
-                    .bind(lead.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db)?,
+                Some(lead) => {
+                    sqlx::query_scalar("SELECT email FROM leads WHERE id = ? AND site_id = ?")
+                        .bind(lead.as_str())
+                        .bind(delivery.site.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db)?
+                }
                 None => None,
             };
             out.push(Claimed {
                 delivery,
                 destination,
                 visitor_email,
+                lease: token.to_owned(),
             });
         }
         Ok(out)
@@ -294,7 +303,7 @@ impl Outbox for SqliteStore {
         }
         sqlx::query(
             "UPDATE deliveries SET status = 'dead', last_error = 'destination removed',
-                 lease_owner = NULL, lease_until = NULL, next_at = ?
+                 lease_owner = NULL, lease_token = NULL, lease_until = NULL, next_at = ?
              WHERE destination = ? AND status = 'pending'",
         )
         .bind(now.as_millis())
@@ -360,8 +369,9 @@ impl Outbox for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
+        let token = format!("{worker}/{}", beckon_store::outbox::random_chars(16));
         let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ?
+            "UPDATE deliveries SET lease_owner = ?, lease_token = ?, lease_until = ?
              WHERE id IN (
                  SELECT d.id FROM deliveries d JOIN destinations t ON t.id = d.destination
                  WHERE d.status = 'pending' AND d.next_at <= ? AND t.enabled = 1
@@ -370,6 +380,7 @@ impl Outbox for SqliteStore {
              RETURNING id",
         )
         .bind(worker)
+        .bind(&token)
         .bind(lease_until.as_millis())
         .bind(now.as_millis())
         .bind(now.as_millis())
@@ -377,14 +388,14 @@ impl Outbox for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        let claimed = self.claimed(&mut tx, &ids).await?;
+        let claimed = self.claimed(&mut tx, &ids, &token).await?;
         tx.commit().await.map_err(db)?;
         Ok(claimed)
     }
 
     async fn release_leases(&self, worker: &str) -> Result<usize> {
         let done = sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+            "UPDATE deliveries SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
              WHERE lease_owner = ? AND status = 'pending'",
         )
         .bind(worker)
@@ -394,19 +405,15 @@ impl Outbox for SqliteStore {
         Ok(done.rows_affected() as usize)
     }
 
-    async fn settle(
-        &self,
-        worker: &str,
-        settled: &[(DeliveryId, Settlement)],
-    ) -> Result<Vec<bool>> {
+    async fn settle(&self, settled: &[Settle]) -> Result<Vec<bool>> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
         let mut out = Vec::with_capacity(settled.len());
-        for (id, settlement) in settled {
-            out.push(settle_one(&mut tx, id, worker, settlement).await?);
+        for s in settled {
+            out.push(settle_one(&mut tx, &s.id, &s.lease, &s.settlement).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(out)
@@ -465,31 +472,51 @@ impl Outbox for SqliteStore {
     }
 
     async fn replay(&self, site: &SiteId, id: &DeliveryId, now: Timestamp) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?,
-                 lease_owner = NULL, lease_until = NULL
-             WHERE site_id = ? AND id = ? AND status != 'delivered'",
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let found: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT d.status, d.lease_until, t.enabled FROM deliveries d
+             LEFT JOIN destinations t ON t.id = d.destination
+             WHERE d.site_id = ? AND d.id = ?",
         )
-        .bind(now.as_millis())
         .bind(site.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
+        let Some((status, lease_until, enabled)) = found else {
+            return Err(StoreError::NotFound(format!("delivery {id}")));
+        };
+        let refused = if status == "delivered" {
+            Some(format!("delivery {id} was delivered already"))
+        } else if lease_until.is_some_and(|u| u > now.as_millis()) {
+            Some(format!("delivery {id} is being tried right now"))
+        } else if enabled.is_none() {
+            Some(format!("the destination of delivery {id} was removed"))
+        } else if enabled == Some(0) {
+            Some(format!(
+                "the destination of delivery {id} is turned off; turn it on first"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err(StoreError::Conflict(why));
         }
-        let delivered: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM deliveries WHERE site_id = ? AND id = ?")
-                .bind(site.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&self.readers)
-                .await
-                .map_err(db)?;
-        Err(match delivered {
-            Some(_) => StoreError::Conflict(format!("delivery {id} was delivered already")),
-            None => StoreError::NotFound(format!("delivery {id}")),
-        })
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?,
+                 lease_owner = NULL, lease_token = NULL, lease_until = NULL
+             WHERE id = ?",
+        )
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
@@ -512,15 +539,15 @@ impl Outbox for SqliteStore {
 async fn settle_one(
     conn: &mut SqliteConnection,
     id: &DeliveryId,
-    worker: &str,
+    lease: &str,
     settlement: &Settlement,
 ) -> Result<bool> {
     let held: Option<(String, i64)> = sqlx::query_as(
         "SELECT destination, attempts FROM deliveries
-         WHERE id = ? AND status = 'pending' AND lease_owner = ?",
+         WHERE id = ? AND status = 'pending' AND lease_token = ?",
     )
     .bind(id.as_str())
-    .bind(worker)
+    .bind(lease)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
@@ -555,7 +582,7 @@ async fn settle_one(
     .map_err(db)?;
     sqlx::query(
         "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, delivered_at = ?,
-             last_error = ?, lease_owner = NULL, lease_until = NULL
+             last_error = ?, lease_owner = NULL, lease_token = NULL, lease_until = NULL
          WHERE id = ?",
     )
     .bind(status.as_str())

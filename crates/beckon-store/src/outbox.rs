@@ -326,6 +326,20 @@ pub struct Claimed {
     pub destination: Destination,
     /// The lead's address, for a confirmation to the visitor.
     pub visitor_email: Option<String>,
+    /// This claim's own token: only a settlement that names it is written, so that a worker
+    /// whose lease ran out (or an earlier run of a restarted one) can never settle it.
+    pub lease: String,
+}
+
+/// A try's end, for the claim that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settle {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// The claim's token ([`Claimed::lease`]).
+    pub lease: String,
+    /// How it ended.
+    pub settlement: Settlement,
 }
 
 /// How a try ended.
@@ -410,11 +424,10 @@ pub trait Outbox: Send + Sync + 'static {
     /// node restarted) takes back at once what its last run had claimed and never settled.
     async fn release_leases(&self, worker: &str) -> Result<usize>;
 
-    /// Records how `worker`'s tries of deliveries ended, all in one transaction (one sync for
-    /// a whole batch). For each, `false` when the worker no longer held it (its lease ran out
-    /// and someone else took it): nothing of that one is written.
-    async fn settle(&self, worker: &str, settled: &[(DeliveryId, Settlement)])
-    -> Result<Vec<bool>>;
+    /// Records how tries of deliveries ended, all in one transaction (one sync for a whole
+    /// batch). For each, `false` when its claim no longer holds (the lease ran out and someone
+    /// else took it, or the worker restarted): nothing of that one is written.
+    async fn settle(&self, settled: &[Settle]) -> Result<Vec<bool>>;
 
     /// A site's deliveries.
     async fn deliveries(&self, site: &SiteId, query: &DeliveryQuery) -> Result<Vec<Delivery>>;
@@ -426,7 +439,9 @@ pub trait Outbox: Send + Sync + 'static {
         id: &DeliveryId,
     ) -> Result<Option<(Delivery, Vec<Attempt>)>>;
 
-    /// Makes a delivery due again now (a dead one replayed by hand; a pending one hurried).
+    /// Makes a delivery due again now, with a fresh set of tries (a dead one replayed by hand;
+    /// a waiting one hurried). [`crate::StoreError::Conflict`] when it was delivered, is being
+    /// tried right now, or its destination is gone or turned off.
     async fn replay(&self, site: &SiteId, id: &DeliveryId, now: Timestamp) -> Result<()>;
 
     /// When the next pending delivery of an enabled destination is due, if any is.

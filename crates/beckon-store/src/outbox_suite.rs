@@ -8,8 +8,8 @@ use crate::leads::{
     LeadSource, LeadStatus, Leads, NewLead,
 };
 use crate::outbox::{
-    Attempt, DeliveryId, DeliveryQuery, DeliveryStatus, Destination, DestinationId, NewEvent,
-    Outbox, Settlement, Target, Topic,
+    Attempt, Claimed, DeliveryQuery, DeliveryStatus, Destination, DestinationId, NewEvent, Outbox,
+    Settle, Settlement, Target, Topic,
 };
 use crate::{SecretDigest, SiteRecord, Store, StoreError, WriteBatch};
 
@@ -89,9 +89,14 @@ fn new_lead(site: &SiteId, n: u32, email: &str, ms: i64) -> NewLead {
     }
 }
 
-async fn settle(outbox: &dyn Outbox, id: &DeliveryId, worker: &str, s: &Settlement) -> bool {
+/// Settles one claimed delivery; whether the claim still held.
+async fn settle(outbox: &dyn Outbox, claimed: &Claimed, s: &Settlement) -> bool {
     let done = outbox
-        .settle(worker, &[(id.clone(), s.clone())])
+        .settle(&[Settle {
+            id: claimed.delivery.id.clone(),
+            lease: claimed.lease.clone(),
+            settlement: s.clone(),
+        }])
         .await
         .unwrap();
     done[0]
@@ -207,9 +212,13 @@ async fn a_lead_fans_out_to_the_destinations_that_take_it(
     let done = Settlement::Delivered(tried(150, Some(200), None));
     let batch: Vec<_> = claimed
         .iter()
-        .map(|c| (c.delivery.id.clone(), done.clone()))
+        .map(|c| Settle {
+            id: c.delivery.id.clone(),
+            lease: c.lease.clone(),
+            settlement: done.clone(),
+        })
         .collect();
-    assert_eq!(outbox.settle("w1", &batch).await.unwrap(), vec![true; 3]);
+    assert_eq!(outbox.settle(&batch).await.unwrap(), vec![true; 3]);
     for d in [&conversations_only, &team] {
         outbox.delete_destination(a, &d.id, at(200)).await.unwrap();
     }
@@ -263,8 +272,15 @@ async fn a_claimed_delivery_is_held_by_one_worker_until_its_lease_ends(
         "the same id: the idempotency key"
     );
     let late = Settlement::Delivered(tried(31_500, Some(200), None));
-    assert!(!settle(outbox, &id, "w1", &late).await);
-    assert!(settle(outbox, &id, "w2", &late).await);
+    // Neither w1's first run (before its restart) nor its second can settle w2's claim.
+    assert!(!settle(outbox, &first[0], &late).await);
+    assert!(!settle(outbox, &back[0], &late).await);
+    // Nor can anyone replay it while w2 tries it.
+    assert!(matches!(
+        outbox.replay(b, &id, at(31_100)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(settle(outbox, &second[0], &late).await);
     let (d, tries) = outbox.delivery(b, &id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Delivered);
     assert_eq!(d.delivered_at, Some(at(31_500)));
@@ -300,7 +316,7 @@ async fn tries_are_kept_and_the_dead_can_be_replayed(
         attempt: tried(2_010, Some(500), Some("HTTP 500")),
         next: Some(at(7_000)),
     };
-    assert!(settle(outbox, &id, "w", &failed).await);
+    assert!(settle(outbox, &claimed[0], &failed).await);
     assert!(
         outbox
             .claim("w", at(6_999), at(9_000), 10)
@@ -315,7 +331,7 @@ async fn tries_are_kept_and_the_dead_can_be_replayed(
         attempt: tried(7_010, None, Some("connection refused")),
         next: None,
     };
-    assert!(settle(outbox, &id, "w", &out_of_tries).await);
+    assert!(settle(outbox, &again[0], &out_of_tries).await);
     let dead = outbox
         .deliveries(
             a,
@@ -341,7 +357,7 @@ async fn tries_are_kept_and_the_dead_can_be_replayed(
     assert_eq!(replayed.len(), 1);
     assert_eq!(replayed[0].delivery.attempts, 0);
     let ok = Settlement::Delivered(tried(10_010, Some(204), None));
-    assert!(settle(outbox, &id, "w", &ok).await);
+    assert!(settle(outbox, &replayed[0], &ok).await);
     let (_, tries) = outbox.delivery(a, &id).await.unwrap().unwrap();
     let statuses: Vec<_> = tries.iter().map(|t| t.status).collect();
     assert_eq!(statuses, vec![Some(500), None, Some(204)]);
@@ -370,14 +386,19 @@ async fn a_gone_endpoint_is_turned_off(leads: &dyn Leads, outbox: &dyn Outbox, a
     let claimed = outbox.claim("w", at(20_001), at(21_000), 1).await.unwrap();
     assert_eq!(claimed.len(), 1, "the limit holds");
     let gone = Settlement::Gone(tried(20_010, Some(410), Some("HTTP 410")));
-    assert!(settle(outbox, &claimed[0].delivery.id, "w", &gone).await);
+    assert!(settle(outbox, &claimed[0], &gone).await);
     let d = outbox
         .destination(a, &claimed[0].destination.id)
         .await
         .unwrap()
         .unwrap();
     assert!(!d.enabled);
-    assert!(d.disabled_reason.unwrap().contains("410"));
+    assert!(d.disabled_reason.clone().unwrap().contains("410"));
+    // Its dead delivery cannot be replayed while the endpoint is off: it would never be tried.
+    assert!(matches!(
+        outbox.replay(a, &claimed[0].delivery.id, at(20_020)).await,
+        Err(StoreError::Conflict(_))
+    ));
     // The other lead's delivery waits, unclaimed, for the endpoint to be turned back on.
     assert!(
         outbox
@@ -398,7 +419,7 @@ async fn a_gone_endpoint_is_turned_off(leads: &dyn Leads, outbox: &dyn Outbox, a
     let waiting = outbox.claim("w", at(99_000), at(99_999), 10).await.unwrap();
     assert_eq!(waiting.len(), 1);
     let ok = Settlement::Delivered(tried(99_010, Some(200), None));
-    assert!(settle(outbox, &waiting[0].delivery.id, "w", &ok).await);
+    assert!(settle(outbox, &waiting[0], &ok).await);
 }
 
 struct Overdue;

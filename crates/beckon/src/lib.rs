@@ -66,6 +66,7 @@ pub async fn open_database(data: &Path) -> Result<Database, String> {
 pub fn start_outbox(
     db: &Database,
     smtp: Option<&beckon_outbox::email::SmtpSettings>,
+    allow_private: bool,
 ) -> Result<Arc<tokio::sync::Notify>, String> {
     let mailer = smtp
         .map(beckon_outbox::email::Mailer::new)
@@ -79,6 +80,7 @@ pub fn start_outbox(
         beckon_outbox::WorkerConfig {
             // One node per database today: its name is the same across restarts.
             name: "node-1".to_owned(),
+            allow_private,
             ..beckon_outbox::WorkerConfig::default()
         },
     );
@@ -229,7 +231,12 @@ impl beckon_admin::manage::install::EdgeReport for ServerOrigins {
 }
 
 /// The admin API and the dashboard for a started server.
-pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axum::Router {
+pub fn admin_router(
+    db: &Database,
+    server: &Server,
+    secure_cookies: bool,
+    allow_private_destinations: bool,
+) -> axum::Router {
     beckon_admin::router(beckon_admin::Options {
         store: db.store.clone(),
         accounts: db.accounts.clone(),
@@ -237,6 +244,7 @@ pub fn admin_router(db: &Database, server: &Server, secure_cookies: bool) -> axu
         conversations: db.conversations.clone(),
         leads: db.leads.clone(),
         outbox: db.outbox.clone(),
+        allow_private_destinations,
         desk: server.state.desk.clone(),
         live: Arc::new(LiveSites {
             sites: server.state.sites.clone(),
@@ -425,7 +433,8 @@ pub async fn start_demo_with(
         }],
     )
     .await?;
-    let outbox_kick = start_outbox(db, None)?;
+    // The demo runs on one machine: its destinations may be too (a receiver beside it).
+    let outbox_kick = start_outbox(db, None, true)?;
     let server = beckon_server::start(
         store,
         Options {
@@ -448,7 +457,7 @@ pub async fn start_demo_with(
         .await
         .map_err(|e| e.to_string())?;
     let admin_password = demo_admin(db).await?;
-    let admin = admin_router(db, &server, false);
+    let admin = admin_router(db, &server, false, true);
     Ok(Demo {
         server,
         admin,

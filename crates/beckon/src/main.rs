@@ -267,7 +267,11 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let desk =
         beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
-    let outbox_kick = beckon::start_outbox(&db, settings.smtp.as_ref())?;
+    let outbox_kick = beckon::start_outbox(
+        &db,
+        settings.smtp.as_ref(),
+        settings.outbox.allow_private_addresses,
+    )?;
     let mut options = Options {
         limits: settings.limits.to_limits()?,
         desk: Some(desk),
@@ -281,7 +285,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let server = beckon_server::start(store, options)
         .await
         .map_err(|e| e.to_string())?;
-    let admin = beckon::admin_router(&db, &server, settings.admin.secure_cookies);
+    let admin = beckon::admin_router(
+        &db,
+        &server,
+        settings.admin.secure_cookies,
+        settings.outbox.allow_private_addresses,
+    );
     let stop = shutdown_signal()?;
     // The bound address, not the configured one: with port 0 the system picks the port.
     println!("beckon is serving on http://{addr}");

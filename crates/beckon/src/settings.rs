@@ -24,9 +24,20 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The dashboard and the admin API.
     pub admin: AdminSettings,
-    /// The mail relay for lead e-mail (none: e-mail destinations wait, retried, until one is
-    /// configured).
+    /// The mail relay for lead e-mail (none: e-mail deliveries fail, are retried on the
+    /// schedule, then die, replayable once one is configured).
     pub smtp: Option<beckon_outbox::email::SmtpSettings>,
+    /// Where deliveries may go.
+    pub outbox: OutboxSettings,
+}
+
+/// The `[outbox]` table.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Whether a site's destinations may be private or local addresses (a relay beside Beckon);
+    /// otherwise only https to public hosts.
+    pub allow_private_addresses: bool,
 }
 
 /// The `[admin]` table.
@@ -175,6 +186,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             admin: AdminSettings::default(),
             smtp: None,
+            outbox: OutboxSettings::default(),
         }
     }
 }
@@ -385,8 +397,14 @@ drain_timeout = "10s"           # on shutdown, how long requests in flight may t
 [admin]
 secure_cookies = false          # true when people reach the dashboard over HTTPS (a TLS proxy)
 
+# Where a site's webhooks and team-chat alerts may send: https to public hosts only, unless the
+# operator allows private and local addresses too (a receiver beside Beckon).
+[outbox]
+allow_private_addresses = false
+
 # The mail relay for lead e-mail (the team's notice, the visitor's confirmation). Without one,
-# e-mail destinations wait, retried, until it is configured. Webhooks and team chat need none.
+# e-mail deliveries fail and are retried on the schedule (about three days), then die and can be
+# replayed once a relay is configured. Webhooks and team chat need none.
 # [smtp]
 # host = "smtp.example.com"
 # port = 587

@@ -40,6 +40,16 @@ fn unix_secs() -> f64 {
         .as_secs_f64()
 }
 
+/// The test's configuration: the capture rule, and destinations allowed on this machine (the
+/// receiver runs here).
+fn config(dir: &Path) -> std::path::PathBuf {
+    let path = write_config_with(dir, POLICY, LIMITS, CAPTURE_RULE);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[outbox]\nallow_private_addresses = true\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Adds a webhook destination to the database in `dir` (before the server starts on it).
 async fn add_webhook(dir: &Path, url: &str, secret: &str) {
     std::fs::create_dir_all(data_dir(dir)).unwrap();
@@ -133,7 +143,7 @@ async fn leads_acknowledged_before_a_sigkill_are_all_delivered_once_after_the_re
     let receiver = Peer::webhook_receiver(&[&secret]);
     // A slow receiver: deliveries are still in flight, or not yet tried, when the kill comes.
     add_webhook(dir.path(), &receiver.url("/slow/0.3"), &secret).await;
-    let config = write_config_with(dir.path(), POLICY, LIMITS, CAPTURE_RULE);
+    let config = config(dir.path());
     let server = Beckon::start(&config).await;
     let base = server.base();
     let http = client_from("127.0.0.1", true);
@@ -191,7 +201,7 @@ async fn a_thousand_leads_reach_the_webhook_each_once() {
     let secret = beckon_outbox::new_secret();
     let receiver = Peer::webhook_receiver(&[&secret]);
     add_webhook(dir.path(), &receiver.url("/ok"), &secret).await;
-    let config = write_config_with(dir.path(), POLICY, LIMITS, CAPTURE_RULE);
+    let config = config(dir.path());
     let server = Beckon::start(&config).await;
     let base = server.base();
     let http = client_from("127.0.0.1", true);

@@ -348,6 +348,12 @@ pub async fn update(
         status: body.status.as_deref().map(status).transpose()?,
         owner: body.owner,
     };
+    if change.status.is_none() && change.owner.is_none() {
+        return Err(AdminError::Invalid {
+            field: None,
+            message: "say what changes: a status, an owner or both".to_owned(),
+        });
+    }
     if let Some(Some(owner)) = change.owner {
         let members = state.accounts.members(&site).await?;
         if !members.iter().any(|m| m.id == owner) {
@@ -475,7 +481,7 @@ pub async fn csv(
         if n < 1000 || rows.len() >= cap {
             break;
         }
-        all.offset = Some(rows.len() as u32);
+        all.offset = Some(filter.offset.unwrap_or(0) + rows.len() as u32);
     }
     let mut out = csv::Writer::from_writer(Vec::new());
     let header = [
@@ -509,28 +515,30 @@ pub async fn csv(
             .map(|p| p.path.clone())
             .unwrap_or_default();
         let cart = l.context.cart.as_ref();
-        out.write_record([
+        let cells = [
             l.id,
             l.created_at,
             l.status,
             l.overdue.to_string(),
             l.owner.map(|o| o.to_string()).unwrap_or_default(),
-            defuse(&l.email),
-            defuse(&l.name),
-            defuse(&l.question),
+            l.email,
+            l.name,
+            l.question,
             l.source,
-            defuse(&l.consent),
+            l.consent,
             l.consent_at,
             l.rule.unwrap_or_default(),
             l.intervention.unwrap_or_default(),
-            defuse(&page),
+            page,
             cart.map(|c| c.value.to_string()).unwrap_or_default(),
             cart.map(|c| c.currency.clone()).unwrap_or_default(),
             l.context.language.clone(),
             l.contacted_at.unwrap_or_default(),
             l.conversation.unwrap_or_default(),
-        ])
-        .map_err(fail)?;
+        ];
+        // Every cell, whoever wrote it: a spreadsheet must run none of them.
+        out.write_record(cells.iter().map(|c| defuse(c)))
+            .map_err(fail)?;
     }
     let bytes = out
         .into_inner()
@@ -652,4 +660,24 @@ pub async fn save_settings(
     };
     state.leads.put_lead_settings(&site, &settings).await?;
     self::settings(state, actor, key).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defuse;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_defused() {
+        for cell in [
+            "=HYPERLINK(\"http://evil.example\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert!(defuse(cell).starts_with('\''), "{cell}");
+        }
+        assert_eq!(defuse("ada@example.com"), "ada@example.com");
+    }
 }

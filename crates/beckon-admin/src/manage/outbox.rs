@@ -227,38 +227,16 @@ fn invalid(field: &str, message: String) -> AdminError {
     }
 }
 
-/// Checks an endpoint's address: https, or http only to this machine (for a relay beside it).
-fn check_url(url: &str) -> AdminResult<String> {
-    let url = url.trim();
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| invalid("url", format!("{url:?} is not an http(s) address")))?;
-    let host = rest
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or("")
-        .rsplit('@')
-        .next()
-        .unwrap_or("");
-    let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let local = matches!(hostname, "127.0.0.1" | "localhost" | "[::1]");
-    let ok = url.len() <= 2000
-        && !hostname.is_empty()
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-        && (scheme == "https" || (scheme == "http" && local));
-    if !ok {
-        return Err(invalid(
-            "url",
-            format!("{url:?} must be an https address (http only to this machine)"),
-        ));
-    }
-    Ok(url.to_owned())
-}
-
 fn check(
     body: &DestinationBody,
     existing: Option<&Destination>,
+    allow_private: bool,
 ) -> AdminResult<(Target, Vec<Topic>)> {
+    let check_url = |url: &str| {
+        beckon_outbox::endpoint::check(url, allow_private)
+            .map(|u| u.to_string())
+            .map_err(|e| invalid("url", e))
+    };
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(invalid("name", "a name of 1 to 100 characters".to_owned()));
@@ -402,7 +380,7 @@ pub async fn create(
             "a site has at most {MAX_DESTINATIONS} destinations"
         )));
     }
-    let (target, topics) = check(&body, None)?;
+    let (target, topics) = check(&body, None, state.allow_private_destinations)?;
     let d = Destination {
         id: DestinationId::random(),
         site,
@@ -428,7 +406,7 @@ pub async fn update(
 ) -> AdminResult<DestinationView> {
     actor.require_admin()?;
     let current = one(state, actor, key, id).await?;
-    let (target, topics) = check(&body, Some(&current))?;
+    let (target, topics) = check(&body, Some(&current), state.allow_private_destinations)?;
     let d = Destination {
         name: body.name.trim().to_owned(),
         target,

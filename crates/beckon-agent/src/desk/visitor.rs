@@ -8,6 +8,9 @@ use beckon_store::conversations::{
     Prechat, Rating, Status,
 };
 
+/// How a hand-off notes the address left for a follow-up.
+const LEFT_FOR_FOLLOW_UP: &str = "left for a follow-up:";
+
 use super::{Desk, DeskError, HISTORY, Live, Update, check_text, new_id, started};
 use crate::responder::{Draft, Question, Usage, offline_answer};
 use crate::scope::{self, Intent};
@@ -515,6 +518,21 @@ impl Desk {
         })?;
         let email = email.as_str();
         let c = self.open_of(who).await?.ok_or(DeskError::NotFound)?;
+        // Only in answer to the offer (nobody could take the chat), and once: the consent is
+        // to that offer's words, and a second address would be a second lead for one chat.
+        if c.status != Status::Missed {
+            return Err(DeskError::Conflict(
+                "an address is asked for only when nobody is free to answer".to_owned(),
+            ));
+        }
+        if c.handoff
+            .as_deref()
+            .is_some_and(|h| h.contains(LEFT_FOR_FOLLOW_UP))
+        {
+            return Err(DeskError::Conflict(
+                "an address was left in this chat already".to_owned(),
+            ));
+        }
         let mut prechat = c.prechat.clone().unwrap_or_default();
         prechat.email = email.to_owned();
         if !name.trim().is_empty() {
@@ -531,7 +549,7 @@ impl Desk {
                 ConversationChange {
                     prechat: Some(Some(prechat)),
                     handoff: Some(Some(format!(
-                        "{}; left {email} for a follow-up",
+                        "{}; {LEFT_FOR_FOLLOW_UP} {email}",
                         c.handoff.as_deref().unwrap_or("asked for a person")
                     ))),
                     lead: Some(lead),
