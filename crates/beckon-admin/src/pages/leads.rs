@@ -113,7 +113,9 @@ fn duration(secs: i64) -> String {
     match secs {
         s if s < 60 => format!("{s} s"),
         s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86_400 && s % 3600 == 0 => format!("{} h", s / 3600),
         s if s < 86_400 => format!("{:.1} h", s as f64 / 3600.0),
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
         s => format!("{:.1} days", s as f64 / 86_400.0),
     }
 }
