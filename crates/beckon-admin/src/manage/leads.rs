@@ -269,15 +269,7 @@ pub async fn list(
     let site = actor.site(key)?;
     let settings = state.leads.lead_settings(&site).await?;
     let now = now();
-    let limit = match filter.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n as usize,
-        Some(n) => {
-            return Err(AdminError::BadRequest(format!(
-                "limit {n} is not between 1 and 1000"
-            )));
-        }
-    };
+    let limit = crate::manage::limit_of(filter.limit, 100)?;
     let query = LeadQuery {
         text: filter.q.clone().filter(|q| !q.trim().is_empty()),
         status: filter.status.as_deref().map(status).transpose()?,
@@ -460,15 +452,7 @@ pub async fn csv(
     filter: &LeadFilter,
 ) -> AdminResult<String> {
     // `limit`, when given, caps the rows (checked as the list checks it).
-    let cap = match filter.limit {
-        None => 100_000,
-        Some(n @ 1..=1000) => n as usize,
-        Some(n) => {
-            return Err(AdminError::BadRequest(format!(
-                "limit {n} is not between 1 and 1000"
-            )));
-        }
-    };
+    let cap = crate::manage::limit_of(filter.limit, 100_000)?;
     let mut all = LeadFilter {
         limit: Some(cap.min(1000) as u32),
         ..filter.clone()

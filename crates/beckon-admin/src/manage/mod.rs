@@ -65,6 +65,18 @@ impl Paging {
     }
 }
 
+/// A list's `limit`: 1 to 1000 when given (out of bounds is an error, not a silent clamp),
+/// else `default`.
+pub fn limit_of(limit: Option<u32>, default: usize) -> crate::error::AdminResult<usize> {
+    match limit {
+        None => Ok(default),
+        Some(n @ 1..=1000) => Ok(n as usize),
+        Some(n) => Err(crate::error::AdminError::BadRequest(format!(
+            "limit {n} is not between 1 and 1000"
+        ))),
+    }
+}
+
 /// A random secret: `prefix` and 32 random bytes, URL-safe base64.
 pub fn secret(prefix: &str) -> String {
     use base64::Engine as _;

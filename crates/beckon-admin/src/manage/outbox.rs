@@ -519,15 +519,7 @@ pub async fn deliveries(
             AdminError::BadRequest(format!("status {s:?} is not pending, delivered or dead"))
         })?),
     };
-    let limit = match filter.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n as usize,
-        Some(n) => {
-            return Err(AdminError::BadRequest(format!(
-                "limit {n} is not between 1 and 1000"
-            )));
-        }
-    };
+    let limit = crate::manage::limit_of(filter.limit, 100)?;
     let destination = filter
         .destination
         .as_deref()
