@@ -142,7 +142,7 @@ async fn leads_acknowledged_before_a_sigkill_are_all_delivered_once_after_the_re
     let secret = beckon_outbox::new_secret();
     let receiver = Peer::webhook_receiver(&[&secret]);
     // A slow receiver: deliveries are still in flight, or not yet tried, when the kill comes.
-    add_webhook(dir.path(), &receiver.url("/slow/0.3"), &secret).await;
+    add_webhook(dir.path(), &receiver.url("/slow/1"), &secret).await;
     let config = config(dir.path());
     let server = Beckon::start(&config).await;
     let base = server.base();
