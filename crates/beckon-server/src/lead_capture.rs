@@ -20,15 +20,21 @@ pub fn captured(
     visitor: &VisitorId,
     events: &[LoggedEvent],
     request: &BatchContext,
-    visit: Option<&Value>,
+    visit: impl FnOnce() -> Option<Value>,
     now: Timestamp,
 ) -> Vec<NewLead> {
+    let is_lead = |e: &&LoggedEvent| e.kind == "lead" && e.applied == Applied::Decided;
+    // Nearly every batch holds none: the visit's context is made only for one that does.
+    if !events.iter().any(|e| is_lead(&e)) {
+        return Vec::new();
+    }
+    let visit = visit();
     events
         .iter()
         // Only a lead the engine took: its intervention was issued to this visitor in this
         // visit. One only logged (a late event of an ended visit, whose outcome nobody checks)
         // or refused captures nothing.
-        .filter(|e| e.kind == "lead" && e.applied == Applied::Decided)
+        .filter(is_lead)
         .filter_map(|e| serde_json::from_str::<Value>(&e.body).ok())
         .filter_map(|body| {
             let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").trim();
@@ -53,7 +59,7 @@ pub fn captured(
                 },
                 source: LeadSource::Capture,
                 context: LeadContext {
-                    visit: context(request, visit, now),
+                    visit: context(request, visit.as_ref(), now),
                     rule: Some(rule),
                     intervention: Some(text("intervention").to_owned()),
                     conversation: None,
@@ -151,7 +157,7 @@ mod tests {
                 &visitor,
                 &[event(applied)],
                 &BatchContext::default(),
-                None,
+                || None,
                 Timestamp::from_millis(1),
             )
         };

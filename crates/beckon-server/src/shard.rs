@@ -728,7 +728,7 @@ impl Shard {
             &key.1,
             &effect.events,
             &job.context,
-            live.visitor.template_context().as_ref(),
+            || live.visitor.template_context(),
             now,
         );
         let logged = (!effect.events.is_empty()).then(|| LoggedBatch {
