@@ -220,20 +220,20 @@ impl Worker {
     async fn deliver(&self, c: Claimed) -> Settlement {
         let now = (self.clock)();
         let d = &c.delivery;
-        let tried = match &c.destination.target {
-            Target::Webhook { url, .. } | Target::Slack { url }
-                if crate::endpoint::check(url, self.config.allow_private).is_err() =>
-            {
-                let why = crate::endpoint::check(url, self.config.allow_private)
-                    .err()
-                    .unwrap_or_default();
-                Tried {
-                    outcome: Outcome::Refused,
-                    status: None,
-                    error: Some(why),
-                    took: Duration::ZERO,
-                }
+        // An address saved before the operator's rule changed is checked again here.
+        let refused = match &c.destination.target {
+            Target::Webhook { url, .. } | Target::Slack { url } => {
+                crate::endpoint::check(url, self.config.allow_private).err()
             }
+            Target::Email { .. } => None,
+        };
+        let tried = match &c.destination.target {
+            _ if refused.is_some() => Tried {
+                outcome: Outcome::Refused,
+                status: None,
+                error: refused,
+                took: Duration::ZERO,
+            },
             Target::Webhook { .. } => {
                 webhook::send(
                     &self.http,

@@ -568,3 +568,41 @@ async fn a_lead_nobody_contacted_in_time_alerts_the_team_chat_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(chat.records().len(), 2, "the overdue alert is raised once");
 }
+
+#[tokio::test]
+async fn unless_the_operator_allows_them_private_addresses_are_refused_at_sending() {
+    let world = World::new().await;
+    let secret = beckon_outbox::new_secret();
+    let receiver = Peer::webhook_receiver(&[&secret]);
+    // Saved directly (as before the operator's rule changed): the worker checks again.
+    world
+        .destination(
+            "Inside",
+            Target::Webhook {
+                url: receiver.url("/ok"),
+                secret,
+                previous: None,
+            },
+            &[Topic::LeadCreated],
+        )
+        .await;
+    world.lead("ada@example.com", "en").await;
+    let worker = world.worker(
+        WorkerConfig {
+            allow_private: false,
+            ..quick()
+        },
+        None,
+    );
+    assert_eq!(worker.once().await.unwrap(), 1);
+    let d = &world.deliveries().await[0];
+    assert_eq!(d.status, DeliveryStatus::Dead);
+    assert!(
+        d.last_error.as_deref().unwrap().contains("private"),
+        "{d:?}"
+    );
+    assert!(
+        receiver.records().is_empty(),
+        "nothing reached the machine's own network"
+    );
+}
