@@ -1,0 +1,3 @@
+//! Beckon's statistics. Pure: no I/O, no storage, no clock; every number the dashboard shows
+//! about lift, its interval, the sample-ratio check and the cost in annoyance is computed here
+//! from counts the store hands over.
