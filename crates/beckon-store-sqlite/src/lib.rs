@@ -13,6 +13,7 @@
 //! No commit checkpoints the WAL: [`checkpoint`] does, in the background.
 
 mod accounts;
+mod analytics;
 pub mod checkpoint;
 mod conversations;
 mod insight;

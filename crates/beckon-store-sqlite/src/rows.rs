@@ -40,7 +40,7 @@ pub(crate) fn opt_json_col<T: DeserializeOwned>(
         .transpose()
 }
 
-fn id<T>(
+pub(crate) fn id<T>(
     row: &SqliteRow,
     name: &str,
     parse: impl Fn(&str) -> std::result::Result<T, beckon_engine::IdError>,

@@ -51,3 +51,10 @@ async fn sqlite_passes_the_outbox_suite() {
     store.migrate().await.unwrap();
     beckon_store::outbox_suite::run_all(&store, &store, &store).await;
 }
+
+#[tokio::test]
+async fn sqlite_passes_the_analytics_suite() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    store.migrate().await.unwrap();
+    beckon_store::analytics_suite::run_all(&store, &store, &store, &store).await;
+}

@@ -6,6 +6,8 @@
 
 pub mod accounts;
 pub mod accounts_suite;
+pub mod analytics;
+pub mod analytics_suite;
 pub mod conversations;
 pub mod conversations_suite;
 pub mod faults;
