@@ -1,3 +1,10 @@
 //! Beckon's statistics. Pure: no I/O, no storage, no clock; every number the dashboard shows
 //! about lift, its interval, the sample-ratio check and the cost in annoyance is computed here
 //! from counts the store hands over.
+
+pub mod lift;
+pub mod moments;
+mod student_t;
+
+pub use lift::{Lift, relative_lift};
+pub use moments::{Metric, Moments};
