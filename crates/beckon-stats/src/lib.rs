@@ -4,7 +4,9 @@
 
 pub mod lift;
 pub mod moments;
+pub mod sequential;
 mod student_t;
 
 pub use lift::{Lift, relative_lift};
 pub use moments::{Metric, Moments};
+pub use sequential::{DEFAULT_TUNING, sequential_lift};
