@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Beckon's whole test suite: formatting, lints, and every test of every crate, the browser
 # tests in headless Chromium included. Installs what the tests need when it is missing (Debian's
-# chromium and chromium-driver; schemathesis, standardwebhooks and aiosmtpd from PyPI), so it
-# works on a fresh machine.
+# chromium and chromium-driver; schemathesis, standardwebhooks, aiosmtpd and gbstats with the
+# numpy, pandas and scipy it runs on, from PyPI), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,11 +31,14 @@ if [ ! -x "$tools/venv/bin/schemathesis" ]; then
   "$tools/venv/bin/pip" install -q "schemathesis>=4.3,<5"
 fi
 export BECKON_SCHEMATHESIS="$tools/venv/bin/schemathesis"
-# The outbox's reference peers: the Standard Webhooks library of another language verifies every
-# signature, and aiosmtpd is the SMTP server the e-mail tests send to.
-if ! "$tools/venv/bin/python" -c "import standardwebhooks, aiosmtpd" >/dev/null 2>&1; then
-  echo "== installing standardwebhooks and aiosmtpd into $tools/venv"
-  "$tools/venv/bin/pip" install -q "standardwebhooks==1.1.0" "aiosmtpd==1.4.6"
+# The reference peers: the Standard Webhooks library of another language verifies every
+# signature the outbox makes, aiosmtpd is the SMTP server the e-mail tests send to, and
+# GrowthBook's statistics engine gbstats is what beckon-stats' numbers are checked against (0.8.0
+# requires numpy, pandas and scipy below 2; the bounds are named so pip need not backtrack).
+if ! "$tools/venv/bin/python" -c "import standardwebhooks, aiosmtpd, gbstats" >/dev/null 2>&1; then
+  echo "== installing standardwebhooks, aiosmtpd and gbstats into $tools/venv"
+  "$tools/venv/bin/pip" install -q "standardwebhooks==1.1.0" "aiosmtpd==1.4.6" \
+    "gbstats==0.8.0" "numpy<2" "pandas<2" "scipy<2"
 fi
 export BECKON_PYTHON="$tools/venv/bin/python"
 

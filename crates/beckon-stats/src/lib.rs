@@ -4,4 +4,14 @@
 
 pub mod attribution;
 pub mod facts;
+pub mod lift;
+pub mod moments;
+pub mod sequential;
 pub mod settings;
+pub mod srm;
+mod student_t;
+
+pub use lift::{Lift, relative_lift};
+pub use moments::{Metric, Moments};
+pub use sequential::{DEFAULT_TUNING, sequential_lift};
+pub use srm::{SRM_THRESHOLD, srm_p_value};
