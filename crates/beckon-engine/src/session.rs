@@ -190,6 +190,11 @@ impl Session {
         self.page.page_type
     }
 
+    /// The current page's path.
+    pub fn page_path(&self) -> &str {
+        &self.page.path
+    }
+
     /// Updates the state with one event at `now`.
     pub(crate) fn apply(
         &mut self,

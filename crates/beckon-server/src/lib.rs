@@ -5,6 +5,7 @@
 //! writer) and [`Server::serve`] runs until the shutdown future resolves, then drains the
 //! requests in flight and flushes.
 
+pub mod backtest;
 pub mod body;
 pub mod chat;
 pub mod chat_context;

@@ -121,22 +121,7 @@ fn replay_batch(
     batch: &LoggedBatch,
     explain: bool,
 ) -> Result<(Vec<Fired>, Vec<Trace>), ReplayError> {
-    let mut events = Vec::with_capacity(batch.events.len());
-    for e in &batch.events {
-        let event = logged_event(&e.kind, &e.body).map_err(|reason| ReplayError::Event {
-            key: e.key.clone(),
-            reason,
-        })?;
-        let incoming = Incoming {
-            id: e.id.clone(),
-            key: e.key.clone(),
-            kind: "replayed",
-            event,
-            outcome: None,
-            body: String::new(),
-        };
-        events.push((incoming, e.applied == Applied::Decided));
-    }
+    let events = incoming_of(batch)?;
     let mut n = 0u64;
     let mut new_id = || {
         n += 1;
@@ -172,6 +157,27 @@ fn replay_batch(
         })
         .collect();
     Ok((fired, traces))
+}
+
+/// A logged batch's events as the engine takes them, each with whether it was decided on.
+pub(crate) fn incoming_of(batch: &LoggedBatch) -> Result<Vec<(Incoming, bool)>, ReplayError> {
+    let mut events = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        let event = logged_event(&e.kind, &e.body).map_err(|reason| ReplayError::Event {
+            key: e.key.clone(),
+            reason,
+        })?;
+        let incoming = Incoming {
+            id: e.id.clone(),
+            key: e.key.clone(),
+            kind: "replayed",
+            event,
+            outcome: None,
+            body: String::new(),
+        };
+        events.push((incoming, e.applied == Applied::Decided));
+    }
+    Ok(events)
 }
 
 /// The most batches of one visitor the session explorer replays.

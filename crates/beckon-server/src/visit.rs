@@ -73,6 +73,8 @@ pub struct Fired {
     pub session: SessionId,
     /// The rendered message; `None` for a ghost.
     pub message: Option<Message>,
+    /// The page's path when it fired.
+    pub path: String,
 }
 
 /// What the engine decided on one event, for the metrics.
@@ -236,8 +238,10 @@ impl Visitor {
         (effect.fired, effect.traces.unwrap_or_default())
     }
 
+    /// As [`Visitor::replay`], with the whole effect (what fired, the next wake, and the
+    /// explanations when `explain`).
     #[allow(clippy::too_many_arguments)]
-    fn replay_with(
+    pub(crate) fn replay_with(
         &mut self,
         engine: &Engine,
         session: Option<&SessionId>,
@@ -270,6 +274,42 @@ impl Visitor {
                 self.step(engine, mode, incoming, now, new_id, &mut effect, true);
             }
         }
+        effect
+    }
+
+    /// The server's own tick at `now`, as the shard's timer feeds it: decided on in the
+    /// current visit, if there is one.
+    pub(crate) fn tick(
+        &mut self,
+        engine: &Engine,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+        explain: bool,
+    ) -> Effect {
+        let mut effect = Effect {
+            traces: explain.then(Vec::new),
+            ..Effect::default()
+        };
+        if self.visit.is_none() {
+            return effect;
+        }
+        let incoming = Incoming {
+            id: beckon_engine::EventId::parse("tick:replayed").expect("a valid id"),
+            key: "tick:replayed".to_owned(),
+            kind: "tick",
+            event: beckon_engine::Event::Tick,
+            outcome: None,
+            body: String::new(),
+        };
+        self.step(
+            engine,
+            Mode::Decide,
+            &incoming,
+            now,
+            new_id,
+            &mut effect,
+            true,
+        );
         effect
     }
 
@@ -381,6 +421,7 @@ impl Visitor {
             },
             session: visit.id.clone(),
             message,
+            path: visit.state.page_path().to_owned(),
         });
         Applied::Decided
     }

@@ -3,9 +3,11 @@
 //! from counts the store hands over.
 
 pub mod attribution;
+pub mod cost;
 pub mod facts;
 pub mod lift;
 pub mod moments;
+pub mod report;
 pub mod sequential;
 pub mod settings;
 pub mod srm;
