@@ -82,6 +82,8 @@ pub struct Options {
     pub leads: Arc<dyn beckon_store::leads::Leads>,
     /// Destinations and deliveries.
     pub outbox: Arc<dyn beckon_store::outbox::Outbox>,
+    /// The analytics' facts and settings.
+    pub analytics: Arc<dyn beckon_store::analytics::Analytics>,
     /// Whether a destination may be a private or local address (the operator's choice).
     pub allow_private_destinations: bool,
     /// The live help desk, for the agent console (none: the console says it is not running).

@@ -38,6 +38,8 @@ pub struct Database {
     pub leads: Arc<dyn beckon_store::leads::Leads>,
     /// Destinations and deliveries.
     pub outbox: Arc<dyn beckon_store::outbox::Outbox>,
+    /// The analytics' facts and settings.
+    pub analytics: Arc<dyn beckon_store::analytics::Analytics>,
 }
 
 /// Opens (creating if needed) the embedded database in `data` and migrates it.
@@ -57,7 +59,8 @@ pub async fn open_database(data: &Path) -> Result<Database, String> {
         insight: store.clone(),
         conversations: store.clone(),
         leads: store.clone(),
-        outbox: store,
+        outbox: store.clone(),
+        analytics: store,
     })
 }
 
@@ -244,6 +247,7 @@ pub fn admin_router(
         conversations: db.conversations.clone(),
         leads: db.leads.clone(),
         outbox: db.outbox.clone(),
+        analytics: db.analytics.clone(),
         allow_private_destinations,
         desk: server.state.desk.clone(),
         live: Arc::new(LiveSites {

@@ -4,6 +4,7 @@
 //! `/api/openapi.json` is generated from these handlers and types (utoipa), so it cannot drift
 //! from them.
 
+mod analytics;
 mod conversations;
 mod extract;
 mod leads;
@@ -76,6 +77,7 @@ pub enum Errors {
         (name = "members", description = "Who belongs to a site"),
         (name = "conversations", description = "The agent console: conversations, the desk, chat settings"),
         (name = "leads", description = "Leads, their follow-up and its figures"),
+        (name = "analytics", description = "Lift against the holdout, the sample-ratio check, the cost in annoyance and in model use"),
         (name = "destinations", description = "Where leads and conversation events are sent (webhooks, e-mail, team chat), and every delivery"),
     )
 )]
@@ -163,6 +165,9 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(leads::deliveries))
         .routes(routes!(leads::delivery))
         .routes(routes!(leads::replay))
+        .routes(routes!(analytics::get))
+        .routes(routes!(analytics::export))
+        .routes(routes!(analytics::settings, analytics::save_settings))
 }
 
 /// The OpenAPI document.

@@ -532,7 +532,7 @@ pub async fn csv(
 
 /// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return)
 /// gets a leading apostrophe: what a visitor typed never runs in the site owner's spreadsheet.
-fn defuse(cell: &str) -> String {
+pub(crate) fn defuse(cell: &str) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")
     } else {

@@ -2,6 +2,7 @@
 //! answer with the same errors. Every function takes the [`Actor`](crate::auth::Actor) and
 //! checks, first, that it may touch what it names.
 
+pub mod analytics;
 pub mod conversations;
 pub mod install;
 pub mod leads;

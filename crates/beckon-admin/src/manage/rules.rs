@@ -135,7 +135,7 @@ pub struct RuleVersion {
 }
 
 /// The current version and rules of a site.
-async fn current(
+pub(crate) async fn current(
     state: &AdminState,
     site: &SiteId,
 ) -> AdminResult<(u64, beckon_engine::Policy, Vec<RuleSpec>)> {

@@ -4,6 +4,8 @@
 //! CSRF token.
 
 mod account;
+mod analytics;
+pub mod charts;
 mod chat_settings;
 mod console;
 mod docs;
@@ -190,7 +192,7 @@ fn nav(site: &str) -> Vec<NavItem> {
         at("chat", "Chat settings", "chat"),
         at("leads", "Leads", "leads"),
         at("destinations", "Destinations", "destinations"),
-        soon("analytics", "Analytics", "Lift against the holdout"),
+        at("analytics", "Analytics", "analytics"),
         at("install", "Install", "install"),
         at("settings", "Settings", "settings"),
     ]
@@ -300,6 +302,11 @@ pub fn router() -> Router<AdminState> {
             get(visitors::explore),
         )
         .route("/dash/sites/{site}/leads", get(leads::list))
+        .route("/dash/sites/{site}/analytics", get(analytics::page))
+        .route(
+            "/dash/sites/{site}/analytics/settings",
+            post(analytics::save_settings),
+        )
         .route(
             "/dash/sites/{site}/leads/{id}",
             get(leads::one).post(leads::update),

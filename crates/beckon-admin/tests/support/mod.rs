@@ -34,6 +34,7 @@ impl Admin {
             conversations: store.clone(),
             leads: store.clone(),
             outbox: store.clone(),
+            analytics: store.clone(),
             allow_private_destinations: false,
             desk: Some(beckon_agent::Desk::new(
                 store.clone(),
