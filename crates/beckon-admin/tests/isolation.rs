@@ -180,6 +180,9 @@ fn sample_body(path: &str, method: &str) -> Value {
             json!({"name": "Taken over", "kind": "webhook", "url": "https://taken.example/hook"})
         }
         (_, p) if p.ends_with("/lead-settings") => json!({"follow_up_minutes": 5}),
+        (_, p) if p.ends_with("/analytics-settings") => json!({"window_hours": 1,
+            "min_sample": 2, "auto_pause": true, "prompt_price": 1, "completion_price": 1,
+            "currency": "EUR"}),
         ("post", p) if p.ends_with("/leads") => {
             json!({"email": "taken@example.com", "consent": "yes"})
         }
@@ -410,6 +413,8 @@ async fn a_member_of_one_site_reaches_nothing_of_another() {
         ),
         ("get", "/dash/switch?site=south"),
         ("get", "/dash/sites/south/leads"),
+        ("get", "/dash/sites/south/analytics"),
+        ("post", "/dash/sites/south/analytics/settings"),
         ("get", &format!("/dash/sites/south/leads/{south_lead}")),
         ("post", &format!("/dash/sites/south/leads/{south_lead}")),
         ("get", &format!("/dash/sites/north/leads/{south_lead}")),
