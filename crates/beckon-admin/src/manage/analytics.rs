@@ -554,9 +554,11 @@ pub fn csv(v: &AnalyticsView) -> AdminResult<String> {
 pub struct AnalyticsSettingsView {
     /// An outcome counts for a trigger when it comes at most this many hours after it
     /// (1–2160; 168 = 7 days by default).
+    #[serde(deserialize_with = "crate::api::whole::required")]
     #[schema(minimum = 1, maximum = 2160)]
-    pub window_hours: u32,
+    pub window_hours: u64,
     /// Visitors each arm needs before a rule can be flagged (2–10,000,000; 200 by default).
+    #[serde(deserialize_with = "crate::api::whole::required")]
     #[schema(minimum = 2, maximum = 10_000_000)]
     pub min_sample: u64,
     /// Pause a live rule flagged as harmful (lift or annoyance worse than the holdout's beyond
@@ -576,7 +578,7 @@ pub struct AnalyticsSettingsView {
 impl From<&Settings> for AnalyticsSettingsView {
     fn from(s: &Settings) -> Self {
         AnalyticsSettingsView {
-            window_hours: (s.window.as_secs() / 3_600) as u32,
+            window_hours: s.window.as_secs() / 3_600,
             min_sample: s.min_sample,
             auto_pause: s.auto_pause,
             prompt_price: s.prompt_price,
@@ -619,7 +621,7 @@ pub async fn save_settings(
         ));
     }
     let settings = Settings {
-        window: Duration::from_secs(u64::from(body.window_hours) * 3_600),
+        window: Duration::from_secs(body.window_hours * 3_600),
         min_sample: body.min_sample,
         auto_pause: body.auto_pause,
         prompt_price: body.prompt_price,
