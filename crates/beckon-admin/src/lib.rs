@@ -92,6 +92,8 @@ pub struct Options {
     pub live: Arc<dyn LiveRules>,
     /// The live server's previews (none: previews are refused).
     pub previewer: Option<Arc<dyn Previewer>>,
+    /// The live server's backtests of draft rules (none: refused).
+    pub backtester: Option<Arc<dyn manage::backtest::Backtester>>,
     /// The live server's replay, for visitors' timelines (none: not available).
     pub explainer: Option<Arc<dyn manage::visitors::Explainer>>,
     /// The live server's count of the origins events came from (none: not available).

@@ -256,6 +256,38 @@ async fn each_rules_lift_interval_and_split_come_back_as_json_csv_and_a_page() {
     assert_eq!(body["window_secs"], 48 * 3600);
     assert_eq!(body["min_sample"], 50);
 
+    // A backtest's request is checked before anything runs; without a running server it is
+    // refused, not pretended.
+    let draft = json!({"id": "d1", "name": "Draft",
+        "when": {"all": [{"var": "behaviour.exit_intent", "op": "equals", "value": true}]},
+        "message": {"type": "text", "text": "Hi"}});
+    for (body, field) in [
+        (json!({"rule": draft, "days": 0}), "days"),
+        (json!({"rule": {"id": "d1"}}), "rule"),
+    ] {
+        let (status, answer) = json_of(
+            api.post(url("/backtest"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+    let (status, answer) = json_of(
+        api.post(url("/backtest"))
+            .bearer_auth(&token)
+            .json(&json!({"rule": draft, "days": 7.0}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+
     // The page: the figures, the interval and the lift over time as SVG.
     let (browser, _) = admin.signed_in("ada@example.test").await;
     let page = browser

@@ -180,6 +180,9 @@ fn sample_body(path: &str, method: &str) -> Value {
             json!({"name": "Taken over", "kind": "webhook", "url": "https://taken.example/hook"})
         }
         (_, p) if p.ends_with("/lead-settings") => json!({"follow_up_minutes": 5}),
+        (_, p) if p.ends_with("/backtest") => json!({"rule": {"id": "taken", "name": "x",
+            "when": {"all": [{"var": "behaviour.exit_intent", "op": "equals", "value": true}]},
+            "message": {"type": "text", "text": "x"}}, "days": 1}),
         (_, p) if p.ends_with("/analytics-settings") => json!({"window_hours": 1,
             "min_sample": 2, "auto_pause": true, "prompt_price": 1, "completion_price": 1,
             "currency": "EUR"}),

@@ -1,6 +1,7 @@
 //! The `beckon` command's wiring: settings, the demo, and the rule commands. `main.rs` only
 //! parses flags and calls in here, so tests can start the same demo in-process.
 
+pub mod backtest;
 pub mod desk;
 pub mod settings;
 
@@ -233,6 +234,52 @@ impl beckon_admin::manage::install::EdgeReport for ServerOrigins {
     }
 }
 
+/// The server's backtests, for the rule editor and the API.
+struct ServerBacktests {
+    store: Arc<dyn Store>,
+    analytics: Arc<dyn beckon_store::analytics::Analytics>,
+}
+
+#[async_trait::async_trait]
+impl beckon_admin::manage::backtest::Backtester for ServerBacktests {
+    async fn backtest(
+        &self,
+        site: &SiteId,
+        draft: beckon_engine::rules::RuleSpec,
+        period: beckon_store::analytics::Period,
+    ) -> Result<beckon_admin::manage::backtest::BacktestView, String> {
+        let r = beckon_server::backtest::backtest(
+            self.store.as_ref(),
+            self.analytics.as_ref(),
+            site,
+            &draft,
+            period,
+            &mut |_, _| {},
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let counts = |v: Vec<(String, u64)>| {
+            v.into_iter()
+                .map(|(name, n)| beckon_admin::manage::backtest::Count { name, n })
+                .collect()
+        };
+        Ok(beckon_admin::manage::backtest::BacktestView {
+            days: 0,
+            batches: r.batches,
+            visitors: r.visitors,
+            fired: r.fired,
+            shown: r.shown,
+            ghosts: r.ghosts,
+            visitors_fired: r.visitors_fired,
+            pages: counts(r.pages),
+            displaced: counts(r.displaced),
+            blocked_by: counts(r.blocked_by),
+            baseline_fired: r.baseline_fired,
+            with_draft_fired: r.with_draft_fired,
+        })
+    }
+}
+
 /// The admin API and the dashboard for a started server.
 pub fn admin_router(
     db: &Database,
@@ -255,6 +302,10 @@ pub fn admin_router(
             store: db.store.clone(),
         }),
         previewer: Some(Arc::new(ServerPreviews(server.state.clone()))),
+        backtester: Some(Arc::new(ServerBacktests {
+            store: db.store.clone(),
+            analytics: db.analytics.clone(),
+        })),
         edge: Some(Arc::new(ServerOrigins(server.state.clone()))),
         explainer: Some(Arc::new(ServerReplay {
             store: db.store.clone(),

@@ -47,6 +47,29 @@ enum Command {
     },
     /// Prints the configuration file with every default, annotated.
     DefaultConfig,
+    /// Replays the last days of a site's traffic with a draft rule from a file beside the rules
+    /// in force: how often it would have fired, for whom, on which pages, which live rules it
+    /// would have displaced and what would have held it back. Writes nothing.
+    Backtest {
+        /// The rule file holding the draft (TOML, or JSON by extension).
+        file: PathBuf,
+        /// The draft's id, when the file holds several rules.
+        #[arg(long)]
+        rule: Option<String>,
+        /// The site key.
+        #[arg(long, default_value = beckon::DEMO_SITE)]
+        site: String,
+        /// The last this many days of traffic.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// The database folder (for the demo's: `beckon-demo-data`); overrides the
+        /// configuration's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The configuration file (for the database location).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Manages the people who sign in to the dashboard.
     User {
         #[command(subcommand)]
@@ -148,7 +171,54 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Rules { command } => rules(command).await,
         Command::User { command } => user(command).await,
+        Command::Backtest {
+            file,
+            rule,
+            site,
+            days,
+            data,
+            config,
+        } => {
+            let data = match data {
+                Some(d) => d,
+                None => Settings::load(config.as_deref())?.data,
+            };
+            if !data.join("beckon.db").exists() {
+                return Err(format!("no database in {}", data.display()));
+            }
+            let db = beckon::open_database(&data).await?;
+            let bar = progress_bar();
+            let report = beckon::backtest::backtest_file(
+                &db,
+                &site,
+                &file,
+                rule.as_deref(),
+                days,
+                &mut |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )
+            .await;
+            bar.finish_and_clear();
+            let report = report?;
+            let name = rule.unwrap_or_else(|| file.display().to_string());
+            print!("{}", beckon::backtest::describe(&name, days, &report));
+            Ok(())
+        }
     }
+}
+
+/// A progress bar of batches on stderr, drawn only when stderr is a terminal.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} batches ({per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 async fn user(command: UserCommand) -> Result<(), String> {

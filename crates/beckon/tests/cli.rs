@@ -343,3 +343,123 @@ fn user_add_makes_the_first_account_and_refuses_what_is_wrong() {
         "{out}"
     );
 }
+
+#[test]
+fn backtest_tells_how_often_a_draft_would_have_fired_and_refuses_what_cannot_run() {
+    use beckon_store::{
+        Applied, BatchContext, LoggedBatch, LoggedEvent, Source, Verdict, VisitBegin, WriteBatch,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = beckon::open_store(&data).await.unwrap();
+        let policy = beckon_engine::Policy {
+            arrival_grace: std::time::Duration::ZERO,
+            holdout_percent: 0.0,
+            ..Default::default()
+        };
+        store
+            .put_site(&beckon::demo_site(vec!["*".into()], policy))
+            .await
+            .unwrap();
+        store
+            .replace_rules(&beckon_engine::SiteId::parse("demo").unwrap(), &[])
+            .await
+            .unwrap();
+        // Three visitors viewed the pricing page an hour ago; one of them was a crawler.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let mut write = WriteBatch::default();
+        for (i, bot) in [(1, false), (2, false), (3, true)] {
+            let key = format!("s_cli{i:0>17}:1");
+            write.batches.push(LoggedBatch {
+                site: beckon_engine::SiteId::parse("demo").unwrap(),
+                visitor: beckon_engine::VisitorId::parse(&format!("v_cli{i:0>17}")).unwrap(),
+                session: Some(beckon_engine::SessionId::parse(&format!("s_cli{i:0>17}")).unwrap()),
+                at: beckon_engine::Timestamp::from_millis(now - 3_600_000 + i),
+                source: Source::Browser,
+                context: BatchContext::default(),
+                verdict: if bot {
+                    Verdict::Bot { reason: "user agent".into() }
+                } else {
+                    Verdict::Human
+                },
+                rules_version: 2,
+                begins: Some(VisitBegin {
+                    start: Default::default(),
+                    fresh_profile: true,
+                }),
+                events: vec![LoggedEvent {
+                    key: key.clone(),
+                    id: beckon_engine::EventId::parse(&key).unwrap(),
+                    kind: "page".into(),
+                    body: format!(
+                        r#"{{"id":"{key}","type":"page","url":"https://shop.example/pricing","path":"/pricing","page_type":"pricing"}}"#
+                    ),
+                    applied: if bot { Applied::Logged } else { Applied::Decided },
+                }],
+            });
+        }
+        store.commit(&write).await.unwrap();
+    });
+    let draft = dir.path().join("draft.toml");
+    std::fs::write(
+        &draft,
+        r#"
+[[rules]]
+id = "pricing-hello"
+name = "Hello on pricing"
+status = "draft"
+when = { all = [ { var = "page.type", op = "equals", value = "pricing" } ] }
+message = { type = "text", text = "Questions about the plans?" }
+"#,
+    )
+    .unwrap();
+    let data_arg = data.to_str().unwrap();
+    let (ok, out, err) = beckon(&[
+        "backtest",
+        draft.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--days",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("would have fired 2 times for 2 visitors"),
+        "the crawler is left out: {out}"
+    );
+    assert!(out.contains("/pricing"), "{out}");
+
+    let (ok, _, err) = beckon(&[
+        "backtest",
+        draft.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--days",
+        "0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--days 0"), "{err}");
+    let (ok, _, err) = beckon(&[
+        "backtest",
+        draft.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--rule",
+        "nosuch",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("no rule \"nosuch\""), "{err}");
+    let (ok, _, err) = beckon(&[
+        "backtest",
+        draft.to_str().unwrap(),
+        "--data",
+        "/nonexistent/dir",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("no database"), "{err}");
+}

@@ -127,6 +127,7 @@ pub fn openapi_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(rules::history))
         .routes(routes!(rules::restore))
         .routes(routes!(rules::preview))
+        .routes(routes!(rules::backtest))
         .routes(routes!(conversations::list, conversations::start))
         .routes(routes!(conversations::get))
         .routes(routes!(conversations::accept))

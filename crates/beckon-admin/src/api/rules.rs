@@ -10,6 +10,7 @@ use super::extract::{Body, Params, Segments};
 use crate::AdminState;
 use crate::auth::Actor;
 use crate::error::AdminResult;
+use crate::manage::backtest::{BacktestRequest, BacktestView};
 use crate::manage::rules::{
     self, PreviewDrawn, PreviewRequest, Restore, RuleSave, RuleVersion, RuleView, StatusChange,
 };
@@ -173,4 +174,21 @@ pub async fn preview(
     Body(body): Body<PreviewRequest>,
 ) -> AdminResult<Json<PreviewDrawn>> {
     Ok(Json(rules::preview(&state, &actor, &site, body).await?))
+}
+
+/// Backtests a draft rule: the last days of the site's traffic replayed with the draft beside
+/// the rules in force. How often it would have fired, for whom, on which pages, which live
+/// rules it would have displaced and what would have held it back. Writes nothing.
+#[utoipa::path(post, path = "/api/v1/sites/{site}/backtest", tag = "rules",
+    request_body = BacktestRequest, params(("site" = String, Path, description = "The site key")),
+    responses((status = 200, body = BacktestView), Errors))]
+pub async fn backtest(
+    State(state): State<AdminState>,
+    actor: Actor,
+    Segments(site): Segments<String>,
+    Body(body): Body<BacktestRequest>,
+) -> AdminResult<Json<BacktestView>> {
+    Ok(Json(
+        crate::manage::backtest::run(&state, &actor, &site, body).await?,
+    ))
 }

@@ -3,6 +3,7 @@
 //! checks, first, that it may touch what it names.
 
 pub mod analytics;
+pub mod backtest;
 pub mod conversations;
 pub mod install;
 pub mod leads;

@@ -43,6 +43,7 @@ impl Admin {
             )),
             live: Arc::new(NoLiveRules),
             previewer: None,
+            backtester: None,
             explainer: None,
             edge: None,
             client_ip: Arc::new(|_, peer| peer.map(|p| p.ip())),
