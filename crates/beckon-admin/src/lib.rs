@@ -176,15 +176,24 @@ pub fn router(options: Options) -> Router {
         .with_state(state)
 }
 
-/// Deletes expired login sessions and lets the sign-in throttle forget quiet keys, until the
-/// admin side is dropped.
+/// How often the rules flagged by their analytics are paused, on sites that ask for it.
+pub const AUTO_PAUSE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes expired login sessions and lets the sign-in throttle forget quiet keys, and pauses
+/// flagged rules where sites ask for it, until the admin side is dropped.
 async fn sweep(state: std::sync::Weak<Inner>) {
+    let rounds_per_pause = (AUTO_PAUSE_EVERY.as_secs() / SWEEP_EVERY.as_secs()).max(1);
+    let mut round: u64 = 0;
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        let Some(state) = state.upgrade() else { return };
-        state.logins.sweep();
-        if let Err(e) = state.accounts.prune_logins(clock::now()).await {
+        let Some(inner) = state.upgrade() else { return };
+        inner.logins.sweep();
+        if let Err(e) = inner.accounts.prune_logins(clock::now()).await {
             tracing::warn!(error = %e, "could not delete expired login sessions");
+        }
+        round += 1;
+        if round % rounds_per_pause == 0 {
+            manage::analytics::auto_pause_all(&AdminState(inner), clock::now()).await;
         }
     }
 }

@@ -309,3 +309,83 @@ async fn each_rules_lift_interval_and_split_come_back_as_json_csv_and_a_page() {
     );
     assert!(!html.contains("NaN"));
 }
+
+#[tokio::test]
+async fn a_harmful_live_rule_is_paused_where_the_site_asks_for_it_and_only_there() {
+    let admin = Admin::start().await;
+    let rules = format!(
+        "{}\n{}",
+        rule("offer", "Exit offer"),
+        rule("other", "Other")
+    );
+    let shop = admin.site("shop", "Shop", &rules).await;
+    // The offer drives conversion down: 30% held out against 5% treated.
+    admin
+        .store
+        .commit(&arm(&shop, Arm::Holdout, 400, 120, 0, false))
+        .await
+        .unwrap();
+    admin
+        .store
+        .commit(&arm(&shop, Arm::Treated, 3_600, 180, 400, false))
+        .await
+        .unwrap();
+    let state = beckon_admin::AdminState::new(support::options(admin.store.clone()));
+    let now = beckon_admin::clock::now();
+    let live = |rules: Vec<beckon_engine::rules::RuleSpec>| {
+        rules
+            .into_iter()
+            .map(|r| (r.id, r.status.as_str()))
+            .collect::<Vec<_>>()
+    };
+
+    // Not asked for: flagged, never paused.
+    let none = beckon_admin::manage::analytics::auto_pause(&state, &shop, now)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(
+        live(admin.store.rules(&shop).await.unwrap())
+            .iter()
+            .all(|(_, s)| *s == "live")
+    );
+
+    let mut settings = beckon_stats::settings::Settings::default();
+    settings.auto_pause = true;
+    beckon_store::analytics::Analytics::put_analytics_settings(
+        admin.store.as_ref(),
+        &shop,
+        &settings,
+    )
+    .await
+    .unwrap();
+    let paused = beckon_admin::manage::analytics::auto_pause(&state, &shop, now)
+        .await
+        .unwrap();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(paused[0].0, "offer");
+    assert_eq!(paused[0].1, beckon_stats::report::Flag::Harmful);
+    let mut after = live(admin.store.rules(&shop).await.unwrap());
+    after.sort();
+    assert_eq!(
+        after,
+        vec![("offer".to_owned(), "paused"), ("other".to_owned(), "live")],
+        "only the harmful rule is paused"
+    );
+    let history =
+        beckon_store::accounts::Accounts::rule_history(admin.store.as_ref(), &shop, u64::MAX, 1)
+            .await
+            .unwrap();
+    let change = history[0].change.as_ref().expect("the change is recorded");
+    assert!(
+        change.summary.contains("automatically (harmful)"),
+        "{change:?}"
+    );
+    assert_eq!(change.author, None, "made by nobody");
+
+    // A paused rule is not paused again.
+    let again = beckon_admin::manage::analytics::auto_pause(&state, &shop, now)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}

@@ -638,3 +638,78 @@ pub async fn save_settings(
         .await?;
     Ok(AnalyticsSettingsView::from(&settings))
 }
+
+/// How far back the automatic pause looks.
+pub const AUTO_PAUSE_DAYS: i64 = 30;
+
+/// Pauses each live rule of `site` that the last [`AUTO_PAUSE_DAYS`] days flag as harmful or
+/// annoying, when the site's settings ask for it, as one new rule-set version written by
+/// nobody (the history says why). Returns the rules paused and the flag that paused each.
+pub async fn auto_pause(
+    state: &AdminState,
+    site: &beckon_engine::SiteId,
+    now: Timestamp,
+) -> AdminResult<Vec<(String, report::Flag)>> {
+    if !state.analytics.analytics_settings(site).await?.auto_pause {
+        return Ok(Vec::new());
+    }
+    let (version, _, _) = current(state, site).await?;
+    let period = Period {
+        from: now.plus_ms(-AUTO_PAUSE_DAYS * DAY_MS),
+        to: now.plus_ms(1),
+    };
+    let a = analyse(state, site, period, now).await?;
+    let mut rules = a.rules;
+    let mut paused = Vec::new();
+    for analysis in &a.report.rules {
+        let Some(flag) = analysis.flags.iter().copied().find(|f| f.pauses()) else {
+            continue;
+        };
+        let Some(id) = &analysis.rule else { continue };
+        if let Some(rule) = rules
+            .iter_mut()
+            .find(|r| r.id == id.as_str() && r.status == beckon_engine::rules::Status::Live)
+        {
+            rule.status = beckon_engine::rules::Status::Paused;
+            paused.push((rule.id.clone(), flag));
+        }
+    }
+    if paused.is_empty() {
+        return Ok(paused);
+    }
+    let summary = paused
+        .iter()
+        .map(|(id, flag)| format!("paused {id:?} automatically ({})", flag.as_str()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let change = beckon_store::accounts::Change {
+        author: None,
+        at: now,
+        summary,
+    };
+    // Against the version analysed: a change made meanwhile wins, and the next round looks
+    // again.
+    state
+        .accounts
+        .save_rules(site, version, &rules, &change)
+        .await?;
+    state.live.changed().await;
+    tracing::warn!(site = %site, rules = ?paused, "paused rules flagged by their analytics");
+    Ok(paused)
+}
+
+/// Runs [`auto_pause`] for every site; a site that fails is logged and the others go on.
+pub async fn auto_pause_all(state: &AdminState, now: Timestamp) {
+    let sites = match state.store.sites().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "automatic pause: cannot list the sites");
+            return;
+        }
+    };
+    for s in sites {
+        if let Err(e) = auto_pause(state, &s.id, now).await {
+            tracing::warn!(site = %s.id, error = %e, "automatic pause failed for a site");
+        }
+    }
+}

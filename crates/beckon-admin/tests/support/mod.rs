@@ -22,33 +22,38 @@ pub struct Admin {
     pub store: Arc<SqliteStore>,
 }
 
+/// The admin side's options over `store`, as [`Admin::start`] serves them.
+pub fn options(store: Arc<SqliteStore>) -> beckon_admin::Options {
+    beckon_admin::Options {
+        store: store.clone(),
+        accounts: store.clone(),
+        insight: store.clone(),
+        conversations: store.clone(),
+        leads: store.clone(),
+        outbox: store.clone(),
+        analytics: store.clone(),
+        allow_private_destinations: false,
+        desk: Some(beckon_agent::Desk::new(
+            store.clone(),
+            Arc::new(beckon_agent::desk::NoContext),
+            Arc::new(beckon_admin::clock::now),
+        )),
+        live: Arc::new(NoLiveRules),
+        previewer: None,
+        backtester: None,
+        explainer: None,
+        edge: None,
+        client_ip: Arc::new(|_, peer| peer.map(|p| p.ip())),
+        secure_cookies: false,
+    }
+}
+
 impl Admin {
     /// Serves the admin router on a fresh database.
     pub async fn start() -> Admin {
         let store = Arc::new(SqliteStore::in_memory().await.unwrap());
         store.migrate().await.unwrap();
-        let router = beckon_admin::router(beckon_admin::Options {
-            store: store.clone(),
-            accounts: store.clone(),
-            insight: store.clone(),
-            conversations: store.clone(),
-            leads: store.clone(),
-            outbox: store.clone(),
-            analytics: store.clone(),
-            allow_private_destinations: false,
-            desk: Some(beckon_agent::Desk::new(
-                store.clone(),
-                Arc::new(beckon_agent::desk::NoContext),
-                Arc::new(beckon_admin::clock::now),
-            )),
-            live: Arc::new(NoLiveRules),
-            previewer: None,
-            backtester: None,
-            explainer: None,
-            edge: None,
-            client_ip: Arc::new(|_, peer| peer.map(|p| p.ip())),
-            secure_cookies: false,
-        });
+        let router = beckon_admin::router(options(store.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
