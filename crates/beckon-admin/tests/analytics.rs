@@ -350,8 +350,10 @@ async fn a_harmful_live_rule_is_paused_where_the_site_asks_for_it_and_only_there
             .all(|(_, s)| *s == "live")
     );
 
-    let mut settings = beckon_stats::settings::Settings::default();
-    settings.auto_pause = true;
+    let settings = beckon_stats::settings::Settings {
+        auto_pause: true,
+        ..Default::default()
+    };
     beckon_store::analytics::Analytics::put_analytics_settings(
         admin.store.as_ref(),
         &shop,
