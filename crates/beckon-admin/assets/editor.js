@@ -526,6 +526,51 @@
   root.addEventListener('input', function (e) { if (!e.target.closest('#conditions, #message, #translations')) changed(); });
   root.addEventListener('change', function (e) { if (!e.target.closest('#conditions, #message, #translations')) changed(); });
 
+  /* ---- the backtest: the rule as it stands, over past traffic (every value set as text) */
+  function fillList(id, items) {
+    var list = document.getElementById(id);
+    list.textContent = '';
+    if (!items.length) {
+      var none = document.createElement('li');
+      none.className = 'muted';
+      none.textContent = 'none';
+      list.appendChild(none);
+    }
+    items.forEach(function (c) {
+      var li = document.createElement('li');
+      li.textContent = c.name + ': ' + c.n;
+      list.appendChild(li);
+    });
+  }
+  document.getElementById('bt-run').addEventListener('click', function () {
+    var button = this;
+    var r = collect();
+    r.id = r.id || 'draft';
+    r.name = r.name || 'Draft';
+    var bar = document.getElementById('bt-progress');
+    var errorBox = document.getElementById('bt-error');
+    button.disabled = true;
+    bar.hidden = false;
+    errorBox.hidden = true;
+    call('POST', '/backtest', { rule: r, days: Number(val('bt-days')) }).then(function (a) {
+      button.disabled = false;
+      bar.hidden = true;
+      if (a.status !== 200) {
+        var e = a.body.error || {};
+        errorBox.textContent = 'No backtest: ' + (e.problems && e.problems.length ? e.problems[0].field + ': ' + e.problems[0].message : e.message || a.status);
+        errorBox.hidden = false;
+        return;
+      }
+      var b = a.body;
+      document.getElementById('bt-summary').textContent = 'Over the last ' + b.days + ' days (' + b.visitors + ' visitors), it would have fired ' +
+        b.fired + ' times for ' + b.visitors_fired + ' visitors: ' + b.shown + ' shown, ' + b.ghosts + ' for held-out visitors.';
+      fillList('bt-pages', b.pages);
+      fillList('bt-displaced', b.displaced);
+      fillList('bt-blocked', b.blocked_by);
+      document.getElementById('bt-result').hidden = false;
+    });
+  });
+
   drawConditions();
   drawMessages();
   var saved = new URLSearchParams(location.search).get('saved');

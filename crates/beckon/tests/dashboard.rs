@@ -137,6 +137,11 @@ async fn a_marketer_signs_in_and_every_page_passes_the_audit() {
             "Cart about to be abandoned",
         ),
         ("settings", "/dash/sites/demo/settings", "Holdout share"),
+        (
+            "analytics",
+            "/dash/sites/demo/analytics",
+            "Lift against the holdout",
+        ),
         ("install", "/dash/sites/demo/install", "data-site=\"demo\""),
         (
             "conversations",
@@ -324,6 +329,20 @@ async fn a_rule_built_in_the_editor_fires_on_the_shop_without_a_restart_then_pau
     assert!(
         shown.contains("Before you go: 2 items"),
         "the preview renders the sample cart: {shown}"
+    );
+    // A backtest of the rule as it stands, from the editor: its figures come back as text.
+    click(&marketer, "#bt-run").await;
+    let summary = eventually(
+        &marketer,
+        "document.getElementById('bt-result').hidden ? null : document.getElementById('bt-summary').textContent",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        summary
+            .as_str()
+            .is_some_and(|s| s.contains("would have fired")),
+        "{summary}"
     );
     type_into(&marketer, "#s-items", "5").await;
     let started = std::time::Instant::now();

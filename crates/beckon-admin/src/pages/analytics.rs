@@ -165,7 +165,7 @@ fn analysis_context(a: &AnalysisView, step_secs: u64, site: &AnalyticsView) -> V
     let h = &a.holdout;
     let width = |n: u64| (n * 100).checked_div(t.triggered).unwrap_or(0);
     let funnel = vec![
-        context! { label => "Triggered", n => t.triggered, pct => 100 },
+        context! { label => "Triggered", n => t.triggered, pct => width(t.triggered) },
         context! { label => "Shown", n => t.shown, pct => width(t.shown) },
         context! { label => "Engaged", n => t.engaged, pct => width(t.engaged) },
         context! { label => "Converted", n => t.converted, pct => width(t.converted) },
