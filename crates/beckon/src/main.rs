@@ -1,5 +1,6 @@
 //! `beckon`: flags and wiring only.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,6 +76,40 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Drives a running server with synthetic visitors over its real WebSocket and HTTP
+    /// interfaces, with a known true effect of each rule on conversion, and prints a summary.
+    Simulate {
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The site key.
+        #[arg(long, default_value = beckon::DEMO_SITE)]
+        site: String,
+        /// Visitors to play.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        visitors: u64,
+        /// Visitors played at once.
+        #[arg(long, default_value_t = 500,
+              value_parser = clap::value_parser!(u32).range(1..=beckon_simulate::MAX_CONCURRENCY as i64))]
+        concurrency: u32,
+        /// The seed of the visitors' scripts: the same seed plays the same scripts.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The true effect of being shown a rule on conversion, RULE=REL (0.3 is +30%);
+        /// repeat for several. Replaces that rule's default.
+        #[arg(long = "effect", value_name = "RULE=REL", value_parser = effect_arg)]
+        effects: Vec<(String, f64)>,
+        /// The Origin of the visitors' pages (default: the URL's own).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Draw the progress even when stderr is not a terminal.
+        #[arg(long)]
+        progress: bool,
+    },
+}
+
+fn effect_arg(s: &str) -> Result<(String, f64), String> {
+    beckon_simulate::parse_effect(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -206,6 +241,43 @@ async fn run(command: Command) -> Result<(), String> {
             print!("{}", beckon::backtest::describe(&name, days, &report));
             Ok(())
         }
+        Command::Simulate {
+            url,
+            site,
+            visitors,
+            concurrency,
+            seed,
+            effects,
+            origin,
+            progress,
+        } => {
+            let mut config = beckon_simulate::Config {
+                url,
+                origin,
+                site,
+                visitors,
+                concurrency: concurrency as usize,
+                seed,
+                progress: progress || std::io::stderr().is_terminal(),
+                ..beckon_simulate::Config::default()
+            };
+            config.effects.extend(effects);
+            simulate(config).await
+        }
+    }
+}
+
+async fn simulate(config: beckon_simulate::Config) -> Result<(), String> {
+    let summary = beckon_simulate::run(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    print!("{summary}");
+    match summary.failed() {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} of {} visits could not be played to their end (the refusals above say why)",
+            summary.visitors()
+        )),
     }
 }
 
