@@ -327,7 +327,7 @@ fn the_command_refuses_bad_flags_and_an_absent_server() {
     let cases: [(&[&str], &str); 5] = [
         (&["--visitors", "0"], "--visitors"),
         (&["--concurrency", "10001"], "--concurrency"),
-        (&["--effect", "cart-exit-offer"], "RULE=EFFECT"),
+        (&["--effect", "cart-exit-offer"], "RULE=REL"),
         (&["--effect", "cart-exit-offer=-2"], "at least -1"),
         (&["--effect", "bad rule=0.1"], "rule id"),
     ];
