@@ -140,7 +140,7 @@ impl Config {
 pub fn parse_effect(s: &str) -> Result<(String, f64), SimError> {
     let (rule, rel) = s.split_once('=').ok_or_else(|| {
         SimError::Config(format!(
-            "--effect {s:?}: expected RULE=EFFECT, e.g. cart-exit-offer=0.25"
+            "--effect {s:?}: expected RULE=REL, e.g. cart-exit-offer=0.25"
         ))
     })?;
     check_rule_id(rule)?;

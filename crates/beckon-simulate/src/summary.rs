@@ -33,10 +33,8 @@ pub struct Summary {
     pub rules: BTreeMap<String, RuleTally>,
     /// Per rule: the visitors shown it, and how many of them converted.
     pub shown_by_rule: BTreeMap<String, Arm>,
-    /// Visitors shown at least one intervention.
-    pub shown: Arm,
-    /// Visitors shown nothing (held out, or no rule fired): the counterfactual.
-    pub unshown: Arm,
+    /// The value of every order placed.
+    pub revenue: f64,
     /// The true effects the run was played with.
     pub effects: BTreeMap<String, f64>,
     /// Every visit, by number.
@@ -56,6 +54,24 @@ pub struct PersonaCounts {
     pub shown: u64,
     /// Conversions.
     pub conversions: u64,
+    /// Conversions of the visitors shown at least one intervention.
+    pub shown_conversions: u64,
+}
+
+impl PersonaCounts {
+    /// The conversion rate of the visitors shown something, and of those shown nothing (held
+    /// out, or no rule fired): within one persona the second is the first's counterfactual.
+    /// `None` for a group without visitors.
+    pub fn rates(&self) -> (Option<f64>, Option<f64>) {
+        let rate = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        (
+            rate(self.shown_conversions, self.shown),
+            rate(
+                self.conversions - self.shown_conversions,
+                self.visitors - self.shown,
+            ),
+        )
+    }
 }
 
 /// Visitors of one group, and their conversions.
@@ -95,6 +111,8 @@ impl Summary {
         p.interventions += report.interventions.len() as u64;
         p.shown += u64::from(!report.shown.is_empty());
         p.conversions += u64::from(report.converted);
+        p.shown_conversions += u64::from(report.converted && !report.shown.is_empty());
+        self.revenue += report.revenue;
         self.ws_batches += tally.ws_batches;
         self.http_batches += tally.http_batches;
         self.events += tally.events;
@@ -109,11 +127,6 @@ impl Summary {
             r.leads += t.leads;
         }
         if !report.persona.is_bot() {
-            if report.shown.is_empty() {
-                self.unshown.add(&report);
-            } else {
-                self.shown.add(&report);
-            }
             for rule in &report.shown {
                 self.shown_by_rule
                     .entry(rule.clone())
@@ -155,19 +168,29 @@ impl fmt::Display for Summary {
         writeln!(f)?;
         writeln!(
             f,
-            "  {:<18} {:>9} {:>7} {:>14} {:>6} {:>12}",
-            "persona", "visitors", "failed", "interventions", "shown", "conversions"
+            "  {:<18} {:>9} {:>7} {:>14} {:>6} {:>12} {:>11} {:>13}",
+            "persona",
+            "visitors",
+            "failed",
+            "interventions",
+            "shown",
+            "conversions",
+            "rate shown",
+            "rate unshown"
         )?;
         for (p, c) in &self.personas {
+            let (shown, unshown) = c.rates();
             writeln!(
                 f,
-                "  {:<18} {:>9} {:>7} {:>14} {:>6} {:>12}",
+                "  {:<18} {:>9} {:>7} {:>14} {:>6} {:>12} {:>11} {:>13}",
                 p.name(),
                 c.visitors,
                 c.failed,
                 c.interventions,
                 c.shown,
-                c.conversions
+                c.conversions,
+                percent(shown),
+                percent(unshown)
             )?;
         }
         writeln!(f)?;
@@ -214,27 +237,14 @@ impl fmt::Display for Summary {
             )?;
         }
         writeln!(f)?;
-        writeln!(
-            f,
-            "  {:<24} {:>8} {:>10} {:>8} {:>12}",
-            "people (bots left out)", "visitors", "converted", "rate", "revenue"
-        )?;
-        for (name, arm) in [
-            ("shown something", &self.shown),
-            ("shown nothing", &self.unshown),
-        ] {
-            writeln!(
-                f,
-                "  {:<24} {:>8} {:>10} {:>8} {:>12.2}",
-                name,
-                arm.visitors,
-                arm.conversions,
-                format!("{:.1}%", arm.rate() * 100.0),
-                arm.revenue
-            )?;
-        }
+        writeln!(f, "  revenue   {:.2} from orders", self.revenue)?;
         Ok(())
     }
+}
+
+/// `12.5%`, or `-` for a group without visitors.
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
 }
 
 /// `1m 05s`, `12.3s`.
@@ -270,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn visits_add_up_by_arm_and_the_table_names_everything() {
+    fn visits_add_up_by_persona_and_rule_and_the_table_names_everything() {
         let mut s = Summary {
             url: "http://127.0.0.1:8080".into(),
             site: "demo".into(),
@@ -288,12 +298,19 @@ mod tests {
             report(Persona::HesitatingBuyer, &[], false),
             Tally::default(),
         );
-        s.add(report(Persona::Crawler, &[], false), Tally::default());
+        // A bot shown something (the server failed to filter it) counts for its persona, not
+        // in the rule's arm of people.
+        s.add(
+            report(Persona::Crawler, &["cart-exit-offer"], false),
+            Tally::default(),
+        );
         assert_eq!(s.visitors(), 3);
-        assert_eq!(s.shown.visitors, 1);
-        assert_eq!(s.unshown.visitors, 1, "bots are left out of the arms");
-        assert_eq!(s.shown.revenue, 50.0);
-        assert_eq!(s.shown_by_rule["cart-exit-offer"].conversions, 1);
+        let buyers = &s.personas[&Persona::HesitatingBuyer];
+        assert_eq!(buyers.rates(), (Some(1.0), Some(0.0)));
+        assert_eq!(s.personas[&Persona::Crawler].rates(), (Some(0.0), None));
+        assert_eq!(s.revenue, 50.0);
+        let offer = &s.shown_by_rule["cart-exit-offer"];
+        assert_eq!((offer.visitors, offer.conversions), (1, 1));
         let text = s.to_string();
         for needle in [
             "Simulated 3 visitors",
@@ -303,7 +320,9 @@ mod tests {
             "HTTP 429: slow down",
             "cart-exit-offer",
             "+25%",
-            "shown nothing",
+            "rate unshown",
+            "100.0%",
+            "50.00 from orders",
         ] {
             assert!(text.contains(needle), "{needle:?} in\n{text}");
         }

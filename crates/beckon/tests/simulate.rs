@@ -223,8 +223,25 @@ async fn simulated_visitors_fill_the_log_and_their_known_effect_is_recovered() {
     // exposures) ordered at the base rate. With some 80 visitors in each arm, a held-out rate
     // above 45% would take a deviation of more than six standard errors from 20%.
     let site = SiteId::parse(beckon::DEMO_SITE).unwrap();
+    let exposures = served.store.exposures(&site).await.unwrap();
+    let exposed: HashSet<(&str, &str)> = exposures
+        .iter()
+        .map(|x| (x.visitor.as_str(), x.rule.as_str()))
+        .collect();
+    // Every script meets the situation of the rule written for its persona: each of those
+    // visitors was exposed to it, shown it or held out (the server records both arms when the
+    // rule fires, so this does not hang on the holdout's draw).
+    for v in &summary.visits {
+        if let (Some(rule), Some(id)) = (v.persona.rule(), v.visitor.as_deref()) {
+            assert!(
+                exposed.contains(&(id, rule)),
+                "{} {id} never met {rule}",
+                v.persona
+            );
+        }
+    }
     let mut arms: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for x in served.store.exposures(&site).await.unwrap() {
+    for x in &exposures {
         assert!(
             !summary
                 .visits
@@ -310,7 +327,7 @@ fn the_command_refuses_bad_flags_and_an_absent_server() {
     let cases: [(&[&str], &str); 5] = [
         (&["--visitors", "0"], "--visitors"),
         (&["--concurrency", "10001"], "--concurrency"),
-        (&["--effect", "cart-exit-offer"], "RULE=EFFECT"),
+        (&["--effect", "cart-exit-offer"], "RULE=REL"),
         (&["--effect", "cart-exit-offer=-2"], "at least -1"),
         (&["--effect", "bad rule=0.1"], "rule id"),
     ];
