@@ -2,13 +2,11 @@
 //! conversions the treated arm made beyond what the holdout's rate predicts), and over time.
 //! When only the offline responder answered, every figure is zero.
 
-use std::time::Duration;
-
 use beckon_engine::Timestamp;
 
 use crate::attribution::Index;
 use crate::facts::Facts;
-use crate::report::{Analysis, Inputs};
+use crate::report::{Analysis, Inputs, Series};
 
 /// Model use over one step of the series.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,7 +55,7 @@ pub(crate) fn cost(
     index: &Index<'_>,
     overall: &Analysis,
     inputs: &Inputs<'_>,
-    step: Duration,
+    grid: Series,
 ) -> Cost {
     let (from, to) = (inputs.from.as_millis(), inputs.to.as_millis());
     let prices = inputs.settings;
@@ -65,16 +63,19 @@ pub(crate) fn cost(
         currency: prices.currency.clone(),
         ..Cost::default()
     };
-    let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX).max(1);
-    let end = inputs.to.min(inputs.now).as_millis();
-    let steps = if end > from {
-        ((end - from - 1) / step_ms + 1) as usize
+    let step_ms = i64::try_from(grid.step.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    // The grid starts at or before the period's first model use.
+    let (begin, end) = (grid.begin.as_millis(), grid.end.as_millis());
+    let steps = if end > begin {
+        ((end - begin - 1) / step_ms + 1) as usize
     } else {
         0
     };
     c.series = (0..steps)
         .map(|i| CostPoint {
-            until: Timestamp::from_millis((from + (i as i64 + 1) * step_ms).min(end)),
+            until: Timestamp::from_millis((begin + (i as i64 + 1) * step_ms).min(end)),
             ..CostPoint::default()
         })
         .collect();
@@ -88,7 +89,7 @@ pub(crate) fn cost(
         c.prompt_tokens += m.prompt_tokens;
         c.completion_tokens += m.completion_tokens;
         c.money += money;
-        if let Some(p) = c.series.get_mut(((t - from) / step_ms) as usize) {
+        if let Some(p) = c.series.get_mut(((t - begin).max(0) / step_ms) as usize) {
             p.calls += m.calls;
             p.tokens += m.prompt_tokens + m.completion_tokens;
             p.money += money;
@@ -166,7 +167,11 @@ mod tests {
             (2, 1_000_000, 100_000)
         );
         assert!((c.money - 0.7).abs() < 1e-12);
-        assert_eq!(c.series.len(), 6, "ten-minute steps over an hour");
+        assert_eq!(
+            c.series.len(),
+            60,
+            "one-minute steps over the hour since the first call"
+        );
         assert!((c.series[0].money - 0.7).abs() < 1e-12);
         assert_eq!(c.money_per_visit, None, "no visits, no per-visit figure");
         assert_eq!(c.money_per_extra_conversion, None);

@@ -53,6 +53,44 @@ pub fn relative_lift(control: &Moments, treatment: &Moments, alpha: f64) -> Opti
     })
 }
 
+/// Why there is no lift to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// An arm has fewer than two units.
+    TooFew,
+    /// The held-out arm's mean is zero (for a rate: nobody converted), so a relative change has
+    /// nothing to be relative to.
+    NoBaseline,
+    /// An arm has no variance: every unit in it had the same value (everyone converted, or
+    /// nobody did), which a t-test cannot weigh.
+    NoVariation,
+}
+
+impl Unanswered {
+    /// Why there is no lift, in a few words for the dashboard.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Unanswered::TooFew => "not enough visitors in both arms yet",
+            Unanswered::NoBaseline => "nothing yet in the held-out arm to compare with",
+            Unanswered::NoVariation => "every visitor of an arm the same: nothing to weigh",
+        }
+    }
+}
+
+/// Why [`relative_lift`] has no answer for these arms, or `None` when it has one (or when its
+/// answer failed only for sums that are not finite).
+pub fn unanswered(control: &Moments, treatment: &Moments) -> Option<Unanswered> {
+    if control.n < 2 || treatment.n < 2 {
+        Some(Unanswered::TooFew)
+    } else if control.mean() <= 0.0 {
+        Some(Unanswered::NoBaseline)
+    } else if control.variance() <= 0.0 || treatment.variance() <= 0.0 {
+        Some(Unanswered::NoVariation)
+    } else {
+        None
+    }
+}
+
 /// What the fixed-horizon and the sequential test share: the relative difference, its
 /// delta-method standard error, and the Welch–Satterthwaite degrees of freedom.
 pub(crate) struct Difference {
@@ -122,6 +160,34 @@ pub(crate) fn finite(lift: Lift) -> Option<Lift> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_missing_lift_says_why() {
+        let rate = |n, k| Moments::proportion(n, k);
+        assert_eq!(
+            unanswered(&rate(1, 1), &rate(100, 10)),
+            Some(Unanswered::TooFew)
+        );
+        assert_eq!(
+            unanswered(&rate(100, 0), &rate(100, 10)),
+            Some(Unanswered::NoBaseline)
+        );
+        assert_eq!(
+            unanswered(&rate(100, 100), &rate(100, 100)),
+            Some(Unanswered::NoVariation)
+        );
+        assert_eq!(unanswered(&rate(100, 5), &rate(100, 10)), None);
+        for (c, t) in [
+            (rate(1, 1), rate(100, 10)),
+            (rate(100, 0), rate(100, 10)),
+            (rate(100, 100), rate(90, 90)),
+        ] {
+            assert!(
+                relative_lift(&c, &t, 0.05).is_none(),
+                "no lift where a reason is given"
+            );
+        }
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * b.abs().max(1.0)

@@ -11,7 +11,7 @@ use beckon_engine::{RuleId, Timestamp};
 use crate::attribution::{Index, Unit};
 use crate::cost::{Cost, cost};
 use crate::facts::Facts;
-use crate::lift::{Lift, relative_lift};
+use crate::lift::{Lift, Unanswered, relative_lift, unanswered};
 use crate::moments::Moments;
 use crate::sequential::{DEFAULT_TUNING, sequential_lift};
 use crate::settings::Settings;
@@ -109,11 +109,18 @@ pub struct Comparison {
     pub lift: Option<Lift>,
     /// The always-valid (sequential) interval, for people who look every day.
     pub sequential: Option<Lift>,
+    /// Why there is no lift, when there is none.
+    pub unanswered: Option<Unanswered>,
 }
 
 fn compare(holdout: &Moments, treated: &Moments) -> Comparison {
+    let lift = relative_lift(holdout, treated, ALPHA);
     Comparison {
-        lift: relative_lift(holdout, treated, ALPHA),
+        unanswered: lift
+            .is_none()
+            .then(|| unanswered(holdout, treated))
+            .flatten(),
+        lift,
         sequential: sequential_lift(holdout, treated, ALPHA, DEFAULT_TUNING),
     }
 }
@@ -230,19 +237,42 @@ pub struct Inputs<'a> {
 /// Analyses `facts`.
 pub fn analyse(facts: &Facts, inputs: &Inputs<'_>) -> Report {
     let index = Index::new(facts);
-    let step = step_of(inputs.from, inputs.to.min(inputs.now).max(inputs.from));
     let window = inputs.settings.window;
+    let everyone = index.units(None, &Goal::Order, window);
+    // The series runs from the first trigger of the period, not from its start: an hour of
+    // traffic in a 30-day period is drawn over that hour, in steps of minutes.
+    let end = inputs.to.min(inputs.now).max(inputs.from);
+    let first_model_use = facts
+        .model_use
+        .iter()
+        .map(|m| m.at)
+        .filter(|&t| t >= inputs.from)
+        .min();
+    let begin = everyone
+        .first()
+        .map(|u| u.at)
+        .into_iter()
+        .chain(first_model_use)
+        .min()
+        .map_or(inputs.from, |t| t.max(inputs.from))
+        .min(end);
+    let step = step_of(begin, end);
+    let series = Series {
+        begin: floor(begin, step).max(inputs.from),
+        end,
+        step,
+    };
     let analysis = |rule: Option<&RuleId>, goal: &Goal| {
         let units = index.units(rule, goal, window);
-        analyse_units(rule.cloned(), goal.clone(), &units, inputs, step)
+        analyse_units(rule.cloned(), goal.clone(), &units, inputs, series)
     };
-    let overall = analysis(None, &Goal::Order);
+    let overall = analyse_units(None, Goal::Order, &everyone, inputs, series);
     let rules = inputs
         .rules
         .iter()
         .map(|r| analysis(Some(&r.rule), &r.goal))
         .collect();
-    let cost = cost(facts, &index, &overall, inputs, step);
+    let cost = cost(facts, &index, &overall, inputs, series);
     Report {
         from: inputs.from,
         to: inputs.to,
@@ -254,18 +284,33 @@ pub fn analyse(facts: &Facts, inputs: &Inputs<'_>) -> Report {
     }
 }
 
+/// Where a series' points fall: every `step` from `begin`, and at `end`.
+#[derive(Clone, Copy)]
+pub(crate) struct Series {
+    pub begin: Timestamp,
+    pub end: Timestamp,
+    pub step: Duration,
+}
+
+/// `at`, rounded down to a whole `step` (of the Unix epoch: whole minutes, hours, days).
+fn floor(at: Timestamp, step: Duration) -> Timestamp {
+    let step = millis(step).max(1);
+    Timestamp::from_millis(at.as_millis().div_euclid(step) * step)
+}
+
 fn analyse_units(
     rule: Option<RuleId>,
     goal: Goal,
     units: &[Unit],
     inputs: &Inputs<'_>,
-    step: Duration,
+    grid: Series,
 ) -> Analysis {
+    let step = grid.step;
     let mut treated = ArmFigures::default();
     let mut holdout = ArmFigures::default();
     let mut series = Vec::new();
-    let mut next = inputs.from.as_millis().saturating_add(millis(step));
-    let end = inputs.to.min(inputs.now).as_millis();
+    let mut next = grid.begin.as_millis().saturating_add(millis(step));
+    let end = grid.end.as_millis();
     let mut point = |until: i64, t: &ArmFigures, h: &ArmFigures| {
         series.push(Point {
             until: Timestamp::from_millis(until),
@@ -288,7 +333,7 @@ fn analyse_units(
         point(next, &treated, &holdout);
         next = next.saturating_add(millis(step));
     }
-    if end > inputs.from.as_millis() {
+    if end > grid.begin.as_millis() {
         point(end, &treated, &holdout);
     }
     let conversion = compare(&holdout.conversion, &treated.conversion);
@@ -350,14 +395,16 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The step of the series: ten minutes, an hour or a day (or a multiple of a day, so that a
+/// The step of the series: a minute, ten minutes, an hour or a day (or a multiple of a day, so that a
 /// long period keeps at most [`MAX_POINTS`] points).
 pub fn step_of(from: Timestamp, to: Timestamp) -> Duration {
     const MINUTE: i64 = 60_000;
     const HOUR: i64 = 60 * MINUTE;
     const DAY: i64 = 24 * HOUR;
     let span = to.as_millis().saturating_sub(from.as_millis()).max(0);
-    let step = if span <= 6 * HOUR {
+    let step = if span <= HOUR {
+        MINUTE
+    } else if span <= 6 * HOUR {
         10 * MINUTE
     } else if span <= 3 * DAY {
         HOUR
@@ -486,6 +533,7 @@ mod tests {
     #[test]
     fn the_series_step_follows_the_period() {
         let at = |h: i64| Timestamp::from_millis(T0 + h * 3_600_000);
+        assert_eq!(step_of(at(0), at(1)), Duration::from_secs(60));
         assert_eq!(step_of(at(0), at(2)), Duration::from_secs(600));
         assert_eq!(step_of(at(0), at(48)), Duration::from_secs(3_600));
         assert_eq!(step_of(at(0), at(24 * 30)), Duration::from_secs(86_400));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use beckon_engine::rules::{Goal, RuleSpec};
 use beckon_engine::{RuleId, Timestamp};
 use beckon_stats::cost::Cost;
-use beckon_stats::lift::Lift;
+use beckon_stats::lift::{Lift, Unanswered};
 use beckon_stats::report::{self, Analysis, ArmFigures, Comparison, Inputs, Report, RuleGoal};
 use beckon_stats::settings::{RETURN_WITHIN, Settings};
 use beckon_store::analytics::Period;
@@ -126,6 +126,8 @@ pub struct ComparisonView {
     pub lift: Option<LiftView>,
     /// The always-valid 95% interval, safe to look at every day.
     pub sequential: Option<LiftView>,
+    /// Why there is no lift, in words, when there is none.
+    pub unanswered: Option<&'static str>,
 }
 
 impl From<&Comparison> for ComparisonView {
@@ -133,6 +135,7 @@ impl From<&Comparison> for ComparisonView {
         ComparisonView {
             lift: c.lift.as_ref().map(LiftView::from),
             sequential: c.sequential.as_ref().map(LiftView::from),
+            unanswered: c.unanswered.map(Unanswered::describe),
         }
     }
 }

@@ -108,7 +108,7 @@ fn lift_text(c: &ComparisonView) -> Value {
             p => format!("{:.3}", l.p_value),
             side => if l.ci_low > 0.0 { "up" } else if l.ci_high < 0.0 { "down" } else { "flat" },
         },
-        None => context! { text => "–", ci => "not enough visitors in both arms yet" },
+        None => context! { text => "–", ci => c.unanswered.unwrap_or("no lift to show") },
     }
 }
 
