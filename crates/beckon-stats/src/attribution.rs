@@ -138,7 +138,7 @@ impl<'f> Index<'f> {
             }
             converted |= counts(goal, &o.kind);
             if let OutcomeKind::Order { value } = o.kind {
-                revenue += value;
+                revenue += order_value(value);
             }
         }
         let visits = self
@@ -164,6 +164,21 @@ impl<'f> Index<'f> {
             dismissed,
             engaged,
         }
+    }
+}
+
+/// The most one order may add to revenue. Order values come from the page (or the merchant's
+/// backend) unchecked; a value beyond this, below 0 or not a number is taken for a mistake or
+/// a forgery and adds nothing (the order still converts), so that one visitor cannot turn
+/// every revenue figure of a site into infinity, or below zero.
+pub const MAX_ORDER_VALUE: f64 = 1e12;
+
+/// What an order's reported value adds to revenue.
+fn order_value(value: f64) -> f64 {
+    if (0.0..=MAX_ORDER_VALUE).contains(&value) {
+        value
+    } else {
+        0.0
     }
 }
 
@@ -338,6 +353,34 @@ mod tests {
         assert_eq!(all.iter().filter(|u| u.shown).count(), n as usize / 2);
         assert_eq!(all.iter().filter(|u| u.dismissed).count(), n as usize / 2);
         assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+
+    #[test]
+    fn an_order_value_out_of_bounds_converts_but_adds_no_revenue() {
+        // Order values are whatever the page sent: two of 1e308 summed to infinity, which
+        // reached the API as `"revenue": null` and the CSV as `inf`; a negative one took
+        // revenue below what was sold.
+        let facts = Facts {
+            exposures: vec![
+                exposure(1, "offer", Arm::Treated, 10),
+                exposure(2, "offer", Arm::Treated, 20),
+            ],
+            outcomes: vec![
+                order(1, 11, 1e308),
+                order(1, 12, 1e308),
+                order(1, 13, 25.0),
+                order(2, 21, -500.0),
+                order(2, 22, f64::NAN),
+                order(2, 23, MAX_ORDER_VALUE),
+            ],
+            ..Facts::default()
+        };
+        let index = Index::new(&facts);
+        let rule = RuleId::parse("offer").unwrap();
+        let units = index.units(Some(&rule), &Goal::Order, Duration::from_secs(3_600));
+        assert!(units.iter().all(|u| u.converted));
+        assert_eq!(units[0].revenue, 25.0);
+        assert_eq!(units[1].revenue, MAX_ORDER_VALUE);
     }
 
     #[test]

@@ -131,7 +131,8 @@ impl Analytics for SqliteStore {
         let rows = sqlx::query(
             "SELECT b.visitor_id, b.at, e.kind,
                     json_extract(e.body, '$.rule') AS rule,
-                    CAST(json_extract(e.body, '$.value') AS REAL) AS value,
+                    CASE WHEN json_type(e.body, '$.value') IN ('integer', 'real')
+                         THEN CAST(json_extract(e.body, '$.value') AS REAL) END AS value,
                     json_extract(e.body, '$.name') AS name
              FROM batches b JOIN events e ON e.batch = b.seq
              WHERE b.site_id = ? AND b.seq >= ? AND b.at >= ? AND b.at < ?

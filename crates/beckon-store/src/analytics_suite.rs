@@ -33,6 +33,8 @@ pub async fn run_all(
     )
     .await;
     settings_round_trip_per_site(analytics, &a, &b).await;
+    let c = site(store, "analytics-c").await;
+    an_order_value_is_read_only_when_it_is_a_number(store, analytics, &c).await;
 }
 
 const T0: i64 = 1_790_000_000_000;
@@ -416,6 +418,62 @@ async fn facts_are_the_sites_own_and_bounded_by_period_and_reach(
     assert_eq!(other.exposures.len(), 1);
     assert_eq!(other.outcomes.len(), 1);
     assert!(other.reactions.is_empty());
+}
+
+/// The engine reads a `convert`'s value only when it is a JSON number (a string is 0 to it);
+/// the analytics read the same number, not what SQL's casts make of anything else.
+async fn an_order_value_is_read_only_when_it_is_a_number(
+    store: &dyn Store,
+    analytics: &dyn Analytics,
+    c: &SiteId,
+) {
+    let convert = |key: &str, value: &str| {
+        event(
+            key,
+            "convert",
+            &format!(r#"{{"order_id":"{key}","value":{value}}}"#),
+            Applied::Decided,
+        )
+    };
+    let write = WriteBatch {
+        batches: vec![batch(
+            c,
+            1,
+            1,
+            1_000,
+            Source::Browser,
+            Verdict::Human,
+            vec![
+                convert("order:n", "12"),
+                convert("order:r", "12.5"),
+                convert("order:s", r#""99""#),
+                convert("order:b", "true"),
+                convert("order:o", r#"{"x":1}"#),
+            ],
+        )],
+        ..WriteBatch::default()
+    };
+    store.commit(&write).await.unwrap();
+    let facts = analytics
+        .facts(
+            c,
+            Period {
+                from: at(0),
+                to: at(DAY),
+            },
+            at(DAY),
+        )
+        .await
+        .unwrap();
+    let values: Vec<_> = facts
+        .outcomes
+        .iter()
+        .map(|o| match o.kind {
+            OutcomeKind::Order { value } => value,
+            _ => f64::NAN,
+        })
+        .collect();
+    assert_eq!(values, vec![12.0, 12.5, 0.0, 0.0, 0.0]);
 }
 
 async fn settings_round_trip_per_site(analytics: &dyn Analytics, a: &SiteId, b: &SiteId) {
