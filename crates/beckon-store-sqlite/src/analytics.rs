@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use beckon_engine::session::Arm;
 use beckon_engine::{RuleId, SessionId, SiteId, Timestamp, VisitorId};
 use beckon_stats::facts::{
-    Exposure, Facts, ModelUse, Outcome, OutcomeKind, Reaction, ReactionKind, Visit,
+    Exposure, Facts, ModelUse, Outcome, OutcomeKind, Reaction, ReactionKind, Tab,
 };
 use beckon_stats::settings::Settings;
 use beckon_store::analytics::{Analytics, LogSpan, Period};
@@ -131,7 +131,8 @@ impl Analytics for SqliteStore {
         let rows = sqlx::query(
             "SELECT b.visitor_id, b.at, e.kind,
                     json_extract(e.body, '$.rule') AS rule,
-                    CAST(json_extract(e.body, '$.value') AS REAL) AS value,
+                    CASE WHEN json_type(e.body, '$.value') IN ('integer', 'real')
+                         THEN CAST(json_extract(e.body, '$.value') AS REAL) END AS value,
                     json_extract(e.body, '$.name') AS name
              FROM batches b JOIN events e ON e.batch = b.seq
              WHERE b.site_id = ? AND b.seq >= ? AND b.at >= ? AND b.at < ?
@@ -179,6 +180,7 @@ impl Analytics for SqliteStore {
 
         let rows = sqlx::query(
             "SELECT visitor_id, session_id, min(at) AS first, max(at) AS last,
+                    min(CASE WHEN begins IS NOT NULL THEN at END) AS began,
                     max(json_extract(verdict, '$.verdict') <> 'human') AS bot
              FROM batches
              WHERE site_id = ? AND seq >= ? AND at >= ? AND at < ?
@@ -192,18 +194,21 @@ impl Analytics for SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(db)?;
+        let mut tabs = Vec::with_capacity(rows.len());
         for row in &rows {
-            let read = || -> std::result::Result<Visit, String> {
-                Ok(Visit {
+            let read = || -> std::result::Result<Tab, String> {
+                Ok(Tab {
                     visitor: visitor(row)?,
                     session: id(row, "session_id", SessionId::parse)?,
                     first: millis(row, "first")?,
                     last: millis(row, "last")?,
+                    began: col::<Option<i64>>(row, "began")?.map(Timestamp::from_millis),
                     bot: col::<i64>(row, "bot")? != 0,
                 })
             };
-            facts.visits.push(read().map_err(corrupt("visit"))?);
+            tabs.push(read().map_err(corrupt("visit"))?);
         }
+        facts.visits = beckon_stats::facts::visits(tabs);
 
         let rows = sqlx::query(
             "SELECT m.at, c.visitor_id, m.calls, m.prompt_tokens, m.completion_tokens

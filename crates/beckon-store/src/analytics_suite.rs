@@ -33,6 +33,9 @@ pub async fn run_all(
     )
     .await;
     settings_round_trip_per_site(analytics, &a, &b).await;
+    let c = site(store, "analytics-c").await;
+    an_order_value_is_read_only_when_it_is_a_number(store, analytics, &c).await;
+    a_tab_opened_during_a_visit_is_part_of_it_not_a_return(store, analytics, &c).await;
 }
 
 const T0: i64 = 1_790_000_000_000;
@@ -416,6 +419,130 @@ async fn facts_are_the_sites_own_and_bounded_by_period_and_reach(
     assert_eq!(other.exposures.len(), 1);
     assert_eq!(other.outcomes.len(), 1);
     assert!(other.reactions.is_empty());
+}
+
+/// The engine reads a `convert`'s value only when it is a JSON number (a string is 0 to it);
+/// the analytics read the same number, not what SQL's casts make of anything else.
+async fn an_order_value_is_read_only_when_it_is_a_number(
+    store: &dyn Store,
+    analytics: &dyn Analytics,
+    c: &SiteId,
+) {
+    let convert = |key: &str, value: &str| {
+        event(
+            key,
+            "convert",
+            &format!(r#"{{"order_id":"{key}","value":{value}}}"#),
+            Applied::Decided,
+        )
+    };
+    let write = WriteBatch {
+        batches: vec![batch(
+            c,
+            1,
+            1,
+            1_000,
+            Source::Browser,
+            Verdict::Human,
+            vec![
+                convert("order:n", "12"),
+                convert("order:r", "12.5"),
+                convert("order:s", r#""99""#),
+                convert("order:b", "true"),
+                convert("order:o", r#"{"x":1}"#),
+            ],
+        )],
+        ..WriteBatch::default()
+    };
+    store.commit(&write).await.unwrap();
+    let facts = analytics
+        .facts(
+            c,
+            Period {
+                from: at(0),
+                to: at(DAY),
+            },
+            at(DAY),
+        )
+        .await
+        .unwrap();
+    let values: Vec<_> = facts
+        .outcomes
+        .iter()
+        .map(|o| match o.kind {
+            OutcomeKind::Order { value } => value,
+            _ => f64::NAN,
+        })
+        .collect();
+    assert_eq!(values, vec![12.0, 12.5, 0.0, 0.0, 0.0]);
+}
+
+/// The widget names a session per tab; a tab opened while a visit goes on joins it (the
+/// server's `visit_gap`) and begins nothing. Such a tab is the same visit: the visitor did not
+/// leave when the first tab went quiet, and did not come back when the second one opened.
+async fn a_tab_opened_during_a_visit_is_part_of_it_not_a_return(
+    store: &dyn Store,
+    analytics: &dyn Analytics,
+    c: &SiteId,
+) {
+    let begins = || {
+        Some(crate::VisitBegin {
+            start: beckon_engine::session::SessionStart::default(),
+            fresh_profile: false,
+        })
+    };
+    let tab = |s: u32, ms: i64, began: bool, key: &str| LoggedBatch {
+        begins: if began { begins() } else { None },
+        ..batch(
+            c,
+            9,
+            s,
+            ms,
+            Source::Browser,
+            Verdict::Human,
+            vec![event(key, "activity", "{}", Applied::Decided)],
+        )
+    };
+    let write = WriteBatch {
+        batches: vec![
+            // Tab 91 begins the visit; tab 92 opens ten seconds later and goes on for minutes
+            // after tab 91 falls quiet.
+            tab(91, 1_000, true, "tab:1"),
+            tab(91, 2_000, false, "tab:2"),
+            tab(92, 11_000, false, "tab:3"),
+            tab(92, 300_000, false, "tab:4"),
+            // Hours later, tab 93 begins the next visit.
+            tab(93, 3 * 3_600_000, true, "tab:5"),
+        ],
+        ..WriteBatch::default()
+    };
+    store.commit(&write).await.unwrap();
+    let facts = analytics
+        .facts(
+            c,
+            Period {
+                from: at(0),
+                to: at(DAY),
+            },
+            at(DAY),
+        )
+        .await
+        .unwrap();
+    let mut visits: Vec<_> = facts
+        .visits
+        .iter()
+        .filter(|v| v.visitor == visitor(9))
+        .map(|v| (v.session.clone(), v.first, v.last))
+        .collect();
+    visits.sort_by_key(|v| v.1);
+    assert_eq!(
+        visits,
+        vec![
+            (session(91), at(1_000), at(300_000)),
+            (session(93), at(3 * 3_600_000), at(3 * 3_600_000)),
+        ],
+        "two visits: the second tab is the first visit's"
+    );
 }
 
 async fn settings_round_trip_per_site(analytics: &dyn Analytics, a: &SiteId, b: &SiteId) {
