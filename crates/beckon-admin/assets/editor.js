@@ -568,6 +568,11 @@
       fillList('bt-displaced', b.displaced);
       fillList('bt-blocked', b.blocked_by);
       document.getElementById('bt-result').hidden = false;
+    }, function () {
+      button.disabled = false;
+      bar.hidden = true;
+      errorBox.textContent = 'No backtest: the server could not be reached. Try again.';
+      errorBox.hidden = false;
     });
   });
 

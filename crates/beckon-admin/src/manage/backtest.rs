@@ -17,6 +17,22 @@ use crate::manage::rules::{compile, current};
 /// The longest a backtest may look back, in days.
 pub const MAX_DAYS: u32 = 90;
 
+/// The most backtests that run at once on one server: a backtest replays up to 90 days of a
+/// site's log on the server that answers the site's visitors, so more would take their time.
+pub const MAX_RUNNING: usize = 1;
+
+/// The backtests running now.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_RUNNING);
+
+/// A place for one more backtest, or why there is none.
+fn admit() -> AdminResult<tokio::sync::SemaphorePermit<'static>> {
+    RUNNING.try_acquire().map_err(|_| {
+        AdminError::Conflict(format!(
+            "{MAX_RUNNING} backtest already running on this server (the most at once); try again when it ends"
+        ))
+    })
+}
+
 /// The running server's backtest.
 #[async_trait::async_trait]
 pub trait Backtester: Send + Sync + 'static {
@@ -110,6 +126,7 @@ pub async fn run(
         .backtester
         .as_ref()
         .ok_or_else(|| AdminError::Conflict("backtests need the running server".to_owned()))?;
+    let _running = admit()?;
     let now = now();
     let period = Period {
         from: now.plus_ms(-(days as i64) * 86_400_000),
@@ -121,4 +138,20 @@ pub async fn run(
         .map_err(AdminError::Store)?;
     view.days = days as u32;
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_more_backtests_run_at_once_than_the_limit() {
+        let held: Vec<_> = (0..MAX_RUNNING).map(|_| admit().unwrap()).collect();
+        let Err(AdminError::Conflict(why)) = admit() else {
+            panic!("a backtest past the limit is refused");
+        };
+        assert!(why.contains("try again"), "{why}");
+        drop(held);
+        assert!(admit().is_ok(), "a place frees when a backtest ends");
+    }
 }
