@@ -14,6 +14,8 @@ use beckon_store::{Applied, Store, Verdict};
 /// A demo served on a free port, stopped when dropped.
 struct Served {
     base: String,
+    /// The demo administrator's address and password.
+    login: (String, String),
     store: std::sync::Arc<dyn Store>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -27,6 +29,7 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let demo = beckon::start_demo(&db, port, policy).await.unwrap();
+        let login = (demo.admin_email.clone(), demo.admin_password.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             demo.server
@@ -46,6 +49,7 @@ impl Served {
         }
         Served {
             base,
+            login,
             store: db.store.clone(),
             stop: Some(stop),
             server: Some(server),
@@ -288,7 +292,121 @@ async fn simulated_visitors_fill_the_log_and_their_known_effect_is_recovered() {
     // The simulator's own account says the same.
     let shown = &summary.shown_by_rule["cart-exit-offer"];
     assert_eq!(shown.conversions, shown.visitors, "{shown:?}");
+
+    // The dashboard's numbers, through the admin API: the cart offer's arms are the ones
+    // counted above from the exposures, and the lift, its intervals and the sample-ratio check
+    // of every rule together are what GrowthBook's gbstats computes on the same counts.
+    let analytics = served.analytics().await;
+    let cart = analytics["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "cart-exit-offer")
+        .expect("the cart offer is analysed");
+    // Both runs' visitors, this time: the analytics know no run.
+    let everyone = |arm: Arm| -> (u64, u64) {
+        let visitors: HashSet<&str> = exposures
+            .iter()
+            .filter(|x| x.rule.as_str() == "cart-exit-offer" && x.arm == arm)
+            .map(|x| x.visitor.as_str())
+            .collect();
+        let converted = visitors.iter().filter(|v| ordered.contains(*v)).count();
+        (visitors.len() as u64, converted as u64)
+    };
+    for (arm, name) in [(Arm::Treated, "treated"), (Arm::Holdout, "holdout")] {
+        let (n, k) = everyone(arm);
+        assert_eq!(cart[name]["triggered"], n, "{name}: {cart}");
+        assert_eq!(cart[name]["converted"], k, "{name}: {cart}");
+    }
+    let overall = &analytics["overall"];
+    let counts = |arm: &str| {
+        let n = overall[arm]["triggered"].as_u64().unwrap();
+        let k = overall[arm]["converted"].as_u64().unwrap();
+        serde_json::json!({"n": n, "sum": k, "sum_squares": k})
+    };
+    let (holdout, treated) = (counts("holdout"), counts("treated"));
+    let theirs = gbstats::run(&serde_json::json!({
+        "cases": [{"metric": "proportion", "control": holdout, "treatment": treated,
+                   "alpha": 0.05, "tuning": 5000}],
+        "srm": [{"observed": [holdout["n"], treated["n"]], "weights": [0.5, 0.5]}],
+    }));
+    println!("every rule together: ours {overall:#}\ngbstats {theirs:#}");
+    let case = &theirs["cases"][0];
+    for (ours, theirs) in [
+        (&overall["conversion"]["lift"], &case["fixed"]),
+        (&overall["conversion"]["sequential"], &case["sequential"]),
+    ] {
+        for field in ["relative", "ci_low", "ci_high", "p_value"] {
+            let (a, b) = (
+                ours[field].as_f64().unwrap(),
+                theirs[field].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() <= 1e-6, "{field}: ours {a}, gbstats {b}");
+        }
+    }
+    let (a, b) = (
+        overall["srm_p_value"].as_f64().unwrap(),
+        theirs["srm"][0].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-6, "sample ratio: ours {a}, gbstats {b}");
     served.stop().await;
+}
+
+impl Served {
+    /// The demo site's analytics of the last day, as the dashboard's API answers them.
+    async fn analytics(&self) -> serde_json::Value {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let answer = client
+            .post(format!("{}/api/v1/login", self.base))
+            .header("origin", &self.base)
+            .json(&serde_json::json!({"email": self.login.0, "password": self.login.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "the demo administrator signs in");
+        let answer = client
+            .get(format!("{}/api/v1/sites/demo/analytics?days=1", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json().await.unwrap()
+    }
+}
+
+/// GrowthBook's statistics engine, gbstats 0.8.0, through the peer beside beckon-stats' tests.
+mod gbstats {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// Runs the peer on `request` and returns what it printed.
+    pub fn run(request: &serde_json::Value) -> serde_json::Value {
+        let python = std::env::var("BECKON_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../beckon-stats/tests/peers/gbstats_peer.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {python}: {e}"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.to_string().as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "the gbstats peer failed under {python}: run ./scripts/test.sh, which installs \
+             gbstats 0.8.0 and sets BECKON_PYTHON"
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
 }
 
 #[tokio::test]
