@@ -14,7 +14,8 @@ use crate::Database;
 pub const MAX_DAYS: u32 = 365;
 
 /// Backtests the rule `rule` (the file's only rule when `None`) of the rule file at `path`
-/// over the last `days` days of `site`'s log; `progress(done, total)` after each page.
+/// over the last `days` days of `site`'s log; `progress(done, total)` after each page. Answers
+/// the draft's id with its report.
 pub async fn backtest_file(
     db: &Database,
     site: &str,
@@ -22,7 +23,7 @@ pub async fn backtest_file(
     rule: Option<&str>,
     days: u32,
     progress: &mut (dyn FnMut(u64, u64) + Send),
-) -> Result<BacktestReport, String> {
+) -> Result<(String, BacktestReport), String> {
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(format!("--days {days} is not between 1 and {MAX_DAYS}"));
     }
@@ -69,7 +70,7 @@ pub async fn backtest_file(
         from: now.plus_ms(-i64::from(days) * 86_400_000),
         to: now.plus_ms(1),
     };
-    backtest::backtest(
+    let report = backtest::backtest(
         db.store.as_ref(),
         db.analytics.as_ref(),
         &id,
@@ -78,7 +79,8 @@ pub async fn backtest_file(
         progress,
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    Ok((draft.id, report))
 }
 
 /// The report in words.

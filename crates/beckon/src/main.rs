@@ -236,8 +236,7 @@ async fn run(command: Command) -> Result<(), String> {
             )
             .await;
             bar.finish_and_clear();
-            let report = report?;
-            let name = rule.unwrap_or_else(|| file.display().to_string());
+            let (name, report) = report?;
             print!("{}", beckon::backtest::describe(&name, days, &report));
             Ok(())
         }

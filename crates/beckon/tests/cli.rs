@@ -429,7 +429,7 @@ message = { type = "text", text = "Questions about the plans?" }
     ]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("would have fired 2 times for 2 visitors"),
+        out.contains("pricing-hello would have fired 2 times for 2 visitors"),
         "the crawler is left out: {out}"
     );
     assert!(out.contains("/pricing"), "{out}");
