@@ -390,4 +390,94 @@ async fn a_harmful_live_rule_is_paused_where_the_site_asks_for_it_and_only_there
         .await
         .unwrap();
     assert!(again.is_empty());
+
+    // Someone resumes it after the evidence that paused it: it is judged on what it does from
+    // then on, not paused again on that evidence.
+    let resume = |at: Timestamp| {
+        let admin = &admin;
+        let shop = &shop;
+        async move {
+            let (version, mut rules) = {
+                let h = beckon_store::accounts::Accounts::rule_history(
+                    admin.store.as_ref(),
+                    shop,
+                    u64::MAX,
+                    1,
+                )
+                .await
+                .unwrap();
+                (h[0].version, h[0].rules.clone())
+            };
+            for r in &mut rules {
+                r.status = beckon_engine::rules::Status::Live;
+            }
+            let change = beckon_store::accounts::Change {
+                author: None,
+                at,
+                summary: "resumed \"offer\"".to_owned(),
+            };
+            beckon_store::accounts::Accounts::save_rules(
+                admin.store.as_ref(),
+                shop,
+                version,
+                &rules,
+                &change,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    resume(now.plus_ms(-30 * 60_000)).await;
+    let after_resume = beckon_admin::manage::analytics::auto_pause(&state, &shop, now)
+        .await
+        .unwrap();
+    assert!(
+        after_resume.is_empty(),
+        "resumed after its evidence: {after_resume:?}"
+    );
+    assert!(
+        live(admin.store.rules(&shop).await.unwrap())
+            .iter()
+            .all(|(_, s)| *s == "live")
+    );
+    // Evidence after a change still counts: changed again (its text this time) before the
+    // visitors came, the rule is paused on them.
+    let (version, mut rules) = {
+        let h = beckon_store::accounts::Accounts::rule_history(
+            admin.store.as_ref(),
+            &shop,
+            u64::MAX,
+            1,
+        )
+        .await
+        .unwrap();
+        (h[0].version, h[0].rules.clone())
+    };
+    for r in &mut rules {
+        if r.id == "offer" {
+            r.name = "Exit offer, reworded".to_owned();
+        }
+    }
+    let change = beckon_store::accounts::Change {
+        author: None,
+        at: now.plus_ms(-2 * 3_600_000),
+        summary: "reworded \"offer\"".to_owned(),
+    };
+    beckon_store::accounts::Accounts::save_rules(
+        admin.store.as_ref(),
+        &shop,
+        version,
+        &rules,
+        &change,
+    )
+    .await
+    .unwrap();
+    let paused = beckon_admin::manage::analytics::auto_pause(&state, &shop, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        paused.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        ["offer"],
+        "the evidence came after its last change"
+    );
 }

@@ -648,6 +648,10 @@ pub const AUTO_PAUSE_DAYS: i64 = 30;
 /// Pauses each live rule of `site` that the last [`AUTO_PAUSE_DAYS`] days flag as harmful or
 /// annoying, when the site's settings ask for it, as one new rule-set version written by
 /// nobody (the history says why). Returns the rules paused and the flag that paused each.
+///
+/// A rule is judged only on what it did since it last changed (its text, or its status:
+/// someone who resumes a paused rule, or fixes it, has it judged afresh, not paused again on
+/// the evidence that paused it).
 pub async fn auto_pause(
     state: &AdminState,
     site: &beckon_engine::SiteId,
@@ -656,25 +660,43 @@ pub async fn auto_pause(
     if !state.analytics.analytics_settings(site).await?.auto_pause {
         return Ok(Vec::new());
     }
-    let (version, _, _) = current(state, site).await?;
-    let period = Period {
-        from: now.plus_ms(-AUTO_PAUSE_DAYS * DAY_MS),
-        to: now.plus_ms(1),
-    };
-    let a = analyse(state, site, period, now).await?;
-    let mut rules = a.rules;
+    let (version, _, mut rules) = current(state, site).await?;
+    let horizon = now.plus_ms(-AUTO_PAUSE_DAYS * DAY_MS);
+    let changed = last_changed(state, site, horizon).await?;
+    // One analysis per distinct start: most rules share the horizon.
+    let mut starts: Vec<Timestamp> = rules
+        .iter()
+        .map(|r| changed.get(&r.id).copied().unwrap_or(horizon).max(horizon))
+        .collect();
+    starts.sort();
+    starts.dedup();
     let mut paused = Vec::new();
-    for analysis in &a.report.rules {
-        let Some(flag) = analysis.flags.iter().copied().find(|f| f.pauses()) else {
-            continue;
+    for from in starts {
+        let period = Period {
+            from,
+            to: now.plus_ms(1),
         };
-        let Some(id) = &analysis.rule else { continue };
-        if let Some(rule) = rules
-            .iter_mut()
-            .find(|r| r.id == id.as_str() && r.status == beckon_engine::rules::Status::Live)
-        {
-            rule.status = beckon_engine::rules::Status::Paused;
-            paused.push((rule.id.clone(), flag));
+        let a = analyse(state, site, period, now).await?;
+        for analysis in &a.report.rules {
+            let Some(flag) = analysis.flags.iter().copied().find(|f| f.pauses()) else {
+                continue;
+            };
+            let Some(id) = &analysis.rule else { continue };
+            let judged_from = changed
+                .get(id.as_str())
+                .copied()
+                .unwrap_or(horizon)
+                .max(horizon);
+            if judged_from != from {
+                continue;
+            }
+            if let Some(rule) = rules
+                .iter_mut()
+                .find(|r| r.id == id.as_str() && r.status == beckon_engine::rules::Status::Live)
+            {
+                rule.status = beckon_engine::rules::Status::Paused;
+                paused.push((rule.id.clone(), flag));
+            }
         }
     }
     if paused.is_empty() {
@@ -699,6 +721,48 @@ pub async fn auto_pause(
     state.live.changed().await;
     tracing::warn!(site = %site, rules = ?paused, "paused rules flagged by their analytics");
     Ok(paused)
+}
+
+/// When each rule of `site` last changed (it first appears, or differs from the version
+/// before), as far back as `horizon`: rules unchanged since then are absent.
+async fn last_changed(
+    state: &AdminState,
+    site: &beckon_engine::SiteId,
+    horizon: Timestamp,
+) -> AdminResult<std::collections::HashMap<String, Timestamp>> {
+    const PAGE: usize = 100;
+    let mut changed = std::collections::HashMap::new();
+    let mut before = u64::MAX;
+    // The newer of each pair of versions, with when it was made.
+    let mut newer: Option<(Timestamp, Vec<RuleSpec>)> = None;
+    loop {
+        let page = state.accounts.rule_history(site, before, PAGE).await?;
+        for entry in &page {
+            let at = entry.change.as_ref().map(|c| c.at);
+            if let Some((newer_at, newer_rules)) = &newer {
+                for r in newer_rules {
+                    if !changed.contains_key(&r.id) && !entry.rules.contains(r) {
+                        changed.insert(r.id.clone(), *newer_at);
+                    }
+                }
+            }
+            match at {
+                // Older versions than the horizon say nothing the horizon does not.
+                Some(at) if at >= horizon => newer = Some((at, entry.rules.clone())),
+                _ => return Ok(changed),
+            }
+            before = entry.version;
+        }
+        if page.len() < PAGE {
+            // The oldest version: every rule in it appeared then.
+            if let Some((at, rules)) = newer {
+                for r in rules {
+                    changed.entry(r.id).or_insert(at);
+                }
+            }
+            return Ok(changed);
+        }
+    }
 }
 
 /// Runs [`auto_pause`] for every site; a site that fails is logged and the others go on.
