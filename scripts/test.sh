@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# node runs the isbot patterns as the original JavaScript, for beckon-bots' test against it.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   sudo_cmd=()
@@ -35,10 +37,11 @@ export BECKON_SCHEMATHESIS="$tools/venv/bin/schemathesis"
 # signature the outbox makes, aiosmtpd is the SMTP server the e-mail tests send to, and
 # GrowthBook's statistics engine gbstats is what beckon-stats' numbers are checked against (0.8.0
 # requires numpy, pandas and scipy below 2; the bounds are named so pip need not backtrack).
-if ! "$tools/venv/bin/python" -c "import standardwebhooks, aiosmtpd, gbstats" >/dev/null 2>&1; then
-  echo "== installing standardwebhooks, aiosmtpd and gbstats into $tools/venv"
+# The crawler-user-agents list is what beckon-bots' recall is measured on.
+if ! "$tools/venv/bin/python" -c "import standardwebhooks, aiosmtpd, gbstats, crawleruseragents" >/dev/null 2>&1; then
+  echo "== installing standardwebhooks, aiosmtpd, gbstats and crawler-user-agents into $tools/venv"
   "$tools/venv/bin/pip" install -q "standardwebhooks==1.1.0" "aiosmtpd==1.4.6" \
-    "gbstats==0.8.0" "numpy<2" "pandas<2" "scipy<2"
+    "gbstats==0.8.0" "numpy<2" "pandas<2" "scipy<2" "crawler-user-agents==1.67.0" "pyyaml>=6"
 fi
 export BECKON_PYTHON="$tools/venv/bin/python"
 

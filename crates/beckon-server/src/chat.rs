@@ -265,6 +265,7 @@ async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) -> boo
             },
             session: None,
             user_agent: "",
+            hints: &crate::edge::ClientHints::default(),
             context: &crate::wire::ClientContext::default(),
         };
         match crate::intake::submit(state, from, vec![event]).await {

@@ -1,93 +1,130 @@
 //! What the edge learns from the request itself: is this a bot, and what device is it.
 //!
-//! Bots are judged before the engine sees anything: by the user agent against the `isbot`
-//! pattern set (a maintained list of crawlers, monitors and headless browsers), by woothee's
-//! crawler category, and by the browser's own automation flag (`navigator.webdriver`).
+//! The judging is `beckon-bots`'. This module reads it from the request (the `User-Agent`, the
+//! client hints, the widget's report of automation) and caches what a user agent gives, so
+//! that each visitor's user agent is matched and parsed once, not at every batch.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use beckon_engine::{Device, DeviceType};
+use axum::http::HeaderMap;
+use beckon_bots::{Automation, Hints};
+use beckon_engine::Device;
+
+/// The most user agents whose verdict and device are kept: past it the cache starts afresh
+/// (a hostile sender varying its user agent costs a parse per batch, never memory).
+pub const MAX_CACHED_USER_AGENTS: usize = 10_000;
+
+/// The client hints a browser sends of itself, where it sends them.
+#[derive(Clone, Debug, Default)]
+pub struct ClientHints {
+    /// `Sec-CH-UA-Mobile`.
+    pub mobile: Option<String>,
+    /// `Sec-CH-UA-Platform`.
+    pub platform: Option<String>,
+}
+
+impl ClientHints {
+    /// The hints among `headers` (each cut to 64 characters).
+    pub fn from_headers(headers: &HeaderMap) -> ClientHints {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(64).collect())
+        };
+        ClientHints {
+            mobile: get("sec-ch-ua-mobile"),
+            platform: get("sec-ch-ua-platform"),
+        }
+    }
+
+    fn hints(&self) -> Hints<'_> {
+        Hints {
+            mobile: self.mobile.as_deref(),
+            platform: self.platform.as_deref(),
+        }
+    }
+}
+
+/// What a user agent (with its hints) gives, once worked out.
+struct Seen {
+    verdict: Option<String>,
+    device: Device,
+}
+
+fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, Option<String>, Option<String>), Arc<Seen>>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = (
+        user_agent.to_owned(),
+        hints.mobile.clone(),
+        hints.platform.clone(),
+    );
+    if let Some(s) = cache.lock().expect("the cache's lock").get(&key) {
+        return s.clone();
+    }
+    let s = Arc::new(Seen {
+        verdict: beckon_bots::judge_user_agent(user_agent).map(|v| v.to_string()),
+        device: beckon_bots::device(user_agent, hints.hints()),
+    });
+    let mut cache = cache.lock().expect("the cache's lock");
+    if cache.len() >= MAX_CACHED_USER_AGENTS {
+        cache.clear();
+    }
+    cache.insert(key, s.clone());
+    s
+}
 
 /// Whether this user agent (and the widget's report of `navigator.webdriver`) is a bot.
 pub fn is_bot(user_agent: &str, webdriver: bool) -> bool {
     bot_reason(user_agent, webdriver).is_some()
 }
 
-/// Why this sender is a bot (the layer that said so), or `None` for a person.
+/// Why this sender is a bot (`layer: reason`), or `None` for a person.
 pub fn bot_reason(user_agent: &str, webdriver: bool) -> Option<String> {
-    static BOTS: OnceLock<isbot::Bots> = OnceLock::new();
-    if webdriver {
-        return Some("browser: navigator.webdriver is set".to_owned());
+    if let Some(v) = &seen(user_agent, &ClientHints::default()).verdict {
+        return Some(v.clone());
     }
-    if user_agent.trim().is_empty() {
-        return Some("user agent: empty".to_owned());
-    }
-    if BOTS.get_or_init(isbot::Bots::default).is_bot(user_agent) {
-        return Some("user agent: matches the isbot patterns".to_owned());
-    }
-    woothee::parser::Parser::new()
-        .parse(user_agent)
-        .filter(|r| r.category == "crawler")
-        .map(|r| format!("user agent: crawler {:?}", r.name))
+    beckon_bots::judge_automation(Automation { webdriver }).map(|v| v.to_string())
+}
+
+/// The device, browser and OS of a user agent, with the client hints where sent.
+pub fn device_with(user_agent: &str, hints: &ClientHints) -> Device {
+    seen(user_agent, hints).device.clone()
 }
 
 /// The device, browser and OS of a user agent.
 pub fn device(user_agent: &str) -> Device {
-    let Some(r) = woothee::parser::Parser::new().parse(user_agent) else {
-        return Device::default();
-    };
-    let kind = match r.category {
-        "smartphone" | "mobilephone" => DeviceType::Mobile,
-        _ if user_agent.contains("iPad") || user_agent.contains("Tablet") => DeviceType::Tablet,
-        _ => DeviceType::Desktop,
-    };
-    Device {
-        kind,
-        browser: r.name.to_owned(),
-        browser_version: r
-            .version
-            .split('.')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        os: r.os.to_owned(),
-    }
+    device_with(user_agent, &ClientHints::default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beckon_engine::DeviceType;
 
     const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
-    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
 
     #[test]
-    fn crawlers_headless_browsers_and_automation_are_bots() {
-        for ua in [
-            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
-            "curl/8.5.0",
-            "python-requests/2.31.0",
-            "",
-        ] {
-            assert!(is_bot(ua, false), "{ua:?} should be a bot");
-        }
-        assert!(
-            is_bot(CHROME, true),
-            "navigator.webdriver makes any browser a bot"
-        );
-    }
-
-    #[test]
-    fn people_are_not_bots_and_their_devices_are_read() {
-        assert!(!is_bot(CHROME, false));
-        assert!(!is_bot(IPHONE, false));
-        let d = device(CHROME);
+    fn a_verdict_names_its_layer_and_a_device_is_read_once_and_kept() {
         assert_eq!(
-            (d.kind, d.browser.as_str(), d.browser_version),
-            (DeviceType::Desktop, "Chrome", 131)
+            bot_reason(CHROME, true).as_deref(),
+            Some("automation: navigator.webdriver is set")
         );
-        assert_eq!(device(IPHONE).kind, DeviceType::Mobile);
+        assert!(
+            bot_reason("curl/8.5.0", false).is_some_and(|r| r.starts_with("user agent: ")),
+            "{:?}",
+            bot_reason("curl/8.5.0", false)
+        );
+        assert_eq!(bot_reason(CHROME, false), None);
+        let hints = ClientHints {
+            mobile: Some("?1".into()),
+            platform: None,
+        };
+        assert_eq!(device(CHROME).kind, DeviceType::Desktop);
+        assert_eq!(device_with(CHROME, &hints).kind, DeviceType::Mobile);
+        assert!(Arc::ptr_eq(&seen(CHROME, &hints), &seen(CHROME, &hints)));
     }
 }

@@ -59,6 +59,8 @@ pub struct Sender<'a> {
     pub session: Option<&'a str>,
     /// The `User-Agent` header.
     pub user_agent: &'a str,
+    /// The client hints the browser sent.
+    pub hints: &'a crate::edge::ClientHints,
     /// The widget's context.
     pub context: &'a ClientContext,
 }
@@ -186,7 +188,7 @@ pub async fn submit(
         }
     }
     let start = SessionStart {
-        device: edge::device(from.user_agent),
+        device: edge::device_with(from.user_agent, from.hints),
         bot: false,
         language,
         utc_offset_minutes: tz,

@@ -197,6 +197,7 @@ impl World {
             },
             session: Some(&session),
             user_agent: CHROME,
+            hints: &beckon_server::edge::ClientHints::default(),
             context: &context,
         };
         match intake::submit(state, from, sent.events.clone()).await {

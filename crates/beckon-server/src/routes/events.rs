@@ -50,6 +50,7 @@ pub async fn post(
             },
             session: Some(&batch.session),
             user_agent: header_str(&headers, header::USER_AGENT).unwrap_or(""),
+            hints: &crate::edge::ClientHints::from_headers(&headers),
             context: &batch.context,
         },
         batch.events,

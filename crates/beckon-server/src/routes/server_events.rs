@@ -103,6 +103,7 @@ async fn forward(
         claim: Claim::Backend { visitor },
         session,
         user_agent: "",
+        hints: &crate::edge::ClientHints::default(),
         context: &ClientContext::default(),
     };
     let submitted = intake::submit(state, from, vec![event])

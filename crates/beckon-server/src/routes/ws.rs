@@ -124,6 +124,7 @@ pub async fn upgrade(
         token,
         identity,
         user_agent,
+        hints: crate::edge::ClientHints::from_headers(&headers),
         context: ClientContext::default(),
         id: rand::random(),
         pushes: None,
@@ -295,6 +296,8 @@ struct Conn {
     /// A new identity to announce before anything else (taken once sent).
     identity: Option<Identity>,
     user_agent: String,
+    /// The client hints sent with the upgrade.
+    hints: crate::edge::ClientHints,
     key: VisitorKey,
     /// The widget's context, as last sent.
     context: ClientContext,
@@ -438,6 +441,7 @@ impl Conn {
             },
             session: Some(&self.session),
             user_agent: &self.user_agent,
+            hints: &self.hints,
             context: &self.context,
         };
         // The site's rate applies to batches over a socket as to batches posted; a throttled

@@ -608,6 +608,7 @@ pub async fn submit_as(
         },
         session: Some(session),
         user_agent: CHROME,
+        hints: &beckon_server::edge::ClientHints::default(),
         context: &context,
     };
     beckon_server::intake::submit(state, from, events).await

@@ -222,6 +222,7 @@ pub async fn submit_backend(
         claim: Claim::Backend { visitor },
         session: None,
         user_agent: "",
+        hints: &beckon_server::edge::ClientHints::default(),
         context: &context,
     };
     intake::submit(state, from, events).await
