@@ -2,12 +2,14 @@
 //!
 //! Bots are judged in layers, before the engine sees anything: the user agent against the
 //! pattern list of the `isbot` npm package ([`patterns`]) and uap-core's spiders ([`device`]),
-//! then what the browser itself reports of automation. A verdict names its layer and its
+//! then what the browser itself reports of automation, then what the session does
+//! ([`behaviour`]). A verdict names its layer and its
 //! reason, which the log keeps for the operator.
 //!
 //! **Architecture invariant**: this crate knows no HTTP, no store and no wire shape. It reads
 //! strings and answers verdicts and devices; it is pure but for its vendored lists, compiled once.
 
+pub mod behaviour;
 pub mod device;
 pub mod patterns;
 
@@ -22,6 +24,8 @@ pub enum Layer {
     UserAgent,
     /// The browser's own report of automation.
     Automation,
+    /// What the session does.
+    Behaviour,
 }
 
 impl Layer {
@@ -30,6 +34,7 @@ impl Layer {
         match self {
             Layer::UserAgent => "user agent",
             Layer::Automation => "automation",
+            Layer::Behaviour => "behaviour",
         }
     }
 }
