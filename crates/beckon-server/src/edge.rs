@@ -53,9 +53,11 @@ struct Seen {
     device: Device,
 }
 
+/// A user agent with its hints, as the cache keys it.
+type Key = (String, Option<String>, Option<String>);
+
 fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, Option<String>, Option<String>), Arc<Seen>>>> =
-        OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Seen>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     let key = (
         user_agent.to_owned(),
