@@ -96,6 +96,13 @@ pub fn judge_user_agent(user_agent: &str) -> Option<Verdict> {
         .then(|| verdict("uap-core names its device a spider".to_owned()))
 }
 
+/// Compiles the pattern list and uap-core's regexes now (they compile once, on first use
+/// otherwise: a few hundred milliseconds, longer in a debug build).
+pub fn warm() {
+    patterns::Patterns::get();
+    device::parse("");
+}
+
 /// The verdict on what a browser reports of its automation.
 pub fn judge_automation(automation: Automation) -> Option<Verdict> {
     automation.webdriver.then(|| Verdict {

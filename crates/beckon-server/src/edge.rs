@@ -15,6 +15,10 @@ use beckon_engine::Device;
 /// (a hostile sender varying its user agent costs a parse per batch, never memory).
 pub const MAX_CACHED_USER_AGENTS: usize = 10_000;
 
+/// The longest user agent read (as the log keeps it): the rest is not looked at, so the cache
+/// holds at most [`MAX_CACHED_USER_AGENTS`] of this size.
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+
 /// The client hints a browser sends of itself, where it sends them.
 #[derive(Clone, Debug, Default)]
 pub struct ClientHints {
@@ -59,6 +63,10 @@ type Key = (String, Option<String>, Option<String>);
 fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
     static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Seen>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
+    let user_agent = match user_agent.char_indices().nth(MAX_USER_AGENT_CHARS) {
+        Some((end, _)) => &user_agent[..end],
+        None => user_agent,
+    };
     let key = (
         user_agent.to_owned(),
         hints.mobile.clone(),
@@ -128,5 +136,9 @@ mod tests {
         assert_eq!(device(CHROME).kind, DeviceType::Desktop);
         assert_eq!(device_with(CHROME, &hints).kind, DeviceType::Mobile);
         assert!(Arc::ptr_eq(&seen(CHROME, &hints), &seen(CHROME, &hints)));
+        // Past its first 512 characters a user agent is not looked at: one entry for both.
+        let long = format!("{CHROME}{}", "x".repeat(2_000));
+        let longer = format!("{long}yyy");
+        assert!(Arc::ptr_eq(&seen(&long, &hints), &seen(&longer, &hints)));
     }
 }

@@ -172,7 +172,11 @@ pub async fn submit(
         .map(str::to_ascii_lowercase);
     let tz = from.context.tz_offset.unwrap_or(0).clamp(-14 * 60, 14 * 60) as i16;
     let context = BatchContext {
-        user_agent: from.user_agent.chars().take(512).collect(),
+        user_agent: from
+            .user_agent
+            .chars()
+            .take(crate::edge::MAX_USER_AGENT_CHARS)
+            .collect(),
         language: language.clone(),
         tz_offset_minutes: tz,
     };

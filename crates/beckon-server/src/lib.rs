@@ -167,6 +167,12 @@ pub struct Server {
 /// when the server last stopped (their timers are re-armed).
 pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, StartError> {
     metrics::install();
+    // The bot patterns and uap-core's regexes are compiled before the first visitor, off the
+    // async threads, not in the first visitor's request.
+    // (They are vendored and compiled by beckon-bots' tests: failing here is a build's bug.)
+    tokio::task::spawn_blocking(beckon_bots::warm)
+        .await
+        .expect("the vendored bot patterns and uap-core regexes compile");
     let tokens = Tokens::new(store.server_key().await?);
     let sites = Sites::load(store.as_ref()).await?;
     let shutdown = CancellationToken::new();
