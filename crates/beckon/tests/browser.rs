@@ -369,9 +369,41 @@ async fn a_crawler_gets_nothing_and_is_logged_as_a_bot_but_never_decided_on() {
     let log = demo.store.log(&site, 0, 1000).await.unwrap();
     assert!(!log.is_empty(), "the bot's batches are logged");
     assert!(
-        log.iter()
-            .all(|(_, b)| matches!(b.verdict, beckon_store::Verdict::Bot { .. })),
-        "every batch is marked a bot's"
+        log.iter().all(|(_, b)| matches!(&b.verdict,
+            beckon_store::Verdict::Bot { reason } if reason.starts_with("user agent: matches the isbot pattern"))),
+        "every batch is marked a bot's, by its user agent: {:?}",
+        log.iter().map(|(_, b)| &b.verdict).collect::<Vec<_>>()
+    );
+    assert!(demo.store.exposures(&site).await.unwrap().is_empty());
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_with_navigator_webdriver_set_gets_nothing_whatever_its_user_agent() {
+    let demo = Demo::start().await;
+    let c = demo.browser_with(HUMAN_UA, true).await;
+    demo.open_as(&c, &demo.visitor_in(Arm::Treated, "driven"), "/cart.html")
+        .await;
+    assert_eq!(
+        c.execute("return navigator.webdriver === true", vec![])
+            .await
+            .unwrap(),
+        serde_json::Value::Bool(true),
+        "the browser says it is automated"
+    );
+    fill_cart(&c).await;
+    c.refresh().await.unwrap();
+    demo.wait_widget(&c).await;
+    c.execute(EXIT_INTENT, vec![]).await.unwrap();
+    no_intervention_for(&c, Duration::from_secs(5)).await;
+    let site = SiteId::parse("demo").unwrap();
+    let log = demo.store.log(&site, 0, 1000).await.unwrap();
+    assert!(!log.is_empty(), "the batches are logged");
+    assert!(
+        log.iter().all(|(_, b)| matches!(&b.verdict,
+            beckon_store::Verdict::Bot { reason } if reason == "automation: navigator.webdriver is set")),
+        "every batch is marked an automated browser's: {:?}",
+        log.iter().map(|(_, b)| &b.verdict).collect::<Vec<_>>()
     );
     assert!(demo.store.exposures(&site).await.unwrap().is_empty());
     demo.stop().await;

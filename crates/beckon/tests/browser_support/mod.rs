@@ -393,11 +393,17 @@ impl Demo {
     /// A new browser, with a profile directory of its own: a person's desktop Chrome, or the
     /// given user agent.
     pub async fn browser(&self, user_agent: &str) -> Browser {
+        self.browser_with(user_agent, false).await
+    }
+
+    /// A browser sending `user_agent`; `automated`, it says so as chromedriver's browsers do
+    /// (`navigator.webdriver` set).
+    pub async fn browser_with(&self, user_agent: &str, automated: bool) -> Browser {
         let profile = tempfile::Builder::new()
             .prefix("beckon-chromium-")
             .tempdir()
             .unwrap();
-        let args = vec![
+        let mut args = vec![
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -409,10 +415,12 @@ impl Demo {
             "--no-first-run".to_owned(),
             "--window-size=1280,900".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
-            // A person's browser does not expose navigator.webdriver.
-            "--disable-blink-features=AutomationControlled".to_owned(),
             format!("--user-agent={user_agent}"),
         ];
+        if !automated {
+            // A person's browser does not expose navigator.webdriver.
+            args.push("--disable-blink-features=AutomationControlled".to_owned());
+        }
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".to_owned(),
