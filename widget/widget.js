@@ -111,7 +111,7 @@ function newSession() {
 var box = []; // {e: event, s: sent at (0 = not in flight), n: tries}
 function context() {
   var sc = w.screen || {};
-  return { lang: str(nav.language), tz_offset: -new Date().getTimezoneOffset(), screen: [sc.width | 0, sc.height | 0], webdriver: !!nav.webdriver };
+  return { lang: str((nav.languages || [])[0] || nav.language), tz_offset: -new Date().getTimezoneOffset(), screen: [sc.width | 0, sc.height | 0], webdriver: !!nav.webdriver };
 }
 function evOf(x) { return x.e; }
 function unsent() { box.forEach(function (x) { x.s = 0; }); }

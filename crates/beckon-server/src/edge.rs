@@ -26,6 +26,8 @@ pub struct ClientHints {
     pub mobile: Option<String>,
     /// `Sec-CH-UA-Platform`.
     pub platform: Option<String>,
+    /// `Accept-Language`: the language when the widget names none.
+    pub accept_language: Option<String>,
 }
 
 impl ClientHints {
@@ -40,6 +42,7 @@ impl ClientHints {
         ClientHints {
             mobile: get("sec-ch-ua-mobile"),
             platform: get("sec-ch-ua-platform"),
+            accept_language: get("accept-language"),
         }
     }
 
@@ -87,6 +90,23 @@ fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
     s
 }
 
+/// The visitor's language: the widget's (`navigator.languages`' first, as it sends it), else the
+/// first of `Accept-Language` (`fr-CH, fr;q=0.9` gives `fr`); a primary subtag of two or three
+/// letters, lower case, or none.
+pub fn language(widget: Option<&str>, accept_language: Option<&str>) -> Option<String> {
+    let primary = |tag: &str| {
+        let tag = tag.split(';').next().unwrap_or("").trim();
+        let primary = tag.split('-').next().unwrap_or("");
+        ((2..=3).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic()))
+            .then(|| primary.to_ascii_lowercase())
+    };
+    widget.and_then(primary).or_else(|| {
+        accept_language
+            .and_then(|a| a.split(',').next())
+            .and_then(primary)
+    })
+}
+
 /// Whether this user agent (and the widget's report of `navigator.webdriver`) is a bot.
 pub fn is_bot(user_agent: &str, webdriver: bool) -> bool {
     bot_reason(user_agent, webdriver).is_some()
@@ -115,6 +135,18 @@ mod tests {
     use super::*;
     use beckon_engine::DeviceType;
 
+    #[test]
+    fn the_language_is_the_widget_s_else_the_browser_s_first() {
+        assert_eq!(language(Some("de-AT"), Some("fr")).as_deref(), Some("de"));
+        assert_eq!(
+            language(None, Some("fr-CH, fr;q=0.9, en;q=0.8")).as_deref(),
+            Some("fr")
+        );
+        assert_eq!(language(Some(""), Some("es;q=0.9")).as_deref(), Some("es"));
+        assert_eq!(language(Some("x"), Some("*")), None);
+        assert_eq!(language(None, None), None);
+    }
+
     const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
     #[test]
@@ -131,7 +163,7 @@ mod tests {
         assert_eq!(bot_reason(CHROME, false), None);
         let hints = ClientHints {
             mobile: Some("?1".into()),
-            platform: None,
+            ..ClientHints::default()
         };
         assert_eq!(device(CHROME).kind, DeviceType::Desktop);
         assert_eq!(device_with(CHROME, &hints).kind, DeviceType::Mobile);

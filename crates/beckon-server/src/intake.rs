@@ -163,13 +163,10 @@ pub async fn submit(
             Source::Backend,
         ),
     };
-    let language = from
-        .context
-        .lang
-        .as_deref()
-        .and_then(|l| l.split('-').next())
-        .filter(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()))
-        .map(str::to_ascii_lowercase);
+    let language = edge::language(
+        from.context.lang.as_deref(),
+        from.hints.accept_language.as_deref(),
+    );
     let tz = from.context.tz_offset.unwrap_or(0).clamp(-14 * 60, 14 * 60) as i16;
     let context = BatchContext {
         user_agent: from

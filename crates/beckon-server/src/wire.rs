@@ -61,7 +61,7 @@ pub enum UpFrame {
 /// What the widget says about the browser.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ClientContext {
-    /// `navigator.language`.
+    /// The browser's first language (`navigator.languages[0]`, else `navigator.language`).
     #[serde(default)]
     pub lang: Option<String>,
     /// Minutes east of UTC.
