@@ -92,8 +92,10 @@ fn tablet(device: &str, model: Option<&str>) -> bool {
         "lenovo tb",
         "tab ",
     ];
+    /// Phones named like a tablet: Microsoft's Surface Duo is a phone (it sends `Mobile`).
+    const PHONES: &[&str] = &["surface duo"];
     let text = format!("{} {}", device, model.unwrap_or("")).to_ascii_lowercase();
-    TABLETS.iter().any(|t| text.contains(t))
+    TABLETS.iter().any(|t| text.contains(t)) && !PHONES.iter().any(|p| text.contains(p))
 }
 
 /// The device type of what uap-core found: a computer when it names no device (`Other`) or a
@@ -170,6 +172,12 @@ mod tests {
         assert_eq!(
             device(GALAXY_TAB, Hints::default()).kind,
             DeviceType::Tablet
+        );
+        let surface_duo = "Mozilla/5.0 (Linux; Android 11; Surface Duo) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36";
+        assert_eq!(
+            device(surface_duo, Hints::default()).kind,
+            DeviceType::Mobile,
+            "a phone"
         );
     }
 

@@ -8,11 +8,41 @@
 //! original in JavaScript (node) on the crawler list and the browser fixtures.
 //!
 //! JavaScript's `\w`, `\d`, `\b` and case folding are ASCII-only, so the patterns run on bytes
-//! with Unicode off, on the user agent lowered to ASCII lower case.
+//! with Unicode off, on the user agent as [`js_text`] gives it: lowered to ASCII lower case, and
+//! each character beyond ASCII as one byte per UTF-16 code unit, since JavaScript counts
+//! (`[^ ]{50,}`) in code units and its `\s` takes Unicode's spaces.
 
 use std::sync::OnceLock;
 
 use regex::bytes::{Regex, RegexBuilder};
+
+/// `user_agent` as the patterns read it, the way JavaScript sees it: ASCII lowered; each of
+/// JavaScript's white space characters beyond ASCII (what its `\s` matches) as a vertical tab
+/// (white space to `\s`, not a space to `[^ ]`); any other character beyond ASCII as `0x80`,
+/// once per UTF-16 code unit (neither a word character nor white space, one to `[^ ]`).
+pub fn js_text(user_agent: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(user_agent.len());
+    for c in user_agent.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase() as u8);
+        } else if matches!(
+            c,
+            '\u{a0}' | '\u{1680}' | '\u{2000}'
+                ..='\u{200a}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202f}'
+                    | '\u{205f}'
+                    | '\u{3000}'
+                    | '\u{feff}'
+        ) {
+            out.push(0x0b);
+        } else {
+            out.extend(std::iter::repeat_n(0x80, c.len_utf16()));
+        }
+    }
+    out
+}
 
 /// The pattern list, as the isbot package publishes it.
 const LIST: &str = include_str!("../data/isbot/patterns.json");
@@ -82,7 +112,7 @@ impl Pattern {
         &self.source
     }
 
-    /// Whether it matches `lowered`, a user agent in ASCII lower case.
+    /// Whether it matches `lowered`, a user agent as [`js_text`] gives it.
     pub fn is_match(&self, lowered: &[u8]) -> bool {
         let Some(rw) = self.rewrite else {
             return self.regex.is_match(lowered);
@@ -225,8 +255,8 @@ impl Patterns {
 
     /// The first pattern of the list that matches `user_agent`, or `None` for a person's.
     pub fn matching(&self, user_agent: &str) -> Option<&str> {
-        let lowered = user_agent.to_ascii_lowercase();
-        let lowered = lowered.as_bytes();
+        let lowered = js_text(user_agent);
+        let lowered = lowered.as_slice();
         let hit =
             self.plain.is_match(lowered) || self.rewritten.iter().any(|p| p.is_match(lowered));
         if !hit {
@@ -250,6 +280,26 @@ mod tests {
         assert_eq!(rust_syntax(r"[^ ]{50,}"), r"[^ ]{50,}");
         assert_eq!(rust_syntax(r"\[x-y]"), r"\[x-y]");
         assert!(compile(r"[\w\d-.]+").is_match(b"a-b.c"));
+    }
+
+    #[test]
+    fn text_beyond_ascii_is_read_as_javascript_reads_it() {
+        let p = Patterns::get();
+        // JavaScript counts UTF-16 code units: 48 letters and an é are 49, under `[^ ]{50,}`.
+        assert_eq!(p.matching(&format!("{}é", "a".repeat(48))), None);
+        assert_eq!(p.matching(&"é".repeat(30)), None);
+        assert!(p.matching(&"é".repeat(50)).is_some());
+        assert!(
+            p.matching(&"😀".repeat(25)).is_some(),
+            "two code units each"
+        );
+        // JavaScript's `\s` takes Unicode's spaces.
+        assert!(p.matching("foo/1.0\u{a0}(bar)").is_some());
+        assert!(
+            p.matching("Mozilla/5.0\u{3000}(compatible; foo/1.0)")
+                .is_some()
+        );
+        assert_eq!(js_text("Aé😀\u{feff}"), b"a\x80\x80\x80\x0b");
     }
 
     #[test]

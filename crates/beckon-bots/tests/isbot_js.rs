@@ -36,6 +36,20 @@ fn edges() -> Vec<String> {
         "", ";", "sapphire", "wv", "app", "/google", " pixel", "_", "s", "/1.0", " ",
     ];
     let mut out = Vec::new();
+    // Beyond ASCII, where JavaScript counts UTF-16 code units and its `\s` takes Unicode's
+    // spaces: around `^[^ ]{50,}$` and the patterns with `\s`.
+    for c in [
+        "\u{a0}", "\u{3000}", "\u{feff}", "\u{2028}", "\u{85}", "é", "😀",
+    ] {
+        out.push(format!("{}{c}", "a".repeat(48)));
+        out.push(format!("{}{c}", "a".repeat(49)));
+        out.push(c.repeat(30));
+        out.push(format!("foo;{c}bar;"));
+        out.push(format!("mozilla/5.0{c}foo"));
+        out.push(format!("mozilla/5.0 (compatible;{c}foo-1 2.0)"));
+        out.push(format!("foo/1.0{c}(bar)"));
+        out.push(format!("{c}news {c}google {c}bot {c}scan"));
+    }
     for core in cores {
         for b in before {
             for a in after {
@@ -95,12 +109,12 @@ fn every_pattern_matches_what_javascript_matches() {
             .iter()
             .map(|i| i.as_u64().unwrap() as usize)
             .collect();
-        let lowered = agent.to_ascii_lowercase();
+        let lowered = beckon_bots::patterns::js_text(agent);
         let ours: Vec<usize> = patterns
             .each()
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.is_match(lowered.as_bytes()))
+            .filter(|(_, p)| p.is_match(&lowered))
             .map(|(i, _)| i)
             .collect();
         matches += ours.len();
