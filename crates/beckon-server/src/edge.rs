@@ -15,8 +15,8 @@ use beckon_engine::Device;
 /// (a hostile sender varying its user agent costs a parse per batch, never memory).
 pub const MAX_CACHED_USER_AGENTS: usize = 10_000;
 
-/// The longest user agent read (as the log keeps it): the rest is not looked at, so the cache
-/// holds at most [`MAX_CACHED_USER_AGENTS`] of this size.
+/// The longest user agent a person's browser is taken to send (the log keeps this much): a
+/// longer one is a bot's, and the cache holds at most [`MAX_CACHED_USER_AGENTS`] of this size.
 pub const MAX_USER_AGENT_CHARS: usize = 512;
 
 /// The client hints a browser sends of itself, where it sends them.
@@ -66,10 +66,15 @@ type Key = (String, Option<String>, Option<String>);
 fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
     static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Seen>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
-    let user_agent = match user_agent.char_indices().nth(MAX_USER_AGENT_CHARS) {
-        Some((end, _)) => &user_agent[..end],
-        None => user_agent,
-    };
+    // No browser sends a user agent this long; a marker padded past it would not be read.
+    if user_agent.chars().nth(MAX_USER_AGENT_CHARS).is_some() {
+        return Arc::new(Seen {
+            verdict: Some(format!(
+                "user agent: longer than {MAX_USER_AGENT_CHARS} characters"
+            )),
+            device: Device::default(),
+        });
+    }
     let key = (
         user_agent.to_owned(),
         hints.mobile.clone(),
@@ -168,9 +173,13 @@ mod tests {
         assert_eq!(device(CHROME).kind, DeviceType::Desktop);
         assert_eq!(device_with(CHROME, &hints).kind, DeviceType::Mobile);
         assert!(Arc::ptr_eq(&seen(CHROME, &hints), &seen(CHROME, &hints)));
-        // Past its first 512 characters a user agent is not looked at: one entry for both.
-        let long = format!("{CHROME}{}", "x".repeat(2_000));
-        let longer = format!("{long}yyy");
-        assert!(Arc::ptr_eq(&seen(&long, &hints), &seen(&longer, &hints)));
+        // A crawler's marker padded past 512 characters does not get it through.
+        let padded = format!("{CHROME}{} Googlebot/2.1", " ".repeat(600));
+        assert_eq!(
+            bot_reason(&padded, false).as_deref(),
+            Some("user agent: longer than 512 characters")
+        );
+        let longest = format!("{CHROME}{}", "x".repeat(512 - CHROME.len()));
+        assert_eq!(bot_reason(&longest, false), None, "512 characters are read");
     }
 }
