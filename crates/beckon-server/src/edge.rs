@@ -112,11 +112,6 @@ pub fn language(widget: Option<&str>, accept_language: Option<&str>) -> Option<S
     })
 }
 
-/// Whether this user agent (and the widget's report of `navigator.webdriver`) is a bot.
-pub fn is_bot(user_agent: &str, webdriver: bool) -> bool {
-    bot_reason(user_agent, webdriver).is_some()
-}
-
 /// Why this sender is a bot (`layer: reason`), or `None` for a person.
 pub fn bot_reason(user_agent: &str, webdriver: bool) -> Option<String> {
     if let Some(v) = &seen(user_agent, &ClientHints::default()).verdict {

@@ -353,28 +353,37 @@ async fn after_a_conversion_nothing_more() {
     demo.stop().await;
 }
 
+/// The cart offer's moment in `c`: nothing is shown, and every batch is logged as a bot's, for
+/// the reason `why` accepts; no state, no exposure.
+async fn a_bot_gets_nothing(demo: &Demo, c: &fantoccini::Client, why: impl Fn(&str) -> bool) {
+    fill_cart(c).await;
+    c.refresh().await.unwrap();
+    demo.wait_widget(c).await;
+    c.execute(EXIT_INTENT, vec![]).await.unwrap();
+    no_intervention_for(c, Duration::from_secs(5)).await;
+    // Kept for the operator, marked as never decided on.
+    let site = SiteId::parse("demo").unwrap();
+    let log = demo.store.log(&site, 0, 1000).await.unwrap();
+    assert!(!log.is_empty(), "the bot's batches are logged");
+    assert!(
+        log.iter().all(|(_, b)| matches!(&b.verdict,
+            beckon_store::Verdict::Bot { reason } if why(reason))),
+        "every batch is marked a bot's, for its reason: {:?}",
+        log.iter().map(|(_, b)| &b.verdict).collect::<Vec<_>>()
+    );
+    assert!(demo.store.exposures(&site).await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crawler_gets_nothing_and_is_logged_as_a_bot_but_never_decided_on() {
     let demo = Demo::start().await;
     let c = demo.browser(BOT_UA).await;
     demo.open_as(&c, &demo.visitor_in(Arm::Treated, "bot"), "/cart.html")
         .await;
-    fill_cart(&c).await;
-    c.refresh().await.unwrap();
-    demo.wait_widget(&c).await;
-    c.execute(EXIT_INTENT, vec![]).await.unwrap();
-    no_intervention_for(&c, Duration::from_secs(5)).await;
-    // Kept for the operator, marked as never decided on; no state, no exposure.
-    let site = SiteId::parse("demo").unwrap();
-    let log = demo.store.log(&site, 0, 1000).await.unwrap();
-    assert!(!log.is_empty(), "the bot's batches are logged");
-    assert!(
-        log.iter().all(|(_, b)| matches!(&b.verdict,
-            beckon_store::Verdict::Bot { reason } if reason.starts_with("user agent: matches the isbot pattern"))),
-        "every batch is marked a bot's, by its user agent: {:?}",
-        log.iter().map(|(_, b)| &b.verdict).collect::<Vec<_>>()
-    );
-    assert!(demo.store.exposures(&site).await.unwrap().is_empty());
+    a_bot_gets_nothing(&demo, &c, |r| {
+        r.starts_with("user agent: matches the isbot pattern")
+    })
+    .await;
     demo.stop().await;
 }
 
@@ -391,21 +400,7 @@ async fn a_browser_with_navigator_webdriver_set_gets_nothing_whatever_its_user_a
         serde_json::Value::Bool(true),
         "the browser says it is automated"
     );
-    fill_cart(&c).await;
-    c.refresh().await.unwrap();
-    demo.wait_widget(&c).await;
-    c.execute(EXIT_INTENT, vec![]).await.unwrap();
-    no_intervention_for(&c, Duration::from_secs(5)).await;
-    let site = SiteId::parse("demo").unwrap();
-    let log = demo.store.log(&site, 0, 1000).await.unwrap();
-    assert!(!log.is_empty(), "the batches are logged");
-    assert!(
-        log.iter().all(|(_, b)| matches!(&b.verdict,
-            beckon_store::Verdict::Bot { reason } if reason == "automation: navigator.webdriver is set")),
-        "every batch is marked an automated browser's: {:?}",
-        log.iter().map(|(_, b)| &b.verdict).collect::<Vec<_>>()
-    );
-    assert!(demo.store.exposures(&site).await.unwrap().is_empty());
+    a_bot_gets_nothing(&demo, &c, |r| r == "automation: navigator.webdriver is set").await;
     demo.stop().await;
 }
 
