@@ -146,6 +146,7 @@ fn stops_evaluation(why: &Suppression) -> bool {
     matches!(
         why,
         Suppression::Bot
+            | Suppression::NoInteraction
             | Suppression::Converted
             | Suppression::SessionCap { .. }
             | Suppression::DailyCap { max: 0, .. }

@@ -373,6 +373,9 @@ impl Engine {
         if s.bot {
             return Some((Suppression::Bot, Until::Session));
         }
+        if !s.interacted {
+            return Some((Suppression::NoInteraction, Until::Event));
+        }
         if s.converted_at.is_some() {
             return Some((Suppression::Converted, Until::Session));
         }

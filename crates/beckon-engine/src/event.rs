@@ -122,6 +122,16 @@ impl Event {
                 | Event::ChatOpened
         )
     }
+
+    /// Whether the event shows a person at the page: a pointer, touch, key or scroll (the
+    /// widget reports each as `activity`), a hover, a click, or opening the chat. A page view,
+    /// a scroll depth measured at load or a cart set by the page's script shows no one.
+    pub fn shows_a_person(&self) -> bool {
+        matches!(
+            self,
+            Event::Activity | Event::Hover(_) | Event::Click(_) | Event::ChatOpened
+        )
+    }
 }
 
 /// A page view.

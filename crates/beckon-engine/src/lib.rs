@@ -30,6 +30,8 @@
 //! let t0 = Timestamp::from_secs(1_800_000_000);
 //! let visitor = VisitorId::parse("v-1").unwrap();
 //! let mut session = engine.start_session(visitor, SessionStart::default(), &mut profile, t0);
+//! // A person moves the pointer: until then nothing is shown.
+//! engine.decide(&mut session, &mut profile, &Event::Activity, t0.plus_ms(1_000));
 //! let cart = Event::Cart(CartUpdate { value: 80.0, currency: "EUR".into(), items: 2 });
 //! engine.decide(&mut session, &mut profile, &cart, t0.plus_ms(20_000));
 //! let d = engine.decide(&mut session, &mut profile, &Event::ExitIntent, t0.plus_ms(30_000));

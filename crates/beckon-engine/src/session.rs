@@ -49,6 +49,10 @@ pub struct Session {
     pub(crate) arm: Arm,
     pub(crate) started_at: Timestamp,
     pub(crate) bot: bool,
+    /// Whether anything in the visit has shown a person there ([`Event::shows_a_person`]);
+    /// until then nothing is shown, and nothing counted as an exposure.
+    #[serde(default)]
+    pub(crate) interacted: bool,
     pub(crate) device: Device,
     pub(crate) language: Option<String>,
     pub(crate) utc_offset_minutes: i16,
@@ -128,6 +132,7 @@ impl Session {
             arm,
             started_at: now,
             bot: start.bot,
+            interacted: false,
             device: start.device,
             language: start.language,
             utc_offset_minutes: start.utc_offset_minutes,
@@ -175,6 +180,17 @@ impl Session {
         self.bot
     }
 
+    /// Judges the visitor a bot for the rest of the visit: what the session did (its event
+    /// rates, its timing) showed it, after the edge let it in. Nothing fires from now on.
+    pub fn mark_bot(&mut self) {
+        self.bot = true;
+    }
+
+    /// Whether anything in the visit has shown a person there.
+    pub fn interacted(&self) -> bool {
+        self.interacted
+    }
+
     /// Whether the visitor converted during this visit.
     pub fn converted(&self) -> bool {
         self.converted_at.is_some()
@@ -203,6 +219,9 @@ impl Session {
         policy: &Policy,
         now: Timestamp,
     ) {
+        if event.shows_a_person() {
+            self.interacted = true;
+        }
         if event.is_interaction() {
             self.last_interaction = now;
             self.page.exit_intent = false;

@@ -19,6 +19,8 @@ use crate::time::Timestamp;
 pub enum Suppression {
     /// The visitor is a bot.
     Bot,
+    /// Nothing in the visit has shown a person there yet: no pointer, touch, key or scroll.
+    NoInteraction,
     /// The visitor converted in this session.
     Converted,
     /// The visitor converted recently (the policy's quiet time after a conversion).
@@ -67,6 +69,9 @@ impl fmt::Display for Suppression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Suppression::Bot => f.write_str("the visitor is a bot"),
+            Suppression::NoInteraction => {
+                f.write_str("no pointer, touch, key or scroll yet in this visit")
+            }
             Suppression::Converted => f.write_str("the visitor converted in this session"),
             Suppression::ConvertedRecently { until } => {
                 write!(f, "the visitor converted recently; quiet until {until}")

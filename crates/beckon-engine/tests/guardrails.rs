@@ -59,6 +59,90 @@ fn a_bot_never_triggers_anything() {
     assert_eq!(bot.profile.recent_fires.len(), 0);
 }
 
+#[test]
+fn a_visit_judged_a_bot_midway_gets_nothing_more() {
+    let e = engine(&nudge(""), policy());
+    let mut v = Visitor::arrive(&e, "scripted", T0);
+    v.send(page(PageType::Product), at(0));
+    assert!(!v.session.is_bot());
+    // What the session did (its rates, its timing) gave it away before the cart filled.
+    v.session.mark_bot();
+    assert!(v.session.is_bot());
+    let (d, trace) = v.explain(cart(1), at(SEC));
+    assert_eq!(seen(&d), held(Suppression::Bot));
+    assert_eq!(trace.held, Some(Suppression::Bot));
+    assert_eq!(d.next_wake, None);
+}
+
+// ---- no one at the page ---------------------------------------------------------------------
+
+#[test]
+fn a_visit_with_no_pointer_touch_key_or_scroll_is_shown_nothing_and_logs_no_ghost() {
+    let half = Policy {
+        holdout_percent: 50.0,
+        ..Policy::default()
+    };
+    let e = engine(&nudge(""), half);
+    for holdout in [false, true] {
+        // A script's visit: pages, a scroll depth measured at load, a cart its own code sets,
+        // and the time that passes; never a pointer, a touch, a key or a scroll.
+        let id = visitor_in_arm(&e, "script", holdout);
+        let id = beckon_engine::VisitorId::parse(&id).unwrap();
+        let mut v = Visitor::untouched(&e, id, SessionStart::default(), T0);
+        assert!(!v.session.interacted());
+        v.send(page(PageType::Product), at(0));
+        v.send(Event::Scroll { depth: 100 }, at(100));
+        let (d, trace) = v.explain(cart(1), at(SEC));
+        assert_eq!(
+            seen(&d),
+            held(Suppression::NoInteraction),
+            "held out: {holdout}"
+        );
+        assert_eq!(
+            trace.verdict("nudge"),
+            Some(&Verdict::Held {
+                by: Suppression::NoInteraction
+            })
+        );
+        assert_eq!(d.next_wake, None, "no timer wakes a visit no one is at");
+        assert_eq!(
+            seen(&v.send(Event::Tick, at(HOUR))),
+            held(Suppression::NoInteraction)
+        );
+        assert!(
+            v.profile.recent_fires.is_empty(),
+            "no exposure, shown or ghost"
+        );
+        assert!(
+            trace
+                .to_string()
+                .contains("no pointer, touch, key or scroll"),
+            "{trace}"
+        );
+
+        // The first sign of a person lifts it at once: the cart already there is offered on
+        // the pointer's move (shown, or a ghost for the held-out arm).
+        let d = v.send(Event::Activity, at(HOUR + SEC));
+        let want = if holdout {
+            ghost("nudge")
+        } else {
+            fire("nudge")
+        };
+        assert_eq!(seen(&d), want, "held out: {holdout}");
+        assert!(v.session.interacted());
+    }
+    // A hover, a click and opening the chat show a person as well; a page view does not.
+    for (event, person) in [
+        (hover("add-to-cart", "sku-1"), true),
+        (Event::ChatOpened, true),
+        (page(PageType::Cart), false),
+        (Event::Visibility { visible: true }, false),
+        (Event::Idle, false),
+    ] {
+        assert_eq!(event.shows_a_person(), person, "{event:?}");
+    }
+}
+
 // ---- conversions ----------------------------------------------------------------------------
 
 #[test]

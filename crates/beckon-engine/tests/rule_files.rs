@@ -420,6 +420,8 @@ message = { type = "text", text = "Before you go…" }
             &mut profile,
             t0,
         );
+        // The person moves the pointer (nothing can fire on arrival).
+        engine.decide(&mut session, &mut profile, &Event::Activity, t0);
         let events = [
             (
                 Event::Cart(CartUpdate {
@@ -498,6 +500,7 @@ fn decide_with_cart(engine: &Engine) -> (Option<String>, Trace) {
         &mut profile,
         t0,
     );
+    engine.decide(&mut session, &mut profile, &Event::Activity, t0);
     let cart = Event::Cart(CartUpdate {
         value: 30.0,
         currency: "EUR".into(),

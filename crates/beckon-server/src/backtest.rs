@@ -17,7 +17,7 @@ use beckon_engine::session::Arm;
 use beckon_engine::trace::{Trace, Verdict as RuleVerdict};
 use beckon_engine::{Engine, RuleId, RuleSet, SiteId, Timestamp, VisitorId};
 use beckon_store::analytics::{Analytics, Period};
-use beckon_store::{LoggedBatch, Source, Store, Verdict};
+use beckon_store::{LoggedBatch, Source, Store};
 
 use crate::replay::ReplayError;
 use crate::visit::{Effect, Visitor};
@@ -99,15 +99,9 @@ impl Run {
             out.push(effect);
         }
         if let Some((batch, events)) = batch {
-            let effect = self.visitor.replay_with(
-                engine,
-                batch.session.as_ref(),
-                batch.begins.as_ref(),
-                events,
-                batch.at,
-                &mut new_id,
-                explain,
-            );
+            let effect = self
+                .visitor
+                .replay(engine, batch, events, &mut new_id, explain);
             if let Some(next) = effect.next_wake {
                 self.wake = next;
             }
@@ -227,10 +221,14 @@ pub async fn backtest(
                 continue;
             }
             done += 1;
-            if matches!(batch.verdict, Verdict::Bot { .. }) || batch.source == Source::Timer {
+            if crate::replay::is_edge_bot(&batch.verdict) || batch.source == Source::Timer {
                 continue;
             }
-            people += 1;
+            // A visit judged a bot midway is replayed (its state must turn as it did live),
+            // but its batches from then on are no person's.
+            if crate::visit::judged_in_visit(&batch.verdict).is_none() {
+                people += 1;
+            }
             let (baseline, with) = engines.at(batch.rules_version).await?;
             last_version = Some(batch.rules_version);
             let events = crate::replay::incoming_of(&batch)?;

@@ -223,6 +223,7 @@ fn describe() {
 fn suppression(held: &Suppression) -> &'static str {
     match held {
         Suppression::Bot => "bot",
+        Suppression::NoInteraction => "no_interaction",
         Suppression::Converted => "converted",
         Suppression::ConvertedRecently { .. } => "converted_recently",
         Suppression::Silenced { .. } => "silenced",
@@ -246,6 +247,7 @@ mod tests {
         let t = Timestamp::EPOCH;
         for held in [
             Suppression::Bot,
+            Suppression::NoInteraction,
             Suppression::Converted,
             Suppression::ConvertedRecently { until: t },
             Suppression::Silenced { until: t },

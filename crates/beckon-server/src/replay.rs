@@ -13,7 +13,7 @@ use beckon_engine::{Engine, RuleId, RuleSet, SiteId, Timestamp, VisitorId};
 use beckon_store::insight::Insight;
 use beckon_store::{Applied, LoggedBatch, Store, StoreError, Verdict};
 
-use crate::visit::Visitor;
+use crate::visit::{Visitor, judged_in_visit};
 use crate::wire::{Incoming, logged_event};
 
 /// Batches read per page of the log.
@@ -98,7 +98,7 @@ pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Replay, Rep
         };
         after = *last;
         for (_, batch) in page {
-            if matches!(batch.verdict, Verdict::Bot { .. }) {
+            if is_edge_bot(&batch.verdict) {
                 continue;
             }
             let engine = engines.at(batch.rules_version).await?;
@@ -127,26 +127,8 @@ fn replay_batch(
         n += 1;
         format!("replay-{n}")
     };
-    let (fired, traces) = if explain {
-        visitor.replay_explained(
-            engine,
-            batch.session.as_ref(),
-            batch.begins.as_ref(),
-            &events,
-            batch.at,
-            &mut new_id,
-        )
-    } else {
-        let fired = visitor.replay(
-            engine,
-            batch.session.as_ref(),
-            batch.begins.as_ref(),
-            &events,
-            batch.at,
-            &mut new_id,
-        );
-        (fired, Vec::new())
-    };
+    let effect = visitor.replay(engine, batch, &events, &mut new_id, explain);
+    let (fired, traces) = (effect.fired, effect.traces.unwrap_or_default());
     let fired = fired
         .into_iter()
         .map(|f| Fired {
@@ -208,7 +190,7 @@ pub async fn explain_visitor(
     let mut state = Visitor::fresh(visitor.clone());
     let mut steps = Vec::with_capacity(log.len());
     for (_, batch) in log {
-        if matches!(batch.verdict, Verdict::Bot { .. }) {
+        if is_edge_bot(&batch.verdict) {
             steps.push(Step {
                 batch,
                 fired: Vec::new(),
@@ -284,4 +266,10 @@ async fn engine_at(store: &dyn Store, site: &SiteId, version: u64) -> Result<Eng
     let rules = RuleSet::compile(beckon_engine::rules::RuleFile { rules: set.rules }, tz)
         .map_err(|e| bad(e.to_string()))?;
     Engine::new(site.clone(), set.policy, rules).map_err(|e| bad(e.to_string()))
+}
+
+/// Whether the edge judged the batch a bot's before any visit saw it (a visit's own verdict,
+/// [`judged_in_visit`], is replayed: the visit saw those events).
+pub(crate) fn is_edge_bot(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Bot { .. }) && judged_in_visit(verdict).is_none()
 }

@@ -738,7 +738,7 @@ impl Shard {
             at: now,
             source: job.source,
             context: job.context,
-            verdict: Verdict::Human,
+            verdict: verdict_of(&effect.bot),
             rules_version: site.version(),
             begins: effect.begins.clone(),
             events: effect.events,
@@ -829,7 +829,7 @@ impl Shard {
             at: now,
             source: Source::Timer,
             context: BatchContext::default(),
-            verdict: Verdict::Human,
+            verdict: verdict_of(&effect.bot),
             rules_version: site.version(),
             begins: None,
             events: effect.events,
@@ -1003,6 +1003,17 @@ fn profile_fingerprint(profile: &Profile) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&bytes, &mut hasher);
     std::hash::Hasher::finish(&hasher)
+}
+
+/// The verdict a batch of a visit is logged with: a person's, unless what the visit did
+/// showed a bot.
+fn verdict_of(bot: &Option<String>) -> Verdict {
+    match bot {
+        Some(reason) => Verdict::Bot {
+            reason: reason.clone(),
+        },
+        None => Verdict::Human,
+    }
 }
 
 /// Records what fired as exposures in `write`, and returns the interventions to show (the

@@ -12,7 +12,11 @@ use beckon_engine::session::Arm;
 use beckon_engine::{
     Engine, Outcome, Profile, RuleId, Session, SessionId, SessionStart, Timestamp, VisitorId,
 };
-use beckon_store::{Applied, Issued, LoggedEvent, SessionRecord, VisitBegin, VisitorRecord};
+use beckon_store::{
+    Applied, Issued, LoggedBatch, LoggedEvent, SessionRecord, Verdict, VisitBegin, VisitorRecord,
+};
+
+use beckon_bots::behaviour::{Behaviour, Seen};
 
 use crate::wire::{Incoming, OutcomeOf};
 use crate::wire_message::Message;
@@ -44,6 +48,12 @@ pub struct Visit {
     pub ended: VecDeque<SessionId>,
     /// Interventions issued in this visit, oldest first.
     pub issued: VecDeque<Issued>,
+    /// Why what the visit did showed a bot (`behaviour: …`), once it has: the verdict holds
+    /// for the rest of the visit.
+    pub bot: Option<String>,
+    /// What the visit does, watched for a bot's rates and timing (in memory only: a restart
+    /// watches afresh, the verdict itself is kept).
+    pub watch: Behaviour,
 }
 
 /// A visitor: the profile that outlives visits, and the current visit.
@@ -105,6 +115,9 @@ pub struct Effect {
     pub next_wake: Option<Option<Timestamp>>,
     /// The engine's explanation of each decision, when asked for (the session explorer).
     pub traces: Option<Vec<beckon_engine::trace::Trace>>,
+    /// Set when the visit is a bot's by what it did (`behaviour: …`): the batch is logged
+    /// with this verdict.
+    pub bot: Option<String>,
 }
 
 /// How a batch's events are used.
@@ -139,6 +152,8 @@ impl Visitor {
                 state: s.state,
                 ended: s.ended.into(),
                 issued: s.issued.into(),
+                bot: s.bot,
+                watch: Behaviour::default(),
             }),
             fresh: false,
         }
@@ -158,6 +173,7 @@ impl Visitor {
             state: v.state.clone(),
             ended: v.ended.iter().cloned().collect(),
             issued: v.issued.iter().cloned().collect(),
+            bot: v.bot.clone(),
         })
     }
 
@@ -195,6 +211,9 @@ impl Visitor {
                 }
             }
         };
+        if mode == Mode::Decide {
+            effect.bot = self.watch(&events, now);
+        }
         for incoming in events {
             let applied = self.step(engine, mode, &incoming, now, new_id, &mut effect, false);
             effect.events.push(LoggedEvent {
@@ -209,58 +228,34 @@ impl Visitor {
         effect
     }
 
-    /// Replays one logged batch: the visit it began, then its decided events. Returns what
-    /// fired (with the ids `new_id` gives).
+    /// Replays one logged batch: the visit it began, the verdict it was logged with, then its
+    /// decided events; the whole effect (what fired with the ids `new_id` gives, the next
+    /// wake, and the engine's explanations when `explain`).
     pub fn replay(
         &mut self,
         engine: &Engine,
-        session: Option<&SessionId>,
-        begins: Option<&VisitBegin>,
+        batch: &LoggedBatch,
         events: &[(Incoming, bool)],
-        now: Timestamp,
-        new_id: &mut dyn FnMut() -> String,
-    ) -> Vec<Fired> {
-        self.replay_with(engine, session, begins, events, now, new_id, false)
-            .fired
-    }
-
-    /// As [`Visitor::replay`], keeping the engine's explanation of every decision.
-    pub fn replay_explained(
-        &mut self,
-        engine: &Engine,
-        session: Option<&SessionId>,
-        begins: Option<&VisitBegin>,
-        events: &[(Incoming, bool)],
-        now: Timestamp,
-        new_id: &mut dyn FnMut() -> String,
-    ) -> (Vec<Fired>, Vec<beckon_engine::trace::Trace>) {
-        let effect = self.replay_with(engine, session, begins, events, now, new_id, true);
-        (effect.fired, effect.traces.unwrap_or_default())
-    }
-
-    /// As [`Visitor::replay`], with the whole effect (what fired, the next wake, and the
-    /// explanations when `explain`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn replay_with(
-        &mut self,
-        engine: &Engine,
-        session: Option<&SessionId>,
-        begins: Option<&VisitBegin>,
-        events: &[(Incoming, bool)],
-        now: Timestamp,
         new_id: &mut dyn FnMut() -> String,
         explain: bool,
     ) -> Effect {
+        let now = batch.at;
         let mut effect = Effect {
             traces: explain.then(Vec::new),
             ..Effect::default()
         };
-        if let (Some(begin), Some(sid)) = (begins, session) {
+        if let (Some(begin), Some(sid)) = (&batch.begins, &batch.session) {
             if begin.fresh_profile {
                 self.profile = Profile::default();
                 self.visit = None;
             }
             self.begin(engine, sid, &begin.start, now);
+        }
+        if let (Some(reason), Some(visit)) = (judged_in_visit(&batch.verdict), self.visit.as_mut())
+        {
+            // The log says what the visit did had shown a bot by this batch.
+            mark_bot(visit, reason.to_owned());
+            effect.bot = visit.bot.clone();
         }
         let mode = if self.visit.is_some() {
             Mode::Decide
@@ -338,11 +333,35 @@ impl Visitor {
             state,
             ended,
             issued: VecDeque::new(),
+            bot: None,
+            watch: Behaviour::default(),
         });
         VisitBegin {
             start: start.clone(),
             fresh_profile: self.fresh,
         }
+    }
+
+    /// Watches what the current visit does in `events`, before the engine sees them: a
+    /// verdict of the behaviour layer marks the visit a bot for good. Answers the visit's
+    /// verdict, if it has one.
+    fn watch(&mut self, events: &[Incoming], now: Timestamp) -> Option<String> {
+        let visit = self.visit.as_mut()?;
+        if visit.bot.is_none() {
+            let at = now.as_millis();
+            let verdict = events.iter().fold(None, |found, e| {
+                let seen = match &e.event {
+                    beckon_engine::Event::PageView(_) => Seen::Page,
+                    e if e.shows_a_person() => Seen::Interaction,
+                    _ => Seen::Other,
+                };
+                found.or(visit.watch.observe(seen, at))
+            });
+            if let Some(v) = verdict {
+                mark_bot(visit, v.to_string());
+            }
+        }
+        visit.bot.clone()
     }
 
     /// One event: checked (unless `trusted`), then decided on (or recorded) as `mode` says.
@@ -434,5 +453,26 @@ impl Visitor {
                 .iter()
                 .any(|i| i.id == claim.intervention && i.rule == claim.rule)
         })
+    }
+}
+
+/// Judges `visit` a bot for the rest of the visit, for `reason`.
+fn mark_bot(visit: &mut Visit, reason: String) {
+    visit.state.mark_bot();
+    visit.bot.get_or_insert(reason);
+}
+
+/// The reason of a batch logged as a bot's by what its visit did (`behaviour: …`); `None`
+/// for a person's batch and for one the edge refused before any visit saw it.
+pub fn judged_in_visit(verdict: &Verdict) -> Option<&str> {
+    match verdict {
+        Verdict::Bot { reason }
+            if reason
+                .strip_prefix(beckon_bots::Layer::Behaviour.as_str())
+                .is_some_and(|r| r.starts_with(": ")) =>
+        {
+            Some(reason)
+        }
+        _ => None,
     }
 }

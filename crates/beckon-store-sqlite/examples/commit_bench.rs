@@ -78,6 +78,7 @@ fn group(engine: &Engine, site: &SiteId, commit: usize, with_visitors: bool) -> 
                     state,
                     ended: Vec::new(),
                     issued: Vec::new(),
+                    bot: None,
                 }),
                 last_seen: now,
             });

@@ -299,6 +299,10 @@ pub struct SessionRecord {
     pub ended: Vec<SessionId>,
     /// The interventions issued in this visit (bounded by the session cap).
     pub issued: Vec<Issued>,
+    /// Set when what the visit did showed a bot (`behaviour: …`): every later batch of the
+    /// visit is logged with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<String>,
 }
 
 /// The version of the persisted visitor shape ([`Profile`] and [`SessionRecord`]). A row of

@@ -141,6 +141,7 @@ fn session_record(s: &str, v: &str, id: &str, now: Timestamp) -> SessionRecord {
         state: engine.start_session(visitor(v), SessionStart::default(), &mut p, now),
         ended: Vec::new(),
         issued: Vec::new(),
+        bot: None,
     }
 }
 
@@ -845,6 +846,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
                 id: "i-1".to_owned(),
                 rule: RuleId::parse("r").unwrap(),
             }],
+            bot: Some("behaviour: 31 pages within 40 s".to_owned()),
         }),
         last_seen: now,
     };
@@ -882,6 +884,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
     assert_eq!(s.id, session_id("s-state"));
     assert_eq!(s.ended, [session_id("s-before")]);
     assert_eq!(s.issued[0].id, "i-1");
+    assert_eq!(s.bot.as_deref(), Some("behaviour: 31 pages within 40 s"));
     assert_eq!(s.state.arm(), session.arm());
     assert_eq!(s.state.started_at(), session.started_at());
     assert_eq!(

@@ -182,7 +182,7 @@ pub fn why(timeline: &[TimelineStep], policy: &Policy, rule: &str, at: Timestamp
     }
 }
 
-/// The site's visitors active in the last [`LIVE_MINUTES`].
+/// The site's visitors active in the last [`LIVE_MINUTES`] (people only).
 pub async fn live(state: &AdminState, actor: &Actor, key: &str) -> AdminResult<Vec<LiveVisitor>> {
     let site = actor.site(key)?;
     let policy = crate::manage::sites::get(state, actor, key).await?.policy;
@@ -194,7 +194,8 @@ pub async fn live(state: &AdminState, actor: &Actor, key: &str) -> AdminResult<V
     Ok(records
         .into_iter()
         .filter_map(|r| {
-            let session = r.session?;
+            // A bot's visit is in the log for the operator, not among the people on the site.
+            let session = r.session.filter(|s| !s.state.is_bot())?;
             let ctx = serde_json::to_value(session.state.template_context(&r.profile)).ok()?;
             Some(LiveVisitor {
                 visitor: r.visitor.as_str().to_owned(),

@@ -90,6 +90,18 @@ impl<'e> Visitor<'e> {
     /// A first visit starting at `at`.
     pub fn arrive_with(engine: &'e Engine, id: &str, start: SessionStart, at: Timestamp) -> Self {
         let id = VisitorId::parse(id).expect("a valid visitor id");
+        let mut v = Self::untouched(engine, id, start, at);
+        v.touch();
+        v
+    }
+
+    /// A first visit starting at `at` in which nothing has shown a person yet.
+    pub fn untouched(
+        engine: &'e Engine,
+        id: VisitorId,
+        start: SessionStart,
+        at: Timestamp,
+    ) -> Self {
         let mut profile = Profile::default();
         let session = engine.start_session(id.clone(), start, &mut profile, at);
         Visitor {
@@ -100,6 +112,17 @@ impl<'e> Visitor<'e> {
             now: at,
             next_wake: None,
         }
+    }
+
+    /// The person moves the pointer at the visit's start (decided on, nothing can fire yet:
+    /// a fresh visit has neither a page nor a cart).
+    fn touch(&mut self) {
+        let d = self.send(Event::Activity, self.now);
+        assert!(
+            matches!(d.outcome, beckon_engine::Outcome::Nothing { .. }),
+            "nothing fires on the first touch"
+        );
+        self.next_wake = None;
     }
 
     /// The same visitor comes back: a new session over the same profile.
@@ -115,6 +138,7 @@ impl<'e> Visitor<'e> {
             .start_session(self.id.clone(), start, &mut self.profile, at);
         self.now = at;
         self.next_wake = None;
+        self.touch();
     }
 
     /// `event` happens at `at`.
