@@ -35,7 +35,6 @@ var later = w.requestIdleCallback
 
 var script = d.currentScript; // a classic script's, async or not
 var site = script && script.getAttribute('data-site');
-// The API is where the script came from, unless data-endpoint says.
 var base = ((script && script.getAttribute('data-endpoint')) ||
   (script ? script.src.split(/[?#]/)[0].replace(/\/[^/]*$/, '') : '')).replace(/\/+$/, '');
 if (!site || !/^https?:/.test(base)) return; // not configured: leave the page (and its queue) alone
@@ -109,9 +108,10 @@ function newSession() {
 
 // ---- the outbox: an event stays until the server acks its id
 var box = []; // {e: event, s: sent at (0 = not in flight), n: tries}
+// Marks automation leaves in a page (beckon-bots' MARKERS).
 function context() {
-  var sc = w.screen || {};
-  return { lang: str((nav.languages || [])[0] || nav.language), tz_offset: -new Date().getTimezoneOffset(), screen: [sc.width | 0, sc.height | 0], webdriver: !!nav.webdriver };
+  var marks = ['callPhantom', '_phantom', '__nightmare', 'domAutomation', 'domAutomationController', '_selenium', 'callSelenium', '__playwright__binding__'].filter(function (k) { return k in w; });
+  return { lang: str((nav.languages || [])[0] || nav.language), tz_offset: -new Date().getTimezoneOffset(), webdriver: !!nav.webdriver, automation: marks.length ? marks : undefined };
 }
 function evOf(x) { return x.e; }
 function unsent() { box.forEach(function (x) { x.s = 0; }); }
@@ -717,7 +717,6 @@ function showLauncher() {
   launcher.hidden = chatOpen;
   wrap.appendChild(launcher);
 }
-// Cached by the browser (max-age): one request per minute at most.
 function chatConfig() {
   if (w.fetch) w.fetch(base + '/v1/chat/config?site=' + enc(site)).then(function (r) { return r.json(); })
     .then(guard(function (j) { if (isObj(j) && j.launcher) showLauncher(); }))['catch'](function () {});
@@ -754,7 +753,6 @@ var steps = [
     ready = true;
     var q = queue, isPage = function (a) { return a[0] == 'page'; };
     queue = [];
-    // The page view comes first: everything queued happened on this page.
     q.filter(isPage).forEach(run);
     if (!pageDone) reportPage();
     q.filter(function (a) { return !isPage(a); }).forEach(run);

@@ -931,3 +931,62 @@ async fn a_dashboard_form_with_a_bearer_header_is_not_taken_on_the_cookie() {
         "Shop"
     );
 }
+
+#[tokio::test]
+async fn the_live_visitors_are_people_and_a_visit_judged_a_bot_is_not_among_them() {
+    use beckon_engine::{Engine, Policy, Profile, RuleSet, SessionId, SessionStart, VisitorId};
+    use beckon_store::{SessionRecord, VisitorWrite, WriteBatch};
+    let admin = Admin::start().await;
+    let shop = admin.site("shop", "Shop", "").await;
+    admin
+        .person("ada@example.test", Role::Admin, &[&shop])
+        .await;
+    let engine = Engine::new(shop.clone(), Policy::default(), RuleSet::default()).unwrap();
+    let now = beckon_admin::clock::now();
+    let visit = |v: &str, bot: Option<&str>| {
+        let mut profile = Profile::default();
+        let id = VisitorId::parse(v).unwrap();
+        let mut state =
+            engine.start_session(id.clone(), SessionStart::default(), &mut profile, now);
+        if bot.is_some() {
+            state.mark_bot();
+        }
+        VisitorWrite {
+            site: shop.clone(),
+            visitor: id,
+            profile: Some(profile),
+            session: Some(SessionRecord {
+                id: SessionId::parse(&format!("s_{v}")).unwrap(),
+                state,
+                ended: Vec::new(),
+                issued: Vec::new(),
+                bot: bot.map(str::to_owned),
+            }),
+            last_seen: now,
+        }
+    };
+    admin
+        .store
+        .commit(&WriteBatch {
+            visitors: vec![
+                visit("v_person_reading", None),
+                visit("v_script_paging", Some("behaviour: 31 pages within 40 s")),
+            ],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let (client, _) = admin.signed_in("ada@example.test").await;
+    let page = client
+        .get(format!("{}/dash/sites/shop/visitors", admin.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("v_person_reading"), "the person is live");
+    assert!(
+        !html.contains("v_script_paging"),
+        "a bot's visit is in the log, not among the people on the site"
+    );
+}

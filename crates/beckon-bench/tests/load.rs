@@ -53,6 +53,7 @@ fn load(connections: usize, batches: u64, seed: u64) -> Load {
         window: Window::after(Duration::ZERO, PATIENCE),
         max_batches: Some(batches),
         seed,
+        user_agents: 1,
     }
 }
 

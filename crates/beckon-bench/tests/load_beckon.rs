@@ -68,6 +68,7 @@ fn load(connections: usize, batches: u64, seed: u64) -> Load {
         window: Window::after(Duration::ZERO, Duration::from_secs(60)),
         max_batches: Some(batches),
         seed,
+        user_agents: 1,
     }
 }
 

@@ -57,10 +57,35 @@ impl fmt::Display for Verdict {
 
 /// What the browser reports of itself.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Automation {
+pub struct Automation<'a> {
     /// `navigator.webdriver`.
     pub webdriver: bool,
+    /// The marks of automation the widget found in the page ([`MARKERS`]' names).
+    pub markers: &'a [String],
 }
+
+/// The marks automation tools leave in a page, as the widget looks for them: `(name, tool)`.
+/// Each is a property of `window`, but for `webdriver-attribute`, Selenium's attribute on
+/// the document element.
+pub const MARKERS: &[(&str, &str)] = &[
+    ("callPhantom", "PhantomJS"),
+    ("_phantom", "PhantomJS"),
+    ("__nightmare", "Nightmare"),
+    ("domAutomation", "Chrome's automation extension"),
+    ("domAutomationController", "Chrome's automation extension"),
+    ("_selenium", "Selenium"),
+    ("callSelenium", "Selenium"),
+    ("_Selenium_IDE_Recorder", "Selenium IDE"),
+    ("webdriver-attribute", "Selenium"),
+    ("__webdriver_script_fn", "WebDriver"),
+    ("Cypress", "Cypress"),
+    ("__playwright__binding__", "Playwright"),
+    ("__pwInitScripts", "Playwright"),
+];
+
+/// The most markers read from one report, and the most characters of each.
+pub const MAX_MARKERS: usize = 16;
+const MAX_MARKER_CHARS: usize = 64;
 
 /// Apps whose web view people read pages in, and whose user agent one of the isbot patterns
 /// catches by a word of the app's name: `(marker, what else the user agent must hold)`.
@@ -103,12 +128,28 @@ pub fn warm() {
     device::parse("");
 }
 
-/// The verdict on what a browser reports of its automation.
+/// The verdict on what a browser reports of its automation: `navigator.webdriver`, or a mark
+/// an automation tool left in the page (one the widget does not know of is still a mark:
+/// no person's browser reports one).
 pub fn judge_automation(automation: Automation) -> Option<Verdict> {
-    automation.webdriver.then(|| Verdict {
+    let verdict = |reason: String| Verdict {
         layer: Layer::Automation,
-        reason: "navigator.webdriver is set".to_owned(),
-    })
+        reason,
+    };
+    if automation.webdriver {
+        return Some(verdict("navigator.webdriver is set".to_owned()));
+    }
+    let marker = automation
+        .markers
+        .iter()
+        .take(MAX_MARKERS)
+        .map(|m| m.trim())
+        .find(|m| !m.is_empty())?;
+    let name: String = marker.chars().take(MAX_MARKER_CHARS).collect();
+    Some(verdict(match MARKERS.iter().find(|(n, _)| *n == name) {
+        Some((_, tool)) => format!("the page holds {name} ({tool})"),
+        None => format!("the page holds the automation mark {name:?}"),
+    }))
 }
 
 /// The verdict on a sender: its user agent, then what its browser reports.
@@ -134,8 +175,47 @@ mod tests {
             let v = judge(ua, Automation::default()).unwrap_or_else(|| panic!("{ua:?} is a bot"));
             assert_eq!(v.layer, Layer::UserAgent, "{ua:?}");
         }
-        let v = judge(CHROME, Automation { webdriver: true }).expect("automated");
+        let v = judge(
+            CHROME,
+            Automation {
+                webdriver: true,
+                ..Automation::default()
+            },
+        )
+        .expect("automated");
         assert_eq!(v.to_string(), "automation: navigator.webdriver is set");
+        let marks = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let phantom = marks(&["callPhantom", "_phantom"]);
+        let v = judge(
+            CHROME,
+            Automation {
+                webdriver: false,
+                markers: &phantom,
+            },
+        )
+        .expect("PhantomJS");
+        assert_eq!(
+            v.to_string(),
+            "automation: the page holds callPhantom (PhantomJS)"
+        );
+        let odd = marks(&["", &"z".repeat(300)]);
+        let v = judge_automation(Automation {
+            webdriver: false,
+            markers: &odd,
+        })
+        .expect("a mark the widget does not know is a mark");
+        assert_eq!(
+            v.reason.len(),
+            "the page holds the automation mark \"\"".len() + 64
+        );
+        assert_eq!(
+            judge_automation(Automation {
+                webdriver: false,
+                markers: &marks(&[" "]),
+            }),
+            None,
+            "nothing named, nothing held"
+        );
         assert_eq!(judge(CHROME, Automation::default()), None);
         let apple_news = "Mozilla/5.0 (iPhone; CPU iPhone OS 10_0_2 like Mac OS X) AppleWebKit/602.1.50 (KHTML, like Gecko) AppleNews/608.0.1 Version/2.0.1";
         assert_eq!(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::HeaderMap;
 use beckon_bots::{Automation, Hints};
-use beckon_engine::Device;
+use beckon_engine::{Device, SessionId, SiteId};
 
 /// The most user agents whose verdict and device are kept: past it the cache starts afresh
 /// (a hostile sender varying its user agent costs a parse per batch, never memory).
@@ -113,11 +113,42 @@ pub fn language(widget: Option<&str>, accept_language: Option<&str>) -> Option<S
 }
 
 /// Why this sender is a bot (`layer: reason`), or `None` for a person.
-pub fn bot_reason(user_agent: &str, webdriver: bool) -> Option<String> {
+pub fn bot_reason(user_agent: &str, automation: Automation) -> Option<String> {
     if let Some(v) = &seen(user_agent, &ClientHints::default()).verdict {
         return Some(v.clone());
     }
-    beckon_bots::judge_automation(Automation { webdriver }).map(|v| v.to_string())
+    beckon_bots::judge_automation(automation).map(|v| v.to_string())
+}
+
+/// The most sessions whose edge verdict is kept: past it the memory starts afresh.
+pub const MAX_JUDGED_SESSIONS: usize = 100_000;
+
+/// The verdict on a browser's batch of `session` (the session id as sent): the one the edge
+/// gave an earlier batch of the session, which holds for the rest of it (a page whose
+/// automation marks come and go stays a bot's), else this batch's own.
+pub fn session_bot_reason(
+    site: &SiteId,
+    session: Option<&SessionId>,
+    user_agent: &str,
+    automation: Automation,
+) -> Option<String> {
+    type Judged = HashMap<(SiteId, SessionId), String>;
+    static JUDGED: OnceLock<Mutex<Judged>> = OnceLock::new();
+    let judged = JUDGED.get_or_init(Mutex::default);
+    let Some(session) = session else {
+        return bot_reason(user_agent, automation);
+    };
+    let key = (site.clone(), session.clone());
+    if let Some(reason) = judged.lock().expect("the lock").get(&key) {
+        return Some(reason.clone());
+    }
+    let reason = bot_reason(user_agent, automation)?;
+    let mut judged = judged.lock().expect("the lock");
+    if judged.len() >= MAX_JUDGED_SESSIONS {
+        judged.clear();
+    }
+    judged.insert(key, reason.clone());
+    Some(reason)
 }
 
 /// The device, browser and OS of a user agent, with the client hints where sent.
@@ -151,16 +182,20 @@ mod tests {
 
     #[test]
     fn a_verdict_names_its_layer_and_a_device_is_read_once_and_kept() {
+        let driven = Automation {
+            webdriver: true,
+            ..Automation::default()
+        };
         assert_eq!(
-            bot_reason(CHROME, true).as_deref(),
+            bot_reason(CHROME, driven).as_deref(),
             Some("automation: navigator.webdriver is set")
         );
         assert!(
-            bot_reason("curl/8.5.0", false).is_some_and(|r| r.starts_with("user agent: ")),
+            bot_reason("curl/8.5.0", NONE).is_some_and(|r| r.starts_with("user agent: ")),
             "{:?}",
-            bot_reason("curl/8.5.0", false)
+            bot_reason("curl/8.5.0", NONE)
         );
-        assert_eq!(bot_reason(CHROME, false), None);
+        assert_eq!(bot_reason(CHROME, NONE), None);
         let hints = ClientHints {
             mobile: Some("?1".into()),
             ..ClientHints::default()
@@ -171,10 +206,37 @@ mod tests {
         // A crawler's marker padded past 512 characters does not get it through.
         let padded = format!("{CHROME}{} Googlebot/2.1", " ".repeat(600));
         assert_eq!(
-            bot_reason(&padded, false).as_deref(),
+            bot_reason(&padded, NONE).as_deref(),
             Some("user agent: longer than 512 characters")
         );
         let longest = format!("{CHROME}{}", "x".repeat(512 - CHROME.len()));
-        assert_eq!(bot_reason(&longest, false), None, "512 characters are read");
+        assert_eq!(bot_reason(&longest, NONE), None, "512 characters are read");
+    }
+
+    const NONE: Automation = Automation {
+        webdriver: false,
+        markers: &[],
+    };
+
+    #[test]
+    fn a_session_the_edge_judged_a_bot_s_stays_one_when_its_marks_go() {
+        let site = SiteId::parse("shop").unwrap();
+        let (s1, s2) = (
+            SessionId::parse("s_marked").unwrap(),
+            SessionId::parse("s_clean").unwrap(),
+        );
+        let marks = vec!["__nightmare".to_owned()];
+        let marked = Automation {
+            webdriver: false,
+            markers: &marks,
+        };
+        let want = Some("automation: the page holds __nightmare (Nightmare)".to_owned());
+        assert_eq!(session_bot_reason(&site, Some(&s1), CHROME, marked), want);
+        // The next page of the same session shows no mark: still the bot's session.
+        assert_eq!(session_bot_reason(&site, Some(&s1), CHROME, NONE), want);
+        // Another session, or the same id on another site, is judged on its own.
+        assert_eq!(session_bot_reason(&site, Some(&s2), CHROME, NONE), None);
+        let other = SiteId::parse("other-shop").unwrap();
+        assert_eq!(session_bot_reason(&other, Some(&s1), CHROME, NONE), None);
     }
 }

@@ -180,9 +180,16 @@ pub async fn submit(
     // Bots are judged before the engine sees anything: logged for the operator, never decided
     // on, kept out of every number.
     if source == Source::Browser {
-        if let Some(reason) =
-            edge::bot_reason(from.user_agent, from.context.webdriver.unwrap_or(false))
-        {
+        let sid = match &session {
+            SessionRef::Id(s) => Some(s),
+            SessionRef::Current => None,
+        };
+        if let Some(reason) = edge::session_bot_reason(
+            &from.site.record.id,
+            sid,
+            from.user_agent,
+            from.context.automation(),
+        ) {
             let reply =
                 log_bot(state, &from.site, visitor, session, context, reason, events).await?;
             return Ok(Submitted { reply, identity });

@@ -70,6 +70,20 @@ pub struct ClientContext {
     /// `navigator.webdriver`: the browser says it is automated.
     #[serde(default)]
     pub webdriver: Option<bool>,
+    /// The marks automation tools left in the page, as the widget found them
+    /// (`beckon_bots::MARKERS`' names).
+    #[serde(default)]
+    pub automation: Option<Vec<String>>,
+}
+
+impl ClientContext {
+    /// What the browser reports of its automation.
+    pub fn automation(&self) -> beckon_bots::Automation<'_> {
+        beckon_bots::Automation {
+            webdriver: self.webdriver.unwrap_or(false),
+            markers: self.automation.as_deref().unwrap_or_default(),
+        }
+    }
 }
 
 /// A frame sent down.

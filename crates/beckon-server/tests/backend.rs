@@ -48,7 +48,8 @@ async fn send(server: &TestServer, visitor: &str, session: &str, events: Vec<Val
 fn browsing_with_cart(session: &str) -> Vec<Value> {
     vec![
         page(&format!("{session}:1"), "product", "/products/tent"),
-        cart(&format!("{session}:2"), 1, 89.0),
+        bare(&format!("{session}:2"), "activity"),
+        cart(&format!("{session}:3"), 1, 89.0),
     ]
 }
 
@@ -82,7 +83,7 @@ async fn a_backend_conversion_leaves_the_visitor_alone_for_the_rest_of_the_sessi
         &server,
         &buyer,
         "s_buyer",
-        vec![bare("s_buyer:3", "exit_intent")],
+        vec![bare("s_buyer:4", "exit_intent")],
     )
     .await;
     assert!(after.is_empty(), "a converted visitor got {after:?}");
@@ -90,7 +91,7 @@ async fn a_backend_conversion_leaves_the_visitor_alone_for_the_rest_of_the_sessi
         &server,
         &control,
         "s_ctl",
-        vec![bare("s_ctl:3", "exit_intent")],
+        vec![bare("s_ctl:4", "exit_intent")],
     )
     .await;
     assert_eq!(
@@ -209,8 +210,11 @@ async fn a_tracked_payment_failure_is_pushed_to_an_open_socket() {
     let server = TestServer::with_sites(&[shop()]).await;
     let visitor = server.treated(SHOP, "v_socket");
     let mut ws = server.ws(ORIGIN, SHOP, &visitor, "s_sock").await;
-    ws.send(&frame(vec![page("s_sock:1", "checkout", "/checkout")]))
-        .await;
+    ws.send(&frame(vec![
+        page("s_sock:1", "checkout", "/checkout"),
+        bare("s_sock:2", "activity"),
+    ]))
+    .await;
     assert_eq!(ws.next().await["type"], "ack");
 
     let r = server

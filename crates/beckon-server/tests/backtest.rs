@@ -87,11 +87,13 @@ fn scroll(id: &str, depth: u64) -> Value {
 }
 
 /// The same events for the same seed, whatever the server answers (no outcome event refers to
-/// what was shown), so that two runs see exactly the same traffic.
+/// what was shown), so that two runs see exactly the same traffic. Each session's first batch
+/// opens with a person's pointer on the page (nothing is shown to a visit without one).
 async fn drive(server: &TestServer) {
     let visitors: Vec<String> = (0..40).map(|i| format!("v_back{i}")).collect();
     let mut rng = Lcg(11);
     let mut seq = 0;
+    let mut started = std::collections::HashSet::new();
     for _round in 0..10 {
         let mut sends = Vec::new();
         for (i, v) in visitors.iter().enumerate() {
@@ -101,6 +103,9 @@ async fn drive(server: &TestServer) {
                 format!("s_back{i}")
             };
             let mut events = Vec::new();
+            if started.insert(session.clone()) {
+                events.push(bare(&format!("{session}:person"), "activity"));
+            }
             for _ in 0..1 + rng.next(3) {
                 seq += 1;
                 let id = format!("{session}:{seq}");
@@ -282,12 +287,11 @@ async fn a_draft_that_waits_wakes_on_the_backtests_own_ticks_and_a_draft_matchin
         .into_iter()
         .enumerate()
     {
-        let body = batch(
-            SHOP,
-            "v_wait1",
-            "s_wait1",
-            vec![page(&format!("s_wait1:{i}"), kind, path)],
-        );
+        let mut events = vec![page(&format!("s_wait1:{i}"), kind, path)];
+        if i == 0 {
+            events.push(bare("s_wait1:person", "activity"));
+        }
+        let body = batch(SHOP, "v_wait1", "s_wait1", events);
         assert_eq!(server.post_events(&body).await.status, StatusCode::ACCEPTED);
         if i == 0 {
             tokio::time::sleep(Duration::from_millis(1_200)).await;

@@ -26,8 +26,9 @@ const SHOP: &str = "shop";
 fn leaving_with_cart(session: &str) -> Vec<serde_json::Value> {
     vec![
         page(&format!("{session}:1"), "product", "/products/trail-shoe-x"),
-        cart(&format!("{session}:2"), 2, 129.0),
-        bare(&format!("{session}:3"), "exit_intent"),
+        bare(&format!("{session}:2"), "activity"),
+        cart(&format!("{session}:3"), 2, 129.0),
+        bare(&format!("{session}:4"), "exit_intent"),
     ]
 }
 

@@ -3,19 +3,25 @@
 
 mod support;
 
-use beckon_engine::{Arm, Policy};
+use std::time::Duration;
+
+use beckon_engine::{Arm, Event, Policy, SiteId, Suppression, VisitorId};
+use beckon_server::replay;
+use beckon_store::{Source, Verdict};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
 
 const SHOP: &str = "shop";
 
-/// Page, cart of `items`, exit intent: the moment the demo's `cart-exit-offer` is for.
+/// Page, a person's pointer on it, cart of `items`, exit intent: the moment the demo's
+/// `cart-exit-offer` is for.
 fn leaving_with_cart(session: &str, items: u32) -> Vec<Value> {
     vec![
         page(&format!("{session}:1"), "product", "/products/trail-shoe-x"),
-        cart(&format!("{session}:2"), items, 129.0),
-        bare(&format!("{session}:3"), "exit_intent"),
+        bare(&format!("{session}:2"), "activity"),
+        cart(&format!("{session}:3"), items, 129.0),
+        bare(&format!("{session}:4"), "exit_intent"),
     ]
 }
 
@@ -40,7 +46,7 @@ async fn a_cart_exit_batch_gets_the_rendered_offer_once_and_a_resend_is_acknowle
         Some(ORIGIN),
         "an allowed origin may read the answer"
     );
-    assert_eq!(first.body["accepted"], 3);
+    assert_eq!(first.body["accepted"], 4);
     assert_eq!(first.body["duplicates"], 0);
     let interventions = first.interventions();
     assert_eq!(interventions.len(), 1, "{interventions:?}");
@@ -65,8 +71,9 @@ async fn a_cart_exit_batch_gets_the_rendered_offer_once_and_a_resend_is_acknowle
         kinds,
         [
             ("s_cartexit:1", "page"),
-            ("s_cartexit:2", "cart"),
-            ("s_cartexit:3", "exit_intent")
+            ("s_cartexit:2", "activity"),
+            ("s_cartexit:3", "cart"),
+            ("s_cartexit:4", "exit_intent")
         ]
     );
     assert!(stored.iter().all(|e| e.visitor.as_str() == visitor));
@@ -95,10 +102,10 @@ async fn a_cart_exit_batch_gets_the_rendered_offer_once_and_a_resend_is_acknowle
     let again = server.post_events(&body).await;
     assert_eq!(again.status, StatusCode::ACCEPTED, "{again:?}");
     assert_eq!(again.body["accepted"], 0);
-    assert_eq!(again.body["duplicates"], 3);
+    assert_eq!(again.body["duplicates"], 4);
     assert!(again.interventions().is_empty(), "{again:?}");
     assert_eq!(server.exposures(SHOP).await.len(), 1);
-    assert_eq!(server.events(SHOP, session).await.len(), 3);
+    assert_eq!(server.events(SHOP, session).await.len(), 4);
     server.shutdown().await;
 }
 
@@ -126,13 +133,13 @@ async fn rejections_name_the_problem_and_store_nothing() {
     unknown_type["events"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"id": "s_r4:4", "type": "teleport"}));
+        .push(json!({"id": "s_r4:5", "type": "teleport"}));
     let mut bad_field = ok("s_r5");
-    bad_field["events"][1]["items"] = json!("three");
+    bad_field["events"][2]["items"] = json!("three");
     let mut bad_visitor = ok("s_r6");
     bad_visitor["visitor"] = json!("v_<script>");
     let mut too_many = ok("s_r7");
-    for i in 0..98 {
+    for i in 0..97 {
         too_many["events"]
             .as_array_mut()
             .unwrap()
@@ -175,14 +182,14 @@ async fn rejections_name_the_problem_and_store_nothing() {
             origin: Some(ORIGIN),
             body: unknown_type.to_string(),
             status: StatusCode::BAD_REQUEST,
-            words: &["events[3].type", "teleport"],
+            words: &["events[4].type", "teleport"],
         },
         Refusal {
             what: "bad field type",
             origin: Some(ORIGIN),
             body: bad_field.to_string(),
             status: StatusCode::BAD_REQUEST,
-            words: &["events[1].items must be a number"],
+            words: &["events[2].items must be a number"],
         },
         Refusal {
             what: "illegal visitor id",
@@ -271,7 +278,7 @@ async fn bots_and_automated_browsers_are_acknowledged_and_logged_but_never_decid
         assert!(server.visitor(SHOP, visitor).await.is_none(), "{visitor}");
         // Kept for the operator to inspect, marked as never decided on.
         let events = server.events(SHOP, session).await;
-        assert_eq!(events.len(), 3, "{session}");
+        assert_eq!(events.len(), 4, "{session}");
         assert!(
             events
                 .iter()
@@ -327,9 +334,9 @@ async fn a_beacon_batch_sent_as_text_plain_is_accepted() {
         .expect("reachable");
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let answer: Value = r.json().await.expect("JSON");
-    assert_eq!(answer["accepted"], 3);
+    assert_eq!(answer["accepted"], 4);
     assert_eq!(answer["interventions"][0]["rule"], "cart-exit-offer");
-    assert_eq!(server.events(SHOP, "s_beacon").await.len(), 3);
+    assert_eq!(server.events(SHOP, "s_beacon").await.len(), 4);
     server.shutdown().await;
 }
 
@@ -346,7 +353,7 @@ async fn a_held_out_visitor_sees_nothing_but_a_holdout_exposure_is_logged() {
         ))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
-    assert_eq!(r.body["accepted"], 3);
+    assert_eq!(r.body["accepted"], 4);
     assert!(r.interventions().is_empty(), "{r:?}");
     let exposures = server.exposures(SHOP).await;
     assert_eq!(exposures.len(), 1, "{exposures:?}");
@@ -383,7 +390,7 @@ async fn two_sites_never_share_a_visitors_state() {
             "alpha",
             &visitor,
             session,
-            vec![about("s_shared:4", "dismissed", &a.interventions()[0])],
+            vec![about("s_shared:5", "dismissed", &a.interventions()[0])],
         ))
         .await;
     assert_eq!(dismissed.status, StatusCode::ACCEPTED, "{dismissed:?}");
@@ -398,7 +405,7 @@ async fn two_sites_never_share_a_visitors_state() {
             leaving_with_cart(session, 1),
         ))
         .await;
-    assert_eq!(b.body["accepted"], 3, "{b:?}");
+    assert_eq!(b.body["accepted"], 4, "{b:?}");
     assert_eq!(b.body["duplicates"], 0, "{b:?}");
     assert_eq!(b.interventions().len(), 1, "{b:?}");
 
@@ -409,8 +416,8 @@ async fn two_sites_never_share_a_visitors_state() {
             &visitor,
             session,
             vec![
-                bare("s_shared:5", "activity"),
-                bare("s_shared:6", "exit_intent"),
+                bare("s_shared:6", "activity"),
+                bare("s_shared:7", "exit_intent"),
             ],
         ))
         .await;
@@ -501,7 +508,10 @@ async fn late_events_of_an_ended_visit_are_logged_but_do_not_reopen_it() {
         SHOP,
         &visitor,
         "s_two",
-        vec![page("s_two:1", "cart", "/cart")],
+        vec![
+            page("s_two:1", "cart", "/cart"),
+            bare("s_two:2", "activity"),
+        ],
     );
     assert_eq!(
         server.post_events(&second).await.status,
@@ -585,8 +595,254 @@ async fn a_second_tab_within_the_visit_gap_continues_the_visit() {
     assert_eq!(record.profile.visits, 1, "one visit, two tabs");
     assert_eq!(
         server.events(SHOP, "s_tab2").await.len(),
-        3,
+        4,
         "logged under its own id"
     );
     server.shutdown().await;
+}
+
+/// The verdict of each of `visitor`'s logged batches, in log order, with where it came from.
+async fn verdicts(store: &dyn beckon_store::Store, visitor: &str) -> Vec<(Source, Verdict)> {
+    store
+        .log(&SiteId::parse(SHOP).unwrap(), 0, 10_000)
+        .await
+        .expect("the log")
+        .into_iter()
+        .filter(|(_, b)| b.visitor.as_str() == visitor)
+        .map(|(_, b)| (b.source, b.verdict))
+        .collect()
+}
+
+#[tokio::test]
+async fn nothing_is_shown_before_a_sign_of_a_person_and_ten_untouched_pages_are_a_bots_visit_for_good()
+ {
+    let policy = Policy {
+        arrival_grace: Duration::ZERO,
+        ..Policy::default()
+    };
+    let store = memory_store().await;
+    install(
+        store.as_ref(),
+        &Site::new(SHOP, &cart_exit_rule("cart-exit"), policy),
+    )
+    .await;
+    let server = TestServer::start(store.clone()).await;
+    let treated = server.treated(SHOP, "v_still");
+    let held = server.visitor_in(SHOP, Arm::Holdout, "v_still_held");
+    let people = [
+        (treated.as_str(), "s_still"),
+        (held.as_str(), "s_still_held"),
+    ];
+
+    // 1. A page view, a cart and exit intent, but no pointer, touch, key or scroll: the cart
+    // offer's moment, and nothing is shown, nor recorded as a ghost for the held-out visitor.
+    for (v, s) in people {
+        let r = server
+            .post_events(&batch(
+                SHOP,
+                v,
+                s,
+                vec![
+                    page(&format!("{s}:1"), "product", "/products/tent"),
+                    cart(&format!("{s}:2"), 2, 120.0),
+                    bare(&format!("{s}:3"), "exit_intent"),
+                ],
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{v}: {r:?}");
+        assert_eq!(r.body["accepted"], 3, "{v}: {r:?}");
+        assert!(r.interventions().is_empty(), "{v}: {r:?}");
+        assert_eq!(
+            server.held_by(SHOP, v, &Event::ExitIntent).await,
+            Some(Suppression::NoInteraction),
+            "{v}: what holds the offer back is the missing sign of a person"
+        );
+    }
+    let exposures = server.exposures(SHOP).await;
+    assert!(
+        exposures.is_empty(),
+        "neither arm is exposed: {exposures:?}"
+    );
+    // The first sign of a person, and the visitor heads for the exit again: the offer comes (a
+    // ghost, recorded only, for the held-out visitor).
+    for (v, s) in people {
+        let r = server
+            .post_events(&batch(
+                SHOP,
+                v,
+                s,
+                vec![
+                    bare(&format!("{s}:4"), "activity"),
+                    bare(&format!("{s}:5"), "exit_intent"),
+                ],
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{v}: {r:?}");
+        if v == treated {
+            assert_eq!(r.interventions().len(), 1, "{r:?}");
+            assert_eq!(r.interventions()[0]["rule"], "cart-exit");
+        } else {
+            assert!(r.interventions().is_empty(), "a ghost shows nothing: {r:?}");
+        }
+    }
+    let exposures = server.exposures(SHOP).await;
+    let arms: Vec<(&str, &str, Arm)> = exposures
+        .iter()
+        .map(|x| (x.visitor.as_str(), x.rule.as_str(), x.arm))
+        .collect();
+    assert_eq!(
+        arms,
+        [
+            (treated.as_str(), "cart-exit", Arm::Treated),
+            (held.as_str(), "cart-exit", Arm::Holdout)
+        ]
+    );
+
+    // 2. A script: ten page views in ten batches, at uneven gaps (no timer's beat), a cart
+    // filled by the page's script, and no sign of anyone.
+    let script = server.treated(SHOP, "v_script");
+    let s = "s_script";
+    let gaps_ms = [0, 13, 7, 31, 4, 22, 9, 17, 3, 26];
+    let mut n = 0;
+    let mut next_id = || {
+        n += 1;
+        format!("{s}:{n}")
+    };
+    for (i, gap) in gaps_ms.into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        let mut events = vec![page(&next_id(), "product", "/products/tent")];
+        if i == 0 {
+            events.push(cart(&next_id(), 2, 120.0));
+        }
+        let r = server.post_events(&batch(SHOP, &script, s, events)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "page {}: {r:?}", i + 1);
+        assert!(r.interventions().is_empty(), "page {}: {r:?}", i + 1);
+    }
+    let reason = "behaviour: 10 pages with no pointer, touch, key or scroll";
+    let bot = Verdict::Bot {
+        reason: reason.to_owned(),
+    };
+    let mut expected = vec![(Source::Browser, Verdict::Human); 9];
+    expected.push((Source::Browser, bot.clone()));
+    assert_eq!(
+        verdicts(store.as_ref(), &script).await,
+        expected,
+        "a person's until the tenth untouched page, a bot's from it"
+    );
+    // Now it moves, and heads for the exit with its cart: the moment that brought a person the
+    // offer above brings it nothing, and its batch is still a bot's.
+    let r = server
+        .post_events(&batch(
+            SHOP,
+            &script,
+            s,
+            vec![
+                bare(&next_id(), "activity"),
+                bare(&next_id(), "exit_intent"),
+            ],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    assert_eq!(r.body["accepted"], 2, "logged, as every bot's event is");
+    assert!(r.interventions().is_empty(), "{r:?}");
+    assert_eq!(
+        server.held_by(SHOP, &script, &Event::ExitIntent).await,
+        Some(Suppression::Bot)
+    );
+    let record = server.visitor(SHOP, &script).await.expect("stored");
+    let visit = record.session.expect("a visit");
+    assert_eq!(visit.id.as_str(), s);
+    assert_eq!(
+        visit.bot.as_deref(),
+        Some(reason),
+        "the verdict is kept with the visit"
+    );
+    assert!(visit.state.interacted(), "it did move, at last");
+
+    // The verdict outlives a restart (the behaviour watched so far does not; the verdict does).
+    server.shutdown().await;
+    let server = TestServer::start(store.clone()).await;
+    let r = server
+        .post_events(&batch(
+            SHOP,
+            &script,
+            s,
+            vec![
+                page(&next_id(), "cart", "/cart"),
+                bare(&next_id(), "activity"),
+                cart(&next_id(), 3, 180.0),
+                bare(&next_id(), "exit_intent"),
+            ],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    assert!(r.interventions().is_empty(), "{r:?}");
+    expected.push((Source::Browser, bot.clone()));
+    expected.push((Source::Browser, bot.clone()));
+    let all = verdicts(store.as_ref(), &script).await;
+    let browser: Vec<_> = all
+        .iter()
+        .filter(|(source, _)| *source == Source::Browser)
+        .cloned()
+        .collect();
+    assert_eq!(browser, expected, "a bot's for the rest of the visit");
+    // The resumed visit's own tick, if any, is a bot's too.
+    assert!(
+        all[9..].iter().all(|(_, verdict)| *verdict == bot),
+        "{all:?}"
+    );
+    assert!(
+        server
+            .exposures(SHOP)
+            .await
+            .iter()
+            .all(|x| x.visitor.as_str() != script),
+        "the script is never exposed"
+    );
+    for (v, _) in people {
+        let all = verdicts(store.as_ref(), v).await;
+        assert!(
+            all.iter().all(|(_, verdict)| *verdict == Verdict::Human),
+            "{v}: {all:?}"
+        );
+    }
+    server.shutdown().await;
+
+    // The log's replay rebuilds the decisions and the verdict.
+    let site = SiteId::parse(SHOP).unwrap();
+    let replayed = replay::replay_site(store.as_ref(), &site)
+        .await
+        .expect("replays");
+    let recorded = replay::recorded(store.as_ref(), &site)
+        .await
+        .expect("exposures");
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(replayed.fired, recorded, "the log rebuilds every decision");
+    for v in [treated.as_str(), held.as_str(), script.as_str()] {
+        let stored = server_state(store.as_ref(), v).await;
+        let rebuilt = &replayed.visitors[&VisitorId::parse(v).unwrap()];
+        assert_eq!(stored.profile, rebuilt.profile, "{v}");
+        let rebuilt_visit = rebuilt.visit.as_ref().expect("a visit");
+        let stored_visit = stored.session.expect("a visit");
+        assert_eq!(rebuilt_visit.bot, stored_visit.bot, "{v}");
+        assert_eq!(
+            rebuilt_visit.state.is_bot(),
+            stored_visit.state.is_bot(),
+            "{v}"
+        );
+        assert_eq!(
+            rebuilt_visit.state.interacted(),
+            stored_visit.state.interacted(),
+            "{v}"
+        );
+    }
+}
+
+async fn server_state(
+    store: &dyn beckon_store::Store,
+    visitor: &str,
+) -> beckon_store::VisitorRecord {
+    visitor_record(store, SHOP, visitor)
+        .await
+        .unwrap_or_else(|| panic!("{visitor} is stored"))
 }

@@ -64,19 +64,21 @@ async fn after_a_batch_the_metrics_show_its_events_decisions_commit_and_socket()
     let mut ws = server.ws(ORIGIN, SHOP, &visitor, "s_m").await;
     ws.send(&frame(vec![
         page("s_m:1", "product", "/products/trail-shoe-x"),
-        cart("s_m:2", 2, 98.0),
-        bare("s_m:3", "exit_intent"),
+        bare("s_m:2", "activity"),
+        cart("s_m:3", 2, 98.0),
+        bare("s_m:4", "exit_intent"),
     ]))
     .await;
     assert_eq!(ws.next().await["type"], "ack");
     assert_eq!(ws.next().await["type"], "intervention");
     // A resend: counted as a duplicate, not as new events.
-    ws.send(&frame(vec![bare("s_m:3", "exit_intent")])).await;
+    ws.send(&frame(vec![bare("s_m:4", "exit_intent")])).await;
     assert_eq!(ws.next().await["type"], "ack");
 
     let during = Scrape::of(&server).await;
     let delta = |series: &str| during.get(series) - before.get(series);
     assert_eq!(delta(r#"beckon_events_in_total{kind="page"}"#), 1.0);
+    assert_eq!(delta(r#"beckon_events_in_total{kind="activity"}"#), 1.0);
     assert_eq!(delta(r#"beckon_events_in_total{kind="cart"}"#), 1.0);
     assert_eq!(delta(r#"beckon_events_in_total{kind="exit_intent"}"#), 2.0);
     assert_eq!(delta("beckon_duplicate_events_total"), 1.0);
@@ -84,8 +86,8 @@ async fn after_a_batch_the_metrics_show_its_events_decisions_commit_and_socket()
     let nothing = during.sum("beckon_decisions_total", r#"outcome="nothing""#)
         - before.sum("beckon_decisions_total", r#"outcome="nothing""#);
     assert!(
-        nothing >= 2.0,
-        "{nothing} decisions of nothing for page and cart"
+        nothing >= 3.0,
+        "{nothing} decisions of nothing for page, activity and cart"
     );
     // The batch was committed (and the resend, and perhaps a timer's tick).
     let commits = delta("beckon_commit_seconds_count");

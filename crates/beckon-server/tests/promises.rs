@@ -54,7 +54,7 @@ async fn a_client_knowing_only_a_visitor_id_receives_nothing_of_theirs_and_chang
     let server = TestServer::with_sites(&[Site::new(SHOP, &greeting_rule(), roomy())]).await;
     let victim = server.treated(SHOP, "v_victim");
     let identify =
-        json!({"id": "s_v:1", "type": "identify", "traits": {"email": "victim@example.com"}});
+        json!({"id": "s_v:2", "type": "identify", "traits": {"email": "victim@example.com"}});
     let r = server
         .post_events(&batch(
             SHOP,
@@ -62,8 +62,9 @@ async fn a_client_knowing_only_a_visitor_id_receives_nothing_of_theirs_and_chang
             "s_v",
             vec![
                 page("s_v:0", "cart", "/cart"),
+                bare("s_v:1", "activity"),
                 identify,
-                cart("s_v:2", 1, 50.0),
+                cart("s_v:3", 1, 50.0),
             ],
         ))
         .await;
@@ -73,7 +74,7 @@ async fn a_client_knowing_only_a_visitor_id_receives_nothing_of_theirs_and_chang
             SHOP,
             &victim,
             "s_v",
-            vec![bare("s_v:3", "exit_intent")],
+            vec![bare("s_v:4", "exit_intent")],
         ))
         .await;
     let offer = shown.interventions()[0].clone();
@@ -130,10 +131,10 @@ async fn a_client_knowing_only_a_visitor_id_receives_nothing_of_theirs_and_chang
     assert_eq!(hello["type"], "identity", "{hello}");
     assert_ne!(hello["visitor"], victim);
     let mut real = server.ws(ORIGIN, SHOP, &victim, "s_v").await;
-    real.send(&frame(vec![bare("s_v:4", "activity")])).await;
+    real.send(&frame(vec![bare("s_v:5", "activity")])).await;
     assert_eq!(real.next().await["type"], "ack");
     // The victim dismisses what is open, so that the next rule can show.
-    real.send(&frame(vec![about("s_v:5", "dismissed", &offer)]))
+    real.send(&frame(vec![about("s_v:6", "dismissed", &offer)]))
         .await;
     assert_eq!(real.next().await["type"], "ack");
     // The backend reports an event that fires for the victim: pushed to the victim's socket.
@@ -201,13 +202,14 @@ async fn a_resend_is_recognised_from_the_log_however_late_and_an_order_counts_on
             "s_l",
             vec![
                 page("s_l:0", "cart", "/cart"),
-                cart("s_l:1", 1, 9.0),
-                bare("s_l:2", "exit_intent"),
+                bare("s_l:1", "activity"),
+                cart("s_l:2", 1, 9.0),
+                bare("s_l:3", "exit_intent"),
             ],
         ))
         .await;
     let offer = shown.interventions()[0].clone();
-    let dismissed = about("s_l:3", "dismissed", &offer);
+    let dismissed = about("s_l:4", "dismissed", &offer);
     let r = server
         .post_events(&batch(SHOP, &v, "s_l", vec![dismissed.clone()]))
         .await;
@@ -397,7 +399,8 @@ async fn rules_written_to_the_database_take_effect_in_a_running_server_and_no_so
     let mut ws = server.ws(ORIGIN, SHOP, &v, "s_swap").await;
     ws.send(&frame(vec![
         page("s_swap:1", "cart", "/cart"),
-        cart("s_swap:2", 1, 5.0),
+        bare("s_swap:2", "activity"),
+        cart("s_swap:3", 1, 5.0),
     ]))
     .await;
     assert_eq!(ws.next().await["type"], "ack");
@@ -415,12 +418,12 @@ async fn rules_written_to_the_database_take_effect_in_a_running_server_and_no_so
     })
     .await;
     // The socket opened before the swap decides under the new rules.
-    ws.send(&frame(vec![bare("s_swap:3", "exit_intent")])).await;
+    ws.send(&frame(vec![bare("s_swap:4", "exit_intent")])).await;
     assert_eq!(ws.next().await["type"], "ack");
     let shown = ws.next().await;
     assert_eq!(shown["rule"], "loud", "{shown}");
     // And its next batch does not bring the old rules back.
-    ws.send(&frame(vec![bare("s_swap:4", "activity")])).await;
+    ws.send(&frame(vec![bare("s_swap:5", "activity")])).await;
     assert_eq!(ws.next().await["type"], "ack");
     assert!(
         server

@@ -41,8 +41,9 @@ async fn send(server: &TestServer, visitor: &str, session: &str, events: Vec<Val
 fn leaving_with_cart(session: &str) -> Vec<Value> {
     vec![
         page(&format!("{session}:1"), "product", "/products/tent"),
-        cart(&format!("{session}:2"), 2, 310.0),
-        bare(&format!("{session}:3"), "exit_intent"),
+        bare(&format!("{session}:2"), "activity"),
+        cart(&format!("{session}:3"), 2, 310.0),
+        bare(&format!("{session}:4"), "exit_intent"),
     ]
 }
 
@@ -68,7 +69,7 @@ async fn a_dismissal_cooldown_survives_a_restart() {
         &before,
         &dismisser,
         "s_d",
-        vec![about("s_d:4", "dismissed", &shown_d)],
+        vec![about("s_d:5", "dismissed", &shown_d)],
     )
     .await;
     // The control visitor saw it too, and navigated away without dismissing it.
@@ -78,7 +79,7 @@ async fn a_dismissal_cooldown_survives_a_restart() {
         &before,
         &control,
         "s_c",
-        vec![page("s_c:4", "category", "/tents")],
+        vec![page("s_c:5", "category", "/tents")],
     )
     .await;
     before.shutdown().await;
@@ -91,7 +92,7 @@ async fn a_dismissal_cooldown_survives_a_restart() {
             SHOP,
             &dismisser,
             "s_d",
-            vec![about("s_d:4", "dismissed", &shown_d)],
+            vec![about("s_d:5", "dismissed", &shown_d)],
         ))
         .await;
     assert_eq!(resent.status, StatusCode::ACCEPTED, "{resent:?}");
@@ -146,7 +147,7 @@ async fn the_session_cap_and_a_conversion_survive_a_restart() {
         &before,
         &capped,
         "s_cap",
-        vec![page("s_cap:4", "category", "/tents")],
+        vec![page("s_cap:5", "category", "/tents")],
     )
     .await;
     let none = send(
@@ -155,8 +156,9 @@ async fn the_session_cap_and_a_conversion_survive_a_restart() {
         "s_conv",
         vec![
             page("s_conv:1", "checkout", "/checkout"),
-            cart("s_conv:2", 2, 310.0),
-            serde_json::json!({"id": "s_conv:3", "type": "convert", "order_id": "A-1001", "value": 310.0}),
+            bare("s_conv:2", "activity"),
+            cart("s_conv:3", 2, 310.0),
+            serde_json::json!({"id": "s_conv:4", "type": "convert", "order_id": "A-1001", "value": 310.0}),
         ],
     )
     .await;
@@ -167,7 +169,8 @@ async fn the_session_cap_and_a_conversion_survive_a_restart() {
         "s_ctl",
         vec![
             page("s_ctl:1", "product", "/products/tent"),
-            cart("s_ctl:2", 2, 310.0),
+            bare("s_ctl:2", "activity"),
+            cart("s_ctl:3", 2, 310.0),
         ],
     )
     .await;
@@ -245,7 +248,7 @@ async fn the_holdout_arm_is_the_same_after_a_restart() {
             &before,
             visitor,
             session,
-            vec![page(&format!("{session}:4"), "category", "/tents")],
+            vec![page(&format!("{session}:5"), "category", "/tents")],
         )
         .await;
     }
@@ -307,7 +310,10 @@ async fn a_pending_timer_fires_after_a_restart_without_new_events() {
         &before,
         &visitor,
         "s_dwell",
-        vec![page("s_dwell:1", "product", "/products/tent")],
+        vec![
+            page("s_dwell:1", "product", "/products/tent"),
+            bare("s_dwell:2", "activity"),
+        ],
     )
     .await;
     assert!(none.is_empty());

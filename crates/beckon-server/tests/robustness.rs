@@ -31,15 +31,13 @@ message = { type = "text", text = "hi" }
     ])
     .await;
     let v = server.treated(SHOP, "v_fut");
-    for i in 1..=2 {
-        let r = server
-            .post_events(&batch(
-                SHOP,
-                &v,
-                "s_f",
-                vec![page(&format!("s_f:{i}"), "home", "/")],
-            ))
-            .await;
+    // A person (a pointer on the first page), so that the rule's schedule is what the next
+    // wake waits for.
+    for events in [
+        vec![page("s_f:1", "home", "/"), bare("s_f:2", "activity")],
+        vec![page("s_f:3", "home", "/")],
+    ] {
+        let r = server.post_events(&batch(SHOP, &v, "s_f", events)).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
     }
     let q = server.treated("quiet", "v_sil");
@@ -50,18 +48,19 @@ message = { type = "text", text = "hi" }
             "s_q",
             vec![
                 page("s_q:1", "product", "/p"),
-                cart("s_q:2", 1, 10.0),
-                bare("s_q:3", "exit_intent"),
+                bare("s_q:2", "activity"),
+                cart("s_q:3", 1, 10.0),
+                bare("s_q:4", "exit_intent"),
             ],
         ))
         .await;
     let shown = first.interventions()[0].clone();
     for (i, events) in [
         vec![
-            about("s_q:4", "dismissed", &shown),
-            bare("s_q:5", "exit_intent"),
+            about("s_q:5", "dismissed", &shown),
+            bare("s_q:6", "exit_intent"),
         ],
-        vec![bare("s_q:6", "activity")],
+        vec![bare("s_q:7", "activity")],
     ]
     .into_iter()
     .enumerate()

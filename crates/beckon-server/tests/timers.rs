@@ -45,7 +45,16 @@ async fn a_delayed_rule_fires_on_the_servers_own_timer_exactly_when_its_delay_is
     // fire while SQLite works on its thread.)
     send(&server, "v_warm", vec![page("s_t:0", "home", "/")]).await;
     tokio::time::pause();
-    send(&server, "v_t", vec![page("s_t:1", "checkout", "/checkout")]).await;
+    // A person lands on checkout (their pointer moves as the page opens), then does nothing.
+    send(
+        &server,
+        "v_t",
+        vec![
+            page("s_t:1", "checkout", "/checkout"),
+            bare("s_t:2", "activity"),
+        ],
+    )
+    .await;
     let site = SiteId::parse(SHOP).unwrap();
     let page_at = store.log(&site, 0, 10).await.unwrap()[1].1.at;
     // Minutes of the visitor's time go by in no time of ours: the paused clock jumps from

@@ -41,13 +41,14 @@ async fn an_events_frame_is_acknowledged_with_its_ids_then_the_intervention_foll
 
     ws.send(&frame(vec![
         page("s_ws:1", "product", "/products/trail-shoe-x"),
-        cart("s_ws:2", 2, 98.0),
-        bare("s_ws:3", "exit_intent"),
+        bare("s_ws:2", "activity"),
+        cart("s_ws:3", 2, 98.0),
+        bare("s_ws:4", "exit_intent"),
     ]))
     .await;
     let ack = ws.next().await;
     assert_eq!(ack["type"], "ack", "{ack}");
-    assert_eq!(ids(&ack), ["s_ws:1", "s_ws:2", "s_ws:3"]);
+    assert_eq!(ids(&ack), ["s_ws:1", "s_ws:2", "s_ws:3", "s_ws:4"]);
     let shown = ws.next().await;
     assert_eq!(shown["type"], "intervention", "{shown}");
     assert_eq!(shown["rule"], "cart-exit-offer");
@@ -58,16 +59,16 @@ async fn an_events_frame_is_acknowledged_with_its_ids_then_the_intervention_foll
     );
 
     // Acknowledged means stored.
-    assert_eq!(server.events(SHOP, session).await.len(), 3);
+    assert_eq!(server.events(SHOP, session).await.len(), 4);
     let exposures = server.exposures(SHOP).await;
     assert_eq!(exposures.len(), 1);
     assert_eq!(exposures[0].id, shown["id"].as_str().unwrap());
     assert_eq!(exposures[0].arm, Arm::Treated);
 
     // A resend over the socket is acknowledged again and fires nothing.
-    ws.send(&frame(vec![bare("s_ws:3", "exit_intent")])).await;
+    ws.send(&frame(vec![bare("s_ws:4", "exit_intent")])).await;
     let again = ws.next().await;
-    assert_eq!(ids(&again), ["s_ws:3"]);
+    assert_eq!(ids(&again), ["s_ws:4"]);
     assert_eq!(ws.next_within(Duration::from_millis(300)).await, None);
     ws.close().await;
     server.shutdown().await;
@@ -89,10 +90,13 @@ async fn a_timer_pushes_the_intervention_without_any_further_frame() {
     let mut ws = server.ws(ORIGIN, SHOP, &visitor, "s_timer").await;
 
     let sent = Instant::now();
-    ws.send(&frame(vec![page("s_timer:1", "product", "/products/tent")]))
-        .await;
+    ws.send(&frame(vec![
+        page("s_timer:1", "product", "/products/tent"),
+        bare("s_timer:2", "activity"),
+    ]))
+    .await;
     let ack = ws.next().await;
-    assert_eq!(ids(&ack), ["s_timer:1"]);
+    assert_eq!(ids(&ack), ["s_timer:1", "s_timer:2"]);
     // Nothing else is sent: the server wakes the session itself once a second has passed.
     let pushed = ws
         .next_within(Duration::from_secs(5))

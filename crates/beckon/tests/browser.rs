@@ -405,6 +405,56 @@ async fn a_browser_with_navigator_webdriver_set_gets_nothing_whatever_its_user_a
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_visit_no_one_touches_is_shown_nothing_until_the_pointer_moves() {
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    let visitor = demo.visitor_in(Arm::Treated, "untouched");
+    demo.open_untouched(&c, &visitor, "/cart.html").await;
+    fill_cart(&c).await;
+    c.refresh().await.unwrap();
+    demo.wait_widget(&c).await;
+    // A script's exit signal over a full cart: a person's browser, but nobody at it.
+    c.execute(EXIT_INTENT, vec![]).await.unwrap();
+    // Ten seconds: the widget reports an exit signal at most that often.
+    no_intervention_for(&c, Duration::from_secs(10)).await;
+    let site = SiteId::parse("demo").unwrap();
+    assert!(demo.store.exposures(&site).await.unwrap().is_empty());
+    // Then the real pointer moves, and leaves again: the offer comes.
+    move_pointer(&c).await;
+    c.execute(EXIT_INTENT, vec![]).await.unwrap();
+    let shown = intervention_within(&c, Duration::from_secs(10)).await;
+    assert_eq!(shown["rule"], json!("cart-exit-offer"));
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_holding_an_automation_tool_s_mark_gets_nothing_though_the_browser_looks_a_person_s()
+{
+    let demo = Demo::start().await;
+    let c = demo.browser(HUMAN_UA).await;
+    // What Nightmare leaves in every page it drives, before any of the page's scripts run;
+    // navigator.webdriver stays false and the user agent is a person's.
+    c.before_each_page("window.__nightmare = {};").await;
+    demo.open_as(
+        &c,
+        &demo.visitor_in(Arm::Treated, "nightmare"),
+        "/cart.html",
+    )
+    .await;
+    assert_eq!(
+        c.execute("return navigator.webdriver === false", vec![])
+            .await
+            .unwrap(),
+        serde_json::Value::Bool(true)
+    );
+    a_bot_gets_nothing(&demo, &c, |r| {
+        r == "automation: the page holds __nightmare (Nightmare)"
+    })
+    .await;
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_held_out_visitor_sees_nothing_while_a_ghost_exposure_is_stored() {
     let demo = Demo::start().await;
     let c = demo.browser(HUMAN_UA).await;

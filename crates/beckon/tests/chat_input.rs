@@ -413,12 +413,14 @@ async fn logged(served: &Served, visitor: &str, kind: &str) {
     panic!("no {kind} event in the log of {visitor}");
 }
 
-/// A cart, then the pointer leaving: the demo's cart-exit offer, unless something holds it.
+/// A cart, then the pointer moving and leaving: the demo's cart-exit offer, unless something
+/// holds it.
 fn leaving(session: &str, n: u32) -> Value {
     json!([
         {"id": format!("{session}:{n}:1"), "type": "page", "t": 0, "url": "http://x/cart.html", "path": "/cart.html", "title": "Cart", "page_type": "cart", "referrer": ""},
         {"id": format!("{session}:{n}:2"), "type": "cart", "t": 0, "value": 129, "currency": "USD", "items": 2},
-        {"id": format!("{session}:{n}:3"), "type": "exit_intent", "t": 0},
+        {"id": format!("{session}:{n}:3"), "type": "activity", "t": 0},
+        {"id": format!("{session}:{n}:4"), "type": "exit_intent", "t": 0},
     ])
 }
 
@@ -453,7 +455,7 @@ async fn nothing_fires_for_a_visitor_while_their_conversation_runs() {
     assert_eq!(said["frames"][0]["type"], "said", "{said}");
     logged(&served, "v_chatting", "conversation_started").await;
     let answer = events(&served, &chatting, "s_chatting", leaving("s_chatting", 1)).await;
-    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(answer["accepted"], 4, "{answer}");
     assert_eq!(
         answer["interventions"],
         json!([]),

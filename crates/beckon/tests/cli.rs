@@ -367,14 +367,15 @@ fn backtest_tells_how_often_a_draft_would_have_fired_and_refuses_what_cannot_run
             .replace_rules(&beckon_engine::SiteId::parse("demo").unwrap(), &[])
             .await
             .unwrap();
-        // Three visitors viewed the pricing page an hour ago; one of them was a crawler.
+        // Three visitors moved the pointer on the pricing page an hour ago; one of them was a
+        // crawler.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
         let mut write = WriteBatch::default();
         for (i, bot) in [(1, false), (2, false), (3, true)] {
-            let key = format!("s_cli{i:0>17}:1");
+            let (touch, key) = (format!("s_cli{i:0>17}:1"), format!("s_cli{i:0>17}:2"));
             write.batches.push(LoggedBatch {
                 site: beckon_engine::SiteId::parse("demo").unwrap(),
                 visitor: beckon_engine::VisitorId::parse(&format!("v_cli{i:0>17}")).unwrap(),
@@ -392,15 +393,24 @@ fn backtest_tells_how_often_a_draft_would_have_fired_and_refuses_what_cannot_run
                     start: Default::default(),
                     fresh_profile: true,
                 }),
-                events: vec![LoggedEvent {
-                    key: key.clone(),
-                    id: beckon_engine::EventId::parse(&key).unwrap(),
-                    kind: "page".into(),
-                    body: format!(
-                        r#"{{"id":"{key}","type":"page","url":"https://shop.example/pricing","path":"/pricing","page_type":"pricing"}}"#
-                    ),
-                    applied: if bot { Applied::Logged } else { Applied::Decided },
-                }],
+                events: vec![
+                    LoggedEvent {
+                        key: touch.clone(),
+                        id: beckon_engine::EventId::parse(&touch).unwrap(),
+                        kind: "activity".into(),
+                        body: format!(r#"{{"id":"{touch}","type":"activity"}}"#),
+                        applied: if bot { Applied::Logged } else { Applied::Decided },
+                    },
+                    LoggedEvent {
+                        key: key.clone(),
+                        id: beckon_engine::EventId::parse(&key).unwrap(),
+                        kind: "page".into(),
+                        body: format!(
+                            r#"{{"id":"{key}","type":"page","url":"https://shop.example/pricing","path":"/pricing","page_type":"pricing"}}"#
+                        ),
+                        applied: if bot { Applied::Logged } else { Applied::Decided },
+                    },
+                ],
             });
         }
         store.commit(&write).await.unwrap();

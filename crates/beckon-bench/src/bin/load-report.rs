@@ -8,7 +8,7 @@
 //!             [--idle 20000] [--idle-hold 5] [--idle-per-process N] [--idle-parallel 128]
 //!             [--idle-bare] [--skip-load] [--skip-idle] [--only beckon|bare] [--quick]
 //!             [--beckon PATH | --no-build] [--rules FILE | --no-rules] [--data-dir DIR]
-//!             [--seed X] [--json]
+//!             [--seed X] [--user-agents 1] [--json]
 //! ```
 //!
 //! The generator, the servers and (on a shared machine) everyone else's work run on the same
@@ -36,7 +36,7 @@ const USAGE: &str =
                    [--idle 20000] [--idle-hold 5] [--idle-per-process N] [--idle-parallel 128]
                    [--idle-bare] [--skip-load] [--skip-idle] [--only beckon|bare] [--quick]
                    [--beckon PATH | --no-build] [--rules FILE | --no-rules] [--data-dir DIR]
-                   [--seed X] [--json]";
+                   [--seed X] [--user-agents 1] [--json]";
 
 /// The product's targets.
 const TARGET_EVENTS_PER_SEC: f64 = 50_000.0;
@@ -72,6 +72,8 @@ struct Options {
     rules: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     seed: u64,
+    /// Distinct browsers' user agents among the visitors (each matched and parsed once).
+    user_agents: usize,
     json: bool,
 }
 
@@ -142,6 +144,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
         ))),
         data_dir: None,
         seed: 0x10AD,
+        user_agents: 1,
         json: false,
     };
     let mut args = args.into_iter();
@@ -202,6 +205,9 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
             "--no-rules" => o.rules = None,
             "--data-dir" => o.data_dir = Some(PathBuf::from(value(&a)?)),
             "--seed" => o.seed = number(&a, value(&a)?)?,
+            "--user-agents" => {
+                o.user_agents = number(&a, value(&a)?)?.max(1) as usize;
+            }
             "--json" => o.json = true,
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unexpected argument {a:?}")),
@@ -471,6 +477,7 @@ async fn measure(
         window,
         max_batches: None,
         seed,
+        user_agents: o.user_agents,
     };
     let target = Target::new(server.addr);
     let pid = server.pid;
@@ -748,7 +755,7 @@ impl Report {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "== {}: batches of {} events, closed loop (one batch in flight per {}), {:.1} s measured after {:.1} s warm-up",
+                "== {}: batches of {} events, closed loop (one batch in flight per {}), {:.1} s measured after {:.1} s warm-up, {} distinct user agent{}",
                 match transport {
                     Transport::Http => "HTTP POST /v1/events",
                     Transport::WebSocket => "WebSocket /v1/ws",
@@ -759,7 +766,9 @@ impl Report {
                     Transport::WebSocket => "socket; a socket per visit",
                 },
                 o.seconds,
-                o.warmup
+                o.warmup,
+                o.user_agents,
+                if o.user_agents == 1 { "" } else { "s" }
             );
             let _ = writeln!(
                 s,

@@ -21,9 +21,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::Target;
 use super::http::{self, Connection};
 use super::visit::{Identity, Visit};
-use super::{CHROME, Target};
 
 /// The most distinct error messages kept; more are counted under one line.
 const MAX_ERROR_KINDS: usize = 16;
@@ -78,6 +78,9 @@ pub struct Load {
     /// Seed of the visitors' ids and events; give each phase its own, or the visitors of
     /// one phase are resends of another's.
     pub seed: u64,
+    /// Distinct user agents the visitors' browsers send ([`super::user_agent`]): 1, every
+    /// visitor the same browser.
+    pub user_agents: usize,
 }
 
 /// What a phase counted.
@@ -206,7 +209,10 @@ pub async fn ws_handshake(
         "origin",
         HeaderValue::from_str(&target.origin).map_err(|e| e.to_string())?,
     );
-    headers.insert("user-agent", HeaderValue::from_static(CHROME));
+    headers.insert(
+        "user-agent",
+        HeaderValue::from_str(&visit.user_agent).map_err(|e| e.to_string())?,
+    );
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
         .await
@@ -335,7 +341,8 @@ fn new_visit(load: &Load, rng: &mut fastrand::Rng, tally: &mut Tally) -> Visit {
     tally.visits += 1;
     let lo = lo.max(1);
     let batches = rng.u32(lo..=hi.max(lo));
-    Visit::new(rng, batches)
+    let user_agent = super::user_agent(load.user_agents, rng.usize(..load.user_agents.max(1)));
+    Visit::new(rng, batches, user_agent)
 }
 
 fn keep_going(load: &Load, batches: u64) -> bool {
@@ -373,7 +380,7 @@ async fn http_connection(target: Arc<Target>, load: Arc<Load>, i: u64) -> Tally 
             target.addr,
             &path,
             &target.origin,
-            CHROME,
+            &visit.user_agent,
             &visit.http_body(&target.site, &batch),
         );
         sent += 1;

@@ -253,7 +253,7 @@ async fn idle_visitor(
         .connect(target.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let mut visit = Visit::new(rng, 1);
+    let mut visit = Visit::new(rng, 1, super::CHROME.to_owned());
     let mut ws = ws_handshake(target, &visit, stream).await?;
     let batch = visit.next_batch(rng, 1);
     ws.send(Message::Text(visit.ws_frame(&batch, true).into()))

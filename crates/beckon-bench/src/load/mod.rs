@@ -33,6 +33,37 @@ use std::net::SocketAddr;
 /// of the log; a generator without a browser's user agent would measure the bot path.
 pub const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
+/// The `i`-th of `n` distinct browsers' user agents (desktop and mobile Chrome, Firefox and
+/// Safari, each at its own version); [`CHROME`] alone when `n` is 1. Each distinct user agent
+/// is one the server has to match against its bot patterns and parse once.
+pub fn user_agent(n: usize, i: usize) -> String {
+    if n <= 1 {
+        return CHROME.to_owned();
+    }
+    let (kind, v) = (i % 5, i / 5);
+    let (major, minor) = (100 + v % 60, v / 60);
+    match kind {
+        0 => format!(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{major}.0.{minor}.0 Safari/537.36"
+        ),
+        1 => format!(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{}.{} Safari/605.1.15",
+            major % 20 + 1,
+            minor
+        ),
+        2 => format!(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:{major}.0) Gecko/20100101 Firefox/{major}.{minor}"
+        ),
+        3 => format!(
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{major}.0.{minor}.0 Mobile Safari/537.36"
+        ),
+        _ => format!(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{minor} Mobile/15E148 Safari/604.1",
+            major % 10
+        ),
+    }
+}
+
 /// The site key the generated visitors send events for.
 pub const SITE: &str = "load";
 

@@ -57,6 +57,8 @@ pub struct Visit {
     pub token: Option<String>,
     /// The session id.
     pub session: String,
+    /// The browser's user agent.
+    pub user_agent: String,
     load: String,
     seq: u64,
     batches_left: u32,
@@ -69,7 +71,7 @@ pub struct Visit {
 
 impl Visit {
     /// A new visitor, on its first page load, who will send `batches` batches.
-    pub fn new(rng: &mut fastrand::Rng, batches: u32) -> Visit {
+    pub fn new(rng: &mut fastrand::Rng, batches: u32, user_agent: String) -> Visit {
         let clock_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -77,6 +79,7 @@ impl Visit {
             visitor: format!("v_{}", base36(rng, 20)),
             token: None,
             session: format!("s_{}", base36(rng, 20)),
+            user_agent,
             load: base36(rng, 6),
             seq: 0,
             batches_left: batches,
@@ -388,7 +391,7 @@ mod tests {
     #[test]
     fn a_visit_lands_on_a_page_and_numbers_its_events() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut visit = Visit::new(&mut rng, 2);
+        let mut visit = Visit::new(&mut rng, 2, crate::load::CHROME.to_owned());
         let first = visit.next_batch(&mut rng, 10);
         assert_eq!(first.events[0]["type"], "page");
         assert_eq!(first.ids.len(), 10);
@@ -408,7 +411,7 @@ mod tests {
     #[test]
     fn an_issued_identity_replaces_the_drawn_one() {
         let mut rng = fastrand::Rng::with_seed(1);
-        let mut visit = Visit::new(&mut rng, 1);
+        let mut visit = Visit::new(&mut rng, 1, crate::load::CHROME.to_owned());
         let answer = json!({ "accepted": 1, "identity": { "visitor": "v_new", "token": "a+b/c" } });
         visit.adopt(Identity::of(&answer).expect("an identity"));
         assert_eq!(visit.visitor, "v_new");

@@ -31,21 +31,25 @@ async fn a_socket_that_attaches_gets_no_intervention_before_its_commit_has_lande
     let hooked = Arc::new(Hooked::new(base.clone()));
     let server = TestServer::start_with(hooked.clone(), one_shard()).await;
     let v = "v_p";
-    // The visitor lands on checkout (over HTTP: the page's socket has not sent anything yet).
+    // The visitor lands on checkout, their pointer moving (over HTTP: the page's socket has
+    // not sent anything yet).
     let r = server
         .post_events(&batch(
             SHOP,
             v,
             "s_p",
-            vec![page("s_p:1", "checkout", "/checkout")],
+            vec![
+                page("s_p:1", "checkout", "/checkout"),
+                bare("s_p:2", "activity"),
+            ],
         ))
         .await;
     assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{}", r.text);
     let mut ws = server.ws(ORIGIN, SHOP, v, "s_p").await;
     // The socket's first batch is held in the writer until the timer has fired behind it.
-    let first = hooked.gate("s_p:2", 1);
+    let first = hooked.gate("s_p:3", 1);
     let tick = hooked.gate_if("tick", is_tick, 1);
-    ws.send(&frame(vec![bare("s_p:2", "activity")])).await;
+    ws.send(&frame(vec![bare("s_p:3", "activity")])).await;
     for _ in 0..300 {
         if hooked.entered("tick") == 1 {
             break;

@@ -34,8 +34,9 @@ async fn a_batch_with_nothing_new_begins_no_unlogged_visit() {
         "s_e",
         vec![
             page("s_e:1", "cart", "/cart"),
-            cart("s_e:2", 2, 80.0),
-            bare("s_e:3", "exit_intent"),
+            bare("s_e:2", "activity"),
+            cart("s_e:3", 2, 80.0),
+            bare("s_e:4", "exit_intent"),
         ],
     )
     .await

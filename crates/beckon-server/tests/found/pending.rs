@@ -49,7 +49,10 @@ async fn an_old_visits_timer_intervention_is_never_handed_to_a_new_visit() {
         SHOP,
         "v_t",
         "s_t",
-        vec![page("s_t:1", "checkout", "/checkout")],
+        vec![
+            page("s_t:1", "checkout", "/checkout"),
+            bare("s_t:2", "activity"),
+        ],
     )
     .await
     .unwrap();

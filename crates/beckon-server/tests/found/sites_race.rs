@@ -71,7 +71,7 @@ async fn an_import_between_two_reads_never_runs_new_rules_under_an_old_version()
         SHOP,
         "v_r",
         "s_r",
-        vec![page("s_r:1", "home", "/")],
+        vec![page("s_r:1", "home", "/"), bare("s_r:2", "activity")],
     )
     .await
     .unwrap();

@@ -494,8 +494,24 @@ impl Demo {
     }
 
     /// Opens `path` with `visitor` and `token` (none: no token, as when a script learned the
-    /// id alone) in first-party storage, with a fresh session.
+    /// id alone) in first-party storage, with a fresh session; the person then moves the
+    /// pointer over the page.
     pub async fn open_with(&self, c: &Client, visitor: &str, token: Option<&str>, path: &str) {
+        self.load_as(c, visitor, token, path).await;
+        move_pointer(c).await;
+    }
+
+    /// Opens `path` as `visitor`, like [`Demo::open_as`], but nobody touches the page: no
+    /// pointer, touch, key or scroll.
+    pub async fn open_untouched(&self, c: &Client, visitor: &str, path: &str) {
+        let token = self.tokens.issue(
+            &beckon_engine::SiteId::parse(beckon::DEMO_SITE).unwrap(),
+            &VisitorId::parse(visitor).unwrap(),
+        );
+        self.load_as(c, visitor, Some(&token), path).await;
+    }
+
+    async fn load_as(&self, c: &Client, visitor: &str, token: Option<&str>, path: &str) {
         c.goto(&format!("{}/healthz", self.base)).await.unwrap();
         c.execute(
             "localStorage.clear(); sessionStorage.clear(); localStorage.setItem('beckon:vid', arguments[0]); if (arguments[1]) localStorage.setItem('beckon:vtk', arguments[1]);",
@@ -627,6 +643,22 @@ pub const HTTP_ONLY_AND_RECORDED: &str = r#"
 
 /// Fires an exit intent the way a desktop pointer leaving through the top does.
 pub const EXIT_INTENT: &str = "document.dispatchEvent(new MouseEvent('mouseout', {clientX: 400, clientY: -2, relatedTarget: null, bubbles: true}));";
+
+/// The person moves the real pointer across the page (input events, as a mouse makes them):
+/// the sign of someone there that the widget reports as `activity`. Until one comes, nothing
+/// is shown in a visit.
+pub async fn move_pointer(c: &Client) {
+    use fantoccini::actions::{MouseActions, PointerAction};
+    let mut mouse = MouseActions::new("mouse".to_owned());
+    for (x, y) in [(120.0, 140.0), (260.0, 220.0), (320.0, 180.0)] {
+        mouse = mouse.then(PointerAction::MoveTo {
+            duration: Some(Duration::from_millis(60)),
+            x,
+            y,
+        });
+    }
+    c.perform_actions(mouse).await.unwrap();
+}
 
 /// Saves a screenshot of the page as `target/screenshots/NAME.png` (for the README).
 pub async fn screenshot(c: &fantoccini::Client, name: &str) {
