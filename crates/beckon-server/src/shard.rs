@@ -414,6 +414,10 @@ impl Shard {
                 }
             }
             ShardMsg::Resume(record) => {
+                // A visit judged a bot's has nothing to wake for.
+                if record.session.as_ref().is_some_and(|s| s.state.is_bot()) {
+                    return;
+                }
                 let key = (record.site.clone(), record.visitor.clone());
                 let slot = self.slots.entry(key.clone()).or_default();
                 if slot.live.is_some() || slot.busy || record.session.is_none() {

@@ -213,6 +213,7 @@ async fn a_returning_visitor_with_items_in_the_cart_is_welcomed_back() {
     c.execute("sessionStorage.clear();", vec![]).await.unwrap();
     c.goto(&format!("{}/", demo.base)).await.unwrap();
     demo.wait_widget(&c).await;
+    move_pointer(&c).await;
     let shown = intervention_within(&c, Duration::from_secs(15)).await;
     assert_eq!(shown["rule"], json!("welcome-back-cart"));
     assert!(

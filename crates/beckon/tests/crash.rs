@@ -363,7 +363,9 @@ impl Client {
             json!({"url": format!("{ORIGIN}/"), "path": "/",
             "title": "Home", "page_type": "home", "referrer": ""}),
         );
-        self.send(vec![home]).await;
+        // A person: the pointer moves as the first page loads.
+        let pointer = self.event("activity", json!({}));
+        self.send(vec![home, pointer]).await;
         let mut rounds = 0;
         while browsing.load(Ordering::SeqCst) || rounds < 3 {
             rounds += 1;

@@ -182,7 +182,8 @@ async fn normal_round(http: &reqwest::Client, base: &str, n: usize) -> Result<()
     "events": [
         {"id": format!("{session}:l0ad01:2"), "type": "cart", "value": 60.0,
          "currency": "EUR", "items": 2},
-        {"id": format!("{session}:l0ad01:3"), "type": "exit_intent"},
+        {"id": format!("{session}:l0ad01:3"), "type": "activity"},
+        {"id": format!("{session}:l0ad01:4"), "type": "exit_intent"},
     ]});
     let r = post_batch(http, base, second.to_string())
         .await

@@ -95,7 +95,8 @@ async fn leave_a_lead(http: &reqwest::Client, base: &str, n: usize, email: &str)
         "context": {"lang": "en-US", "tz_offset": 0, "screen": [1280, 800]},
         "events": [{"id": format!("{session}:p:1"), "type": "page", "path": "/blog/guide",
                     "title": "The guide", "page_type": "article"},
-                   {"id": format!("{session}:p:2"), "type": "scroll", "depth": 40}],
+                   {"id": format!("{session}:p:2"), "type": "scroll", "depth": 40},
+                   {"id": format!("{session}:p:3"), "type": "activity"}],
     });
     let r = post_batch(http, base, page.to_string()).await.unwrap();
     assert_eq!(r.status, 202, "{}", r.text);

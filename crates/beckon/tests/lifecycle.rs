@@ -257,6 +257,7 @@ async fn rules_imported_into_a_running_servers_database_take_effect_within_secon
             {"id": "s_import:1", "type": "page", "url": "https://shop.example/cart", "path": "/cart",
              "title": "Cart", "page_type": "cart", "referrer": ""},
             {"id": "s_import:2", "type": "cart", "value": 40, "currency": "EUR", "items": 2},
+            {"id": "s_import:pointer", "type": "activity"},
         ],
     });
     let r = http

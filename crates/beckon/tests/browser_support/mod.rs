@@ -648,7 +648,7 @@ pub const EXIT_INTENT: &str = "document.dispatchEvent(new MouseEvent('mouseout',
 /// the sign of someone there that the widget reports as `activity`. Until one comes, nothing
 /// is shown in a visit.
 pub async fn move_pointer(c: &Client) {
-    use fantoccini::actions::{MouseActions, PointerAction};
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
     let mut mouse = MouseActions::new("mouse".to_owned());
     for (x, y) in [(120.0, 140.0), (260.0, 220.0), (320.0, 180.0)] {
         mouse = mouse.then(PointerAction::MoveTo {
