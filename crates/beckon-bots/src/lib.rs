@@ -64,9 +64,8 @@ pub struct Automation<'a> {
     pub markers: &'a [String],
 }
 
-/// The marks automation tools leave in a page, as the widget looks for them: `(name, tool)`.
-/// Each is a property of `window`, but for `webdriver-attribute`, Selenium's attribute on
-/// the document element.
+/// The marks automation tools leave in a page, as the widget looks for them (each a property
+/// of `window`): `(name, tool)`.
 pub const MARKERS: &[(&str, &str)] = &[
     ("callPhantom", "PhantomJS"),
     ("_phantom", "PhantomJS"),
@@ -75,12 +74,7 @@ pub const MARKERS: &[(&str, &str)] = &[
     ("domAutomationController", "Chrome's automation extension"),
     ("_selenium", "Selenium"),
     ("callSelenium", "Selenium"),
-    ("_Selenium_IDE_Recorder", "Selenium IDE"),
-    ("webdriver-attribute", "Selenium"),
-    ("__webdriver_script_fn", "WebDriver"),
-    ("Cypress", "Cypress"),
     ("__playwright__binding__", "Playwright"),
-    ("__pwInitScripts", "Playwright"),
 ];
 
 /// The most markers read from one report, and the most characters of each.

@@ -55,15 +55,28 @@ impl ClientHints {
 }
 
 /// What a user agent (with its hints) gives, once worked out.
-struct Seen {
-    verdict: Option<String>,
-    device: Device,
+pub struct Seen {
+    /// The user-agent layer's verdict (`user agent: …`), if a bot's.
+    pub verdict: Option<String>,
+    /// The device, browser and OS.
+    pub device: Device,
+}
+
+impl Seen {
+    /// Why the sender is a bot (`layer: reason`): its user agent, else what its browser
+    /// reports of automation; `None` for a person.
+    pub fn bot_reason(&self, automation: Automation) -> Option<String> {
+        self.verdict
+            .clone()
+            .or_else(|| beckon_bots::judge_automation(automation).map(|v| v.to_string()))
+    }
 }
 
 /// A user agent with its hints, as the cache keys it.
 type Key = (String, Option<String>, Option<String>);
 
-fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
+/// What `user_agent` with `hints` gives: matched and parsed once, then cached.
+pub fn seen(user_agent: &str, hints: &ClientHints) -> Arc<Seen> {
     static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Seen>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     // No browser sends a user agent this long; a marker padded past it would not be read.
@@ -112,38 +125,29 @@ pub fn language(widget: Option<&str>, accept_language: Option<&str>) -> Option<S
     })
 }
 
-/// Why this sender is a bot (`layer: reason`), or `None` for a person.
-pub fn bot_reason(user_agent: &str, automation: Automation) -> Option<String> {
-    if let Some(v) = &seen(user_agent, &ClientHints::default()).verdict {
-        return Some(v.clone());
-    }
-    beckon_bots::judge_automation(automation).map(|v| v.to_string())
-}
-
 /// The most sessions whose edge verdict is kept: past it the memory starts afresh.
 pub const MAX_JUDGED_SESSIONS: usize = 100_000;
 
-/// The verdict on a browser's batch of `session` (the session id as sent): the one the edge
-/// gave an earlier batch of the session, which holds for the rest of it (a page whose
-/// automation marks come and go stays a bot's), else this batch's own.
-pub fn session_bot_reason(
+/// The verdict on a browser's batch of `session` (the session id as sent), given this
+/// batch's own (`verdict`): the one the edge gave an earlier batch of the session holds for
+/// the rest of it (a page whose automation marks come and go stays a bot's).
+pub fn session_verdict(
     site: &SiteId,
     session: Option<&SessionId>,
-    user_agent: &str,
-    automation: Automation,
+    verdict: Option<String>,
 ) -> Option<String> {
     type Judged = HashMap<(SiteId, SessionId), String>;
     static JUDGED: OnceLock<Mutex<Judged>> = OnceLock::new();
-    let judged = JUDGED.get_or_init(Mutex::default);
     let Some(session) = session else {
-        return bot_reason(user_agent, automation);
+        return verdict;
     };
+    let judged = JUDGED.get_or_init(Mutex::default);
     let key = (site.clone(), session.clone());
-    if let Some(reason) = judged.lock().expect("the lock").get(&key) {
-        return Some(reason.clone());
-    }
-    let reason = bot_reason(user_agent, automation)?;
     let mut judged = judged.lock().expect("the lock");
+    if let Some(earlier) = judged.get(&key) {
+        return Some(earlier.clone());
+    }
+    let reason = verdict?;
     if judged.len() >= MAX_JUDGED_SESSIONS {
         judged.clear();
     }
@@ -213,10 +217,27 @@ mod tests {
         assert_eq!(bot_reason(&longest, NONE), None, "512 characters are read");
     }
 
+    fn bot_reason(user_agent: &str, automation: Automation) -> Option<String> {
+        seen(user_agent, &ClientHints::default()).bot_reason(automation)
+    }
+
     const NONE: Automation = Automation {
         webdriver: false,
         markers: &[],
     };
+
+    #[test]
+    fn the_widget_looks_for_the_marks_beckon_bots_knows() {
+        let js = crate::routes::assets::WIDGET_JS;
+        let start = js.find("marks = [").expect("the widget's list of marks") + "marks = [".len();
+        let list = &js[start..start + js[start..].find(']').unwrap()];
+        let widget: Vec<&str> = list
+            .split(',')
+            .map(|n| n.trim().trim_matches('\''))
+            .collect();
+        let known: Vec<&str> = beckon_bots::MARKERS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(widget, known);
+    }
 
     #[test]
     fn a_session_the_edge_judged_a_bot_s_stays_one_when_its_marks_go() {
@@ -231,12 +252,15 @@ mod tests {
             markers: &marks,
         };
         let want = Some("automation: the page holds __nightmare (Nightmare)".to_owned());
-        assert_eq!(session_bot_reason(&site, Some(&s1), CHROME, marked), want);
+        let judge = |site: &SiteId, s: &SessionId, a: Automation| {
+            session_verdict(site, Some(s), bot_reason(CHROME, a))
+        };
+        assert_eq!(judge(&site, &s1, marked), want);
         // The next page of the same session shows no mark: still the bot's session.
-        assert_eq!(session_bot_reason(&site, Some(&s1), CHROME, NONE), want);
+        assert_eq!(judge(&site, &s1, NONE), want);
         // Another session, or the same id on another site, is judged on its own.
-        assert_eq!(session_bot_reason(&site, Some(&s2), CHROME, NONE), None);
+        assert_eq!(judge(&site, &s2, NONE), None);
         let other = SiteId::parse("other-shop").unwrap();
-        assert_eq!(session_bot_reason(&other, Some(&s1), CHROME, NONE), None);
+        assert_eq!(judge(&other, &s1, NONE), None);
     }
 }

@@ -179,24 +179,21 @@ pub async fn submit(
     };
     // Bots are judged before the engine sees anything: logged for the operator, never decided
     // on, kept out of every number.
+    let seen = edge::seen(from.user_agent, from.hints);
     if source == Source::Browser {
         let sid = match &session {
             SessionRef::Id(s) => Some(s),
             SessionRef::Current => None,
         };
-        if let Some(reason) = edge::session_bot_reason(
-            &from.site.record.id,
-            sid,
-            from.user_agent,
-            from.context.automation(),
-        ) {
+        let verdict = seen.bot_reason(from.context.automation());
+        if let Some(reason) = edge::session_verdict(&from.site.record.id, sid, verdict) {
             let reply =
                 log_bot(state, &from.site, visitor, session, context, reason, events).await?;
             return Ok(Submitted { reply, identity });
         }
     }
     let start = SessionStart {
-        device: edge::device_with(from.user_agent, from.hints),
+        device: seen.device.clone(),
         bot: false,
         language,
         utc_offset_minutes: tz,
