@@ -41,6 +41,16 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
+    /// A watch that starts afresh on a session already watched elsewhere (loaded from the
+    /// store after a restart or an eviction): what is known of it is whether it showed a
+    /// person.
+    pub fn resumed(interacted: bool) -> Behaviour {
+        Behaviour {
+            interactions: u32::from(interacted),
+            ..Behaviour::default()
+        }
+    }
+
     /// Whether the session has shown any sign of a person.
     pub fn interacted(&self) -> bool {
         self.interactions > 0

@@ -80,6 +80,9 @@ enum Until {
     Session,
     /// Until some event lifts it.
     Event,
+    /// Until the visit shows a person: the rules are tried, so that their delays count from
+    /// when their conditions began to hold, but none is ready, and nothing wakes the visit.
+    Person,
     /// Until an instant.
     At(Timestamp),
 }
@@ -243,7 +246,9 @@ impl Engine {
                 };
             }
             Some((_, Until::At(t))) => Some(*t),
+            Some((_, Until::Person)) => None,
         };
+        let gated = matches!(guard, Some((_, Until::Person)));
 
         let mut winner: Option<&Rule> = None;
         // The earliest instant after `now` at which something could change on its own.
@@ -320,8 +325,10 @@ impl Engine {
                 .flatten()
                 .max()
                 .unwrap_or(now);
-            if ready_at > now {
-                wake_at(Some(ready_at));
+            if gated || ready_at > now {
+                if !gated {
+                    wake_at(Some(ready_at));
+                }
                 rec.rule(rule, || match (&guard, repeat_over) {
                     (Some((by, _)), _) => Verdict::Held { by: by.clone() },
                     (None, Some(until)) if until > now => Verdict::RepeatCycle { until },
@@ -348,7 +355,8 @@ impl Engine {
                 outcome: Outcome::Nothing {
                     held: guard.map(|(why, _)| why),
                 },
-                next_wake: wake,
+                // Only an event lifts the wait for a person: no timer for a visit no one is at.
+                next_wake: wake.filter(|_| !gated),
             };
         };
         s.record_fire(&rule.id, rule.key, p, now);
@@ -374,7 +382,7 @@ impl Engine {
             return Some((Suppression::Bot, Until::Session));
         }
         if !s.interacted {
-            return Some((Suppression::NoInteraction, Until::Event));
+            return Some((Suppression::NoInteraction, Until::Person));
         }
         if s.converted_at.is_some() {
             return Some((Suppression::Converted, Until::Session));

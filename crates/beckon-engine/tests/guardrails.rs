@@ -131,6 +131,24 @@ fn a_visit_with_no_pointer_touch_key_or_scroll_is_shown_nothing_and_logs_no_ghos
         assert_eq!(seen(&d), want, "held out: {holdout}");
         assert!(v.session.interacted());
     }
+    // A delay counts from when the conditions began to hold, not from the first sign of a
+    // person: a cart 30 s old is offered on the first move of the pointer, and a younger
+    // one when its 30 s are up.
+    let e = engine(&nudge("delay = \"30s\""), policy());
+    for (moved, fires_at) in [(40 * SEC, 40 * SEC), (10 * SEC, 31 * SEC)] {
+        let id = beckon_engine::VisitorId::parse("slow-hand").unwrap();
+        let mut v = Visitor::untouched(&e, id, SessionStart::default(), T0);
+        v.send(page(PageType::Product), at(0));
+        let d = v.send(cart(1), at(SEC));
+        assert_eq!(d.next_wake, None, "no timer while no one is there");
+        let d = v.send(Event::Activity, at(moved));
+        if moved >= 31 * SEC {
+            assert_eq!(seen(&d), fire("nudge"), "moved at {moved}");
+        } else {
+            assert_eq!(d.next_wake, Some(at(fires_at)), "moved at {moved}");
+            assert_eq!(seen(&v.send(Event::Tick, at(fires_at))), fire("nudge"));
+        }
+    }
     // A hover, a click and opening the chat show a person as well; a page view does not.
     for (event, person) in [
         (hover("add-to-cart", "sku-1"), true),

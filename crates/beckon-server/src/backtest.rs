@@ -221,7 +221,13 @@ pub async fn backtest(
                 continue;
             }
             done += 1;
-            if crate::replay::is_edge_bot(&batch.verdict) || batch.source == Source::Timer {
+            if let Some((base_run, draft_run)) = runs.get_mut(&batch.visitor) {
+                if crate::replay::edge_bot(Some(&mut base_run.visitor), &batch) {
+                    crate::replay::edge_bot(Some(&mut draft_run.visitor), &batch);
+                    continue;
+                }
+            }
+            if crate::replay::edge_bot(None, &batch) || batch.source == Source::Timer {
                 continue;
             }
             // A visit judged a bot midway is replayed (its state must turn as it did live),

@@ -187,6 +187,18 @@ pub async fn submit(
         };
         let verdict = seen.bot_reason(from.context.automation());
         if let Some(reason) = edge::session_verdict(&from.site.record.id, sid, verdict) {
+            if let Some(session) = sid.filter(|_| identity.is_none()) {
+                // A visit that began as a person's and now shows automation: marked where it
+                // lives, so that nothing it set up fires. Best effort: a full queue drops it.
+                let _ = state.shards.try_send(
+                    &visitor,
+                    ShardMsg::MarkBot {
+                        key: (from.site.record.id.clone(), visitor.clone()),
+                        session: session.clone(),
+                        reason: reason.clone(),
+                    },
+                );
+            }
             let reply =
                 log_bot(state, &from.site, visitor, session, context, reason, events).await?;
             return Ok(Submitted { reply, identity });

@@ -98,7 +98,7 @@ pub async fn replay_site(store: &dyn Store, site: &SiteId) -> Result<Replay, Rep
         };
         after = *last;
         for (_, batch) in page {
-            if is_edge_bot(&batch.verdict) {
+            if edge_bot(visitors.get_mut(&batch.visitor), &batch) {
                 continue;
             }
             let engine = engines.at(batch.rules_version).await?;
@@ -190,7 +190,7 @@ pub async fn explain_visitor(
     let mut state = Visitor::fresh(visitor.clone());
     let mut steps = Vec::with_capacity(log.len());
     for (_, batch) in log {
-        if is_edge_bot(&batch.verdict) {
+        if edge_bot(Some(&mut state), &batch) {
             steps.push(Step {
                 batch,
                 fired: Vec::new(),
@@ -269,7 +269,17 @@ async fn engine_at(store: &dyn Store, site: &SiteId, version: u64) -> Result<Eng
 }
 
 /// Whether the edge judged the batch a bot's before any visit saw it (a visit's own verdict,
-/// [`judged_in_visit`], is replayed: the visit saw those events).
-pub(crate) fn is_edge_bot(verdict: &Verdict) -> bool {
-    matches!(verdict, Verdict::Bot { .. }) && judged_in_visit(verdict).is_none()
+/// [`judged_in_visit`], is replayed: the visit saw those events). Such a batch of the
+/// visitor's current visit marks it, as the shard did live ([`Visitor::mark_edge_bot`]).
+pub(crate) fn edge_bot(visitor: Option<&mut Visitor>, batch: &LoggedBatch) -> bool {
+    let Verdict::Bot { reason } = &batch.verdict else {
+        return false;
+    };
+    if judged_in_visit(&batch.verdict).is_some() {
+        return false;
+    }
+    if let (Some(visitor), Some(session)) = (visitor, &batch.session) {
+        visitor.mark_edge_bot(session, reason.clone());
+    }
+    true
 }

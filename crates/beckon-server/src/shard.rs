@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use beckon_engine::hash::fnv1a64;
-use beckon_engine::{Event, EventId, Profile, SessionStart, SiteId, Timestamp, VisitorId};
+use beckon_engine::{
+    Event, EventId, Profile, SessionId, SessionStart, SiteId, Timestamp, VisitorId,
+};
 use beckon_store::{
     BatchContext, Exposure, LoggedBatch, Source, Store, StoreError, Verdict, VisitorRecord,
     VisitorWrite, WriteBatch,
@@ -159,6 +161,16 @@ pub enum ShardMsg {
     },
     /// A persisted visitor to resume after a restart (its timer is re-armed).
     Resume(Box<VisitorRecord>),
+    /// The edge judged a batch of this visit a bot's (its user agent, its automation): the
+    /// visit, if live here, is marked for good, its timer cancelled, its state written.
+    MarkBot {
+        /// The visitor.
+        key: VisitorKey,
+        /// The session the batch named.
+        session: SessionId,
+        /// Why (`layer: reason`).
+        reason: String,
+    },
     /// Answers when the shard is running (for `/readyz`).
     Ping(oneshot::Sender<()>),
 }
@@ -429,10 +441,45 @@ impl Shard {
                 self.make_room();
                 self.wake(key).await;
             }
+            ShardMsg::MarkBot {
+                key,
+                session,
+                reason,
+            } => self.mark_bot(key, &session, reason).await,
             ShardMsg::Ping(tx) => {
                 let _ = tx.send(());
             }
         }
+    }
+
+    /// Marks the visitor's live visit `session` a bot's (see [`ShardMsg::MarkBot`]). A visitor
+    /// not in memory, busy loading, or on another visit is left as is: nothing of theirs can
+    /// fire before their next batch, which the edge judges again.
+    async fn mark_bot(&mut self, key: VisitorKey, session: &SessionId, reason: String) {
+        let now = self.config.clock.now();
+        let Some(live) = self
+            .slots
+            .get_mut(&key)
+            .filter(|slot| !slot.busy && !slot.settling)
+            .and_then(|slot| slot.live.as_mut())
+        else {
+            return;
+        };
+        if !live.visitor.mark_edge_bot(session, reason) {
+            return;
+        }
+        live.next_wake = None;
+        let write = WriteBatch {
+            visitors: vec![VisitorWrite {
+                site: key.0.clone(),
+                visitor: key.1.clone(),
+                profile: None,
+                session: live.visitor.session_record(),
+                last_seen: now,
+            }],
+            ..WriteBatch::default()
+        };
+        self.finish(key, write, now, None, Vec::new()).await;
     }
 
     /// Runs `work` now, or queues it behind the visitor's running read.
@@ -726,15 +773,20 @@ impl Shard {
             .filter(|e| matches!(e.applied, beckon_store::Applied::Refused(_)))
             .count();
         crate::metrics::refused_events(refused);
-        let leads = crate::lead_capture::captured(
-            &site.engine,
-            &key.0,
-            &key.1,
-            &effect.events,
-            &job.context,
-            || live.visitor.template_context(),
-            now,
-        );
+        // A bot's form is no one's lead.
+        let leads = if effect.bot.is_some() {
+            Vec::new()
+        } else {
+            crate::lead_capture::captured(
+                &site.engine,
+                &key.0,
+                &key.1,
+                &effect.events,
+                &job.context,
+                || live.visitor.template_context(),
+                now,
+            )
+        };
         let logged = (!effect.events.is_empty()).then(|| LoggedBatch {
             site: key.0.clone(),
             visitor: key.1.clone(),

@@ -148,12 +148,12 @@ impl Visitor {
             id: record.visitor,
             profile: record.profile,
             visit: record.session.map(|s| Visit {
+                watch: Behaviour::resumed(s.state.interacted()),
                 id: s.id,
                 state: s.state,
                 ended: s.ended.into(),
                 issued: s.issued.into(),
                 bot: s.bot,
-                watch: Behaviour::default(),
             }),
             fresh: false,
         }
@@ -255,7 +255,6 @@ impl Visitor {
         {
             // The log says what the visit did had shown a bot by this batch.
             mark_bot(visit, reason.to_owned());
-            effect.bot = visit.bot.clone();
         }
         let mode = if self.visit.is_some() {
             Mode::Decide
@@ -339,6 +338,18 @@ impl Visitor {
         VisitBegin {
             start: start.clone(),
             fresh_profile: self.fresh,
+        }
+    }
+
+    /// The edge judged a batch of `session` a bot's, for `reason`: when that is the current
+    /// visit, it is a bot's for good. Answers whether this marked it now.
+    pub fn mark_edge_bot(&mut self, session: &SessionId, reason: String) -> bool {
+        match self.visit.as_mut() {
+            Some(visit) if &visit.id == session && visit.bot.is_none() => {
+                mark_bot(visit, reason);
+                true
+            }
+            _ => false,
         }
     }
 

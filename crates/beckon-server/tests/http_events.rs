@@ -761,6 +761,7 @@ async fn nothing_is_shown_before_a_sign_of_a_person_and_ten_untouched_pages_are_
 
     // The verdict outlives a restart (the behaviour watched so far does not; the verdict does).
     server.shutdown().await;
+    let before_restart = verdicts(store.as_ref(), &script).await.len();
     let server = TestServer::start(store.clone()).await;
     let r = server
         .post_events(&batch(
@@ -786,9 +787,10 @@ async fn nothing_is_shown_before_a_sign_of_a_person_and_ten_untouched_pages_are_
         .cloned()
         .collect();
     assert_eq!(browser, expected, "a bot's for the rest of the visit");
-    // The resumed visit's own tick, if any, is a bot's too.
-    assert!(
-        all[9..].iter().all(|(_, verdict)| *verdict == bot),
+    // Nothing woke the resumed bot's visit: the one batch since the restart is its own.
+    assert_eq!(
+        all[before_restart..],
+        [(Source::Browser, bot.clone())],
         "{all:?}"
     );
     assert!(
@@ -845,4 +847,89 @@ async fn server_state(
     visitor_record(store, SHOP, visitor)
         .await
         .unwrap_or_else(|| panic!("{visitor} is stored"))
+}
+
+#[tokio::test]
+async fn a_visit_that_begins_as_a_person_s_and_then_shows_automation_gets_nothing_more() {
+    let policy = Policy {
+        arrival_grace: Duration::ZERO,
+        holdout_percent: 0.0,
+        ..Policy::default()
+    };
+    let store = memory_store().await;
+    install(
+        store.as_ref(),
+        &Site::new(SHOP, &checkout_hesitation("2s"), policy),
+    )
+    .await;
+    let server = TestServer::start(store.clone()).await;
+    let (v, s) = ("v_turned", "s_turned");
+    let marked = |events: Vec<Value>| {
+        let mut b = batch(SHOP, v, s, events);
+        b["context"]["automation"] = json!(["__nightmare"]);
+        b
+    };
+    // A person's first batch on checkout: the rule's two seconds begin.
+    let r = server
+        .post_events(&batch(
+            SHOP,
+            v,
+            s,
+            vec![
+                page(&format!("{s}:1"), "checkout", "/checkout"),
+                bare(&format!("{s}:2"), "activity"),
+            ],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    assert!(r.interventions().is_empty());
+    // Then the page holds Nightmare's mark: the edge judges the batch a bot's, and the
+    // visit, already live, is marked before its timer is due.
+    let r = server
+        .post_events(&marked(vec![bare(&format!("{s}:3"), "activity")]))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let reason = "automation: the page holds __nightmare (Nightmare)";
+    eventually("the visit is marked a bot's", || async {
+        visitor_record(store.as_ref(), SHOP, v)
+            .await
+            .and_then(|r| r.session)
+            .is_some_and(|s| s.bot.as_deref() == Some(reason) && s.state.is_bot())
+    })
+    .await;
+    // Past the delay: the timer that was set never fires, and a later batch without the mark
+    // is still the bot's.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let r = server
+        .post_events(&batch(
+            SHOP,
+            v,
+            s,
+            vec![bare(&format!("{s}:4"), "activity")],
+        ))
+        .await;
+    assert!(r.interventions().is_empty(), "{r:?}");
+    assert!(server.exposures(SHOP).await.is_empty(), "nothing fired");
+    let bot = Verdict::Bot {
+        reason: reason.to_owned(),
+    };
+    assert_eq!(
+        verdicts(store.as_ref(), v).await,
+        [
+            (Source::Browser, Verdict::Human),
+            (Source::Browser, bot.clone()),
+            (Source::Browser, bot),
+        ],
+        "no timer batch, and the session stays the bot's"
+    );
+    server.shutdown().await;
+    let site = SiteId::parse(SHOP).unwrap();
+    let replayed = replay::replay_site(store.as_ref(), &site).await.unwrap();
+    let rebuilt = replayed.visitors[&VisitorId::parse(v).unwrap()]
+        .visit
+        .as_ref()
+        .expect("a visit");
+    assert!(rebuilt.state.is_bot(), "the log alone marks it too");
+    assert_eq!(rebuilt.bot.as_deref(), Some(reason));
+    assert!(replayed.fired.is_empty());
 }

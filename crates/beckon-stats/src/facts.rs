@@ -80,7 +80,7 @@ pub struct Visit {
     pub first: Timestamp,
     /// Its last browser batch.
     pub last: Timestamp,
-    /// The edge judged any of its batches automated.
+    /// Any of its batches was logged a bot's (by the edge, or by what the visit did).
     pub bot: bool,
 }
 
@@ -99,7 +99,7 @@ pub struct Tab {
     pub last: Timestamp,
     /// When one of its batches began a visit (the log's `begins`), if one did.
     pub began: Option<Timestamp>,
-    /// The edge judged any of its batches automated.
+    /// Any of its batches was logged a bot's (by the edge, or by what the visit did).
     pub bot: bool,
 }
 

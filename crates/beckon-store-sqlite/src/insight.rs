@@ -128,6 +128,7 @@ impl Insight for SqliteStore {
         let rows = sqlx::query(
             "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
              WHERE last_seen >= ? AND +site_id = ? AND session IS NOT NULL
+               AND json_extract(session, '$.bot') IS NULL
              ORDER BY last_seen DESC LIMIT ?",
         )
         .bind(since.as_millis())

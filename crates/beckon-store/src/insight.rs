@@ -41,7 +41,8 @@ pub trait Insight: Send + Sync + 'static {
     ) -> Result<Vec<(u64, LoggedBatch)>>;
 
     /// The site's visitors active since `since` (with a live session), most recent first, at
-    /// most `limit`; undecodable states are left out.
+    /// most `limit`; undecodable states, and visits judged a bot's (`SessionRecord::bot`), are
+    /// left out.
     async fn recent_visitors(
         &self,
         site: &SiteId,

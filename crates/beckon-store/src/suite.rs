@@ -1308,4 +1308,21 @@ pub async fn run_insight(store: &dyn Store, insight: &dyn crate::insight::Insigh
     assert_eq!(ids, vec!["v1", "v2"], "most recent first");
     let since = insight.recent_visitors(&site(s), at(18), 10).await.unwrap();
     assert_eq!(since.len(), 1);
+
+    // A visit judged a bot's is no live visitor, and takes no place of one under the limit.
+    let mut bot = visitor_write(s, "v-bot", None, "s-bot", at(40));
+    if let Some(session) = bot.session.as_mut() {
+        session.bot = Some("behaviour: 31 pages within 40 s".to_owned());
+        session.state.mark_bot();
+    }
+    store
+        .commit(&WriteBatch {
+            visitors: vec![bot],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let recent = insight.recent_visitors(&site(s), at(0), 2).await.unwrap();
+    let ids: Vec<&str> = recent.iter().map(|r| r.visitor.as_str()).collect();
+    assert_eq!(ids, vec!["v1", "v2"], "people only");
 }

@@ -194,8 +194,8 @@ pub async fn live(state: &AdminState, actor: &Actor, key: &str) -> AdminResult<V
     Ok(records
         .into_iter()
         .filter_map(|r| {
-            // A bot's visit is in the log for the operator, not among the people on the site.
-            let session = r.session.filter(|s| !s.state.is_bot())?;
+            // The store leaves bots' visits out: they are in the log, not among the people.
+            let session = r.session?;
             let ctx = serde_json::to_value(session.state.template_context(&r.profile)).ok()?;
             Some(LiveVisitor {
                 visitor: r.visitor.as_str().to_owned(),
