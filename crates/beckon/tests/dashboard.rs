@@ -558,3 +558,79 @@ async fn a_rule_built_in_the_editor_fires_on_the_shop_without_a_restart_then_pau
     drop((marketer, shopper, later));
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_explorer_names_the_layer_and_the_reason_of_a_bot_s_batches() {
+    use beckon_engine::{SiteId, VisitorId};
+    use serde_json::json;
+    let served = Served::demo().await;
+    let site = SiteId::parse("demo").unwrap();
+    let post = |visitor: &str, ua: &str, session: &str, events: Value| {
+        let token = served
+            .tokens
+            .issue(&site, &VisitorId::parse(visitor).unwrap());
+        reqwest::Client::new()
+            .post(format!("{}/v1/events?site=demo", served.base))
+            .header("origin", &served.base)
+            .header("user-agent", ua)
+            .json(
+                &json!({"visitor": visitor, "token": token, "session": session, "events": events}),
+            )
+            .send()
+    };
+    let page = |id: String| {
+        json!({"id": id, "type": "page", "url": "http://x/", "path": "/", "title": "Home",
+               "page_type": "home", "referrer": ""})
+    };
+    // A crawler, judged by its user agent.
+    let r = post(
+        "v_explored_crawler",
+        BOT_UA,
+        "s_explored_crawler",
+        json!([page("s_explored_crawler:1".into())]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    // A script that pages through the site without ever touching it, judged by what it does.
+    for n in 1..=10 {
+        let r = post(
+            "v_explored_script",
+            HUMAN_UA,
+            "s_explored_script",
+            json!([page(format!("s_explored_script:{n}"))]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 202);
+        tokio::time::sleep(Duration::from_millis(30 + 17 * n)).await;
+    }
+    let (client, _) = served.signed_in().await;
+    for (visitor, shown) in [
+        (
+            "v_explored_crawler",
+            "bot: user agent: matches the isbot pattern",
+        ),
+        (
+            "v_explored_script",
+            "bot: behaviour: 10 pages with no pointer, touch, key or scroll",
+        ),
+    ] {
+        let html = client
+            .get(format!(
+                "{}/dash/sites/demo/visitors/{visitor}",
+                served.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(shown),
+            "{visitor}: {shown:?} not in the explorer"
+        );
+    }
+    served.stop().await;
+}
