@@ -1,0 +1,414 @@
+//! The group commit: one transaction, one statement per table.
+//!
+//! Each table's rows are bound column by column, as arrays, and spread back into rows by
+//! `UNNEST`: however many batches a commit holds, the statement text is the same, so it is
+//! prepared once per connection, and a commit costs a handful of round trips.
+//!
+//! Duplicates are found from what the inserts did: event rows go in with `ON CONFLICT DO
+//! NOTHING … RETURNING`, which names the rows that went in. `order:` keys, unique per site rather
+//! than per visitor, are checked against `orders` first; the commit holds `log_position`'s row
+//! lock by then, so no other commit can log the same order between the check and the insert.
+
+use std::collections::{HashMap, HashSet};
+
+use beckon_engine::{Profile, SiteId, VisitorId};
+use beckon_store::{
+    Applied, CommitReport, LoggedEvent, Result, StoreError, VISITOR_SCHEMA, VisitorWrite,
+    WriteBatch,
+};
+use sqlx::PgConnection;
+
+use crate::rows::arm_name;
+use crate::{db, json};
+
+/// The prefix of an idempotency key that is unique per site, not per visitor.
+pub(crate) const ORDER_PREFIX: &str = "order:";
+
+/// One visitor's writes in a commit, folded into one.
+struct Coalesced<'a> {
+    site: &'a SiteId,
+    visitor: &'a VisitorId,
+    profile: Option<&'a Profile>,
+    write: &'a VisitorWrite,
+}
+
+/// Folds repeated writes of a visitor: the last session (and last-seen time) wins, and the last
+/// profile that is set wins; a visitor none of whose writes set a profile keeps the stored one.
+fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
+    let mut index: HashMap<(&SiteId, &VisitorId), usize> = HashMap::new();
+    let mut out: Vec<Coalesced<'_>> = Vec::with_capacity(writes.len());
+    for w in writes {
+        match index.get(&(&w.site, &w.visitor)) {
+            Some(&i) => {
+                let c = &mut out[i];
+                c.write = w;
+                if let Some(p) = &w.profile {
+                    c.profile = Some(p);
+                }
+            }
+            None => {
+                index.insert((&w.site, &w.visitor), out.len());
+                out.push(Coalesced {
+                    site: &w.site,
+                    visitor: &w.visitor,
+                    profile: w.profile.as_ref(),
+                    write: w,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// An event of the commit, with where it goes.
+struct Planned<'a> {
+    batch: usize,
+    position: usize,
+    site: &'a SiteId,
+    visitor: &'a VisitorId,
+    event: &'a LoggedEvent,
+}
+
+impl Planned<'_> {
+    fn order_id(&self) -> Option<&str> {
+        self.event.key.strip_prefix(ORDER_PREFIX)
+    }
+
+    fn duplicate(&self) -> StoreError {
+        StoreError::Duplicate {
+            site: self.site.clone(),
+            visitor: self.visitor.clone(),
+            key: self.event.key.clone(),
+        }
+    }
+}
+
+/// Writes `batch` inside the open transaction on `conn`. On error the caller rolls back.
+pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Result<CommitReport> {
+    let mut report = CommitReport::default();
+
+    // Positions first: the row lock on `log_position` is held to the end of the transaction,
+    // so commits that log batches follow one another here (see the crate's header).
+    let n = batch.batches.len() as i64;
+    let base: i64 = if n > 0 {
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE log_position SET last = last + $1 WHERE id = 1 RETURNING last",
+        )
+        .bind(n)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+        last - n
+    } else {
+        0
+    };
+    let seq = |b: usize| base + 1 + b as i64;
+
+    let mut planned: Vec<Planned<'_>> = Vec::with_capacity(batch.event_count());
+    for (b, logged) in batch.batches.iter().enumerate() {
+        for (p, event) in logged.events.iter().enumerate() {
+            planned.push(Planned {
+                batch: b,
+                position: p,
+                site: &logged.site,
+                visitor: &logged.visitor,
+                event,
+            });
+        }
+    }
+    let known_orders = known_orders(conn, &planned).await?;
+    let mut orders_seen: HashSet<(&SiteId, &str)> = HashSet::new();
+    let mut to_insert: Vec<&Planned<'_>> = Vec::with_capacity(planned.len());
+    for p in &planned {
+        if let Some(order) = p.order_id() {
+            let key = (p.site, order);
+            if known_orders.contains(&key) || !orders_seen.insert(key) {
+                if p.event.applied == Applied::Decided {
+                    return Err(p.duplicate());
+                }
+                report.skipped += 1;
+                continue;
+            }
+        }
+        to_insert.push(p);
+    }
+
+    if !batch.batches.is_empty() {
+        insert_batches(conn, batch, base).await?;
+    }
+
+    if !to_insert.is_empty() {
+        let went_in = insert_events(conn, &to_insert, &seq).await?;
+        report.inserted = went_in.len();
+        for p in &to_insert {
+            if !went_in.contains(&(seq(p.batch), p.position as i64)) {
+                // The key was already logged (or repeated within this commit).
+                if p.event.applied == Applied::Decided {
+                    return Err(p.duplicate());
+                }
+                report.skipped += 1;
+            }
+        }
+        let orders: Vec<&&Planned<'_>> = to_insert
+            .iter()
+            .filter(|p| {
+                p.order_id().is_some() && went_in.contains(&(seq(p.batch), p.position as i64))
+            })
+            .collect();
+        if !orders.is_empty() {
+            sqlx::query(
+                "INSERT INTO orders (site_id, order_id, visitor_id, batch)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+                 ON CONFLICT (site_id, order_id) DO NOTHING",
+            )
+            .bind(orders.iter().map(|p| p.site.as_str()).collect::<Vec<_>>())
+            .bind(
+                orders
+                    .iter()
+                    .filter_map(|p| p.order_id())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                orders
+                    .iter()
+                    .map(|p| p.visitor.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(orders.iter().map(|p| seq(p.batch)).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        }
+    }
+
+    if !batch.exposures.is_empty() {
+        let x = &batch.exposures;
+        // No conflict clause: an exposure id is issued once, so a repeat is a bug upstream and
+        // must fail the commit rather than vanish.
+        sqlx::query(
+            "INSERT INTO exposures (id, site_id, visitor_id, session_id, rule_id, arm, at, message)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::bigint[], $8::text[])",
+        )
+        .bind(x.iter().map(|x| x.id.as_str()).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| x.site.as_str()).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| x.visitor.as_str()).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| x.session.as_str()).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| x.rule.as_str()).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| arm_name(x.arm)).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| x.at.as_millis()).collect::<Vec<_>>())
+        .bind(x.iter().map(|x| x.message.as_str()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+
+    if !batch.visitors.is_empty() {
+        write_visitors(conn, &coalesce(&batch.visitors)).await?;
+    }
+    // Leads are rare (an address left in a form): a statement or two each is fine.
+    for lead in &batch.leads {
+        crate::leads::insert_lead(conn, lead).await?;
+    }
+    Ok(report)
+}
+
+/// Inserts the commit's batches at positions `base + 1 …`.
+async fn insert_batches(conn: &mut PgConnection, batch: &WriteBatch, base: i64) -> Result<()> {
+    let b = &batch.batches;
+    let verdicts = b
+        .iter()
+        .map(|b| json(&b.verdict))
+        .collect::<Result<Vec<_>>>()?;
+    let begins = b
+        .iter()
+        .map(|b| b.begins.as_ref().map(json).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    sqlx::query(
+        "INSERT INTO batches (seq, site_id, visitor_id, session_id, at, source, user_agent,
+                              language, tz_offset, verdict, rules_version, begins)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                              $6::text[], $7::text[], $8::text[], $9::smallint[], $10::text[],
+                              $11::bigint[], $12::text[])",
+    )
+    .bind(
+        (0..b.len())
+            .map(|i| base + 1 + i as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(b.iter().map(|b| b.site.as_str()).collect::<Vec<_>>())
+    .bind(b.iter().map(|b| b.visitor.as_str()).collect::<Vec<_>>())
+    .bind(
+        b.iter()
+            .map(|b| b.session.as_ref().map(|s| s.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(b.iter().map(|b| b.at.as_millis()).collect::<Vec<_>>())
+    .bind(b.iter().map(|b| b.source.as_str()).collect::<Vec<_>>())
+    .bind(
+        b.iter()
+            .map(|b| b.context.user_agent.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        b.iter()
+            .map(|b| b.context.language.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        b.iter()
+            .map(|b| b.context.tz_offset_minutes)
+            .collect::<Vec<_>>(),
+    )
+    .bind(verdicts)
+    .bind(b.iter().map(|b| b.rules_version as i64).collect::<Vec<_>>())
+    .bind(begins)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Inserts the events whose keys are new; returns the (batch, position) of those that went in.
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[&Planned<'_>],
+    seq: &impl Fn(usize) -> i64,
+) -> Result<HashSet<(i64, i64)>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO events (batch, position, site_id, visitor_id, key, event_id, kind, body,
+                             applied)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::text[], $9::text[])
+         ON CONFLICT (site_id, visitor_id, key) DO NOTHING
+         RETURNING batch, position",
+    )
+    .bind(events.iter().map(|p| seq(p.batch)).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.position as i64).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.site.as_str()).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|p| p.visitor.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|p| p.event.key.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|p| p.event.id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|p| p.event.kind.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|p| p.event.body.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|p| p.event.applied.to_stored())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The `order:` keys of this commit that the site's orders already hold.
+async fn known_orders<'a>(
+    conn: &mut PgConnection,
+    planned: &[Planned<'a>],
+) -> Result<HashSet<(&'a SiteId, &'a str)>> {
+    let mut by_site: HashMap<&'a SiteId, Vec<&'a str>> = HashMap::new();
+    for p in planned {
+        if let Some(order) = p.event.key.strip_prefix(ORDER_PREFIX) {
+            by_site.entry(p.site).or_default().push(order);
+        }
+    }
+    let mut known = HashSet::new();
+    for (site, orders) in by_site {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT order_id FROM orders WHERE site_id = $1 AND order_id = ANY($2)",
+        )
+        .bind(site.as_str())
+        .bind(&orders)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        for id in found {
+            if let Some(o) = orders.iter().find(|o| **o == id) {
+                known.insert((site, *o));
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// Upserts the coalesced visitor states: those with a new profile replace the row's profile and
+/// schema; the others keep the stored profile (a first write without one stores the default).
+async fn write_visitors(conn: &mut PgConnection, visitors: &[Coalesced<'_>]) -> Result<()> {
+    let default_profile = json(&Profile::default())?;
+    let (with, without): (Vec<&Coalesced<'_>>, Vec<&Coalesced<'_>>) =
+        visitors.iter().partition(|v| v.profile.is_some());
+    let head = "INSERT INTO visitors (site_id, visitor_id, schema, profile, session, last_seen)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                              $6::bigint[])
+         ON CONFLICT (site_id, visitor_id) DO UPDATE SET ";
+    for (rows, set) in [
+        (
+            with,
+            "schema = excluded.schema, profile = excluded.profile, session = excluded.session, \
+             last_seen = excluded.last_seen",
+        ),
+        // The schema is left as stored: a row of another version keeps reading as undecodable
+        // rather than passing off its old profile as a current one.
+        (
+            without,
+            "session = excluded.session, last_seen = excluded.last_seen",
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let profiles = rows
+            .iter()
+            .map(|v| match v.profile {
+                Some(p) => json(p),
+                None => Ok(default_profile.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sessions = rows
+            .iter()
+            .map(|v| v.write.session.as_ref().map(json).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        sqlx::query(&format!("{head}{set}"))
+            .bind(rows.iter().map(|v| v.site.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|v| v.visitor.as_str()).collect::<Vec<_>>())
+            .bind(vec![i64::from(VISITOR_SCHEMA); rows.len()])
+            .bind(profiles)
+            .bind(sessions)
+            .bind(
+                rows.iter()
+                    .map(|v| v.write.last_seen.as_millis())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
