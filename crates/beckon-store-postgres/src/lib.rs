@@ -112,7 +112,7 @@ pub(crate) async fn new_rule_set(
     change: Option<&beckon_store::accounts::Change>,
 ) -> Result<u64> {
     let rules = json(&rules)?;
-    let row = sqlx::query("SELECT policy, version FROM sites WHERE id = $1 FOR UPDATE")
+    let row = sqlx::query("SELECT policy, version FROM sites WHERE id = $1 FOR NO KEY UPDATE")
         .bind(site.as_str())
         .fetch_optional(&mut *conn)
         .await
@@ -209,7 +209,7 @@ impl Store for PgStore {
             1
         } else {
             let row = sqlx::query(
-                "SELECT id, secret, origins, policy, version FROM sites WHERE id = $1 FOR UPDATE",
+                "SELECT id, secret, origins, policy, version FROM sites WHERE id = $1 FOR NO KEY UPDATE",
             )
             .bind(site.id.as_str())
             .fetch_one(&mut *tx)

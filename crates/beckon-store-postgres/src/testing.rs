@@ -53,9 +53,14 @@ impl Scratch {
         store
     }
 
-    /// The URL and schema, for a server under test started on the same schema.
-    pub fn url(&self) -> &str {
-        &self.url
+    /// A URL of this schema: the server's, with the schema as the connections' search path,
+    /// for a `beckon` process or a copy under test.
+    pub fn url(&self) -> String {
+        let join = if self.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{join}options=-c%20search_path%3D{}",
+            self.url, self.schema
+        )
     }
 
     /// Drops the schema and everything in it. A test that fails before calling this leaves its

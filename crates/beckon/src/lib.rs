@@ -2,8 +2,12 @@
 //! parses flags and calls in here, so tests can start the same demo in-process.
 
 pub mod backtest;
+pub mod copy;
+pub mod database;
 pub mod desk;
 pub mod settings;
+
+pub use database::{Database, Location, open, open_database, open_store};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,9 +16,8 @@ use beckon_engine::rules::RuleFile;
 use beckon_engine::{Engine, Policy, RuleSet, SiteId};
 use beckon_server::limits::Limits;
 use beckon_server::{Options, Server};
-use beckon_store::accounts::{Accounts, NewUser, Role};
+use beckon_store::accounts::{NewUser, Role};
 use beckon_store::{SiteRecord, Store, StoreError};
-use beckon_store_sqlite::SqliteStore;
 
 /// The demo's rules: the five moments of the seeds.
 pub const DEMO_RULES: &str = include_str!("../../../examples/demo-rules.toml");
@@ -23,47 +26,6 @@ pub const DEMO_SITE: &str = "demo";
 /// The demo site's secret key, for trying the merchant's endpoints by hand. Only the demo's
 /// secret is known in advance; a real site's is made at random and shown once.
 pub const DEMO_SECRET: &str = "sk_demo_secret";
-
-/// The database, seen through each of its interfaces.
-#[derive(Clone)]
-pub struct Database {
-    /// Sites, rules, the log and visitor state.
-    pub store: Arc<dyn Store>,
-    /// People, login sessions, tokens and rule history.
-    pub accounts: Arc<dyn Accounts>,
-    /// The dashboard's reads of the log.
-    pub insight: Arc<dyn beckon_store::insight::Insight>,
-    /// Conversations, their messages and the desk's settings.
-    pub conversations: Arc<dyn beckon_store::conversations::Conversations>,
-    /// Leads and their follow-up.
-    pub leads: Arc<dyn beckon_store::leads::Leads>,
-    /// Destinations and deliveries.
-    pub outbox: Arc<dyn beckon_store::outbox::Outbox>,
-    /// The analytics' facts and settings.
-    pub analytics: Arc<dyn beckon_store::analytics::Analytics>,
-}
-
-/// Opens (creating if needed) the embedded database in `data` and migrates it.
-pub async fn open_database(data: &Path) -> Result<Database, String> {
-    std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    let store = SqliteStore::open(&data.join("beckon.db"))
-        .await
-        .map_err(|e| format!("cannot open the database in {}: {e}", data.display()))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("cannot migrate the database: {e}"))?;
-    let store = Arc::new(store);
-    Ok(Database {
-        store: store.clone(),
-        accounts: store.clone(),
-        insight: store.clone(),
-        conversations: store.clone(),
-        leads: store.clone(),
-        outbox: store.clone(),
-        analytics: store,
-    })
-}
 
 /// Starts the outbox's worker on `db`, with e-mail through `smtp` when configured; returns
 /// what wakes it (for the server's writer, after a commit that captured a lead).
@@ -91,11 +53,6 @@ pub fn start_outbox(
     let kick = worker.kicker();
     tokio::spawn(worker.run());
     Ok(kick)
-}
-
-/// Opens the embedded database in `data`: its log, sites and rules.
-pub async fn open_store(data: &Path) -> Result<Arc<dyn Store>, String> {
-    Ok(open_database(data).await?.store)
 }
 
 /// Tells the running server's sites about a change the admin side made, so that it takes

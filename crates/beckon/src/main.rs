@@ -48,6 +48,17 @@ enum Command {
     },
     /// Prints the configuration file with every default, annotated.
     DefaultConfig,
+    /// Copies an installation's embedded database into an empty PostgreSQL database, for the
+    /// move to several nodes: every site, rule version, log batch, visitor, account,
+    /// conversation, lead and delivery. The copy is one transaction: it is whole or nothing.
+    Copy {
+        /// The folder of the embedded database.
+        #[arg(long, default_value = "beckon-data")]
+        from: PathBuf,
+        /// The PostgreSQL database's URL, e.g. postgres://beckon@127.0.0.1:5432/beckon.
+        #[arg(long)]
+        to: String,
+    },
     /// Replays the last days of a site's traffic with a draft rule from a file beside the rules
     /// in force: how often it would have fired, for whom, on which pages, which live rules it
     /// would have displaced and what would have held it back. Writes nothing.
@@ -195,9 +206,26 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Demo { port, data } => demo(port, data).await,
         Command::Serve { config } => serve(Settings::load(config.as_deref())?).await,
         Command::Migrate { config } => {
-            let s = Settings::load(config.as_deref())?;
-            beckon::open_store(&s.data).await?;
-            println!("database in {} is up to date", s.data.display());
+            let location = Settings::load(config.as_deref())?.location()?;
+            beckon::open(&location).await?;
+            println!("{location} is up to date");
+            Ok(())
+        }
+        Command::Copy { from, to } => {
+            let to = match beckon::Location::parse(Some(&to), &from)? {
+                beckon::Location::Postgres(url) => url,
+                beckon::Location::Sqlite(_) => unreachable!("a URL was given"),
+            };
+            let copied = beckon::copy::sqlite_to_postgres(&from, &to).await?;
+            for (table, rows) in &copied.tables {
+                println!("{table:>20}  {rows}");
+            }
+            println!(
+                "copied {} rows from {} to {}",
+                copied.rows(),
+                from.display(),
+                beckon::database::redact(&to)
+            );
             Ok(())
         }
         Command::DefaultConfig => {
@@ -214,14 +242,16 @@ async fn run(command: Command) -> Result<(), String> {
             data,
             config,
         } => {
-            let data = match data {
-                Some(d) => d,
-                None => Settings::load(config.as_deref())?.data,
+            let location = match data {
+                Some(d) => beckon::Location::Sqlite(d),
+                None => Settings::load(config.as_deref())?.location()?,
             };
-            if !data.join("beckon.db").exists() {
+            if let beckon::Location::Sqlite(data) = &location
+                && !data.join("beckon.db").exists()
+            {
                 return Err(format!("no database in {}", data.display()));
             }
-            let db = beckon::open_database(&data).await?;
+            let db = beckon::open(&location).await?;
             let bar = progress_bar();
             let report = beckon::backtest::backtest_file(
                 &db,
@@ -313,7 +343,7 @@ async fn user(command: UserCommand) -> Result<(), String> {
         (beckon::random_password(), true)
     };
     let s = Settings::load(config.as_deref())?;
-    let db = beckon::open_database(&s.data).await?;
+    let db = beckon::open(&s.location()?).await?;
     let name = if name.trim().is_empty() {
         email.split('@').next().unwrap_or_default().to_owned()
     } else {
@@ -373,7 +403,7 @@ async fn demo(port: u16, data: PathBuf) -> Result<(), String> {
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
-    let db = beckon::open_database(&settings.data).await?;
+    let db = beckon::open(&settings.location()?).await?;
     let store = db.store.clone();
     let mut knowledge = Vec::new();
     for site in &settings.sites {
@@ -467,14 +497,14 @@ async fn rules(command: RulesCommand) -> Result<(), String> {
         }
         RulesCommand::Import { file, site, config } => {
             let s = Settings::load(config.as_deref())?;
-            let store = beckon::open_store(&s.data).await?;
+            let store = beckon::open(&s.location()?).await?.store;
             let n = beckon::import_rules(store.as_ref(), &site, &file).await?;
             println!("imported {n} rules into site {site}");
             Ok(())
         }
         RulesCommand::Export { site, json, config } => {
             let s = Settings::load(config.as_deref())?;
-            let store = beckon::open_store(&s.data).await?;
+            let store = beckon::open(&s.location()?).await?.store;
             let id =
                 beckon_engine::SiteId::parse(&site).map_err(|e| format!("site {site:?} {e}"))?;
             let specs = store.rules(&id).await.map_err(|e| e.to_string())?;

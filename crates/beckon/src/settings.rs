@@ -16,6 +16,9 @@ pub struct Settings {
     pub listen: String,
     /// Folder of the embedded SQLite database.
     pub data: PathBuf,
+    /// A PostgreSQL database's URL (`postgres://user@host/db`), for several nodes on one
+    /// database; when set, `data` is not used.
+    pub database: Option<String>,
     /// Engine shards; 0 means one per core.
     pub shards: usize,
     /// The sites served.
@@ -181,6 +184,7 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:8080".to_owned(),
             data: PathBuf::from("beckon-data"),
+            database: None,
             shards: 0,
             sites: Vec::new(),
             limits: LimitSettings::default(),
@@ -364,12 +368,14 @@ fn is_header_name(name: &str) -> bool {
 
 /// The annotated defaults, printed by `beckon default-config`.
 pub const DEFAULT_CONFIG: &str = r#"# Beckon configuration. Every value here is the default; environment variables
-# BECKON_LISTEN, BECKON_DATA and BECKON_SHARDS override the file.
+# BECKON_LISTEN, BECKON_DATA, BECKON_DATABASE and BECKON_SHARDS override the file.
 
 # Address to listen on.
 listen = "127.0.0.1:8080"
 # Folder of the embedded SQLite database.
 data = "beckon-data"
+# PostgreSQL instead, for several nodes on one database (`data` is then not used):
+# database = "postgres://beckon@127.0.0.1:5432/beckon"
 # Engine shards; 0 means one per core.
 shards = 0
 
@@ -464,6 +470,9 @@ impl Settings {
         if let Ok(v) = std::env::var("BECKON_DATA") {
             s.data = PathBuf::from(v);
         }
+        if let Ok(v) = std::env::var("BECKON_DATABASE") {
+            s.database = Some(v);
+        }
         if let Ok(v) = std::env::var("BECKON_SHARDS") {
             s.shards = v
                 .parse()
@@ -475,7 +484,13 @@ impl Settings {
                 .map_err(|e| format!("site {}: {e}", site.id))?;
         }
         s.limits.to_limits()?;
+        s.location()?;
         Ok(s)
+    }
+
+    /// Where the data lives: `database` when set, else the SQLite database in `data`.
+    pub fn location(&self) -> Result<crate::Location, String> {
+        crate::Location::parse(self.database.as_deref(), &self.data)
     }
 }
 
@@ -495,6 +510,10 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("data", &self.data)
+            .field(
+                "database",
+                &self.database.as_deref().map(crate::database::redact),
+            )
             .field("shards", &self.shards)
             .field("sites", &self.sites)
             .field("limits", &self.limits)
