@@ -8,6 +8,7 @@ fn beckon(args: &[&str]) -> (bool, String, String) {
         .args(args)
         .env_remove("BECKON_LISTEN")
         .env_remove("BECKON_DATA")
+        .env_remove("BECKON_DATABASE")
         .env_remove("BECKON_SHARDS")
         .output()
         .expect("the beckon binary runs");
@@ -217,6 +218,75 @@ fn rules_round_trip_through_import_and_export() {
     assert!(err.contains("no site \"nosuch\""), "{err}");
 }
 
+#[test]
+fn migrate_rules_and_copy_work_on_postgresql_named_by_the_database_url() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scratch = rt.block_on(beckon_store_postgres::testing::Scratch::new());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("beckon.toml");
+    std::fs::write(&config, format!("database = {:?}\n", scratch.url())).unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let (ok, out, err) = beckon(&["migrate", "--config", cfg]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("PostgreSQL at") && out.contains("is up to date"),
+        "{out}"
+    );
+    let store = rt.block_on(scratch.store());
+    let tables: i64 = rt.block_on(
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()")
+            .fetch_one(store.pool()),
+    )
+    .unwrap();
+    assert!(tables >= 25, "the schema is made: {tables} tables");
+
+    // An embedded installation with the demo's rules, copied in.
+    let data = dir.path().join("data");
+    rt.block_on(async {
+        let sqlite = beckon::open_store(&data).await.unwrap();
+        sqlite
+            .put_site(&beckon::demo_site(vec!["*".into()], Default::default()))
+            .await
+            .unwrap();
+    });
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/demo-rules.toml"
+    );
+    let data_arg = data.to_str().unwrap();
+    let (ok, out, err) = beckon(&["rules", "import", rules, "--site", "demo", "--config", &{
+        let c = dir.path().join("sqlite.toml");
+        std::fs::write(&c, format!("data = {data_arg:?}\n")).unwrap();
+        c.to_str().unwrap().to_owned()
+    }]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 5 rules"), "{out}");
+    let url = scratch.url();
+    let (ok, out, err) = beckon(&["copy", "--from", data_arg, "--to", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("copied") && out.contains("rows from"), "{out}");
+
+    // The PostgreSQL installation now serves the demo's rules to `rules export`.
+    let (ok, out, err) = beckon(&["rules", "export", "--site", "demo", "--config", cfg]);
+    assert!(ok, "{err}");
+    let exported = beckon_engine::RuleSet::from_toml(&out, beckon_engine::Tz::UTC).unwrap();
+    assert_eq!(exported.len(), 5);
+
+    // A second copy is refused; a URL of another database kind is refused at load.
+    let (ok, _, err) = beckon(&["copy", "--from", data_arg, "--to", &url]);
+    assert!(!ok);
+    assert!(err.contains("already holds data"), "{err}");
+    std::fs::write(&config, "database = \"mysql://root@db/beckon\"\n").unwrap();
+    let (ok, _, err) = beckon(&["migrate", "--config", cfg]);
+    assert!(!ok);
+    assert!(err.contains("PostgreSQL"), "{err}");
+    rt.block_on(async {
+        store.pool().close().await;
+        scratch.drop().await;
+    });
+}
+
 /// Runs `beckon` with `stdin` as its standard input.
 fn beckon_with_input(args: &[&str], stdin: &str) -> (bool, String, String) {
     use std::io::Write;
@@ -224,6 +294,7 @@ fn beckon_with_input(args: &[&str], stdin: &str) -> (bool, String, String) {
         .args(args)
         .env_remove("BECKON_LISTEN")
         .env_remove("BECKON_DATA")
+        .env_remove("BECKON_DATABASE")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
