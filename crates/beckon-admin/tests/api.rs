@@ -963,6 +963,7 @@ async fn the_live_visitors_are_people_and_a_visit_judged_a_bot_is_not_among_them
                 bot: bot.map(str::to_owned),
             }),
             last_seen: now,
+            expect: None,
         }
     };
     admin

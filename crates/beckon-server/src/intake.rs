@@ -88,12 +88,49 @@ pub fn identify(
             return (v, None);
         }
     }
-    let (visitor, token) = state.tokens.mint(id);
+    let (visitor, token) = mint_here(state, id);
     let identity = Identity {
         visitor: visitor.to_string(),
         token,
     };
     (visitor, Some(identity))
+}
+
+/// The node to forward to when a browser's claim is another node's visitor: the claimed visitor
+/// when its token is right and another node owns it. `None`: served here (a new visitor is
+/// always made here, see [`identify`]).
+pub fn owner_elsewhere(
+    state: &AppState,
+    site: &SiteRuntime,
+    visitor: Option<&str>,
+    token: Option<&str>,
+) -> Option<beckon_store::cluster::NodeLease> {
+    if !state.placement.clustered() {
+        return None;
+    }
+    let id = &site.record.id;
+    let visitor = VisitorId::parse(visitor?).ok()?;
+    if !state.tokens.verify(id, &visitor, token?) {
+        return None;
+    }
+    match state.placement.route(id, &visitor) {
+        crate::placement::Route::Owner(node) => Some(node),
+        crate::placement::Route::Here => None,
+    }
+}
+
+/// A new visitor that this node owns: in a cluster, ids are drawn until one falls to this node
+/// (one in as many draws as there are nodes, on average), so that the visitor's first batch is
+/// decided where every later one will be.
+fn mint_here(state: &AppState, site: &beckon_engine::SiteId) -> (VisitorId, String) {
+    let mut minted = state.tokens.mint(site);
+    for _ in 0..64 {
+        if state.placement.is_mine(site, &minted.0) {
+            break;
+        }
+        minted = state.tokens.mint(site);
+    }
+    minted
 }
 
 /// Validates and submits a batch; resolves once it is durable.

@@ -12,6 +12,7 @@ pub mod chat_context;
 pub mod clock;
 pub mod edge;
 pub mod error;
+pub mod forward;
 pub mod greet;
 pub mod ids;
 pub mod intake;
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod liveness;
 pub mod metrics;
 pub mod origins;
+pub mod placement;
 pub mod preview;
 pub mod prune;
 pub mod refusals;
@@ -105,6 +107,10 @@ pub struct Shared {
     pub origins: origins::Origins,
     /// The help desk, for the chat.
     pub desk: Option<beckon_agent::Desk>,
+    /// Which node serves each visitor.
+    pub placement: placement::Placement,
+    /// The client that forwards to other nodes.
+    pub forwarder: reqwest::Client,
 }
 
 /// How to run.
@@ -126,6 +132,9 @@ pub struct Options {
     /// Woken after every commit that captured a lead, so that the outbox's worker delivers it
     /// at once instead of at its next look.
     pub outbox_kick: Option<Arc<tokio::sync::Notify>>,
+    /// The cluster's views, when this node is one of several (none: it serves every
+    /// visitor).
+    pub cluster: Option<tokio::sync::watch::Receiver<Arc<beckon_cluster::View>>>,
 }
 
 impl Default for Options {
@@ -138,6 +147,7 @@ impl Default for Options {
             watch_sites: sites::WATCH_EVERY,
             desk: None,
             outbox_kick: None,
+            cluster: None,
         }
     }
 }
@@ -173,7 +183,9 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
     tokio::task::spawn_blocking(beckon_bots::warm)
         .await
         .expect("the vendored bot patterns and uap-core regexes compile");
-    let tokens = Tokens::new(store.server_key().await?);
+    let server_key = store.server_key().await?;
+    let tokens = Tokens::new(server_key);
+    let placement = placement::Placement::new(options.cluster.clone(), &server_key);
     let sites = Sites::load(store.as_ref()).await?;
     let shutdown = CancellationToken::new();
     let clock = options.clock.clone();
@@ -195,6 +207,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             .div_ceil(shard_count)
             .max(1),
         desk: options.desk.clone(),
+        placement: placement.clone(),
     };
     let (shards, mut tasks) = Shards::start(shard_count, config, shutdown.clone());
     tasks.push(tokio::spawn(sites::watch(
@@ -232,8 +245,17 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             metrics::undecodable_state();
         }
     }
+    if let Some(views) = placement.watch() {
+        tasks.push(tokio::spawn(disown_on_change(
+            views,
+            shards.clone(),
+            shutdown.clone(),
+        )));
+    }
     for record in active.records {
-        if sites.get_id(&record.site).is_some() {
+        // In a cluster, each node resumes only the visitors it owns.
+        if sites.get_id(&record.site).is_some() && placement.is_mine(&record.site, &record.visitor)
+        {
             let visitor = record.visitor.clone();
             shards
                 .send(&visitor, ShardMsg::Resume(Box::new(record)))
@@ -253,13 +275,18 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         clock,
         demo_shop: options.demo_shop,
         shutdown,
-        throttle: Throttle::new(&options.limits),
+        throttle: Throttle::new(
+            &options.limits,
+            placement.clustered().then(|| placement.secret()),
+        ),
         liveness,
         limits: options.limits,
         sockets: Default::default(),
         previews: Default::default(),
         origins: Default::default(),
         desk: options.desk.clone(),
+        placement,
+        forwarder: forward::client(),
     }));
     // Taken here, before anything can open a conversation on this server, so none is missed.
     if let Some(lifecycle) = options.desk.as_ref().and_then(|d| d.take_lifecycle()) {
@@ -271,6 +298,26 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         writer: writer_task,
         writer_stop,
     })
+}
+
+/// Tells the shards whenever the cluster's view changes, so that visitors another node now
+/// owns leave this one.
+async fn disown_on_change(
+    mut views: tokio::sync::watch::Receiver<Arc<beckon_cluster::View>>,
+    shards: Shards,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                shards.disown().await;
+            }
+        }
+    }
 }
 
 /// The router, with the edge's layers. From the outside in: CORS (so that every answer to an

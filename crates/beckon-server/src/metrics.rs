@@ -128,6 +128,18 @@ pub fn commit_failed() {
     counter!(COMMIT_FAILED).increment(1);
 }
 
+/// A request or socket passed to the visitor's owner (`http`, `socket`), or not, because the
+/// owner did not answer (`unreachable`).
+pub fn forwarded(how: &'static str) {
+    counter!(FORWARDED, "how" => how).increment(1);
+}
+
+/// A write refused because another node had written the visitor since its state was read (the
+/// fence across nodes held).
+pub fn stale_write() {
+    counter!(STALE_WRITES).increment(1);
+}
+
 /// Sessions held in memory went up or down by `change`. Each shard reports its own loads and
 /// drops, so the gauge is moved, never set (a set from one shard would erase the others').
 pub fn live_sessions(change: i64) {
@@ -190,6 +202,8 @@ const SHED: &str = "beckon_shed_total";
 const THROTTLED: &str = "beckon_throttled_total";
 const RULES_VERSION: &str = "beckon_rules_version";
 const UNDECODABLE_STATE: &str = "beckon_undecodable_states_total";
+const STALE_WRITES: &str = "beckon_stale_writes_total";
+const FORWARDED: &str = "beckon_forwarded_total";
 
 fn describe() {
     describe_counter!(EVENTS_IN, "Events received, by wire type, once validated.");
@@ -216,6 +230,14 @@ fn describe() {
     describe_counter!(
         UNDECODABLE_STATE,
         "Stored visitor states that could not be decoded."
+    );
+    describe_counter!(
+        FORWARDED,
+        "Requests and sockets passed to the node that owns their visitor, by how."
+    );
+    describe_counter!(
+        STALE_WRITES,
+        "Writes refused because another node had written the visitor since (fencing)."
     );
 }
 

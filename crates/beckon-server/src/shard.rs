@@ -171,6 +171,9 @@ pub enum ShardMsg {
         /// Why (`layer: reason`).
         reason: String,
     },
+    /// The cluster's view changed: visitors another node now owns leave this one, their
+    /// sockets closed so that they reconnect to the owner.
+    Disown,
     /// Answers when the shard is running (for `/readyz`).
     Ping(oneshot::Sender<()>),
 }
@@ -181,6 +184,9 @@ enum Internal {
     Loaded {
         key: VisitorKey,
         result: Result<Option<Box<VisitorRecord>>, StoreError>,
+        /// When the stored state could not be read back: the version it is at, which the
+        /// fresh state's first write must name.
+        undecodable_version: u64,
     },
     Known {
         key: VisitorKey,
@@ -212,6 +218,8 @@ pub struct ShardConfig {
     pub max_live: usize,
     /// The help desk, for rules' AI-written greetings (none: the rules' own texts).
     pub desk: Option<beckon_agent::Desk>,
+    /// Which visitors are this node's.
+    pub placement: crate::placement::Placement,
 }
 
 /// The shards, addressed by visitor.
@@ -273,6 +281,13 @@ impl Shards {
         })
     }
 
+    /// Tells every shard that the cluster's view changed.
+    pub async fn disown(&self) {
+        for shard in self.senders.iter() {
+            let _ = shard.send(ShardMsg::Disown).await;
+        }
+    }
+
     /// Whether every shard task is still running (a stopped or panicked shard drops its
     /// queue).
     pub fn alive(&self) -> bool {
@@ -331,11 +346,16 @@ struct Live {
     timer: Option<delay_queue::Key>,
     next_wake: Option<Timestamp>,
     last_seen: Timestamp,
+    /// The stored version the next write of this state is built on: the version read, plus
+    /// one per write queued since (the fence against another node's writes; see
+    /// [`VisitorWrite::expect`]).
+    version: u64,
 }
 
 impl Live {
-    fn new(visitor: Visitor, complete: bool, last_seen: Timestamp) -> Box<Live> {
+    fn new(visitor: Visitor, complete: bool, last_seen: Timestamp, version: u64) -> Box<Live> {
         Box::new(Live {
+            version,
             visitor,
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             known: HashSet::new(),
@@ -435,8 +455,13 @@ impl Shard {
                 if slot.live.is_some() || slot.busy || record.session.is_none() {
                     return;
                 }
-                let last_seen = record.last_seen;
-                slot.live = Some(Live::new(Visitor::from_record(*record), false, last_seen));
+                let (last_seen, version) = (record.last_seen, record.version);
+                slot.live = Some(Live::new(
+                    Visitor::from_record(*record),
+                    false,
+                    last_seen,
+                    version,
+                ));
                 self.count_live(1);
                 self.make_room();
                 self.wake(key).await;
@@ -446,6 +471,7 @@ impl Shard {
                 session,
                 reason,
             } => self.mark_bot(key, &session, reason).await,
+            ShardMsg::Disown => self.disown(),
             ShardMsg::Ping(tx) => {
                 let _ = tx.send(());
             }
@@ -476,6 +502,8 @@ impl Shard {
                 profile: None,
                 session: live.visitor.session_record(),
                 last_seen: now,
+                // Set by `finish`, like every write of this state.
+                expect: None,
             }],
             ..WriteBatch::default()
         };
@@ -576,14 +604,29 @@ impl Shard {
         let store = self.config.store.clone();
         let tx = self.internal.clone();
         tokio::spawn(async move {
-            let result = store.visitor(&key.0, &key.1).await.map(|r| r.map(Box::new));
-            let _ = tx.send(Internal::Loaded { key, result });
+            let mut result = store.visitor(&key.0, &key.1).await.map(|r| r.map(Box::new));
+            let mut undecodable_version = 0;
+            if matches!(result, Err(StoreError::Undecodable(_))) {
+                match store.visitor_version(&key.0, &key.1).await {
+                    Ok(v) => undecodable_version = v,
+                    Err(e) => result = Err(e),
+                }
+            }
+            let _ = tx.send(Internal::Loaded {
+                key,
+                result,
+                undecodable_version,
+            });
         });
     }
 
     async fn internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Loaded { key, result } => {
+            Internal::Loaded {
+                key,
+                result,
+                undecodable_version,
+            } => {
                 self.reading -= 1;
                 let now = self.config.clock.now();
                 let Some(slot) = self.slots.get_mut(&key) else {
@@ -592,14 +635,22 @@ impl Shard {
                 slot.busy = false;
                 let trust = !std::mem::take(&mut slot.distrust);
                 let live = match result {
-                    Ok(Some(record)) => Live::new(Visitor::from_record(*record), false, now),
+                    Ok(Some(record)) => {
+                        let version = record.version;
+                        Live::new(Visitor::from_record(*record), false, now, version)
+                    }
                     // Nothing stored: every key this visitor will log passes through here.
-                    Ok(None) => Live::new(Visitor::fresh(key.1.clone()), trust, now),
+                    Ok(None) => Live::new(Visitor::fresh(key.1.clone()), trust, now, 0),
                     Err(StoreError::Undecodable(reason)) => {
                         tracing::warn!(site = %key.0, visitor = %key.1, %reason, "stored visitor state is unreadable; the visitor starts afresh");
                         crate::metrics::undecodable_state();
                         // Keys already logged may exist: ask the store about them.
-                        Live::new(Visitor::fresh(key.1.clone()), false, now)
+                        Live::new(
+                            Visitor::fresh(key.1.clone()),
+                            false,
+                            now,
+                            undecodable_version,
+                        )
                     }
                     Err(e) => {
                         // The work that waited cannot run: tell each sender, keep nothing.
@@ -938,7 +989,13 @@ impl Shard {
                 profile: changed.then(|| profile.clone()),
                 session: live.visitor.session_record(),
                 last_seen: now,
+                expect: None,
             });
+        }
+        // Every write of this state is fenced by the version it is built on.
+        for w in &mut write.visitors {
+            w.expect = Some(live.version);
+            live.version += 1;
         }
         for k in &keys {
             *slot.inflight.entry(k.clone()).or_default() += 1;
@@ -1033,7 +1090,40 @@ impl Shard {
         self.forget_if_empty(key);
     }
 
+    /// Lets go of the visitors another node now owns: their state (durable already, or about
+    /// to be refused as stale), their timers and their sockets, which close so that the widget
+    /// reconnects, to the owner. A visitor with a read or a write in flight is let go at the
+    /// next sweep, once it has settled.
+    fn disown(&mut self) {
+        let placement = &self.config.placement;
+        let gone: Vec<VisitorKey> = self
+            .slots
+            .iter()
+            .filter(|(k, s)| {
+                !s.busy
+                    && !s.settling
+                    && s.waiting.is_empty()
+                    && s.inflight.is_empty()
+                    && !placement.is_mine(&k.0, &k.1)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(slot) = self.slots.remove(&key)
+                && let Some(live) = slot.live
+            {
+                if let Some(t) = live.timer {
+                    self.timers.remove(&t);
+                }
+                self.count_live(-1);
+            }
+        }
+    }
+
     fn sweep(&mut self) {
+        if self.config.placement.clustered() {
+            self.disown();
+        }
         let cutoff = self.config.clock.now().as_millis() - IDLE_EVICT.as_millis() as i64;
         let idle: Vec<VisitorKey> = self
             .slots

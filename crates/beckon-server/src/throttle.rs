@@ -42,11 +42,14 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// The limiters `limits` asks for.
-    pub fn new(limits: &Limits) -> Throttle {
+    /// The limiters `limits` asks for; `forwarded` is the secret with which the cluster's
+    /// nodes forward requests (and name the client they came from, which is limited here as it
+    /// is at the node that forwarded it).
+    pub fn new(limits: &Limits, forwarded: Option<&str>) -> Throttle {
         let per_address = quota(limits.per_ip_per_second, limits.per_ip_burst).map(|_| {
             let mut builder = GovernorConfigBuilder::default().key_extractor(ClientAddress {
                 trusted_header: trusted_header(limits),
+                forwarded: forwarded.map(str::to_owned),
             });
             builder
                 .period(period(limits.per_ip_per_second))
@@ -105,7 +108,13 @@ impl Throttle {
 #[derive(Clone, Debug)]
 pub struct ClientAddress {
     trusted_header: Option<HeaderName>,
+    /// The cluster's forwarding secret: a request that carries it names its client in
+    /// [`FORWARDED_CLIENT`].
+    forwarded: Option<String>,
 }
+
+/// The header in which a node forwarding a request names the client it came from.
+pub const FORWARDED_CLIENT: &str = "x-beckon-client";
 
 impl KeyExtractor for ClientAddress {
     type Key = IpAddr;
@@ -115,9 +124,20 @@ impl KeyExtractor for ClientAddress {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
+        let headers = req.headers();
+        if let Some(secret) = &self.forwarded
+            && headers
+                .get(crate::placement::FORWARDED)
+                .is_some_and(|v| crate::placement::same_secret(v.as_bytes(), secret.as_bytes()))
+            && let Some(ip) = headers
+                .get(FORWARDED_CLIENT)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            return Ok(ip);
+        }
         // A request without a socket (a test calling the router directly) counts as one
         // client, not as an error.
-        Ok(client_ip(req.headers(), peer, self.trusted_header.as_ref())
+        Ok(client_ip(headers, peer, self.trusted_header.as_ref())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
     }
 }

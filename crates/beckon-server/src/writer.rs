@@ -277,8 +277,7 @@ async fn run(
                 }
             }
             Err(e) if jobs.len() == 1 => {
-                tracing::error!(error = %e, "commit failed");
-                crate::metrics::commit_failed();
+                failed(&e);
                 let job = jobs.into_iter().next().expect("one job");
                 fences.add(&job.fences);
                 let _ = job.done.send(Err(e.into()));
@@ -296,8 +295,7 @@ async fn run(
                             let _ = job.done.send(Ok(report));
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "commit failed");
-                            crate::metrics::commit_failed();
+                            failed(&e);
                             fences.add(&job.fences);
                             let _ = job.done.send(Err(e.into()));
                         }
@@ -305,5 +303,17 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Logs and counts a job's failure. A stale write is not an error of this node: another node
+/// took the visitor over, and the fence held.
+fn failed(e: &StoreError) {
+    if matches!(e, StoreError::Stale { .. }) {
+        tracing::info!(error = %e, "write refused: the visitor has another owner");
+        crate::metrics::stale_write();
+    } else {
+        tracing::error!(error = %e, "commit failed");
+        crate::metrics::commit_failed();
     }
 }

@@ -123,7 +123,7 @@ impl Insight for PgStore {
         limit: usize,
     ) -> Result<Vec<VisitorRecord>> {
         let rows = sqlx::query(
-            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen, version FROM visitors
              WHERE last_seen >= $1 AND site_id = $2 AND session IS NOT NULL
                AND (session::jsonb ->> 'bot') IS NULL
              ORDER BY last_seen DESC LIMIT $3",

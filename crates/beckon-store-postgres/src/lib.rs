@@ -18,6 +18,7 @@
 
 mod accounts;
 mod analytics;
+mod cluster;
 mod conversations;
 mod insight;
 mod leads;
@@ -391,7 +392,7 @@ impl Store for PgStore {
 
     async fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Option<VisitorRecord>> {
         let row = sqlx::query(
-            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen, version FROM visitors
              WHERE site_id = $1 AND visitor_id = $2",
         )
         .bind(site.as_str())
@@ -402,9 +403,23 @@ impl Store for PgStore {
         row.map(|r| rows::visitor(&r)).transpose()
     }
 
+    async fn visitor_version(&self, site: &SiteId, visitor: &VisitorId) -> Result<u64> {
+        let version: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM visitors WHERE site_id = $1 AND visitor_id = $2",
+        )
+        .bind(site.as_str())
+        .bind(visitor.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        u64::try_from(version.unwrap_or(0)).map_err(|_| {
+            StoreError::Corrupt(format!("visitor {visitor} of {site}: negative version"))
+        })
+    }
+
     async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors> {
         let rows = sqlx::query(
-            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen, version FROM visitors
              WHERE last_seen >= $1 AND session IS NOT NULL ORDER BY last_seen",
         )
         .bind(since.as_millis())

@@ -16,7 +16,7 @@ use beckon_store::{
     Applied, CommitReport, LoggedEvent, Result, StoreError, VISITOR_SCHEMA, VisitorWrite,
     WriteBatch,
 };
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 use crate::rows::arm_name;
 use crate::{db, json};
@@ -30,6 +30,10 @@ struct Coalesced<'a> {
     visitor: &'a VisitorId,
     profile: Option<&'a Profile>,
     write: &'a VisitorWrite,
+    /// The first write's fence: the version the stored state must be at.
+    expect: Option<u64>,
+    /// How many writes were folded: the version goes up by this much.
+    writes: u64,
 }
 
 /// Folds repeated writes of a visitor: the last session (and last-seen time) wins, and the last
@@ -42,6 +46,7 @@ fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
             Some(&i) => {
                 let c = &mut out[i];
                 c.write = w;
+                c.writes += 1;
                 if let Some(p) = &w.profile {
                     c.profile = Some(p);
                 }
@@ -53,6 +58,8 @@ fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
                     visitor: &w.visitor,
                     profile: w.profile.as_ref(),
                     write: w,
+                    expect: w.expect,
+                    writes: 1,
                 });
             }
         }
@@ -358,57 +365,138 @@ async fn known_orders<'a>(
     Ok(known)
 }
 
-/// Upserts the coalesced visitor states: those with a new profile replace the row's profile and
-/// schema; the others keep the stored profile (a first write without one stores the default).
+/// Writes the coalesced visitor states, fenced: each row the commit writes is locked and its
+/// version read first (in key order, so that two commits never wait on each other's rows), and a
+/// write whose fence names another version fails the commit as [`StoreError::Stale`]. Rows that
+/// exist are updated (a write without a profile keeps the stored profile and its schema, so a
+/// row of another version keeps reading as undecodable); rows that do not are inserted, and one
+/// that another node inserted meanwhile is stale too.
 async fn write_visitors(conn: &mut PgConnection, visitors: &[Coalesced<'_>]) -> Result<()> {
-    let default_profile = json(&Profile::default())?;
-    let (with, without): (Vec<&Coalesced<'_>>, Vec<&Coalesced<'_>>) =
-        visitors.iter().partition(|v| v.profile.is_some());
-    let head = "INSERT INTO visitors (site_id, visitor_id, schema, profile, session, last_seen)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                              $6::bigint[])
-         ON CONFLICT (site_id, visitor_id) DO UPDATE SET ";
-    for (rows, set) in [
-        (
-            with,
-            "schema = excluded.schema, profile = excluded.profile, session = excluded.session, \
-             last_seen = excluded.last_seen",
-        ),
-        // The schema is left as stored: a row of another version keeps reading as undecodable
-        // rather than passing off its old profile as a current one.
-        (
-            without,
-            "session = excluded.session, last_seen = excluded.last_seen",
-        ),
-    ] {
-        if rows.is_empty() {
-            continue;
+    let stored: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT v.site_id, v.visitor_id, v.version
+         FROM visitors v JOIN UNNEST($1::text[], $2::text[]) AS u (site_id, visitor_id)
+           ON v.site_id = u.site_id AND v.visitor_id = u.visitor_id
+         ORDER BY v.site_id, v.visitor_id
+         FOR UPDATE OF v",
+    )
+    .bind(visitors.iter().map(|v| v.site.as_str()).collect::<Vec<_>>())
+    .bind(
+        visitors
+            .iter()
+            .map(|v| v.visitor.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let stored: HashMap<(&str, &str), i64> = stored
+        .iter()
+        .map(|(s, v, n)| ((s.as_str(), v.as_str()), *n))
+        .collect();
+    let stale = |v: &Coalesced<'_>| StoreError::Stale {
+        site: v.site.clone(),
+        visitor: v.visitor.clone(),
+    };
+    let mut existing = Vec::new();
+    let mut fresh = Vec::new();
+    for v in visitors {
+        let version = stored.get(&(v.site.as_str(), v.visitor.as_str())).copied();
+        if v.expect.is_some_and(|e| e as i64 != version.unwrap_or(0)) {
+            return Err(stale(v));
         }
+        match version {
+            Some(n) => existing.push((v, n + v.writes as i64)),
+            None => fresh.push((v, v.writes as i64)),
+        }
+    }
+    let default_profile = json(&Profile::default())?;
+    let columns = |rows: &[(&Coalesced<'_>, i64)], default: Option<&str>| -> Result<_> {
         let profiles = rows
             .iter()
-            .map(|v| match v.profile {
-                Some(p) => json(p),
-                None => Ok(default_profile.clone()),
+            .map(|(v, _)| match (v.profile, default) {
+                (Some(p), _) => json(p).map(Some),
+                (None, d) => Ok(d.map(str::to_owned)),
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<Option<String>>>>()?;
         let sessions = rows
             .iter()
-            .map(|v| v.write.session.as_ref().map(json).transpose())
+            .map(|(v, _)| v.write.session.as_ref().map(json).transpose())
             .collect::<Result<Vec<_>>>()?;
-        sqlx::query(&format!("{head}{set}"))
-            .bind(rows.iter().map(|v| v.site.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|v| v.visitor.as_str()).collect::<Vec<_>>())
+        Ok((profiles, sessions))
+    };
+    let bind_rows = |sql: &'static str,
+                     rows: &[(&Coalesced<'_>, i64)],
+                     profiles: Vec<Option<String>>,
+                     sessions: Vec<Option<String>>| {
+        sqlx::query(sql)
+            .bind(
+                rows.iter()
+                    .map(|(v, _)| v.site.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|(v, _)| v.visitor.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .bind(vec![i64::from(VISITOR_SCHEMA); rows.len()])
             .bind(profiles)
             .bind(sessions)
             .bind(
                 rows.iter()
-                    .map(|v| v.write.last_seen.as_millis())
+                    .map(|(v, _)| v.write.last_seen.as_millis())
                     .collect::<Vec<_>>(),
             )
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            .bind(rows.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+    };
+    if !existing.is_empty() {
+        let (profiles, sessions) = columns(&existing, None)?;
+        bind_rows(
+            "UPDATE visitors v SET
+                 schema = CASE WHEN u.profile IS NULL THEN v.schema ELSE u.schema END,
+                 profile = COALESCE(u.profile, v.profile),
+                 session = u.session, last_seen = u.last_seen, version = u.version
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                         $6::bigint[], $7::bigint[])
+                  AS u (site_id, visitor_id, schema, profile, session, last_seen, version)
+             WHERE v.site_id = u.site_id AND v.visitor_id = u.visitor_id",
+            &existing,
+            profiles,
+            sessions,
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    if !fresh.is_empty() {
+        // A first write without a profile stores the default one.
+        let (profiles, sessions) = columns(&fresh, Some(&default_profile))?;
+        let went_in = bind_rows(
+            "INSERT INTO visitors (site_id, visitor_id, schema, profile, session, last_seen,
+                                   version)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                                  $6::bigint[], $7::bigint[])
+             ON CONFLICT (site_id, visitor_id) DO NOTHING
+             RETURNING site_id, visitor_id",
+            &fresh,
+            profiles,
+            sessions,
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        if went_in.len() < fresh.len() {
+            let inserted: HashSet<(String, String)> = went_in
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<std::result::Result<_, sqlx::Error>>()
+                .map_err(db)?;
+            if let Some((v, _)) = fresh.iter().find(|(v, _)| {
+                !inserted.contains(&(v.site.as_str().to_owned(), v.visitor.as_str().to_owned()))
+            }) {
+                return Err(stale(v));
+            }
+        }
     }
     Ok(())
 }

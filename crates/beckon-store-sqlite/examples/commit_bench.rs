@@ -81,6 +81,7 @@ fn group(engine: &Engine, site: &SiteId, commit: usize, with_visitors: bool) -> 
                     bot: None,
                 }),
                 last_seen: now,
+                expect: None,
             });
         }
     }

@@ -126,7 +126,7 @@ impl Insight for SqliteStore {
         limit: usize,
     ) -> Result<Vec<VisitorRecord>> {
         let rows = sqlx::query(
-            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen, version FROM visitors
              WHERE last_seen >= ? AND +site_id = ? AND session IS NOT NULL
                AND json_extract(session, '$.bot') IS NULL
              ORDER BY last_seen DESC LIMIT ?",

@@ -483,7 +483,7 @@ impl Store for SqliteStore {
 
     async fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Option<VisitorRecord>> {
         let row = sqlx::query(
-            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen, version FROM visitors
              WHERE site_id = ? AND visitor_id = ?",
         )
         .bind(site.as_str())
@@ -494,9 +494,22 @@ impl Store for SqliteStore {
         row.map(|r| rows::visitor(&r)).transpose()
     }
 
+    async fn visitor_version(&self, site: &SiteId, visitor: &VisitorId) -> Result<u64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM visitors WHERE site_id = ? AND visitor_id = ?")
+                .bind(site.as_str())
+                .bind(visitor.as_str())
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db)?;
+        u64::try_from(version.unwrap_or(0)).map_err(|_| {
+            StoreError::Corrupt(format!("visitor {visitor} of {site}: negative version"))
+        })
+    }
+
     async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors> {
         let rows = sqlx::query(
-            "SELECT site_id, visitor_id, schema, profile, session, last_seen FROM visitors
+            "SELECT site_id, visitor_id, schema, profile, session, last_seen, version FROM visitors
              WHERE last_seen >= ? AND session IS NOT NULL ORDER BY last_seen",
         )
         .bind(since.as_millis())

@@ -90,6 +90,7 @@ pub(crate) fn visitor(row: &SqliteRow) -> Result<VisitorRecord> {
             profile: json_col(row, "profile")?,
             session: opt_json_col(row, "session")?,
             last_seen: Timestamp::from_millis(col(row, "last_seen")?),
+            version: version_col(row, "version")?,
         })
     };
     read().map_err(StoreError::Undecodable)

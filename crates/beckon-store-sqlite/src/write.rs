@@ -166,6 +166,10 @@ struct Coalesced<'a> {
     visitor: &'a VisitorId,
     profile: Option<&'a Profile>,
     write: &'a VisitorWrite,
+    /// The first write's fence: the version the stored state must be at.
+    expect: Option<u64>,
+    /// How many writes were folded: the version goes up by this much.
+    writes: u64,
 }
 
 /// Folds repeated writes of a visitor: the last session (and last-seen time) wins, and the last
@@ -178,6 +182,7 @@ fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
             Some(&i) => {
                 let c = &mut out[i];
                 c.write = w;
+                c.writes += 1;
                 if let Some(p) = &w.profile {
                     c.profile = Some(p);
                 }
@@ -189,6 +194,8 @@ fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
                     visitor: &w.visitor,
                     profile: w.profile.as_ref(),
                     write: w,
+                    expect: w.expect,
+                    writes: 1,
                 });
             }
         }
@@ -440,14 +447,59 @@ async fn known_orders<'a>(
     Ok(known)
 }
 
+/// The stored versions of `visitors` (a visitor with no row is at 0), read inside the commit's
+/// transaction: the writer's lock holds them until it ends.
+async fn stored_versions<'a>(
+    conn: &mut SqliteConnection,
+    visitors: &[Coalesced<'a>],
+) -> Result<HashMap<(&'a SiteId, &'a VisitorId), i64>> {
+    let index: HashMap<(&str, &str), (&'a SiteId, &'a VisitorId)> = visitors
+        .iter()
+        .map(|v| ((v.site.as_str(), v.visitor.as_str()), (v.site, v.visitor)))
+        .collect();
+    let mut stored = HashMap::with_capacity(visitors.len());
+    for chunk in visitors.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT site_id, visitor_id, version FROM visitors WHERE (site_id, visitor_id) IN \
+             (VALUES {})",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let query = bind_all(
+            sqlx::query(&sql),
+            chunk
+                .iter()
+                .flat_map(|v| [v.site.as_str(), v.visitor.as_str()]),
+        );
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let site: &str = row.try_get(0).map_err(db)?;
+            let visitor: &str = row.try_get(1).map_err(db)?;
+            let version: i64 = row.try_get(2).map_err(db)?;
+            if let Some(key) = index.get(&(site, visitor)) {
+                stored.insert(*key, version);
+            }
+        }
+    }
+    Ok(stored)
+}
+
 /// Upserts the coalesced visitor states: those with a new profile replace the row's profile and
 /// schema; the others keep the stored profile (a first write without one stores the default).
+/// A write whose fence names another version than the stored one fails the commit as
+/// [`StoreError::Stale`].
 async fn write_visitors(conn: &mut SqliteConnection, visitors: &[Coalesced<'_>]) -> Result<()> {
+    let stored = stored_versions(conn, visitors).await?;
     let default_profile = json(&Profile::default())?;
     let schema = i64::from(VISITOR_SCHEMA);
-    let mut with_profile = Rows::new(6, visitors.len());
-    let mut without = Rows::new(6, 0);
+    let mut with_profile = Rows::new(7, visitors.len());
+    let mut without = Rows::new(7, 0);
     for v in visitors {
+        let version = stored.get(&(v.site, v.visitor)).copied().unwrap_or(0);
+        if v.expect.is_some_and(|e| e as i64 != version) {
+            return Err(StoreError::Stale {
+                site: v.site.clone(),
+                visitor: v.visitor.clone(),
+            });
+        }
         let session = v.write.session.as_ref().map(json).transpose()?;
         let rows = if v.profile.is_some() {
             &mut with_profile
@@ -462,17 +514,18 @@ async fn write_visitors(conn: &mut SqliteConnection, visitors: &[Coalesced<'_>])
                 None => default_profile.clone(),
             })
             .opt_owned(session)
-            .int(v.write.last_seen.as_millis());
+            .int(v.write.last_seen.as_millis())
+            .int(version + v.writes as i64);
     }
-    let head = "INSERT INTO visitors (site_id, visitor_id, schema, profile, session, last_seen) \
-                VALUES ";
+    let head = "INSERT INTO visitors (site_id, visitor_id, schema, profile, session, last_seen, \
+                version) VALUES ";
     if with_profile.len() > 0 {
         insert(
             conn,
             head,
             " ON CONFLICT (site_id, visitor_id) DO UPDATE SET schema = excluded.schema, \
              profile = excluded.profile, session = excluded.session, \
-             last_seen = excluded.last_seen",
+             last_seen = excluded.last_seen, version = excluded.version",
             with_profile,
         )
         .await?;
@@ -484,7 +537,7 @@ async fn write_visitors(conn: &mut SqliteConnection, visitors: &[Coalesced<'_>])
             conn,
             head,
             " ON CONFLICT (site_id, visitor_id) DO UPDATE SET session = excluded.session, \
-             last_seen = excluded.last_seen",
+             last_seen = excluded.last_seen, version = excluded.version",
             without,
         )
         .await?;

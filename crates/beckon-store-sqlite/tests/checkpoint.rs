@@ -24,6 +24,7 @@ async fn committed_pages_reach_the_database_file_without_another_commit() {
             }),
             session: None,
             last_seen: Timestamp::from_millis(10_000),
+            expect: None,
         })
         .collect();
     store

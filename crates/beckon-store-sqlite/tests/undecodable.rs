@@ -26,6 +26,7 @@ async fn undecodable_visitor_rows_are_reported_and_counted_never_fatal() {
         }),
         session: None,
         last_seen: now,
+        expect: None,
     };
     store
         .commit(&WriteBatch {

@@ -346,6 +346,11 @@ impl Store for Faulty {
         self.inner.visitor(site, visitor).await
     }
 
+    async fn visitor_version(&self, site: &SiteId, visitor: &VisitorId) -> Result<u64> {
+        self.faults.check_read()?;
+        self.inner.visitor_version(site, visitor).await
+    }
+
     async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors> {
         self.faults.check_reachable()?;
         let mut active = self.inner.active_visitors(since).await?;

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod accounts_suite;
 pub mod analytics;
 pub mod analytics_suite;
+pub mod cluster;
 pub mod conversations;
 pub mod conversations_suite;
 pub mod faults;
@@ -323,6 +324,9 @@ pub struct VisitorRecord {
     pub session: Option<SessionRecord>,
     /// When the visitor was last active.
     pub last_seen: Timestamp,
+    /// How many writes of this visitor's state have landed: the version a write built on this
+    /// record must name (see [`VisitorWrite::expect`]).
+    pub version: u64,
 }
 
 /// A visitor's state to write. Only what changed is written: the profile is `None` when it is
@@ -339,6 +343,13 @@ pub struct VisitorWrite {
     pub session: Option<SessionRecord>,
     /// When the visitor was last active.
     pub last_seen: Timestamp,
+    /// The fence: the version of the stored state this write was built on (the version read,
+    /// plus one for each write queued since; 0 for a visitor never written). The commit is
+    /// refused whole, as [`StoreError::Stale`], unless the stored version still is this one;
+    /// the stored version then goes up by one per write. So a node that lost a visitor to
+    /// another can never overwrite what the new owner wrote. `None` writes unconditionally
+    /// (tools that own the whole database).
+    pub expect: Option<u64>,
 }
 
 /// Everything one group commit writes, in one transaction.
@@ -427,6 +438,16 @@ pub enum StoreError {
     /// What was asked for refers to something that does not exist (a site, a person).
     #[error("not found: {0}")]
     NotFound(String),
+    /// A visitor's state was written by someone else since the state a write was built on was
+    /// read (another node took the visitor over): nothing of the commit was written, and the
+    /// writer must read the visitor again, or leave them to their owner.
+    #[error("visitor {visitor} of {site} was written by another owner since it was read")]
+    Stale {
+        /// The site.
+        site: SiteId,
+        /// The visitor.
+        visitor: VisitorId,
+    },
     /// A commit held an event marked [`Applied::Decided`] whose key is already in the log:
     /// state built on a duplicate. Nothing of the commit was written.
     #[error("event {key:?} of visitor {visitor} is already in the log")]
@@ -498,6 +519,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A visitor's persisted state ([`StoreError::Undecodable`] when it cannot be read back).
     async fn visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Option<VisitorRecord>>;
+
+    /// The version of a visitor's stored state (0 when none is stored), even when the state
+    /// itself cannot be read back: a visitor whose row is undecodable starts afresh with a
+    /// write built on this version.
+    async fn visitor_version(&self, site: &SiteId, visitor: &VisitorId) -> Result<u64>;
 
     /// Visitors with a live session active since `since`, to resume their timers after a
     /// restart. Undecodable rows are counted, never fatal.

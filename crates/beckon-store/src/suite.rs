@@ -35,6 +35,7 @@ pub async fn run_all(store: &dyn Store) {
     an_unchanged_profile_keeps_the_stored_one(store).await;
     repeated_visitors_in_one_commit_coalesce(store).await;
     a_failed_commit_leaves_nothing_behind(store).await;
+    visitor_writes_are_fenced_by_the_version_they_were_built_on(store).await;
     active_visitors_are_found_by_recency(store).await;
     // Pruning is global: these come last (see the module header).
     pruning_is_bounded_and_keeps_orders_exposures_and_visitors(store).await;
@@ -158,6 +159,7 @@ fn visitor_write(
         profile: p,
         session: Some(session_record(s, v, session, when)),
         last_seen: when,
+        expect: None,
     }
 }
 
@@ -849,6 +851,7 @@ async fn visitor_state_survives_a_restart(store: &dyn Store) {
             bot: Some("behaviour: 31 pages within 40 s".to_owned()),
         }),
         last_seen: now,
+        expect: None,
     };
     let exposure = Exposure {
         id: "i-1".to_owned(),
@@ -1047,6 +1050,129 @@ async fn a_failed_commit_leaves_nothing_behind(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Two writers of one visitor (a node that lost the visitor, and its new owner): a write built
+/// on a version that is no longer the stored one is refused whole, as stale, and the version
+/// counts every write that landed, folded ones included.
+async fn visitor_writes_are_fenced_by_the_version_they_were_built_on(store: &dyn Store) {
+    let s = "suite-fence";
+    let fenced = |v: &str, expect: u64, when: Timestamp| VisitorWrite {
+        expect: Some(expect),
+        ..visitor_write(s, v, Some(profile(expect as u32)), "s-f", when)
+    };
+    let version = |v: &'static str| async move {
+        store
+            .visitor(&site(s), &visitor(v))
+            .await
+            .unwrap()
+            .map(|r| r.version)
+    };
+    assert_eq!(
+        store
+            .visitor_version(&site(s), &visitor("v"))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A new visitor's first write names version 0.
+    store
+        .commit(&WriteBatch {
+            visitors: vec![fenced("v", 0, at(1))],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(version("v").await, Some(1));
+
+    // The old owner writes again on version 0, with a batch: refused whole, nothing logged.
+    let stale = store
+        .commit(&WriteBatch {
+            batches: vec![batch(
+                s,
+                "v",
+                "s-f",
+                at(2),
+                vec![event("f:1", Applied::Decided)],
+            )],
+            exposures: vec![exposure(s, "v", "fence-x", at(2))],
+            visitors: vec![fenced("v", 0, at(2))],
+            leads: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stale, StoreError::Stale { site: st, visitor: vi } if st.as_str() == s && vi.as_str() == "v"),
+        "{stale:?}"
+    );
+    assert!(store.log(&site(s), 0, 100).await.unwrap().is_empty());
+    assert!(store.exposures(&site(s)).await.unwrap().is_empty());
+    assert!(known(store, s, "v", &["f:1"]).await.is_empty());
+    let kept = store
+        .visitor(&site(s), &visitor("v"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (kept.version, kept.profile.dismissals),
+        (1, 0),
+        "the owner's state stands"
+    );
+
+    // A first write for a visitor that someone else has written already is stale too.
+    let other = store
+        .commit(&WriteBatch {
+            visitors: vec![fenced("v", 0, at(3))],
+            ..WriteBatch::default()
+        })
+        .await;
+    assert!(matches!(other, Err(StoreError::Stale { .. })));
+
+    // The owner goes on from version 1; two writes folded in one commit count twice.
+    store
+        .commit(&WriteBatch {
+            batches: vec![batch(
+                s,
+                "v",
+                "s-f",
+                at(4),
+                vec![event("f:2", Applied::Decided)],
+            )],
+            visitors: vec![fenced("v", 1, at(4)), fenced("v", 2, at(5))],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(version("v").await, Some(3));
+    assert_eq!(known(store, s, "v", &["f:2"]).await, keys(&["f:2"]));
+    assert_eq!(
+        store
+            .visitor_version(&site(s), &visitor("v"))
+            .await
+            .unwrap(),
+        3
+    );
+
+    // One stale visitor fails a group holding another's good write: neither lands.
+    let group = store
+        .commit(&WriteBatch {
+            visitors: vec![fenced("w", 0, at(6)), fenced("v", 2, at(6))],
+            ..WriteBatch::default()
+        })
+        .await;
+    assert!(matches!(group, Err(StoreError::Stale { .. })));
+    assert_eq!(version("w").await, None);
+
+    // A tool's unconditional write lands whatever the version, and counts.
+    store
+        .commit(&WriteBatch {
+            visitors: vec![visitor_write(s, "v", None, "s-f", at(7))],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(version("v").await, Some(4));
 }
 
 async fn active_visitors_are_found_by_recency(store: &dyn Store) {

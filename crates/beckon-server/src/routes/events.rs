@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header, request};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Uri, header, request};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -16,6 +16,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::AppState;
 use crate::body::Body;
 use crate::error::ApiError;
+use crate::forward;
 use crate::intake::{self, Claim, Sender};
 use crate::sites::{SiteRuntime, Sites};
 use crate::wire::{Accepted, Batch};
@@ -35,11 +36,30 @@ pub struct Target {
 pub async fn post(
     State(state): State<AppState>,
     Query(target): Query<Target>,
+    uri: Uri,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let batch: Batch = body.json("batch")?;
     let site = site(&state, &target, &batch, &headers)?;
+    if !state.placement.forwarded(&headers)
+        && let Some(owner) = intake::owner_elsewhere(
+            &state,
+            &site,
+            batch.visitor.as_deref(),
+            batch.token.as_deref(),
+        )
+    {
+        let incoming = forward::Incoming {
+            method: Method::POST,
+            uri: &uri,
+            headers: &headers,
+            extensions: &extensions,
+            body: body.0,
+        };
+        return forward::request(&state, &owner, incoming).await;
+    }
     let submitted = intake::submit(
         &state,
         Sender {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use beckon_engine::VisitorId;
 use futures::StreamExt;
@@ -64,6 +64,7 @@ pub struct Params {
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(params): Query<Params>,
+    uri: Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -98,6 +99,23 @@ pub async fn upgrade(
         return Err(ApiError::BadRequest(
             "session must be 1 to 128 characters of [A-Za-z0-9._:-]".to_owned(),
         ));
+    }
+    // Another node's visitor: the socket is relayed to it, whole.
+    if !state.placement.forwarded(&headers)
+        && let Some(owner) = intake::owner_elsewhere(
+            &state,
+            &site,
+            params.visitor.as_deref(),
+            params.token.as_deref(),
+        )
+    {
+        let secret = state.placement.secret().to_owned();
+        return Ok(ws
+            .max_frame_size(MAX_FRAME_BYTES)
+            .max_message_size(MAX_FRAME_BYTES)
+            .on_upgrade(move |socket| {
+                crate::forward::socket(socket, owner, uri, headers, secret)
+            }));
     }
     // A missing or wrong token makes this socket a new visitor's: it is told so first.
     let (visitor, identity) = intake::identify(
@@ -162,6 +180,8 @@ pub enum CloseReason {
     TooLarge,
     /// The server is overloaded; try again later: 1013.
     Overloaded,
+    /// Another node owns the visitor now (the cluster's view changed); reconnect: 1012.
+    Moved,
     /// The client broke the protocol (an unmasked frame, a bad opcode): 1002.
     Protocol,
 }
@@ -180,6 +200,10 @@ impl CloseReason {
             }
             CloseReason::TooLarge => Some((close_code::SIZE, "the frame is over 64 KiB")),
             CloseReason::Overloaded => Some((close_code::AGAIN, "overloaded; try again later")),
+            CloseReason::Moved => Some((
+                close_code::RESTART,
+                "the visitor moved to another node; reconnect",
+            )),
             CloseReason::Protocol => Some((close_code::PROTOCOL, "protocol error")),
         }
     }
@@ -196,6 +220,7 @@ impl CloseReason {
             CloseReason::TooManySockets => "too_many_sockets",
             CloseReason::TooLarge => "too_large",
             CloseReason::Overloaded => "overloaded",
+            CloseReason::Moved => "moved",
             CloseReason::Protocol => "protocol",
         }
     }
@@ -371,7 +396,9 @@ async fn serve(mut socket: WebSocket, mut conn: Box<Conn>) {
                 }
                 continue;
             }
-            Some(frame) = next_push(&mut conn.pushes) => {
+            frame = next_push(&mut conn.pushes) => {
+                // The shard let the visitor go: another node owns them now.
+                let Some(frame) = frame else { break CloseReason::Moved };
                 if let Err(reason) = Box::pin(send(&mut socket, &frame, idle_after)).await {
                     break reason;
                 }

@@ -185,6 +185,9 @@ impl Store for Hooked {
         self.visitor_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.visitor(site, visitor).await
     }
+    async fn visitor_version(&self, site: &SiteId, visitor: &VisitorId) -> Result<u64> {
+        self.inner.visitor_version(site, visitor).await
+    }
     async fn active_visitors(&self, since: Timestamp) -> Result<ActiveVisitors> {
         self.inner.active_visitors(since).await
     }
