@@ -81,6 +81,15 @@ impl Placement {
         self.route(site, visitor) == Route::Here
     }
 
+    /// Whether this node's lease surely holds (always, alone): a node whose lease may have
+    /// lapsed is left out of its own view, and owns nothing until it renews or rejoins.
+    pub fn holds_lease(&self) -> bool {
+        self.view.as_ref().is_none_or(|view| {
+            let view = view.borrow();
+            view.nodes.contains(&view.me)
+        })
+    }
+
     /// A receiver of the cluster's views, to act when owners move.
     pub fn watch(&self) -> Option<watch::Receiver<Arc<View>>> {
         self.view.clone()

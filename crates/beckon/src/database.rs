@@ -10,6 +10,7 @@ use std::sync::Arc;
 use beckon_store::Store;
 use beckon_store::accounts::Accounts;
 use beckon_store::analytics::Analytics;
+use beckon_store::cluster::Membership;
 use beckon_store::conversations::Conversations;
 use beckon_store::insight::Insight;
 use beckon_store::leads::Leads;
@@ -34,6 +35,8 @@ pub struct Database {
     pub outbox: Arc<dyn Outbox>,
     /// The analytics' facts and settings.
     pub analytics: Arc<dyn Analytics>,
+    /// The nodes' leases, on a database several nodes can share (PostgreSQL).
+    pub membership: Option<Arc<dyn Membership>>,
 }
 
 impl Database {
@@ -51,6 +54,7 @@ impl Database {
             leads: backend.clone(),
             outbox: backend.clone(),
             analytics: backend,
+            membership: None,
         }
     }
 }
@@ -120,7 +124,11 @@ pub async fn open(location: &Location) -> Result<Database, String> {
                 .await
                 .map_err(|e| format!("cannot connect to {location}: {e}"))?;
             migrate(&store).await?;
-            Ok(Database::of(store))
+            let membership: Arc<dyn Membership> = Arc::new(store.clone());
+            Ok(Database {
+                membership: Some(membership),
+                ..Database::of(store)
+            })
         }
     }
 }

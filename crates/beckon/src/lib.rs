@@ -19,6 +19,9 @@ use beckon_server::{Options, Server};
 use beckon_store::accounts::{NewUser, Role};
 use beckon_store::{SiteRecord, Store, StoreError};
 
+/// The name of a node that runs alone (its outbox worker's, across restarts).
+pub const ALONE: &str = "node-1";
+
 /// The demo's rules: the five moments of the seeds.
 pub const DEMO_RULES: &str = include_str!("../../../examples/demo-rules.toml");
 /// The demo site's key.
@@ -33,6 +36,7 @@ pub fn start_outbox(
     db: &Database,
     smtp: Option<&beckon_outbox::email::SmtpSettings>,
     allow_private: bool,
+    node: &str,
 ) -> Result<Arc<tokio::sync::Notify>, String> {
     let mailer = smtp
         .map(beckon_outbox::email::Mailer::new)
@@ -44,8 +48,9 @@ pub fn start_outbox(
         mailer,
         Arc::new(|| beckon_server::clock::Clock::System.now()),
         beckon_outbox::WorkerConfig {
-            // One node per database today: its name is the same across restarts.
-            name: "node-1".to_owned(),
+            // The node's name, the same across its restarts: a restarted node takes its own
+            // leases back at once, and each node of a cluster claims under its own.
+            name: node.to_owned(),
             allow_private,
             ..beckon_outbox::WorkerConfig::default()
         },
@@ -446,7 +451,7 @@ pub async fn start_demo_with(
     )
     .await?;
     // The demo runs on one machine: its destinations may be too (a receiver beside it).
-    let outbox_kick = start_outbox(db, None, true)?;
+    let outbox_kick = start_outbox(db, None, true, ALONE)?;
     let server = beckon_server::start(
         store,
         Options {

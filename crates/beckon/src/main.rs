@@ -438,15 +438,30 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let desk =
         beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
+    let cluster = match (&settings.cluster, &db.membership) {
+        (Some(c), Some(membership)) => Some(
+            beckon_cluster::Cluster::start(membership.clone(), c.to_config())
+                .await
+                .map_err(|e| format!("[cluster]: {e}"))?,
+        ),
+        (Some(_), None) => return Err("[cluster] needs a PostgreSQL database".to_owned()),
+        (None, _) => None,
+    };
+    let node = settings
+        .cluster
+        .as_ref()
+        .map_or(beckon::ALONE, |c| c.name.as_str());
     let outbox_kick = beckon::start_outbox(
         &db,
         settings.smtp.as_ref(),
         settings.outbox.allow_private_addresses,
+        node,
     )?;
     let mut options = Options {
         limits: settings.limits.to_limits()?,
         desk: Some(desk),
         outbox_kick: Some(outbox_kick),
+        cluster: cluster.as_ref().map(|c| c.watch()),
         ..Options::default()
     };
     if settings.shards > 0 {
@@ -475,10 +490,17 @@ async fn serve(settings: Settings) -> Result<(), String> {
         println!("no one can sign in to the dashboard yet: create the first account with");
         println!("  beckon user add --email you@example.com --site SITE_KEY");
     }
-    server
+    let served = server
         .serve_with(listener, admin, stop)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    // Drained: the other nodes may take this one's visitors at once.
+    if let Some(cluster) = cluster
+        && let Err(e) = cluster.leave().await
+    {
+        tracing::warn!(error = %e, "could not end this node's lease; it lapses on its own");
+    }
+    served
 }
 
 async fn rules(command: RulesCommand) -> Result<(), String> {

@@ -32,6 +32,46 @@ pub struct Settings {
     pub smtp: Option<beckon_outbox::email::SmtpSettings>,
     /// Where deliveries may go.
     pub outbox: OutboxSettings,
+    /// This node's place among several on one PostgreSQL database (none: it runs alone).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The `[cluster]` table: a node of several sharing one PostgreSQL database.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The node's name, unique among the live nodes; visitors are spread over names, so a node
+    /// restarted under its name gets its visitors back.
+    pub name: String,
+    /// Where the other nodes reach this one (host:port of its listener on the internal
+    /// network), to forward to it the requests of its visitors.
+    pub address: String,
+    /// How long the node's lease lasts without renewal: its visitors move to the others this
+    /// long after it dies.
+    #[serde(default = "cluster_lease", with = "beckon_engine::rules::duration")]
+    pub lease: Duration,
+    /// How often the lease is renewed and the live nodes read.
+    #[serde(default = "cluster_heartbeat", with = "beckon_engine::rules::duration")]
+    pub heartbeat: Duration,
+}
+
+fn cluster_lease() -> Duration {
+    beckon_cluster::DEFAULT_LEASE
+}
+fn cluster_heartbeat() -> Duration {
+    beckon_cluster::DEFAULT_HEARTBEAT
+}
+
+impl ClusterSettings {
+    /// The cluster crate's configuration.
+    pub fn to_config(&self) -> beckon_cluster::ClusterConfig {
+        beckon_cluster::ClusterConfig {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            lease: self.lease,
+            heartbeat: self.heartbeat,
+        }
+    }
 }
 
 /// The `[outbox]` table.
@@ -191,6 +231,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             smtp: None,
             outbox: OutboxSettings::default(),
+            cluster: None,
         }
     }
 }
@@ -379,6 +420,14 @@ data = "beckon-data"
 # Engine shards; 0 means one per core.
 shards = 0
 
+# One of several nodes on one PostgreSQL database (needs `database`): each visitor is served
+# by one node, and requests reaching another are forwarded to it.
+# [cluster]
+# name = "node-1"                 # unique among the live nodes
+# address = "10.0.0.11:8080"      # where the other nodes reach this one
+# lease = "5s"                    # a dead node's visitors move this long after it stops
+# heartbeat = "1s"
+
 # The server's bounds; each has a default that is safe on the open internet.
 [limits]
 per_ip_per_second = 20          # requests per second from one client address (0: no limit)
@@ -484,7 +533,14 @@ impl Settings {
                 .map_err(|e| format!("site {}: {e}", site.id))?;
         }
         s.limits.to_limits()?;
-        s.location()?;
+        let location = s.location()?;
+        if s.cluster.is_some() && !matches!(location, crate::Location::Postgres(_)) {
+            return Err(
+                "[cluster]: several nodes share one PostgreSQL database; set `database` to its \
+                 URL (postgres://…)"
+                    .to_owned(),
+            );
+        }
         Ok(s)
     }
 

@@ -12,8 +12,9 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: events can be accepted: the store answers, and every engine shard and the
-/// writer still run. Otherwise 503, with what is wrong.
+/// `GET /readyz`: events can be accepted: the store answers, every engine shard and the
+/// writer still run, and, in a cluster, this node's lease holds. Otherwise 503, with what is
+/// wrong.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match ready(&state).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
@@ -29,6 +30,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 
 async fn ready(state: &AppState) -> Result<(), &'static str> {
     state.liveness.check()?;
+    if !state.placement.holds_lease() {
+        return Err("this node's lease in the cluster may have lapsed");
+    }
     // The store's cheapest read stands in for a ping.
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "the store does not answer");
