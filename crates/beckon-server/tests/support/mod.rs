@@ -532,6 +532,23 @@ impl Ws {
             .expect("a frame within the bound")
     }
 
+    /// The close code the server sends, reading past the frames before it; fails the test if
+    /// the socket is not closed within [`PATIENCE`].
+    pub async fn close_code(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the socket is closed within the bound");
+            match msg {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+                Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the socket failed: {e}"),
+            }
+        }
+    }
+
     /// Closes the socket.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
