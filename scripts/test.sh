@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Beckon's whole test suite: formatting, lints, and every test of every crate, the browser
-# tests in headless Chromium included. Installs what the tests need when it is missing (Debian's
+# tests in headless Chromium and the PostgreSQL backend's against a running server included. Installs what the tests need when it is missing (Debian's
 # chromium and chromium-driver; schemathesis, standardwebhooks, aiosmtpd and gbstats with the
 # numpy, pandas and scipy it runs on, from PyPI), so it works on a fresh machine.
 set -euo pipefail
@@ -44,6 +44,22 @@ if ! "$tools/venv/bin/python" -c "import standardwebhooks, aiosmtpd, gbstats, cr
     "gbstats==0.8.0" "numpy<2" "pandas<2" "scipy<2" "crawler-user-agents==1.67.0" "pyyaml>=6"
 fi
 export BECKON_PYTHON="$tools/venv/bin/python"
+
+# PostgreSQL: the scale-out backend's tests and the cluster's run against a real server, each
+# in a schema of its own (CI's is at 127.0.0.1:5432 with trust auth and a database `test`;
+# BECKON_TEST_POSTGRES names another). Checked first, so that its absence is named, not found
+# by a test halfway through.
+export BECKON_TEST_POSTGRES="${BECKON_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
+if ! python3 - "$BECKON_TEST_POSTGRES" <<'PY'
+import socket, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+socket.create_connection((url.hostname or "127.0.0.1", url.port or 5432), timeout=3).close()
+PY
+then
+  echo "error: no PostgreSQL at $BECKON_TEST_POSTGRES; start one (trust auth, a database for the" >&2
+  echo "tests) or set BECKON_TEST_POSTGRES to one's URL" >&2
+  exit 1
+fi
 
 echo "== formatting"
 cargo fmt --all -- --check

@@ -36,7 +36,7 @@ impl ClusterConfig {
     }
 
     /// Why this configuration cannot work, if it cannot.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         if self.name.is_empty() {
             return Err("a node needs a name".to_owned());
         }

@@ -534,6 +534,12 @@ impl Settings {
         }
         s.limits.to_limits()?;
         let location = s.location()?;
+        if let Some(cluster) = &s.cluster {
+            cluster
+                .to_config()
+                .check()
+                .map_err(|e| format!("[cluster]: {e}"))?;
+        }
         if s.cluster.is_some() && !matches!(location, crate::Location::Postgres(_)) {
             return Err(
                 "[cluster]: several nodes share one PostgreSQL database; set `database` to its \

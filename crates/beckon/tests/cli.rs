@@ -544,3 +544,58 @@ message = { type = "text", text = "Questions about the plans?" }
     assert!(!ok);
     assert!(err.contains("no database"), "{err}");
 }
+
+#[test]
+fn the_three_node_example_configurations_load_as_one_cluster_on_postgresql() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cluster");
+    let mut names = std::collections::HashSet::new();
+    let mut addresses = std::collections::HashSet::new();
+    for n in 1..=3 {
+        let path = std::path::PathBuf::from(format!("{dir}/node-{n}.toml"));
+        let s = beckon::settings::Settings::load(Some(&path))
+            .unwrap_or_else(|e| panic!("node-{n}.toml: {e}"));
+        assert!(matches!(
+            s.location().unwrap(),
+            beckon::Location::Postgres(_)
+        ));
+        let cluster = s.cluster.expect("a [cluster] table");
+        names.insert(cluster.name);
+        addresses.insert(cluster.address);
+        assert!(cluster.heartbeat < cluster.lease);
+    }
+    assert_eq!(
+        (names.len(), addresses.len()),
+        (3, 3),
+        "three distinct nodes"
+    );
+    let haproxy = std::fs::read_to_string(format!("{dir}/haproxy.cfg")).unwrap();
+    for n in 1..=3 {
+        assert!(haproxy.contains(&format!("server beckon-{n} beckon-{n}:8080 check")));
+    }
+    assert!(haproxy.contains("option httpchk GET /readyz"));
+}
+
+#[test]
+fn a_cluster_without_postgresql_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beckon.toml");
+    std::fs::write(
+        &path,
+        "[cluster]\nname = \"node-1\"\naddress = \"10.0.0.1:8080\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("[cluster]") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        "database = \"postgres://db/beckon\"\n[cluster]\nname = \"node-1\"\naddress = \"a:1\"\nlease = \"1s\"\nheartbeat = \"2s\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("heartbeat"), "{err}");
+}
