@@ -5,12 +5,18 @@
 //! what a real client library would not do: send a frame that is not UTF-8 or over the limit,
 //! or cost next to nothing while thousands of sockets sit idle.
 //!
+//! A cluster's node is configured by [`write_cluster_config`], on a port picked beforehand
+//! ([`free_addrs`]) since its address is written into its configuration. [`visitors`] holds
+//! the clients that browse as the widget does and the checks over the log afterwards.
+//!
 //! Nothing a test starts outlives it, pass or fail: [`Beckon`] kills its process when dropped.
 //!
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, SocketAddr};
+pub mod visitors;
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -50,13 +56,7 @@ pub fn write_config(dir: &Path, policy: &str, limits: &str) -> PathBuf {
 
 /// [`write_config`] with `rules` as the site's rule file.
 pub fn write_config_with(dir: &Path, policy: &str, limits: &str, rules_text: &str) -> PathBuf {
-    let rules = dir.join("rules.toml");
-    std::fs::write(&rules, rules_text).expect("rule file written");
-    let limits = if limits.is_empty() {
-        String::new()
-    } else {
-        format!("[limits]\n{limits}\n")
-    };
+    let sites = sites_table(dir, policy, rules_text);
     let config = dir.join("beckon.toml");
     std::fs::write(
         &config,
@@ -66,7 +66,97 @@ data = {data:?}
 shards = 2
 
 {limits}
-[[sites]]
+{sites}"#,
+            data = data_dir(dir).to_str().expect("a UTF-8 path"),
+            limits = limits_table(limits),
+        ),
+    )
+    .expect("configuration written");
+    config
+}
+
+/// A cluster node's part of its configuration: its name, the address it listens on (and at
+/// which the other nodes reach it), and the timing of its lease.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// The node's name, unique among the live nodes.
+    pub name: String,
+    /// Where it listens; also its address in the cluster.
+    pub addr: SocketAddr,
+    /// How long its lease lasts without renewal.
+    pub lease: Duration,
+    /// How often it renews the lease and reads the live nodes.
+    pub heartbeat: Duration,
+}
+
+/// Writes `<name>.toml` (and the rule file it names, shared by every node) into `dir`: the
+/// node `node` of a cluster on the PostgreSQL `database`, listening on `node.addr` (which is
+/// also its address in the cluster), serving [`SITE`] with `policy` and `limits` as in
+/// [`write_config`].
+pub fn write_cluster_config(
+    dir: &Path,
+    node: &NodeSettings,
+    database: &str,
+    policy: &str,
+    limits: &str,
+) -> PathBuf {
+    let sites = sites_table(dir, policy, CART_EXIT_RULE);
+    let config = dir.join(format!("{}.toml", node.name));
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "{addr}"
+database = {database:?}
+shards = 2
+
+{limits}
+[cluster]
+name = {name:?}
+address = "{addr}"
+lease = "{lease}ms"
+heartbeat = "{heartbeat}ms"
+
+{sites}"#,
+            addr = node.addr,
+            name = node.name,
+            lease = node.lease.as_millis(),
+            heartbeat = node.heartbeat.as_millis(),
+            limits = limits_table(limits),
+        ),
+    )
+    .expect("configuration written");
+    config
+}
+
+/// `n` distinct loopback addresses, each with a port free a moment ago (bound, read, let go;
+/// all held until every one is read, so no two are the same), for servers whose
+/// configurations must name their addresses before they start.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound address"))
+        .collect()
+}
+
+/// The `[limits]` table of `lines` (none when empty).
+fn limits_table(lines: &str) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("[limits]\n{lines}\n")
+    }
+}
+
+/// Writes the rule file `rules.toml` into `dir` and returns the `[[sites]]` table of [`SITE`]
+/// that names it, with `policy` as its `[sites.policy]` lines.
+fn sites_table(dir: &Path, policy: &str, rules_text: &str) -> String {
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, rules_text).expect("rule file written");
+    format!(
+        r#"[[sites]]
 id = "{SITE}"
 secret = "sk_shop_secret"
 origins = ["{ORIGIN}"]
@@ -75,12 +165,8 @@ rules = {rules:?}
 [sites.policy]
 {policy}
 "#,
-            data = data_dir(dir).to_str().expect("a UTF-8 path"),
-            rules = rules.to_str().expect("a UTF-8 path"),
-        ),
+        rules = rules.to_str().expect("a UTF-8 path"),
     )
-    .expect("configuration written");
-    config
 }
 
 /// Where [`write_config`] puts the database.
@@ -106,8 +192,12 @@ impl Beckon {
             .args(["serve", "--config", config.to_str().expect("a UTF-8 path")])
             .env_remove("BECKON_LISTEN")
             .env_remove("BECKON_DATA")
+            .env_remove("BECKON_DATABASE")
             .env_remove("BECKON_SHARDS")
-            .env("RUST_LOG", "beckon=warn,beckon_server=warn")
+            .env(
+                "RUST_LOG",
+                "beckon=warn,beckon_server=warn,beckon_cluster=warn",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
