@@ -24,14 +24,12 @@ CREATE TABLE rule_sets (
     PRIMARY KEY (site_id, version)
 );
 
--- The last position given to a batch of the log. A commit takes its positions by updating
--- this one row, so commits from every node are serialised on it for that moment and positions
--- follow commit order: a reader paging the log "after position N" never sees N+2 before N+1.
-CREATE TABLE log_position (
-    id   BIGINT PRIMARY KEY CHECK (id = 1),
-    last BIGINT NOT NULL
-);
-INSERT INTO log_position (id, last) VALUES (1, 0);
+-- The positions of the log's batches: taken by each commit as it writes, never reused (even
+-- after the batches that had them are pruned). Commits of several nodes take them side by side,
+-- so a position is unique and a visitor's batches (committed one after another by its owner)
+-- are in order, but a reader paging the log may see a later position before an earlier one
+-- that commits a moment after it.
+CREATE SEQUENCE batch_positions;
 
 -- The log: one row per batch as the edge handled it, and its events in order.
 CREATE TABLE batches (

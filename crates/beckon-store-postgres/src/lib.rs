@@ -7,12 +7,12 @@
 //!
 //! - Every call takes a connection from one pool; PostgreSQL runs writers side by side, so
 //!   there is no single writer connection.
-//! - A group commit takes its log positions by updating the one row of `log_position`, which
-//!   serialises commits that log batches, across every node, for the moment of the commit:
-//!   positions follow commit order, so a reader paging the log never skips a batch that commits
-//!   late, and the check of a commit's order ids cannot race another node's.
+//! - A group commit takes its log positions from a sequence and locks only the rows it writes,
+//!   so the commits of several nodes run side by side. Order ids and event keys are claimed by
+//!   their unique indexes (an insert that finds one being written waits for it, then yields);
+//!   visitor rows are locked and their versions checked (see [`write`]).
 //! - Many rows go in as one statement per table, their columns bound as arrays and spread by
-//!   `UNNEST` (see [`write`]).
+//!   `UNNEST`.
 //! - Read-then-write transactions lock what they read (`FOR UPDATE`) where SQLite relied on
 //!   `BEGIN IMMEDIATE` taking the whole database.
 

@@ -6,8 +6,10 @@
 //!
 //! Duplicates are found from what the inserts did: event rows go in with `ON CONFLICT DO
 //! NOTHING … RETURNING`, which names the rows that went in. `order:` keys, unique per site rather
-//! than per visitor, are checked against `orders` first; the commit holds `log_position`'s row
-//! lock by then, so no other commit can log the same order between the check and the insert.
+//! than per visitor, go into `orders` first, the same way: an order another commit (of any node)
+//! logged, or is logging at this moment, does not come back, and its event is a duplicate.
+//! Nothing here takes a lock wider than the rows written, so the commits of several nodes run
+//! side by side.
 
 use std::collections::{HashMap, HashSet};
 
@@ -94,22 +96,8 @@ impl Planned<'_> {
 pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Result<CommitReport> {
     let mut report = CommitReport::default();
 
-    // Positions first: the row lock on `log_position` is held to the end of the transaction,
-    // so commits that log batches follow one another here (see the crate's header).
-    let n = batch.batches.len() as i64;
-    let base: i64 = if n > 0 {
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE log_position SET last = last + $1 WHERE id = 1 RETURNING last",
-        )
-        .bind(n)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
-        last - n
-    } else {
-        0
-    };
-    let seq = |b: usize| base + 1 + b as i64;
+    let positions = positions(conn, batch.batches.len()).await?;
+    let seq = |b: usize| positions[b];
 
     let mut planned: Vec<Planned<'_>> = Vec::with_capacity(batch.event_count());
     for (b, logged) in batch.batches.iter().enumerate() {
@@ -123,13 +111,13 @@ pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Resul
             });
         }
     }
-    let known_orders = known_orders(conn, &planned).await?;
+    let new_orders = claim_orders(conn, &planned, &seq).await?;
     let mut orders_seen: HashSet<(&SiteId, &str)> = HashSet::new();
     let mut to_insert: Vec<&Planned<'_>> = Vec::with_capacity(planned.len());
     for p in &planned {
         if let Some(order) = p.order_id() {
             let key = (p.site, order);
-            if known_orders.contains(&key) || !orders_seen.insert(key) {
+            if !new_orders.contains(&key) || !orders_seen.insert(key) {
                 if p.event.applied == Applied::Decided {
                     return Err(p.duplicate());
                 }
@@ -141,7 +129,7 @@ pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Resul
     }
 
     if !batch.batches.is_empty() {
-        insert_batches(conn, batch, base).await?;
+        insert_batches(conn, batch, &positions).await?;
     }
 
     if !to_insert.is_empty() {
@@ -155,36 +143,6 @@ pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Resul
                 }
                 report.skipped += 1;
             }
-        }
-        let orders: Vec<&&Planned<'_>> = to_insert
-            .iter()
-            .filter(|p| {
-                p.order_id().is_some() && went_in.contains(&(seq(p.batch), p.position as i64))
-            })
-            .collect();
-        if !orders.is_empty() {
-            sqlx::query(
-                "INSERT INTO orders (site_id, order_id, visitor_id, batch)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
-                 ON CONFLICT (site_id, order_id) DO NOTHING",
-            )
-            .bind(orders.iter().map(|p| p.site.as_str()).collect::<Vec<_>>())
-            .bind(
-                orders
-                    .iter()
-                    .filter_map(|p| p.order_id())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                orders
-                    .iter()
-                    .map(|p| p.visitor.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(orders.iter().map(|p| seq(p.batch)).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
         }
     }
 
@@ -220,8 +178,27 @@ pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Resul
     Ok(report)
 }
 
-/// Inserts the commit's batches at positions `base + 1 …`.
-async fn insert_batches(conn: &mut PgConnection, batch: &WriteBatch, base: i64) -> Result<()> {
+/// `n` new log positions, in increasing order.
+async fn positions(conn: &mut PgConnection, n: usize) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut taken: Vec<i64> =
+        sqlx::query_scalar("SELECT nextval('batch_positions') FROM generate_series(1, $1)")
+            .bind(n as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+    taken.sort_unstable();
+    Ok(taken)
+}
+
+/// Inserts the commit's batches at `positions`, one each.
+async fn insert_batches(
+    conn: &mut PgConnection,
+    batch: &WriteBatch,
+    positions: &[i64],
+) -> Result<()> {
     let b = &batch.batches;
     let verdicts = b
         .iter()
@@ -238,11 +215,7 @@ async fn insert_batches(conn: &mut PgConnection, batch: &WriteBatch, base: i64) 
                               $6::text[], $7::text[], $8::text[], $9::smallint[], $10::text[],
                               $11::bigint[], $12::text[])",
     )
-    .bind(
-        (0..b.len())
-            .map(|i| base + 1 + i as i64)
-            .collect::<Vec<_>>(),
-    )
+    .bind(positions)
     .bind(b.iter().map(|b| b.site.as_str()).collect::<Vec<_>>())
     .bind(b.iter().map(|b| b.visitor.as_str()).collect::<Vec<_>>())
     .bind(
@@ -335,34 +308,43 @@ async fn insert_events(
     Ok(rows.into_iter().collect())
 }
 
-/// The `order:` keys of this commit that the site's orders already hold.
-async fn known_orders<'a>(
+/// Writes the commit's `order:` keys into `orders` (each at the batch of its first event here),
+/// and returns those that went in: an order any commit logged before, or logs at this moment
+/// (the unique key makes this insert wait for it), does not come back. Its rows are undone with
+/// the commit if the commit fails.
+async fn claim_orders<'a>(
     conn: &mut PgConnection,
     planned: &[Planned<'a>],
+    seq: &impl Fn(usize) -> i64,
 ) -> Result<HashSet<(&'a SiteId, &'a str)>> {
-    let mut by_site: HashMap<&'a SiteId, Vec<&'a str>> = HashMap::new();
+    let mut first: HashMap<(&'a SiteId, &'a str), &Planned<'a>> = HashMap::new();
     for p in planned {
         if let Some(order) = p.event.key.strip_prefix(ORDER_PREFIX) {
-            by_site.entry(p.site).or_default().push(order);
+            first.entry((p.site, order)).or_insert(p);
         }
     }
-    let mut known = HashSet::new();
-    for (site, orders) in by_site {
-        let found: Vec<String> = sqlx::query_scalar(
-            "SELECT order_id FROM orders WHERE site_id = $1 AND order_id = ANY($2)",
-        )
-        .bind(site.as_str())
-        .bind(&orders)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        for id in found {
-            if let Some(o) = orders.iter().find(|o| **o == id) {
-                known.insert((site, *o));
-            }
-        }
+    if first.is_empty() {
+        return Ok(HashSet::new());
     }
-    Ok(known)
+    let rows: Vec<&Planned<'a>> = first.values().copied().collect();
+    let went_in: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO orders (site_id, order_id, visitor_id, batch)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+         ON CONFLICT (site_id, order_id) DO NOTHING
+         RETURNING site_id, order_id",
+    )
+    .bind(rows.iter().map(|p| p.site.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().filter_map(|p| p.order_id()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|p| p.visitor.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|p| seq(p.batch)).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let went_in: HashSet<(String, String)> = went_in.into_iter().collect();
+    Ok(first
+        .into_keys()
+        .filter(|(site, order)| went_in.contains(&(site.as_str().to_owned(), (*order).to_owned())))
+        .collect())
 }
 
 /// Writes the coalesced visitor states, fenced: each row the commit writes is locked and its

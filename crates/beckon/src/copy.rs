@@ -288,8 +288,10 @@ async fn carry_counters(
     )
     .fetch_one(source)
     .await?;
-    sqlx::query("UPDATE log_position SET last = $1 WHERE id = 1")
-        .bind(last)
+    // A sequence cannot be set to 0: an empty log leaves it to start at 1.
+    sqlx::query("SELECT setval('batch_positions', $1, $2)")
+        .bind(last.max(1))
+        .bind(last > 0)
         .execute(&mut **tx)
         .await?;
     for table in ["users", "api_tokens"] {

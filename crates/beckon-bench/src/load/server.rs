@@ -159,6 +159,25 @@ pub fn locate_beckon(explicit: Option<&Path>, build: bool) -> Result<PathBuf, St
 /// Starts `beckon serve` on a free loopback port, with a fresh data folder and one site
 /// ([`SITE`], allowing [`ORIGIN`]) whose rate limits are off where the binary has them.
 pub async fn start_beckon(setup: &BeckonSetup) -> Result<Beckon, String> {
+    start_node(setup, None).await
+}
+
+/// A node of a cluster: the PostgreSQL database's URL and the node's name.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The database all nodes share.
+    pub database: String,
+    /// This node's name.
+    pub name: String,
+}
+
+/// Starts `beckon serve` as one node of a cluster on `node.database` (lease 5 s, heartbeat
+/// 1 s, its address its own listener).
+pub async fn start_cluster_node(setup: &BeckonSetup, node: &Node) -> Result<Beckon, String> {
+    start_node(setup, Some(node)).await
+}
+
+async fn start_node(setup: &BeckonSetup, node: Option<&Node>) -> Result<Beckon, String> {
     let defaults = output(&setup.binary, &["default-config"]).await?;
     let version = output(&setup.binary, &["--version"])
         .await?
@@ -175,12 +194,20 @@ pub async fn start_beckon(setup: &BeckonSetup) -> Result<Beckon, String> {
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = dir.path().join("beckon.toml");
-    let text = config_text(
+    let mut text = config_text(
         addr,
         &dir.path().join("data"),
         setup.rules.as_deref(),
         &limits,
     );
+    if let Some(node) = node {
+        text = format!(
+            "database = {}\n{text}\n[cluster]\nname = {}\naddress = {}\n",
+            toml_string(&node.database),
+            toml_string(&node.name),
+            toml_string(&addr.to_string()),
+        );
+    }
     std::fs::write(&config, text).map_err(|e| format!("cannot write the configuration: {e}"))?;
     let log = dir.path().join("beckon.log");
     let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
