@@ -197,6 +197,8 @@ enum Internal {
         key: VisitorKey,
         generation: u64,
         keys: Vec<String>,
+        /// The commit wrote the visitor's state (see [`Slot::state_writes`]).
+        wrote_state: bool,
         ok: bool,
         /// What a timer or the backend fired, for the visitor once durable.
         undelivered: Vec<Intervention>,
@@ -307,6 +309,10 @@ struct Slot {
     waiting: VecDeque<Work>,
     /// Keys of writes not yet answered by the writer.
     inflight: HashMap<String, u32>,
+    /// Writes of this visitor's state not yet answered (some log no key, as a bot mark's):
+    /// the state may not leave memory before they answer, or it would be reloaded at a
+    /// version they are about to move on.
+    state_writes: u32,
     /// Each socket's push channel. Its frames are boxed: a channel allocates its first block
     /// of slots up front, and a boxed slot is a pointer, not a whole frame, on every idle
     /// socket.
@@ -322,6 +328,17 @@ struct Slot {
     /// A commit of this visitor failed: the next load trusts no memory of its keys and asks
     /// the store (the failure may have been a key logged under it by other means).
     distrust: bool,
+}
+
+impl Slot {
+    /// Nothing of this visitor is running: no read, no write, no work waiting.
+    fn settled(&self) -> bool {
+        !self.busy
+            && !self.settling
+            && self.waiting.is_empty()
+            && self.inflight.is_empty()
+            && self.state_writes == 0
+    }
 }
 
 /// Work deferred until a visitor's read finishes.
@@ -698,12 +715,16 @@ impl Shard {
                 key,
                 generation,
                 keys,
+                wrote_state,
                 ok,
                 undelivered,
             } => {
                 let Some(slot) = self.slots.get_mut(&key) else {
                     return;
                 };
+                if wrote_state {
+                    slot.state_writes = slot.state_writes.saturating_sub(1);
+                }
                 if ok && !undelivered.is_empty() {
                     // Fired by a timer or the backend, now durable: to the sockets attached
                     // now, or with the visitor's next answer.
@@ -744,16 +765,17 @@ impl Shard {
                             self.timers.remove(&t);
                         }
                         slot.distrust = true;
-                        slot.settling = !slot.inflight.is_empty();
+                        slot.settling = !slot.inflight.is_empty() || slot.state_writes > 0;
                         self.count_live(-1);
                     }
                 }
                 let slot = self.slots.get_mut(&key).expect("slot exists");
-                if slot.settling && slot.inflight.is_empty() {
+                if slot.settling && slot.inflight.is_empty() && slot.state_writes == 0 {
                     // Every write of the failed state has answered: reload on the next batch.
                     slot.settling = false;
                     self.drain(key.clone()).await;
                 }
+                self.let_go_if_moved(&key);
                 self.forget_if_empty(&key);
             }
         }
@@ -1000,6 +1022,10 @@ impl Shard {
         for k in &keys {
             *slot.inflight.entry(k.clone()).or_default() += 1;
         }
+        let wrote_state = !write.visitors.is_empty();
+        if wrote_state {
+            slot.state_writes += 1;
+        }
         let generation = live.generation;
         // Queued here, in the shard, so writes reach the writer in the order they were applied;
         // only the wait for the commit runs apart.
@@ -1018,6 +1044,7 @@ impl Shard {
                 key,
                 generation,
                 keys,
+                wrote_state,
                 ok: result.is_ok(),
                 undelivered: apart,
             });
@@ -1041,6 +1068,7 @@ impl Shard {
                 && !slot.settling
                 && slot.waiting.is_empty()
                 && slot.inflight.is_empty()
+                && slot.state_writes == 0
                 && slot.conns.is_empty()
                 && slot.pending.is_empty()
             {
@@ -1060,7 +1088,11 @@ impl Shard {
             .iter()
             // Never one with work waiting (the visitor just loaded for its batch, say).
             .filter(|(_, s)| {
-                s.conns.is_empty() && !s.busy && s.inflight.is_empty() && s.waiting.is_empty()
+                s.conns.is_empty()
+                    && !s.busy
+                    && s.inflight.is_empty()
+                    && s.state_writes == 0
+                    && s.waiting.is_empty()
             })
             .filter_map(|(k, s)| s.live.as_ref().map(|l| (l.last_seen, k.clone())))
             .collect();
@@ -1099,24 +1131,36 @@ impl Shard {
         let gone: Vec<VisitorKey> = self
             .slots
             .iter()
-            .filter(|(k, s)| {
-                !s.busy
-                    && !s.settling
-                    && s.waiting.is_empty()
-                    && s.inflight.is_empty()
-                    && !placement.is_mine(&k.0, &k.1)
-            })
+            .filter(|(k, s)| s.settled() && !placement.is_mine(&k.0, &k.1))
             .map(|(k, _)| k.clone())
             .collect();
         for key in gone {
-            if let Some(slot) = self.slots.remove(&key)
-                && let Some(live) = slot.live
-            {
-                if let Some(t) = live.timer {
-                    self.timers.remove(&t);
-                }
-                self.count_live(-1);
+            self.let_go(&key);
+        }
+    }
+
+    /// Lets `key` go once it has settled, if another node owns it now: a visitor busy when
+    /// the view changed is let go as soon as its read or write answers.
+    fn let_go_if_moved(&mut self, key: &VisitorKey) {
+        let placement = &self.config.placement;
+        if placement.clustered()
+            && self.slots.get(key).is_some_and(Slot::settled)
+            && !placement.is_mine(&key.0, &key.1)
+        {
+            self.let_go(key);
+        }
+    }
+
+    /// Drops `key`'s slot whole: its state, its timer and its sockets' channels (which close
+    /// them, so the widget reconnects to the owner).
+    fn let_go(&mut self, key: &VisitorKey) {
+        if let Some(slot) = self.slots.remove(key)
+            && let Some(live) = slot.live
+        {
+            if let Some(t) = live.timer {
+                self.timers.remove(&t);
             }
+            self.count_live(-1);
         }
     }
 
@@ -1128,7 +1172,9 @@ impl Shard {
         let idle: Vec<VisitorKey> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.conns.is_empty() && !s.busy && s.inflight.is_empty())
+            .filter(|(_, s)| {
+                s.conns.is_empty() && !s.busy && s.inflight.is_empty() && s.state_writes == 0
+            })
             .filter(|(_, s)| {
                 s.live
                     .as_ref()

@@ -36,6 +36,9 @@ struct Coalesced<'a> {
     expect: Option<u64>,
     /// How many writes were folded: the version goes up by this much.
     writes: u64,
+    /// Every folded write's fence follows the first's (the n-th names the first's version plus
+    /// n - 1): writes built on one state in turn. Otherwise the fold is stale.
+    in_turn: bool,
 }
 
 /// Folds repeated writes of a visitor: the last session (and last-seen time) wins, and the last
@@ -47,6 +50,12 @@ fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
         match index.get(&(&w.site, &w.visitor)) {
             Some(&i) => {
                 let c = &mut out[i];
+                c.in_turn &= match (c.expect, w.expect) {
+                    (Some(first), Some(e)) => e == first + c.writes,
+                    // A fenced write after an unfenced one cannot be checked: refused.
+                    (None, Some(_)) => false,
+                    (_, None) => true,
+                };
                 c.write = w;
                 c.writes += 1;
                 if let Some(p) = &w.profile {
@@ -62,6 +71,7 @@ fn coalesce(writes: &[VisitorWrite]) -> Vec<Coalesced<'_>> {
                     write: w,
                     expect: w.expect,
                     writes: 1,
+                    in_turn: true,
                 });
             }
         }
@@ -383,7 +393,7 @@ async fn write_visitors(conn: &mut PgConnection, visitors: &[Coalesced<'_>]) -> 
     let mut fresh = Vec::new();
     for v in visitors {
         let version = stored.get(&(v.site.as_str(), v.visitor.as_str())).copied();
-        if v.expect.is_some_and(|e| e as i64 != version.unwrap_or(0)) {
+        if !v.in_turn || v.expect.is_some_and(|e| e as i64 != version.unwrap_or(0)) {
             return Err(stale(v));
         }
         match version {

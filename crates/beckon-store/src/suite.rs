@@ -1154,6 +1154,17 @@ async fn visitor_writes_are_fenced_by_the_version_they_were_built_on(store: &dyn
         3
     );
 
+    // Two writes folded in one commit that both name version 3: the second was not built on
+    // the first, so the fold is stale, and the version stays.
+    let twice = store
+        .commit(&WriteBatch {
+            visitors: vec![fenced("v", 3, at(5)), fenced("v", 3, at(5))],
+            ..WriteBatch::default()
+        })
+        .await;
+    assert!(matches!(twice, Err(StoreError::Stale { .. })), "{twice:?}");
+    assert_eq!(version("v").await, Some(3));
+
     // One stale visitor fails a group holding another's good write: neither lands.
     let group = store
         .commit(&WriteBatch {
