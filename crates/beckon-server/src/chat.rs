@@ -241,37 +241,35 @@ pub async fn tell_the_engine(
     }
 }
 
-/// Tells one event, trying again until it is stored; `false` when the server stops first.
+/// Tells one event, trying again until it is stored; `false` when the server stops first. In a
+/// cluster the event is decided by the visitor's owner: it is sent there when that is another
+/// node (whose answer comes once it is stored).
 async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) -> bool {
     let Some(site) = state.sites.get_id(&l.site) else {
         return true; // the site is gone: nothing to tell
     };
-    let (kind, end) = if l.running {
-        ("conversation_started", "start")
-    } else {
-        ("conversation_ended", "end")
-    };
+    let conversation = l.conversation.to_string();
     let mut wait = std::time::Duration::from_millis(100);
     loop {
-        // The same id on every try: a try whose answer was lost is a duplicate, stored once.
-        let event = serde_json::json!({
-            "id": format!("server:{}:{end}", l.conversation),
-            "type": kind,
-        });
-        let from = crate::intake::Sender {
-            site: site.clone(),
-            claim: crate::intake::Claim::Backend {
-                visitor: l.visitor.as_str(),
-            },
-            session: None,
-            user_agent: "",
-            hints: &crate::edge::ClientHints::default(),
-            context: &crate::wire::ClientContext::default(),
+        // The owner is asked again on every try: it may have changed since the last.
+        let told = match state.placement.route(&l.site, &l.visitor) {
+            crate::placement::Route::Here => tell_here(
+                state,
+                site.clone(),
+                l.visitor.as_str(),
+                &conversation,
+                l.running,
+            )
+            .await
+            .map_err(|e| format!("{e:?}")),
+            crate::placement::Route::Owner(node) => {
+                tell_owner(state, &node, l, &conversation).await
+            }
         };
-        match crate::intake::submit(state, from, vec![event]).await {
-            Ok(_) => return true,
+        match told {
+            Ok(()) => return true,
             Err(e) => {
-                tracing::warn!(conversation = %l.conversation, error = ?e, "telling the engine of a conversation; trying again");
+                tracing::warn!(conversation = %l.conversation, error = %e, "telling the engine of a conversation; trying again");
             }
         }
         tokio::select! {
@@ -279,5 +277,69 @@ async fn tell(state: &crate::AppState, l: &beckon_agent::desk::Lifecycle) -> boo
             () = state.shutdown.cancelled() => return false,
         }
         wait = (wait * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Submits a conversation's start (`running`) or end as the server's own event of `visitor`,
+/// on this node.
+pub async fn tell_here(
+    state: &crate::AppState,
+    site: std::sync::Arc<SiteRuntime>,
+    visitor: &str,
+    conversation: &str,
+    running: bool,
+) -> Result<(), crate::intake::IntakeError> {
+    let (kind, end) = if running {
+        ("conversation_started", "start")
+    } else {
+        ("conversation_ended", "end")
+    };
+    // The same id on every try: a try whose answer was lost is a duplicate, stored once.
+    let event = serde_json::json!({
+        "id": format!("server:{conversation}:{end}"),
+        "type": kind,
+    });
+    let from = crate::intake::Sender {
+        site,
+        claim: crate::intake::Claim::Backend { visitor },
+        session: None,
+        user_agent: "",
+        hints: &crate::edge::ClientHints::default(),
+        context: &crate::wire::ClientContext::default(),
+    };
+    crate::intake::submit(state, from, vec![event])
+        .await
+        .map(|_| ())
+}
+
+/// Tells `owner`, the visitor's node, of a conversation's start or end, with the cluster's
+/// secret; `Ok` once the owner answered that it stored it.
+async fn tell_owner(
+    state: &crate::AppState,
+    owner: &beckon_store::cluster::NodeLease,
+    l: &beckon_agent::desk::Lifecycle,
+    conversation: &str,
+) -> Result<(), String> {
+    use crate::routes::server_events::{CONVERSATION_NEWS, ConversationNews};
+    let news = ConversationNews {
+        site: l.site.as_str().to_owned(),
+        visitor: l.visitor.as_str().to_owned(),
+        conversation: conversation.to_owned(),
+        running: l.running,
+    };
+    let body = serde_json::to_vec(&news).map_err(|e| e.to_string())?;
+    let answer = state
+        .forwarder
+        .post(format!("http://{}{CONVERSATION_NEWS}", owner.address))
+        .header(crate::placement::FORWARDED, state.placement.secret())
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("node {} did not answer: {e}", owner.name))?;
+    if answer.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("node {} answered {}", owner.name, answer.status()))
     }
 }

@@ -8,7 +8,7 @@
 //! to come back shortly (503 with Retry-After, or close code 1013): by then the lease has
 //! lapsed and the visitor has a new owner.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -18,11 +18,13 @@ use axum::http::{Extensions, HeaderMap, HeaderName, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use beckon_store::cluster::NodeLease;
 use futures::{SinkExt, StreamExt};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::placement::FORWARDED;
+use crate::routes::ws::{CloseReason, close, close_with, read_error, send_raw};
 
 /// How long a forwarded request may take, connection included.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +50,8 @@ pub fn client() -> reqwest::Client {
         .timeout(FORWARD_TIMEOUT)
         .connect_timeout(Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())
+        // Straight to the node: a proxy from the environment would see the cluster's secret.
+        .no_proxy()
         .build()
         .expect("a client without TLS or proxies builds")
 }
@@ -121,15 +125,41 @@ fn unreachable(owner: &NodeLease, e: impl std::fmt::Display) -> ApiError {
     ))
 }
 
+/// What a relayed socket's upgrade carried of the client.
+pub struct Relayed {
+    /// The path and query.
+    pub uri: Uri,
+    /// The headers (those that describe the client are passed on).
+    pub headers: HeaderMap,
+    /// The client's address, as this node's rate limit reads it: the owner counts it as the
+    /// client's (in [`FORWARDED_CLIENT`](crate::throttle::FORWARDED_CLIENT)).
+    pub client_ip: Option<IpAddr>,
+}
+
+/// How a relay ended.
+enum End {
+    /// The owner closed the socket: its close frame goes to the client as it came.
+    Owner(Option<CloseFrame>),
+    /// The relay ends here for `reason` (the client closed or went away, went silent, did not
+    /// read or broke the protocol; the owner went away; the node is stopping). The owner is
+    /// sent `up` (a close frame), or the reason's own close frame; the client is closed as a
+    /// direct socket would be.
+    Here(CloseReason, Option<tungstenite::Message>),
+}
+
 /// Relays `client`'s socket to the same socket on `owner`, until either end closes; the other
 /// is then closed with the same code.
-pub async fn socket(
-    client: WebSocket,
-    owner: NodeLease,
-    uri: Uri,
-    headers: HeaderMap,
-    secret: String,
-) {
+///
+/// Each hop keeps its own connection alive: the owner pings this node (tungstenite answers),
+/// and this node pings the client every `ws_ping` and, as for a direct socket, closes both
+/// ends when nothing (a pong included) has come from the client for `ws_idle_timeout`, or when
+/// a frame waits longer than that to be taken.
+pub async fn socket(mut client: WebSocket, state: &AppState, owner: NodeLease, relayed: Relayed) {
+    let Relayed {
+        uri,
+        headers,
+        client_ip,
+    } = relayed;
     let path = uri.path_and_query().map_or("/v1/ws", |p| p.as_str());
     let mut request = match tungstenite::client::IntoClientRequest::into_client_request(format!(
         "ws://{}{path}",
@@ -141,8 +171,16 @@ pub async fn socket(
     for (name, value) in headers.iter().filter(|(n, _)| passed(n)) {
         request.headers_mut().append(name.clone(), value.clone());
     }
-    if let Ok(value) = secret.parse() {
+    if let Ok(value) = state.placement.secret().parse() {
         request.headers_mut().insert(FORWARDED, value);
+    }
+    // The owner limits the client, not this node: it is told who the client is.
+    if let Some(ip) = client_ip
+        && let Ok(value) = ip.to_string().parse()
+    {
+        request
+            .headers_mut()
+            .insert(crate::throttle::FORWARDED_CLIENT, value);
     }
     let upstream =
         tokio::time::timeout(FORWARD_TIMEOUT, tokio_tungstenite::connect_async(request)).await;
@@ -153,46 +191,88 @@ pub async fn socket(
     };
     crate::metrics::forwarded("socket");
     let (mut up_tx, mut up_rx) = upstream.split();
-    let (mut down_tx, mut down_rx) = client.split();
-    loop {
+    let (ping_every, idle_after) = (state.limits.ws_ping, state.limits.ws_idle_timeout);
+    let shutdown = state.shutdown.clone();
+    // One timer for both the next ping and the idle deadline, whichever comes first.
+    let mut next_ping = Instant::now() + ping_every;
+    let mut deadline = Instant::now() + idle_after;
+    let timer = tokio::time::sleep_until(next_ping.min(deadline));
+    tokio::pin!(timer);
+    let end = loop {
+        timer.as_mut().reset(next_ping.min(deadline));
         tokio::select! {
-            from_client = down_rx.next() => match from_client {
-                Some(Ok(msg)) => {
-                    let Some(msg) = to_upstream(msg) else { continue };
-                    let close = matches!(msg, tungstenite::Message::Close(_));
-                    if up_tx.send(msg).await.is_err() || close {
-                        break;
+            biased;
+            _ = shutdown.cancelled() => break End::Here(CloseReason::Shutdown, None),
+            from_client = client.recv() => {
+                // Anything from the client, a pong included, shows it is there.
+                deadline = Instant::now() + idle_after;
+                let msg = match from_client {
+                    Some(Ok(msg)) => match to_upstream(msg) {
+                        Some(msg) => msg,
+                        None => continue,
+                    },
+                    None => break End::Here(CloseReason::Client, None),
+                    Some(Err(e)) => break End::Here(read_error(e), None),
+                };
+                if matches!(msg, tungstenite::Message::Close(_)) {
+                    break End::Here(CloseReason::Client, Some(msg));
+                }
+                match tokio::time::timeout(idle_after, up_tx.send(msg)).await {
+                    Ok(Ok(())) => {}
+                    // The owner does not take frames: the visitor reconnects, to its owner.
+                    Ok(Err(_)) | Err(_) => break End::Here(CloseReason::Moved, None),
+                }
+            }
+            from_owner = up_rx.next() => {
+                let msg = match from_owner {
+                    Some(Ok(msg)) => match to_client(msg) {
+                        Some(msg) => msg,
+                        None => continue,
+                    },
+                    // The owner went away without a word: the visitor reconnects, to its new
+                    // owner.
+                    Some(Err(_)) | None => break End::Here(CloseReason::Moved, None),
+                };
+                if let Message::Close(frame) = msg {
+                    break End::Owner(frame);
+                }
+                if send_raw(&mut client, msg, idle_after).await.is_err() {
+                    break End::Here(CloseReason::Unwritable, None);
+                }
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break End::Here(CloseReason::Idle, None);
+                }
+                next_ping = now + ping_every;
+                let ping = Message::Ping(Default::default());
+                if send_raw(&mut client, ping, idle_after).await.is_err() {
+                    break End::Here(CloseReason::Unwritable, None);
+                }
+            }
+        }
+    };
+    match end {
+        End::Owner(frame) => {
+            // The owner's close is answered (tungstenite queued the reply), and passed on.
+            let _ = tokio::time::timeout(idle_after, up_tx.close()).await;
+            close_with(client, frame).await;
+        }
+        End::Here(reason, up) => {
+            // The owner first: it frees the visitor's slot at once.
+            let up = up.unwrap_or_else(|| {
+                tungstenite::Message::Close(reason.frame().map(|(code, text)| {
+                    tungstenite::protocol::CloseFrame {
+                        code: code.into(),
+                        reason: text.into(),
                     }
-                }
-                _ => {
-                    let _ = up_tx.send(tungstenite::Message::Close(None)).await;
-                    break;
-                }
-            },
-            from_owner = up_rx.next() => match from_owner {
-                Some(Ok(msg)) => {
-                    let Some(msg) = to_client(msg) else { continue };
-                    let close = matches!(msg, Message::Close(_));
-                    if down_tx.send(msg).await.is_err() || close {
-                        break;
-                    }
-                }
-                // The owner went away without a word: the visitor reconnects, to its new owner.
-                _ => {
-                    let _ = down_tx.send(moved()).await;
-                    break;
-                }
-            },
+                }))
+            });
+            let _ = tokio::time::timeout(idle_after, up_tx.send(up)).await;
+            close(client, reason).await;
         }
     }
-}
-
-/// A close frame telling the client to reconnect: the node that served it is gone.
-fn moved() -> Message {
-    Message::Close(Some(CloseFrame {
-        code: axum::extract::ws::close_code::RESTART,
-        reason: "the visitor moved to another node; reconnect".into(),
-    }))
 }
 
 async fn refuse(mut client: WebSocket, owner: &NodeLease, e: impl std::fmt::Display) {

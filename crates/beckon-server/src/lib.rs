@@ -245,9 +245,18 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
             metrics::undecodable_state();
         }
     }
-    if let Some(views) = placement.watch() {
+    if let Some(mut views) = placement.watch() {
+        // The view the visitors resumed below are judged by: a later one is compared with it.
+        let first = views.borrow_and_update().clone();
         tasks.push(tokio::spawn(disown_on_change(
             views,
+            first,
+            Takeover {
+                store: store.clone(),
+                sites: sites.clone(),
+                clock: clock.clone(),
+                placement: placement.clone(),
+            },
             shards.clone(),
             shutdown.clone(),
         )));
@@ -300,13 +309,26 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
     })
 }
 
+/// What a node needs to take over a dead node's visitors: their stored states, read again.
+struct Takeover {
+    store: Arc<dyn Store>,
+    sites: Sites,
+    clock: Clock,
+    placement: placement::Placement,
+}
+
 /// Tells the shards whenever the cluster's view changes, so that visitors another node now
-/// owns leave this one.
+/// owns leave this one; and, when a node left the view, resumes the active visitors it owned
+/// that are now this node's (their timers re-armed, as at start), with one read of the store.
 async fn disown_on_change(
     mut views: tokio::sync::watch::Receiver<Arc<beckon_cluster::View>>,
+    mut previous: Arc<beckon_cluster::View>,
+    takeover: Takeover,
     shards: Shards,
     stop: CancellationToken,
 ) {
+    // Whether the last takeover's read failed: it is tried again shortly.
+    let mut retry = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -316,8 +338,76 @@ async fn disown_on_change(
                 }
                 shards.disown().await;
             }
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)), if retry => {}
+        }
+        let current = views.borrow_and_update().clone();
+        // Queued after the shards let go, so that each shard sees them in that order.
+        let taken = tokio::select! {
+            () = stop.cancelled() => return,
+            taken = take_over(&takeover, &shards, &previous, &current) => taken,
+        };
+        retry = taken.is_err();
+        if !retry {
+            previous = current;
         }
     }
+}
+
+/// Resumes the active visitors whose owner in `previous` is no longer in `current` and that
+/// are this node's now. Nothing is read when no node left. A read that fails is logged, and
+/// the caller tries again, still from `previous` (the shard ignores a resume of a visitor it
+/// holds live, so nothing is resumed twice).
+async fn take_over(
+    takeover: &Takeover,
+    shards: &Shards,
+    previous: &beckon_cluster::View,
+    current: &beckon_cluster::View,
+) -> Result<(), ()> {
+    // The node's own earlier lease (it rejoined, or had no view yet) is not a dead node: its
+    // visitors were resumed at start, or are live here.
+    let gone = |owner: &beckon_store::cluster::NodeLease| {
+        *owner != previous.me && !current.nodes.contains(owner)
+    };
+    if !previous.nodes.iter().any(gone) {
+        return Ok(());
+    }
+    let since = takeover
+        .clock
+        .now()
+        .plus_ms(-(IDLE_EVICT.as_millis() as i64));
+    let active = match takeover.store.active_visitors(since).await {
+        Ok(active) => active,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the visitors of a node that left; trying again");
+            return Err(());
+        }
+    };
+    let mut resumed = 0usize;
+    for record in active.records {
+        let (site, visitor) = (&record.site, &record.visitor);
+        let was_a_dead_node_s = previous
+            .owner(site.as_str(), visitor.as_str())
+            .is_some_and(gone);
+        if was_a_dead_node_s
+            && takeover.placement.is_mine(site, visitor)
+            && takeover.sites.get_id(site).is_some()
+        {
+            let visitor = visitor.clone();
+            if shards
+                .send(&visitor, ShardMsg::Resume(Box::new(record)))
+                .await
+                .is_err()
+            {
+                return Ok(()); // the shards are stopping
+            }
+            resumed += 1;
+        }
+    }
+    tracing::info!(
+        visitors = resumed,
+        "took over the visitors of a node that left"
+    );
+    Ok(())
 }
 
 /// The router, with the edge's layers. From the outside in: CORS (so that every answer to an
@@ -339,6 +429,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/files/{id}", get(chat::file))
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
+        .route(
+            server_events::CONVERSATION_NEWS,
+            post(server_events::conversation_news),
+        )
         .route("/metrics", get(crate::metrics::route))
         .route("/widget.js", get(assets::widget))
         .route("/chat.js", get(assets::chat))

@@ -9,11 +9,12 @@
 //! only while it runs. `tests/memory.rs` measures the result.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use beckon_engine::VisitorId;
@@ -66,6 +67,7 @@ pub async fn upgrade(
     Query(params): Query<Params>,
     uri: Uri,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let site = state
@@ -109,13 +111,21 @@ pub async fn upgrade(
             params.token.as_deref(),
         )
     {
-        let secret = state.placement.secret().to_owned();
+        // The owner limits the client, not this node: it is told who the client is.
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+        let client_ip = crate::throttle::client_ip_rule(&state.limits)(&headers, peer);
+        let relayed = crate::forward::Relayed {
+            uri,
+            headers,
+            client_ip,
+        };
         return Ok(ws
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
             .max_frame_size(MAX_FRAME_BYTES)
             .max_message_size(MAX_FRAME_BYTES)
-            .on_upgrade(move |socket| {
-                crate::forward::socket(socket, owner, uri, headers, secret)
-            }));
+            .on_upgrade(move |socket| relay(socket, state, owner, relayed)));
     }
     // A missing or wrong token makes this socket a new visitor's: it is told so first.
     let (visitor, identity) = intake::identify(
@@ -157,6 +167,23 @@ pub async fn upgrade(
         .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| serve(socket, conn)))
+}
+
+/// Relays a socket to the visitor's owner, holding one of this node's `max_sockets` slots for
+/// as long as the relay lasts (the visitor's own count is kept by the owner).
+async fn relay(
+    socket: WebSocket,
+    state: AppState,
+    owner: beckon_store::cluster::NodeLease,
+    relayed: crate::forward::Relayed,
+) {
+    let Ok(slot) = state.sockets.relay(state.limits.max_sockets) else {
+        // Upgrades that raced past the check before upgrading.
+        Box::pin(close(socket, CloseReason::Overloaded)).await;
+        return;
+    };
+    crate::forward::socket(socket, &state, owner, relayed).await;
+    drop(slot);
 }
 
 /// Why a socket closed, with the close code the server sends (if it sends one).
@@ -271,7 +298,22 @@ impl Sockets {
         metrics::socket_opened();
         Ok(Slot {
             sockets: self.clone(),
-            key,
+            key: Some(key),
+        })
+    }
+
+    /// Takes one of the node's `total` slots for a socket relayed to another node, which
+    /// counts the visitor's sockets itself. Given back when the returned guard is dropped.
+    pub fn relay(&self, total: usize) -> Result<Slot, Full> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= total {
+            return Err(Full::Node);
+        }
+        open.total += 1;
+        metrics::socket_opened();
+        Ok(Slot {
+            sockets: self.clone(),
+            key: None,
         })
     }
 
@@ -287,21 +329,27 @@ impl Sockets {
     }
 }
 
-/// One open socket of a visitor; dropping it frees the slot.
+/// One open socket of a visitor (or, without a visitor, one this node relays); dropping it
+/// frees the slot.
 pub struct Slot {
     sockets: Sockets,
-    key: VisitorKey,
+    key: Option<VisitorKey>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.sockets.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.by_visitor.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.by_visitor.remove(&self.key);
+        match &self.key {
+            Some(key) => {
+                if let Some(n) = open.by_visitor.get_mut(key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        open.by_visitor.remove(key);
+                    }
+                    open.total -= 1;
+                }
             }
-            open.total -= 1;
+            None => open.total -= 1,
         }
         metrics::socket_closed();
     }
@@ -609,15 +657,25 @@ fn overloaded(e: &ApiError) -> Option<CloseReason> {
 
 /// Sends the close frame `reason` calls for (if any) and waits, a little, for the client's
 /// own close frame, so the close code is read rather than lost to a reset connection.
-async fn close(mut socket: WebSocket, reason: CloseReason) {
+pub(crate) async fn close(socket: WebSocket, reason: CloseReason) {
     metrics::ws_closed(reason.label());
     let Some((code, text)) = reason.frame() else {
         return;
     };
-    let frame = Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(text),
-    }));
+    close_with(
+        socket,
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(text),
+        }),
+    )
+    .await;
+}
+
+/// Sends `frame` (a close frame, with it as its code and reason if given) and waits, a
+/// little, for the client's own close frame.
+pub(crate) async fn close_with(mut socket: WebSocket, frame: Option<CloseFrame>) {
+    let frame = Message::Close(frame);
     let linger = async {
         if socket.send(frame).await.is_err() {
             return;
@@ -633,7 +691,7 @@ async fn close(mut socket: WebSocket, reason: CloseReason) {
 }
 
 /// What a read error means for the socket.
-fn read_error(e: axum::Error) -> CloseReason {
+pub(crate) fn read_error(e: axum::Error) -> CloseReason {
     use tungstenite::error::{CapacityError, Error, ProtocolError};
     let Ok(e) = e.into_inner().downcast::<Error>() else {
         return CloseReason::Client;
@@ -668,7 +726,7 @@ async fn send(
 
 /// Sends one message, giving up on a client that has not taken it within `within` (it has
 /// stopped reading; its socket is closed rather than kept waiting).
-async fn send_raw(
+pub(crate) async fn send_raw(
     socket: &mut WebSocket,
     msg: Message,
     within: Duration,
