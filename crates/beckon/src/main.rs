@@ -214,7 +214,9 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Copy { from, to } => {
             let to = match beckon::Location::parse(Some(&to), &from)? {
                 beckon::Location::Postgres(url) => url,
-                beckon::Location::Sqlite(_) => unreachable!("a URL was given"),
+                beckon::Location::Sqlite(_) => {
+                    return Err("--to: the PostgreSQL database's URL (postgres://…)".to_owned());
+                }
             };
             let copied = beckon::copy::sqlite_to_postgres(&from, &to).await?;
             for (table, rows) in &copied.tables {

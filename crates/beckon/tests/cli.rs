@@ -273,6 +273,11 @@ fn migrate_rules_and_copy_work_on_postgresql_named_by_the_database_url() {
     let exported = beckon_engine::RuleSet::from_toml(&out, beckon_engine::Tz::UTC).unwrap();
     assert_eq!(exported.len(), 5);
 
+    // A copy to no URL at all is refused with what is wanted.
+    let (ok, _, err) = beckon(&["copy", "--from", data_arg, "--to", " "]);
+    assert!(!ok);
+    assert!(err.contains("--to"), "{err}");
+
     // A second copy is refused; a URL of another database kind is refused at load.
     let (ok, _, err) = beckon(&["copy", "--from", data_arg, "--to", &url]);
     assert!(!ok);
