@@ -99,18 +99,16 @@ async fn logged(store: &dyn Store, visitor: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_a_visitor_without_knowing_it_is_refused_and_the_owner_serves_the_resend()
 {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
-    install(
-        store.as_ref(),
-        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
-    )
-    .await;
-    let (a, to_a) = node(store.clone(), "node-a").await;
-    let (b, to_b) = node(Arc::new(scratch.store().await), "node-b").await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
+    let Pair {
+        scratch,
+        store,
+        a,
+        b,
+        to_a,
+        to_b,
+        la,
+        lb,
+    } = Pair::start(shop(), Limits::unthrottled(), Limits::unthrottled()).await;
     let both = [la.clone(), lb.clone()];
     let visitor = (0..)
         .map(|i| format!("v_fence{i}"))
@@ -178,18 +176,16 @@ async fn a_node_that_lost_a_visitor_without_knowing_it_is_refused_and_the_owner_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_reaches_another_node_is_relayed_to_the_owner_and_closed_when_the_owner_changes()
  {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
-    install(
-        store.as_ref(),
-        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
-    )
-    .await;
-    let (a, to_a) = node(store.clone(), "node-a").await;
-    let (b, to_b) = node(Arc::new(scratch.store().await), "node-b").await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
+    let Pair {
+        scratch,
+        store,
+        a,
+        b,
+        to_a,
+        to_b,
+        la,
+        lb,
+    } = Pair::start(shop(), Limits::unthrottled(), Limits::unthrottled()).await;
     let both = [la.clone(), lb.clone()];
     let visitor = (0..)
         .map(|i| format!("v_relay{i}"))
@@ -227,7 +223,17 @@ async fn a_relayed_socket_whose_client_went_silent_is_closed_like_a_direct_one()
         max_sockets_per_visitor: 1,
         ..Limits::unthrottled()
     };
-    let (scratch, a, b, both) = two_nodes(limits).await;
+    let Pair {
+        scratch,
+        a,
+        b,
+        to_a: _to_a,
+        to_b: _to_b,
+        la,
+        lb,
+        ..
+    } = Pair::start(shop(), limits.clone(), limits).await;
+    let both = vec![la, lb];
 
     // Control: a socket straight to the owner whose client stops answering is closed by it,
     // and the visitor's slot is free again.
@@ -275,7 +281,17 @@ async fn relayed_sockets_are_limited_per_client_not_per_relaying_node() {
         trusted_proxy_header: Some("x-forwarded-for".to_owned()),
         ..Limits::unthrottled()
     };
-    let (scratch, a, b, both) = two_nodes(limits).await;
+    let Pair {
+        scratch,
+        a,
+        b,
+        to_a: _to_a,
+        to_b: _to_b,
+        la,
+        lb,
+        ..
+    } = Pair::start(shop(), limits.clone(), limits).await;
+    let both = vec![la, lb];
 
     // Control: batches posted to b for a's visitors by three clients are forwarded with the
     // client's address, and each client is within its own rate at a.
@@ -333,24 +349,22 @@ async fn relayed_sockets_are_limited_per_client_not_per_relaying_node() {
 /// same three relayed sockets are all served (b limits them by the client's address).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_sockets_are_served_when_only_the_relaying_node_limits() {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
-    install(
-        store.as_ref(),
-        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
-    )
-    .await;
     let limited = Limits {
         per_ip_per_second: 1,
         per_ip_burst: 2,
         trusted_proxy_header: Some("x-forwarded-for".to_owned()),
         ..Limits::unthrottled()
     };
-    let (a, to_a) = node(store.clone(), "node-a").await;
-    let (b, to_b) = node_with(Arc::new(scratch.store().await), "node-b", limited).await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
+    let Pair {
+        scratch,
+        a,
+        b,
+        to_a: _to_a,
+        to_b: _to_b,
+        la,
+        lb,
+        ..
+    } = Pair::start(shop(), Limits::unthrottled(), limited).await;
     let both = vec![la, lb];
     let mut answers = Vec::new();
     let mut keep = Vec::new();
@@ -408,23 +422,21 @@ async fn a_forward_to_an_unreachable_owner_does_not_tell_the_client_its_address(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_sockets_count_against_the_relaying_node_s_max_sockets() {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
-    install(
-        store.as_ref(),
-        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
-    )
-    .await;
     // a, the owner, has room for many sockets; b, which relays, for one.
-    let (a, to_a) = node(store.clone(), "node-a").await;
     let small = Limits {
         max_sockets: 1,
         ..Limits::unthrottled()
     };
-    let (b, to_b) = node_with(Arc::new(scratch.store().await), "node-b", small).await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
+    let Pair {
+        scratch,
+        a,
+        b,
+        to_a: _to_a,
+        to_b: _to_b,
+        la,
+        lb,
+        ..
+    } = Pair::start(shop(), Limits::unthrottled(), small).await;
     let both = vec![la, lb];
 
     // Control: b serves one socket of its own, and refuses the second.
@@ -527,24 +539,46 @@ async fn first_answer(ws: &mut Stream, within: Duration) -> String {
     }
 }
 
-/// Two nodes with `limits` on one new database, each seeing both.
-async fn two_nodes(limits: Limits) -> (Scratch, TestServer, TestServer, Vec<NodeLease>) {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
-    install(
-        store.as_ref(),
-        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
-    )
-    .await;
-    let (a, to_a) = node_with(store.clone(), "node-a", limits.clone()).await;
-    let (b, to_b) = node_with(Arc::new(scratch.store().await), "node-b", limits).await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
-    // The senders must outlive the test: a dropped sender ends the views.
-    std::mem::forget(to_a);
-    std::mem::forget(to_b);
-    (scratch, a, b, vec![la, lb])
+/// The site most tests serve: the cart-exit rule, the default policy.
+fn shop() -> Site {
+    Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default())
+}
+
+/// Two nodes on one new database holding `site`, each seeing both: `a` (`node-a`, epoch 1)
+/// with `limits_a`, `b` (`node-b`, epoch 2) on a pool of its own with `limits_b`. Their views
+/// go on while `to_a` and `to_b` are kept.
+struct Pair {
+    scratch: Scratch,
+    store: Arc<dyn Store>,
+    a: TestServer,
+    b: TestServer,
+    to_a: watch::Sender<Arc<View>>,
+    to_b: watch::Sender<Arc<View>>,
+    la: NodeLease,
+    lb: NodeLease,
+}
+
+impl Pair {
+    async fn start(site: Site, limits_a: Limits, limits_b: Limits) -> Pair {
+        let scratch = Scratch::new().await;
+        let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
+        install(store.as_ref(), &site).await;
+        let (a, to_a) = node_with(store.clone(), "node-a", limits_a).await;
+        let (b, to_b) = node_with(Arc::new(scratch.store().await), "node-b", limits_b).await;
+        let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
+        to_a.send_replace(view(&la, &[&la, &lb]));
+        to_b.send_replace(view(&lb, &[&la, &lb]));
+        Pair {
+            scratch,
+            store,
+            a,
+            b,
+            to_a,
+            to_b,
+            la,
+            lb,
+        }
+    }
 }
 
 /// The `skip`-th visitor named `prefix<n>` that the first of `both` owns.
@@ -575,18 +609,16 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_conversion_that_reaches_another_node_is_decided_by_the_visitor_s_owner() {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
-    install(
-        store.as_ref(),
-        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
-    )
-    .await;
-    let (a, to_a) = node(store.clone(), "node-a").await;
-    let (b, to_b) = node(Arc::new(scratch.store().await), "node-b").await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
+    let Pair {
+        scratch,
+        store,
+        a,
+        b,
+        to_a: _to_a,
+        to_b: _to_b,
+        la,
+        lb,
+    } = Pair::start(shop(), Limits::unthrottled(), Limits::unthrottled()).await;
     let both = [la.clone(), lb.clone()];
     let visitor = owned_by_a(&both, "v_backend", 0);
 
@@ -635,23 +667,22 @@ async fn a_backend_conversion_that_reaches_another_node_is_decided_by_the_visito
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_that_takes_over_a_dead_node_s_visitors_re_arms_their_timers() {
-    let scratch = Scratch::new().await;
-    let store: Arc<dyn Store> = Arc::new(scratch.migrated().await);
     let policy = Policy {
         arrival_grace: Duration::ZERO,
         holdout_percent: 0.0,
         ..Policy::default()
     };
-    install(
-        store.as_ref(),
-        &Site::new("shop", &checkout_hesitation("2s"), policy),
-    )
-    .await;
-    let (a, to_a) = node(store.clone(), "node-a").await;
-    let (b, to_b) = node(Arc::new(scratch.store().await), "node-b").await;
-    let (la, lb) = (lease("node-a", &a, 1), lease("node-b", &b, 2));
-    to_a.send_replace(view(&la, &[&la, &lb]));
-    to_b.send_replace(view(&lb, &[&la, &lb]));
+    let site = Site::new("shop", &checkout_hesitation("2s"), policy);
+    let Pair {
+        scratch,
+        store,
+        a,
+        b,
+        to_a,
+        to_b,
+        la,
+        lb,
+    } = Pair::start(site, Limits::unthrottled(), Limits::unthrottled()).await;
     let both = [la.clone(), lb.clone()];
     let (control, visitor) = (
         owned_by_a(&both, "v_takeover", 0),
