@@ -43,10 +43,12 @@
   var STATUS = { bot: 'AI agent answering', queued: 'Waiting for a person', offered: 'Offered', active: 'With a person', missed: 'Nobody took it: follow-up', closed: 'Closed' };
 
   // ---- the desk: availability, people, queue
+  var wanted = null; // whether the person chose to be available (kept across reconnects)
   function loadBoard() {
     return api('GET', '/desk').then(function (b) {
       board = b;
       $('available').checked = b.available;
+      if (wanted === null) wanted = b.available;
       var online = b.people.filter(function (p) { return p.available; });
       $('desk-people').textContent = online.length ? online.map(function (p) { return p.name + ' (' + p.holding + '/' + p.capacity + ')'; }).join(', ') + ' online' : 'Nobody is online.';
       var t = $('transfer');
@@ -189,6 +191,7 @@
     e.target.value = '';
   });
   $('available').addEventListener('change', function (e) {
+    wanted = e.target.checked;
     api('PUT', '/desk/availability', { available: e.target.checked }).then(function () { loadBoard(); loadOpen(); }).catch(fail);
   });
   function stopTyping() {
@@ -259,6 +262,17 @@
       if (u.kind === 'changed' && mine) { transcript.conversation = u.conversation; drawHead(); }
       if (u.kind === 'read' && mine && u.by === 'visitor') seen(u.seq);
       if (u.kind === 'message' || u.kind === 'changed' || u.kind === 'board') soon();
+    });
+    // The stream came back (the desk moved to another node, or the network broke): what
+    // was missed is read again, and a person who chose to be available is again.
+    var opened = 0;
+    es.addEventListener('open', function () {
+      if (opened++ === 0) return;
+      loadOpen();
+      loadBoard().then(function () {
+        if (wanted && !board.available) return api('PUT', '/desk/availability', { available: true }).then(loadBoard);
+      }).catch(fail);
+      if (selected) select(selected);
     });
     es.addEventListener('stale', function () { loadOpen(); loadBoard(); if (selected) select(selected); });
   }

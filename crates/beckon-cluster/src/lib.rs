@@ -6,8 +6,12 @@
 //! view by [`rendezvous`] hashing over the live nodes' names, so nodes with the same view agree,
 //! and a node's arrival or departure moves only its own share of visitors.
 //!
+//! Nodes tell each other of changes over the [`bus`] (Redis pub/sub), news only: what must not
+//! be lost is in the database first.
+//!
 //! The crate knows no SQL (the store does) and no HTTP (forwarding is the server's).
 
+pub mod bus;
 mod cluster;
 mod config;
 mod heartbeat;
@@ -16,6 +20,7 @@ mod shared;
 mod view;
 
 pub use beckon_store::cluster::NodeLease;
+pub use bus::{Bus, BusError, Heard, Note};
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, DEFAULT_HEARTBEAT, DEFAULT_LEASE};
 pub use view::View;

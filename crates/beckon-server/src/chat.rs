@@ -7,7 +7,92 @@ use beckon_store::conversations::Prechat;
 use crate::sites::SiteRuntime;
 use crate::wire_chat::{self, ChatDown, ChatUp};
 
-/// What the visitor's tab is answered.
+/// The path of the nodes' own chat route: a chat frame carried to the node of the site's desk.
+pub const DESK_FRAME: &str = "/v1/internal/chat";
+
+/// A chat frame, as a node carries it to the node of the site's desk (whose caller checked the
+/// visitor's token).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CarriedFrame {
+    /// The site's id (not its public key).
+    pub site: String,
+    /// The visitor.
+    pub visitor: String,
+    /// The frame.
+    pub frame: ChatUp,
+}
+
+/// The frames a chat frame is answered with, as JSON (as they go to the tab).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Frames {
+    /// The frames.
+    pub frames: Vec<serde_json::Value>,
+}
+
+/// What the visitor's tab is answered, from the site's desk wherever it runs: here, or on the
+/// node the cluster placed it on (a sync reads only the store, and is answered here).
+pub async fn answer(
+    state: &crate::AppState,
+    desk: &Desk,
+    site: &SiteRuntime,
+    who: &VisitorRef,
+    up: ChatUp,
+) -> Vec<serde_json::Value> {
+    let node = match state.placement.desk(&who.site) {
+        crate::placement::Route::Owner(node) if !matches!(up, ChatUp::ChatSync { .. }) => node,
+        _ => return as_json(handle(desk, site, who, up).await),
+    };
+    let id = match &up {
+        ChatUp::Say { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    let carried = CarriedFrame {
+        site: who.site.as_str().to_owned(),
+        visitor: who.visitor.as_str().to_owned(),
+        frame: up,
+    };
+    match carry(state, &node, &carried).await {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::warn!(node = %node.name, error = %e, "the desk's node did not answer a chat frame");
+            as_json(vec![ChatDown::ChatError {
+                id,
+                error: "the chat is unavailable for a moment; try again shortly".to_owned(),
+            }])
+        }
+    }
+}
+
+async fn carry(
+    state: &crate::AppState,
+    node: &beckon_store::cluster::NodeLease,
+    carried: &CarriedFrame,
+) -> Result<Vec<serde_json::Value>, String> {
+    let answer = state
+        .forwarder
+        .post(format!("http://{}{DESK_FRAME}", node.address))
+        .header(crate::placement::FORWARDED, state.placement.secret())
+        .json(carried)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        return Err(format!("answered {}", answer.status()));
+    }
+    crate::metrics::forwarded("chat");
+    let frames: Frames = answer.json().await.map_err(|e| e.to_string())?;
+    Ok(frames.frames)
+}
+
+/// Frames as they go to the tab.
+pub fn as_json(frames: Vec<ChatDown>) -> Vec<serde_json::Value> {
+    frames
+        .iter()
+        .map(|f| serde_json::to_value(f).expect("a chat frame serialises"))
+        .collect()
+}
+
+/// What the visitor's tab is answered, by the desk on this node.
 pub async fn handle(
     desk: &Desk,
     site: &SiteRuntime,

@@ -20,6 +20,7 @@ pub mod lead_capture;
 pub mod limits;
 pub mod liveness;
 pub mod metrics;
+pub mod news;
 pub mod origins;
 pub mod placement;
 pub mod preview;
@@ -29,8 +30,10 @@ pub mod replay;
 pub mod routes;
 pub mod serve;
 pub mod shard;
+pub mod shared_limit;
 pub mod sites;
 pub mod throttle;
+pub mod to_desk;
 pub mod token;
 pub mod visit;
 pub mod wire;
@@ -111,6 +114,8 @@ pub struct Shared {
     pub placement: placement::Placement,
     /// The client that forwards to other nodes.
     pub forwarder: reqwest::Client,
+    /// The bus to the other nodes, in a cluster.
+    pub bus: Option<beckon_cluster::Bus>,
 }
 
 /// How to run.
@@ -135,6 +140,9 @@ pub struct Options {
     /// The cluster's views, when this node is one of several (none: it serves every
     /// visitor).
     pub cluster: Option<tokio::sync::watch::Receiver<Arc<beckon_cluster::View>>>,
+    /// The bus to the other nodes (with `cluster`): the desk's news, sites changed, the
+    /// shared per-site rate limit.
+    pub bus: Option<beckon_cluster::Bus>,
 }
 
 impl Default for Options {
@@ -148,6 +156,7 @@ impl Default for Options {
             desk: None,
             outbox_kick: None,
             cluster: None,
+            bus: None,
         }
     }
 }
@@ -161,6 +170,9 @@ pub enum StartError {
     /// The shards stopped while resuming.
     #[error(transparent)]
     Shard(#[from] shard::BatchError),
+    /// The desk could not pick up its open conversations.
+    #[error("the desk: {0}")]
+    Desk(#[from] beckon_agent::desk::DeskError),
 }
 
 /// A started server: its state and background tasks.
@@ -222,7 +234,34 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         options.limits.retention,
         shutdown.clone(),
     )));
+    if let Some(bus) = options.bus.clone() {
+        let stop = shutdown.clone();
+        let runner = bus.clone();
+        tasks.push(tokio::spawn(async move { runner.run(stop).await }));
+        if let Some(desk) = &options.desk {
+            desk.set_relay(Arc::new(news::BusRelay(bus.clone())));
+        }
+        tasks.push(tokio::spawn(news::listen(
+            bus,
+            options.desk.clone(),
+            sites.clone(),
+            store.clone(),
+            shutdown.clone(),
+        )));
+    }
     if let Some(desk) = options.desk.clone() {
+        // Each site's open conversations are picked up by the node its desk is placed on
+        // (every site, alone), and follow it when the view changes.
+        desk.resume_where(|site| placement.desk_is_here(site))
+            .await?;
+        if let Some(views) = placement.watch() {
+            tasks.push(tokio::spawn(news::follow_views(
+                desk.clone(),
+                placement.clone(),
+                views,
+                shutdown.clone(),
+            )));
+        }
         let stop = shutdown.clone();
         let clock = desk.clone();
         tasks.push(tokio::spawn(async move {
@@ -284,10 +323,16 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         clock,
         demo_shop: options.demo_shop,
         shutdown,
-        throttle: Throttle::new(
-            &options.limits,
-            placement.clustered().then(|| placement.secret()),
-        ),
+        throttle: {
+            let throttle = Throttle::new(
+                &options.limits,
+                placement.clustered().then(|| placement.secret()),
+            );
+            match &options.bus {
+                Some(bus) => throttle.shared(bus),
+                None => throttle,
+            }
+        },
         liveness,
         limits: options.limits,
         sockets: Default::default(),
@@ -296,6 +341,7 @@ pub async fn start(store: Arc<dyn Store>, options: Options) -> Result<Server, St
         desk: options.desk.clone(),
         placement,
         forwarder: forward::client(),
+        bus: options.bus.clone(),
     }));
     // Taken here, before anything can open a conversation on this server, so none is missed.
     if let Some(lifecycle) = options.desk.as_ref().and_then(|d| d.take_lifecycle()) {
@@ -433,6 +479,7 @@ pub fn app(state: AppState) -> Router {
             server_events::CONVERSATION_NEWS,
             post(server_events::conversation_news),
         )
+        .route(crate::chat::DESK_FRAME, post(chat::carried))
         .route("/metrics", get(crate::metrics::route))
         .route("/widget.js", get(assets::widget))
         .route("/chat.js", get(assets::chat))

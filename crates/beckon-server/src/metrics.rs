@@ -179,6 +179,12 @@ pub fn throttled(kind: &'static str) {
     counter!(THROTTLED, "kind" => kind).increment(1);
 }
 
+/// A batch refused by the per-site limit shared between nodes: the cluster as a whole had
+/// used up the site's allowance for the window.
+pub fn throttled_by_cluster() {
+    counter!(THROTTLED_BY_CLUSTER).increment(1);
+}
+
 /// The version of the rules a site runs now.
 pub fn rules_version(site: &str, version: u64) {
     gauge!(RULES_VERSION, "site" => site.to_owned()).set(version as f64);
@@ -200,6 +206,7 @@ const OPEN_SOCKETS: &str = "beckon_open_sockets";
 const WS_CLOSED: &str = "beckon_ws_closed_total";
 const SHED: &str = "beckon_shed_total";
 const THROTTLED: &str = "beckon_throttled_total";
+const THROTTLED_BY_CLUSTER: &str = "beckon_throttled_by_cluster_total";
 const RULES_VERSION: &str = "beckon_rules_version";
 const UNDECODABLE_STATE: &str = "beckon_undecodable_states_total";
 const STALE_WRITES: &str = "beckon_stale_writes_total";
@@ -226,6 +233,10 @@ fn describe() {
     describe_counter!(WS_CLOSED, "WebSockets closed, by reason.");
     describe_counter!(SHED, "Work refused to protect the server, by reason.");
     describe_counter!(THROTTLED, "Requests refused by a rate limit, by kind.");
+    describe_counter!(
+        THROTTLED_BY_CLUSTER,
+        "Batches refused because the cluster had used up the site's allowance for the window."
+    );
     describe_gauge!(RULES_VERSION, "The rules version each site runs.");
     describe_counter!(
         UNDECODABLE_STATE,

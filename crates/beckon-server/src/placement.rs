@@ -20,6 +20,9 @@ use tokio::sync::watch;
 /// the request comes from a node of this installation (whose edge already bounded it).
 pub const FORWARDED: &str = "x-beckon-forwarded";
 
+/// What a site's desk is placed by, in place of a visitor's id (no visitor's id holds `#`).
+const DESK: &str = "#desk";
+
 /// Where a visitor is served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -66,11 +69,27 @@ impl Placement {
     /// Where `visitor` of `site` is served. With no live node known (this node's own lease in
     /// doubt and no other seen), here: the store's fence keeps that safe.
     pub fn route(&self, site: &SiteId, visitor: &VisitorId) -> Route {
+        self.owner_of(site, visitor.as_str())
+    }
+
+    /// Where `site`'s desk runs: its routing board, its people's consoles and its open
+    /// conversations' clocks are on one node, which every chat frame and every action of the
+    /// site's people reaches (the desk's news reaches every node's tabs over the bus).
+    pub fn desk(&self, site: &SiteId) -> Route {
+        self.owner_of(site, DESK)
+    }
+
+    /// Whether `site`'s desk runs on this node (always, alone).
+    pub fn desk_is_here(&self, site: &SiteId) -> bool {
+        self.desk(site) == Route::Here
+    }
+
+    fn owner_of(&self, site: &SiteId, key: &str) -> Route {
         let Some(view) = &self.view else {
             return Route::Here;
         };
         let view = view.borrow();
-        match view.owner(site.as_str(), visitor.as_str()) {
+        match view.owner(site.as_str(), key) {
             Some(owner) if *owner != view.me => Route::Owner(owner.clone()),
             _ => Route::Here,
         }

@@ -1,6 +1,8 @@
 //! Rate limits: per client address (a tower layer, tower_governor, in front of every route but
 //! the probes) and per site (governor's keyed limiter, checked by the events handler once the
-//! site is known). Both live in this process; several nodes would need a shared counter.
+//! site is known). Both live in this process. In a cluster the per-site limit is also shared
+//! ([`Throttle::shared`]): the nodes count each site's batches together in Redis
+//! ([`SharedSiteLimit`]), so the cluster, not each node, allows a site its rate.
 //!
 //! The client's address is the socket's peer, unless `trusted_proxy_header` names the header
 //! a proxy in front of Beckon sets: a header any client can write is believed only when the
@@ -15,6 +17,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, Request, Response};
 use axum::response::IntoResponse;
+use beckon_cluster::Bus;
 use beckon_engine::SiteId;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
@@ -26,6 +29,8 @@ use tower_governor::{GovernorError, GovernorLayer};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
+use crate::metrics;
+use crate::shared_limit::{self, SharedSiteLimit};
 
 /// How often the limiters forget addresses and sites that are back to a full burst, so
 /// their memory follows the clients of the last minute, not every client ever seen.
@@ -39,6 +44,10 @@ pub type AddressLimit = GovernorConfig<ClientAddress, NoOpMiddleware>;
 pub struct Throttle {
     per_address: Option<Arc<AddressLimit>>,
     per_site: Option<Arc<DefaultKeyedRateLimiter<SiteId>>>,
+    /// The per-site rate, for the shared limit's allowance.
+    per_site_per_second: u32,
+    /// The per-site count shared with the cluster's other nodes, when there are any.
+    shared: Option<SharedSiteLimit>,
 }
 
 impl Throttle {
@@ -61,7 +70,26 @@ impl Throttle {
         Throttle {
             per_address,
             per_site,
+            per_site_per_second: limits.per_site_per_second,
+            shared: None,
         }
+    }
+
+    /// This throttle, with the per-site limit shared by every node on `bus` (the
+    /// installation's Redis): `per_site_per_second` batches per second for the whole cluster,
+    /// besides each node's own limit. Nothing changes when the per-site limit is off.
+    pub fn shared(self, bus: &Bus) -> Throttle {
+        let config = shared_limit::Config::per_second(self.per_site_per_second);
+        self.with_shared(SharedSiteLimit::on_bus(bus, config))
+    }
+
+    /// This throttle, with the per-site limit also counted by `shared` (tests choose its
+    /// windows and its connection); as [`Throttle::shared`] otherwise.
+    pub fn with_shared(mut self, shared: SharedSiteLimit) -> Throttle {
+        if self.per_site.is_some() {
+            self.shared = Some(shared);
+        }
+        self
     }
 
     /// The per-address layer, refusing with JSON 429 and `Retry-After`; `None` when off.
@@ -70,36 +98,62 @@ impl Throttle {
         Some(GovernorLayer::new(config).error_handler(refusal))
     }
 
-    /// Takes one batch from `site`'s allowance, or says when to come back.
+    /// Takes one batch from `site`'s allowance, or says when to come back. With a shared
+    /// limit, the batch must fit both the cluster's allowance for this window (as this node
+    /// last heard it) and this node's own; only a batch let through is counted for the
+    /// cluster, and one refused by the cluster takes nothing from this node's own allowance.
     pub fn check_site(&self, site: &SiteId) -> Result<(), ApiError> {
         let Some(limiter) = &self.per_site else {
             return Ok(());
         };
+        if let Some(shared) = &self.shared
+            && let Some(retry_after) = shared.refuses(site)
+        {
+            metrics::throttled_by_cluster();
+            return Err(ApiError::Throttled {
+                limit: "for this site",
+                retry_after,
+            });
+        }
         limiter
             .check_key(site)
             .map_err(|not_until| ApiError::Throttled {
                 limit: "for this site",
                 retry_after: not_until.wait_time_from(limiter.clock().now()),
-            })
+            })?;
+        if let Some(shared) = &self.shared {
+            shared.passed(site);
+        }
+        Ok(())
     }
 
-    /// Forgets, every [`SWEEP_EVERY`], the keys whose allowance is full again, until
-    /// `shutdown` is cancelled.
+    /// Forgets, every [`SWEEP_EVERY`], the keys whose allowance is full again, and, when the
+    /// per-site limit is shared, syncs it ([`SharedSiteLimit::run`]), until `shutdown` is
+    /// cancelled.
     pub async fn sweep(self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                () = shutdown.cancelled() => return,
+        let sync = self.shared.clone().map(|s| s.run(shutdown.clone()));
+        let sweep = async {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if let Some(config) = &self.per_address {
+                    config.limiter().retain_recent();
+                    config.limiter().shrink_to_fit();
+                }
+                if let Some(limiter) = &self.per_site {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
             }
-            if let Some(config) = &self.per_address {
-                config.limiter().retain_recent();
-                config.limiter().shrink_to_fit();
+        };
+        match sync {
+            Some(sync) => {
+                tokio::join!(sweep, sync);
             }
-            if let Some(limiter) = &self.per_site {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
+            None => sweep.await,
         }
     }
 }

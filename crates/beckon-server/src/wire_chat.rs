@@ -7,7 +7,7 @@ use beckon_store::conversations::{Conversation, Message, Status};
 use serde::{Deserialize, Serialize};
 
 /// A chat frame sent up.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ChatUp {
     /// Send the open conversation and its messages after `after`.
@@ -74,7 +74,7 @@ pub enum ChatUp {
 }
 
 /// The pre-chat form's fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrechatUp {
     /// A name.

@@ -83,7 +83,7 @@ fn batch(visitor: &str, ids: &[&str]) -> serde_json::Value {
     })
 }
 
-/// The keys of `visitor`'s logged events, in log order.
+/// The keys of `visitor`'s logged events, in log order (a timer's ticks left out).
 async fn logged(store: &dyn Store, visitor: &str) -> Vec<String> {
     let site = SiteId::parse("shop").unwrap();
     store
@@ -93,6 +93,7 @@ async fn logged(store: &dyn Store, visitor: &str) -> Vec<String> {
         .into_iter()
         .filter(|(_, b)| b.visitor.as_str() == visitor)
         .flat_map(|(_, b)| b.events.into_iter().map(|e| e.key))
+        .filter(|k| !k.starts_with("tick:"))
         .collect()
 }
 
@@ -134,10 +135,10 @@ async fn a_node_that_lost_a_visitor_without_knowing_it_is_refused_and_the_owner_
     to_b.send_replace(view(&lb, &[&lb]));
     let taken = b.post_events(&batch(&visitor, &["e3"])).await;
     assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.text);
-    assert_eq!(
-        store.visitor_version(&site, &key(&visitor)).await.unwrap(),
-        2
-    );
+    // b's takeover of a's visitors may have resumed this one before e3 came (its timers
+    // re-armed with a tick, one write more); after e3, nothing more of it is pending.
+    let taken_at = store.visitor_version(&site, &key(&visitor)).await.unwrap();
+    assert!((2..=3).contains(&taken_at), "version {taken_at}");
 
     // a decides on its old state: the store refuses the write, whole.
     let stale_before = metric(&a, "beckon_stale_writes_total").await;
@@ -165,7 +166,7 @@ async fn a_node_that_lost_a_visitor_without_knowing_it_is_refused_and_the_owner_
     );
     assert_eq!(
         store.visitor_version(&site, &key(&visitor)).await.unwrap(),
-        3
+        taken_at + 1
     );
 
     a.shutdown().await;

@@ -273,7 +273,7 @@ pub struct Rating {
 }
 
 /// A conversation as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     /// Its id.
     pub id: ConversationId,
@@ -365,7 +365,7 @@ pub struct NewMessage {
 }
 
 /// A stored message.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Its place in the conversation, from 1.
     pub seq: u64,

@@ -127,6 +127,7 @@ pub async fn start_desk(
             .await
             .map_err(err)?;
     }
-    desk.resume().await.map_err(err)?;
+    // Its open conversations are picked up by the server, on the node each site's desk is
+    // placed on.
     Ok(desk)
 }

@@ -65,6 +65,8 @@ pub fn start_outbox(
 struct LiveSites {
     sites: beckon_server::sites::Sites,
     store: Arc<dyn Store>,
+    /// The other nodes are told too.
+    bus: Option<beckon_cluster::Bus>,
 }
 
 #[async_trait::async_trait]
@@ -74,6 +76,7 @@ impl beckon_admin::LiveRules for LiveSites {
             // The watcher polls again within seconds.
             tracing::warn!(error = %e, "could not reload the sites after a change");
         }
+        beckon_server::news::sites_changed(self.bus.as_ref());
     }
 }
 
@@ -262,6 +265,7 @@ pub fn admin_router(
         live: Arc::new(LiveSites {
             sites: server.state.sites.clone(),
             store: db.store.clone(),
+            bus: server.state.bus.clone(),
         }),
         previewer: Some(Arc::new(ServerPreviews(server.state.clone()))),
         backtester: Some(Arc::new(ServerBacktests {
@@ -278,6 +282,11 @@ pub fn admin_router(
         )),
         secure_cookies,
     })
+    // The site's people's desk routes are served where the site's desk runs.
+    .layer(axum::middleware::from_fn_with_state(
+        server.state.clone(),
+        beckon_server::to_desk::forward,
+    ))
 }
 
 /// A new person's sign-in.

@@ -440,6 +440,20 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let desk =
         beckon::desk::start_desk(&db, beckon_server::clock::Clock::System, knowledge).await?;
+    // The bus first: a node that cannot reach the Redis it shares takes no lease.
+    let bus = match &settings.cluster {
+        Some(c) => {
+            let url = c.redis_url().map_err(|e| format!("[cluster]: {e}"))?;
+            let key = store.server_key().await.map_err(|e| e.to_string())?;
+            let namespace = beckon_server::news::namespace(&key);
+            Some(
+                beckon_cluster::Bus::connect(url, &namespace, &c.name)
+                    .await
+                    .map_err(|e| format!("[cluster]: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let cluster = match (&settings.cluster, &db.membership) {
         (Some(c), Some(membership)) => Some(
             beckon_cluster::Cluster::start(membership.clone(), c.to_config())
@@ -464,6 +478,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         desk: Some(desk),
         outbox_kick: Some(outbox_kick),
         cluster: cluster.as_ref().map(|c| c.watch()),
+        bus,
         ..Options::default()
     };
     if settings.shards > 0 {
@@ -524,6 +539,25 @@ async fn rules(command: RulesCommand) -> Result<(), String> {
             let store = beckon::open(&s.location()?).await?.store;
             let n = beckon::import_rules(store.as_ref(), &site, &file).await?;
             println!("imported {n} rules into site {site}");
+            // The running nodes poll for changes; a cluster's are told at once.
+            if let Some(c) = &s.cluster {
+                let told = async {
+                    let url = c.redis_url()?;
+                    let key = store.server_key().await.map_err(|e| e.to_string())?;
+                    let namespace = beckon_server::news::namespace(&key);
+                    let bus = beckon_cluster::Bus::connect(url, &namespace, "beckon rules import")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    bus.announce(beckon_server::news::SITES, &serde_json::Value::Null)
+                        .await
+                };
+                if let Err(e) = told.await {
+                    eprintln!(
+                        "the running nodes could not be told ({e}); they find the rules within \
+                         seconds"
+                    );
+                }
+            }
             Ok(())
         }
         RulesCommand::Export { site, json, config } => {

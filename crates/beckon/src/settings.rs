@@ -53,6 +53,10 @@ pub struct ClusterSettings {
     /// How often the lease is renewed and the live nodes read.
     #[serde(default = "cluster_heartbeat", with = "beckon_engine::rules::duration")]
     pub heartbeat: Duration,
+    /// The Redis every node shares (`redis://host:6379`): the bus that carries chat messages,
+    /// live views and rule changes between nodes, and the per-site rate limit's counters.
+    #[serde(default)]
+    pub redis: Option<String>,
 }
 
 fn cluster_lease() -> Duration {
@@ -63,6 +67,21 @@ fn cluster_heartbeat() -> Duration {
 }
 
 impl ClusterSettings {
+    /// The Redis URL, checked.
+    pub fn redis_url(&self) -> Result<&str, String> {
+        match self.redis.as_deref() {
+            None | Some("") => Err(
+                "needs `redis`, the URL of the Redis the nodes share (redis://host:6379)"
+                    .to_owned(),
+            ),
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Ok(url),
+            Some(url) => Err(format!(
+                "`redis` must be a redis:// or rediss:// URL, not {:?}",
+                beckon_cluster::bus::redact(url)
+            )),
+        }
+    }
+
     /// The cluster crate's configuration.
     pub fn to_config(&self) -> beckon_cluster::ClusterConfig {
         beckon_cluster::ClusterConfig {
@@ -427,6 +446,7 @@ shards = 0
 # address = "10.0.0.11:8080"      # where the other nodes reach this one
 # lease = "5s"                    # a dead node's visitors move this long after it stops
 # heartbeat = "1s"
+# redis = "redis://10.0.0.5:6379" # the Redis the nodes share: chat, live views, rule changes
 
 # The server's bounds; each has a default that is safe on the open internet.
 [limits]
@@ -539,6 +559,7 @@ impl Settings {
                 .to_config()
                 .check()
                 .map_err(|e| format!("[cluster]: {e}"))?;
+            cluster.redis_url().map_err(|e| format!("[cluster]: {e}"))?;
         }
         if s.cluster.is_some() && !matches!(location, crate::Location::Postgres(_)) {
             return Err(

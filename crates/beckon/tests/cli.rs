@@ -564,6 +564,7 @@ fn the_three_node_example_configurations_load_as_one_cluster_on_postgresql() {
             beckon::Location::Postgres(_)
         ));
         let cluster = s.cluster.expect("a [cluster] table");
+        assert_eq!(cluster.redis_url(), Ok("redis://redis:6379"));
         names.insert(cluster.name);
         addresses.insert(cluster.address);
         assert!(cluster.heartbeat < cluster.lease);
@@ -603,4 +604,23 @@ fn a_cluster_without_postgresql_is_refused_with_the_reason() {
     let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("heartbeat"), "{err}");
+    // Several nodes share one Redis too: without its URL, or with another kind of URL, the
+    // node is refused with what is wanted.
+    let base =
+        "database = \"postgres://db/beckon\"\n[cluster]\nname = \"node-1\"\naddress = \"a:1\"\n";
+    std::fs::write(&path, base).unwrap();
+    let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("[cluster]") && err.contains("redis://"),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        format!("{base}redis = \"http://secret@cache:6379\"\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
 }

@@ -35,7 +35,7 @@ use crate::responder::{Offline, Responder};
 use crate::routing::{Board, Step};
 
 pub use people::{AgentRef, BoardView, PersonView, Target, WaitingView};
-pub use updates::{Lifecycle, Update, VisitorWatch};
+pub use updates::{Lifecycle, News, Relay, Update, VisitorWatch};
 pub use visitor::{Opening, Said, VisitorRef};
 
 /// How many messages of a conversation a responder sees, and a sync sends at most.
@@ -248,8 +248,17 @@ impl Desk {
         Ok(())
     }
 
-    /// Reads a site's settings again (after the dashboard saved them).
+    /// Reads a site's settings again (after the dashboard saved them), here and on the other
+    /// nodes.
     pub async fn reload_settings(&self, site: &SiteId) -> Result<(), DeskError> {
+        self.read_settings(site).await?;
+        self.inner
+            .watch
+            .relay(|| News::Settings { site: site.clone() });
+        Ok(())
+    }
+
+    async fn read_settings(&self, site: &SiteId) -> Result<(), DeskError> {
         let settings = self.store().desk_settings(site).await?;
         let mut sites = self.inner.sites.lock().expect("desk lock");
         apply_settings(&mut sites, site, settings);
@@ -264,11 +273,24 @@ impl Desk {
     /// Picks up the open conversations of every site after a start: those waiting for a person
     /// wait again from now.
     pub async fn resume(&self) -> Result<usize, DeskError> {
-        let open = self.store().open_conversations().await?;
+        self.resume_where(|_| true).await
+    }
+
+    /// Picks up the open conversations of the sites `here` answers yes for (in a cluster, the
+    /// sites whose desk is on this node: after a start, or once another node's sites came
+    /// here). A site already running here is left as it is.
+    pub async fn resume_where(&self, here: impl Fn(&SiteId) -> bool) -> Result<usize, DeskError> {
+        let mut open = self.store().open_conversations().await?;
         let now = self.now();
         let mut steps = Vec::new();
         {
             let mut sites = self.inner.sites.lock().expect("desk lock");
+            let running: std::collections::HashSet<SiteId> = sites
+                .iter()
+                .filter(|(_, d)| !d.open.is_empty() || !d.board.people().is_empty())
+                .map(|(s, _)| s.clone())
+                .collect();
+            open.retain(|c| here(&c.site) && !running.contains(&c.site));
             for c in &open {
                 let desk = sites
                     .entry(c.site.clone())
@@ -306,6 +328,58 @@ impl Desk {
             self.carry_out(&site, step).await;
         }
         Ok(open.len())
+    }
+
+    /// Lets go of every site `here` answers no for (its desk moved to another node): its
+    /// board, its open conversations' clocks, its people's presence, its consoles (whose
+    /// streams end, so that they reconnect to the new desk). Its settings, knowledge and
+    /// responder stay: they are the same on every node.
+    pub fn let_go_where(&self, here: impl Fn(&SiteId) -> bool) -> Vec<SiteId> {
+        let gone: Vec<SiteId> = {
+            let mut sites = self.inner.sites.lock().expect("desk lock");
+            let mut gone = Vec::new();
+            for (site, desk) in sites.iter_mut() {
+                if !here(site) && (!desk.open.is_empty() || !desk.board.people().is_empty()) {
+                    desk.open.clear();
+                    desk.board = Board::new(
+                        i64::from(desk.settings.accept_seconds) * 1000,
+                        i64::from(desk.settings.wait_seconds) * 1000,
+                    );
+                    gone.push(site.clone());
+                }
+            }
+            gone
+        };
+        {
+            let mut presence = self.inner.presence.lock().expect("presence lock");
+            presence.retain(|(site, _), _| here(site));
+        }
+        self.inner.watch.drop_consoles_where(|site| !here(site));
+        gone
+    }
+
+    /// Hands everything this desk tells its watchers to `relay` as well (the bus to the other
+    /// nodes' tabs and consoles).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        self.inner.watch.set_relay(relay);
+    }
+
+    /// Tells this node's tabs and consoles what another node's desk told (settings saved
+    /// there are read again here).
+    pub async fn hear(&self, news: News) {
+        if let News::Settings { site } = &news {
+            if let Err(e) = self.read_settings(site).await {
+                tracing::warn!(%site, error = %e, "reading a site's desk settings again");
+            }
+            return;
+        }
+        self.inner.watch.hear(news);
+    }
+
+    /// News from the other nodes may have been missed: every tab here syncs again and every
+    /// console reloads.
+    pub fn resync(&self) {
+        self.inner.watch.resync();
     }
 
     /// Runs the desk's clock until `shutdown`: offers that time out, waits that are missed,

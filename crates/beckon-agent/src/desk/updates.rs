@@ -3,6 +3,12 @@
 //! A tab's channel is bounded; a tab that does not keep up loses its subscription (its channel
 //! closes), and on reconnecting it asks for what it missed. A console's broadcast may lag; a
 //! lagging console reloads its view.
+//!
+//! In a cluster the tabs and consoles of a site may be on any node, while its desk is on one:
+//! everything told here is also handed to the [`Relay`] (the bus between nodes), and what
+//! another node's desk told arrives through [`Watchers::hear`], for this node's tabs and
+//! consoles only. News is never the only copy: every update is of something stored, and a tab
+//! or console that may have missed some ([`Watchers::resync`]) reads the store again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use beckon_engine::{SiteId, VisitorId};
 use beckon_store::conversations::{Author, Conversation, ConversationId, Message};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 /// What a tab may have waiting before it is dropped.
@@ -18,7 +25,8 @@ const TAB_BUFFER: usize = 64;
 const CONSOLE_BUFFER: usize = 256;
 
 /// Something that happened at the desk.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Update {
     /// A message was stored.
     Message {
@@ -83,6 +91,39 @@ impl Update {
     }
 }
 
+/// What the desk told, as it travels to the other nodes' tabs and consoles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "news", rename_all = "snake_case")]
+pub enum News {
+    /// An update, for the visitor's tabs (when it concerns one) and the site's consoles.
+    Update {
+        /// The site.
+        site: SiteId,
+        /// The visitor whose tabs hear it.
+        visitor: Option<VisitorId>,
+        /// What happened (boxed: it is most of the news's size).
+        update: Box<Update>,
+    },
+    /// The site's desk settings were saved: every node reads them again.
+    Settings {
+        /// The site.
+        site: SiteId,
+    },
+    /// A person started a conversation with the visitor: their tabs open the chat.
+    Invite {
+        /// The site.
+        site: SiteId,
+        /// The visitor.
+        visitor: VisitorId,
+    },
+}
+
+/// Where the desk's news goes beyond this node: the bus between nodes. Never waits.
+pub trait Relay: Send + Sync {
+    /// Hands `news` on.
+    fn relay(&self, news: &News);
+}
+
 /// Each visitor's open tabs, each with its id. Updates travel as shared pointers, so a tab's
 /// channel costs a few hundred bytes whatever an update holds.
 type Tabs = HashMap<(SiteId, VisitorId), Vec<(u64, mpsc::Sender<Arc<Update>>)>>;
@@ -128,6 +169,8 @@ pub(super) struct Watchers {
     /// takes once (none taken: nobody to tell). Unbounded, so that no start or end is ever
     /// dropped; each is a few dozen bytes, one per conversation opened or closed.
     lifecycle: Mutex<Option<mpsc::UnboundedSender<Lifecycle>>>,
+    /// Where news goes beyond this node (none: it runs alone).
+    relay: std::sync::RwLock<Option<Arc<dyn Relay>>>,
 }
 
 /// A conversation began or ended: while one runs, the engine fires nothing for its visitor.
@@ -151,6 +194,7 @@ impl Default for Watchers {
             consoles: Mutex::default(),
             invites: broadcast::channel(CONSOLE_BUFFER).0,
             lifecycle: Mutex::new(None),
+            relay: std::sync::RwLock::new(None),
         }
     }
 }
@@ -184,8 +228,67 @@ impl Watchers {
             .subscribe()
     }
 
-    /// Tells a visitor's tabs and the site's consoles.
+    /// Hands this node's news to `relay` too, from now on.
+    pub(super) fn set_relay(&self, relay: Arc<dyn Relay>) {
+        *self.relay.write().expect("relay lock") = Some(relay);
+    }
+
+    pub(super) fn relay(&self, news: impl FnOnce() -> News) {
+        if let Some(relay) = self.relay.read().expect("relay lock").as_ref() {
+            relay.relay(&news());
+        }
+    }
+
+    /// Tells this node's tabs and consoles what another node's desk told.
+    pub(super) fn hear(&self, news: News) {
+        match news {
+            News::Update {
+                site,
+                visitor: Some(visitor),
+                update,
+            } => self.to_tabs(&site, &visitor, *update),
+            News::Update {
+                site,
+                visitor: None,
+                update,
+            } => self.to_consoles(&site, *update),
+            News::Invite { site, visitor } => {
+                let _ = self.invites.send((site, visitor)); // no edge listening: no tab
+            }
+            News::Settings { .. } => {} // the desk reads them
+        }
+    }
+
+    /// News may have been missed: every tab is dropped (it syncs again, from the store) and
+    /// every console is told to reload the board.
+    pub(super) fn resync(&self) {
+        self.tabs.lock().expect("watch lock").clear();
+        let consoles = self.consoles.lock().expect("watch lock");
+        for tx in consoles.values() {
+            let _ = tx.send(Update::Board);
+        }
+    }
+
+    /// Drops the consoles of the sites `gone` answers yes for (their desk moved to another
+    /// node): their streams end, and they reconnect, to the site's new desk.
+    pub(super) fn drop_consoles_where(&self, gone: impl Fn(&SiteId) -> bool) {
+        self.consoles
+            .lock()
+            .expect("watch lock")
+            .retain(|site, _| !gone(site));
+    }
+
+    /// Tells a visitor's tabs and the site's consoles, here and on the other nodes.
     pub(super) fn publish(&self, site: &SiteId, visitor: &VisitorId, update: Update) {
+        self.relay(|| News::Update {
+            site: site.clone(),
+            visitor: Some(visitor.clone()),
+            update: Box::new(update.clone()),
+        });
+        self.to_tabs(site, visitor, update);
+    }
+
+    fn to_tabs(&self, site: &SiteId, visitor: &VisitorId, update: Update) {
         {
             let mut tabs = self.tabs.lock().expect("watch lock");
             let key = (site.clone(), visitor.clone());
@@ -206,6 +309,10 @@ impl Watchers {
     }
 
     pub(super) fn invite(&self, site: &SiteId, visitor: &VisitorId) {
+        self.relay(|| News::Invite {
+            site: site.clone(),
+            visitor: visitor.clone(),
+        });
         let _ = self.invites.send((site.clone(), visitor.clone())); // no edge listening: no tab
     }
 
@@ -232,6 +339,11 @@ impl Watchers {
     }
 
     pub(super) fn publish_board(&self, site: &SiteId) {
+        self.relay(|| News::Update {
+            site: site.clone(),
+            visitor: None,
+            update: Box::new(Update::Board),
+        });
         self.to_consoles(site, Update::Board);
     }
 

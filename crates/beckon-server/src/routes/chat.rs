@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{checked_site, checked_site_for_get};
 use crate::AppState;
 use crate::body::Body;
+use crate::chat::{CarriedFrame, Frames, as_json};
 use crate::error::ApiError;
 use crate::sites::SiteRuntime;
 use crate::wire_chat::{ChatDown, ChatUp};
@@ -65,12 +66,6 @@ fn yes() -> bool {
     true
 }
 
-/// The frames answered.
-#[derive(Debug, Serialize)]
-pub struct Frames {
-    frames: Vec<ChatDown>,
-}
-
 fn desk(state: &AppState) -> Result<Desk, ApiError> {
     state
         .desk
@@ -105,7 +100,34 @@ pub async fn post(
     let site = checked_site(&state, &key.site, &headers)?;
     let who = visitor(&state, &site, &posted.visitor, &posted.token)?;
     let desk = desk(&state)?;
-    let frames = crate::chat::handle(&desk, &site, &who, posted.frame).await;
+    let frames = crate::chat::answer(&state, &desk, &site, &who, posted.frame).await;
+    Ok(Json(Frames { frames }).into_response())
+}
+
+/// `POST /v1/internal/chat`: a chat frame another node carried to this one, where the site's
+/// desk runs. Accepted only from a node of this installation (the cluster's secret; the
+/// carrying node checked the visitor's token), and always answered here.
+pub async fn carried(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !state.placement.forwarded(&headers) {
+        return Err(ApiError::Unauthorized);
+    }
+    let carried: CarriedFrame = body.json("chat frame")?;
+    let site = beckon_engine::SiteId::parse(&carried.site)
+        .ok()
+        .and_then(|id| state.sites.get_id(&id))
+        .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", carried.site)))?;
+    let visitor = VisitorId::parse(&carried.visitor)
+        .map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
+    let who = VisitorRef {
+        site: site.record.id.clone(),
+        visitor,
+    };
+    let desk = desk(&state)?;
+    let frames = as_json(crate::chat::handle(&desk, &site, &who, carried.frame).await);
     Ok(Json(Frames { frames }).into_response())
 }
 
@@ -121,6 +143,8 @@ pub async fn poll(
     // Subscribed before reading, so nothing said in between is missed.
     let mut watch = desk.watch_visitor(&who.site, &who.visitor);
     let sync = ChatUp::ChatSync { after: poll.after };
+    // A sync reads only the store: it is answered here, wherever the site's desk runs (its
+    // news reaches this node's watchers over the bus).
     let mut frames = crate::chat::handle(&desk, &site, &who, sync).await;
     let fresh = frames.iter().any(|f| {
         matches!(f, ChatDown::ChatState { messages: Some(m), .. } if !m.is_empty())
@@ -138,7 +162,10 @@ pub async fn poll(
             frames = crate::chat::handle(&desk, &site, &who, sync).await;
         }
     }
-    Ok(Json(Frames { frames }).into_response())
+    Ok(Json(Frames {
+        frames: as_json(frames),
+    })
+    .into_response())
 }
 
 /// What the widget shows before any conversation.
@@ -206,16 +233,31 @@ pub struct Upload {
     name: String,
 }
 
-/// `POST /v1/chat/files?site=KEY&visitor=…&token=…&id=m_…&name=…`.
+/// `POST /v1/chat/files?site=KEY&visitor=…&token=…&id=m_…&name=…`; sent on whole to the
+/// node of the site's desk when that is another.
 pub async fn upload(
     State(state): State<AppState>,
     Query(up): Query<Upload>,
+    uri: axum::http::Uri,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: crate::body::FileBody,
 ) -> Result<Response, ApiError> {
     let site = checked_site(&state, &up.site, &headers)?;
     let who = visitor(&state, &site, &up.visitor, &up.token)?;
     let desk = desk(&state)?;
+    if let crate::placement::Route::Owner(node) = state.placement.desk(&who.site)
+        && !state.placement.forwarded(&headers)
+    {
+        let incoming = crate::forward::Incoming {
+            method: axum::http::Method::POST,
+            uri: &uri,
+            headers: &headers,
+            extensions: &extensions,
+            body: body.0,
+        };
+        return crate::forward::request(&state, &node, incoming).await;
+    }
     let frames = match beckon_agent::desk::check_client_id(&up.id) {
         Err(e) => vec![ChatDown::ChatError {
             id: None,
@@ -232,7 +274,10 @@ pub async fn upload(
             }],
         },
     };
-    Ok(Json(Frames { frames }).into_response())
+    Ok(Json(Frames {
+        frames: as_json(frames),
+    })
+    .into_response())
 }
 
 /// Who asks for a file.

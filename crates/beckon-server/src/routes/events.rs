@@ -155,7 +155,7 @@ pub fn checked_site_for_get(
         .sites
         .get(key)
         .ok_or_else(|| ApiError::Forbidden(format!("unknown site key {key:?}")))?;
-    state.throttle.check_site(&site.record.id)?;
+    check_rate(state, &site, headers)?;
     Ok(site)
 }
 
@@ -183,8 +183,17 @@ pub fn checked_site(
         return Err(ApiError::Forbidden(why));
     }
     state.origins.record(&site.record.id, origin, None, now);
-    state.throttle.check_site(&site.record.id)?;
+    check_rate(state, &site, headers)?;
     Ok(site)
+}
+
+/// Takes a request from the site's allowance, unless another node forwarded it: the node it
+/// reached first took it already.
+fn check_rate(state: &AppState, site: &SiteRuntime, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.placement.forwarded(headers) {
+        return Ok(());
+    }
+    state.throttle.check_site(&site.record.id)
 }
 
 fn site_in_url(sites: &Sites, uri: &axum::http::Uri) -> Option<std::sync::Arc<SiteRuntime>> {

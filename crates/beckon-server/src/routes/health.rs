@@ -33,6 +33,9 @@ async fn ready(state: &AppState) -> Result<(), &'static str> {
     if !state.placement.holds_lease() {
         return Err("this node's lease in the cluster may have lapsed");
     }
+    if state.bus.as_ref().is_some_and(|bus| !bus.healthy()) {
+        return Err("Redis, the bus to the other nodes, does not answer");
+    }
     // The store's cheapest read stands in for a ping.
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "the store does not answer");

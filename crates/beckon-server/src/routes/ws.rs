@@ -595,8 +595,8 @@ impl Conn {
         if self.chat.is_none() {
             self.chat = Some(Box::new(desk.watch_visitor(&who.site, &who.visitor)));
         }
-        for frame in crate::chat::handle(&desk, &self.site, &who, up).await {
-            send_chat(socket, &frame, within).await?;
+        for frame in crate::chat::answer(&self.state, &desk, &self.site, &who, up).await {
+            send_raw(socket, Message::Text(frame.to_string().into()), within).await?;
         }
         Ok(())
     }

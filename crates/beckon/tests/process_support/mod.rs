@@ -93,6 +93,9 @@ pub struct NodeSettings {
 /// node `node` of a cluster on the PostgreSQL `database`, listening on `node.addr` (which is
 /// also its address in the cluster), serving [`SITE`] with `policy` and `limits` as in
 /// [`write_config`].
+///
+/// The nodes share the Redis of `BECKON_TEST_REDIS` (default `redis://127.0.0.1:6379`); each
+/// test's nodes talk on a channel of their own (named from their database's key).
 pub fn write_cluster_config(
     dir: &Path,
     node: &NodeSettings,
@@ -115,8 +118,10 @@ name = {name:?}
 address = "{addr}"
 lease = "{lease}ms"
 heartbeat = "{heartbeat}ms"
+redis = {redis:?}
 
 {sites}"#,
+            redis = redis_url(),
             addr = node.addr,
             name = node.name,
             lease = node.lease.as_millis(),
@@ -572,4 +577,9 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The Redis the tests' nodes share.
+pub fn redis_url() -> String {
+    std::env::var("BECKON_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }

@@ -1,0 +1,328 @@
+//! A live chat across two nodes on one PostgreSQL and one Redis, their views driven by hand:
+//! the visitor's socket is on its owner, the site's desk (its board, its people, its open
+//! conversations' clocks) on the other node. The visitor's frames are carried to the desk's
+//! node, what the person there writes reaches the visitor's socket over the bus, exactly once;
+//! and when the desk's node leaves the view, the other node picks the conversation up from the
+//! store, with the person who held it, and the chat goes on.
+//!
+//! Needs PostgreSQL (`BECKON_TEST_POSTGRES`) and Redis (`BECKON_TEST_REDIS`, by default the CI
+//! machine's at 127.0.0.1:6379).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use beckon_agent::desk::{AgentRef, Desk, NoContext, Update};
+use beckon_cluster::{Bus, View};
+use beckon_engine::{Policy, SiteId, VisitorId};
+use beckon_server::Options;
+use beckon_server::limits::Limits;
+use beckon_store::Store;
+use beckon_store::cluster::NodeLease;
+use beckon_store::conversations::{Conversations, Status};
+use beckon_store_postgres::testing::Scratch;
+use serde_json::{Value, json};
+use support::*;
+use tokio::sync::watch;
+
+fn redis_url() -> String {
+    std::env::var("BECKON_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn view(me: &NodeLease, nodes: &[&NodeLease]) -> Arc<View> {
+    Arc::new(View {
+        me: me.clone(),
+        nodes: nodes.iter().map(|n| (*n).clone()).collect(),
+        changes: 1,
+    })
+}
+
+/// A node with a desk and a bus, alone until its first view is sent.
+struct Node {
+    server: TestServer,
+    desk: Desk,
+    bus: Bus,
+    views: watch::Sender<Arc<View>>,
+    lease: NodeLease,
+}
+
+async fn node(
+    store: Arc<dyn Store>,
+    conversations: Arc<dyn Conversations>,
+    name: &str,
+    epoch: u64,
+    namespace: &str,
+) -> Node {
+    let alone = NodeLease {
+        name: name.to_owned(),
+        address: String::new(),
+        epoch: 0,
+    };
+    let (views, rx) = watch::channel(view(&alone, &[&alone]));
+    let desk = Desk::new(
+        conversations,
+        Arc::new(NoContext),
+        Arc::new(|| beckon_server::clock::Clock::System.now()),
+    );
+    let bus = Bus::connect(&redis_url(), namespace, name).await.unwrap();
+    let server = TestServer::start_with(
+        store,
+        Options {
+            shards: 2,
+            limits: Limits::unthrottled(),
+            cluster: Some(rx),
+            desk: Some(desk.clone()),
+            bus: Some(bus.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let lease = NodeLease {
+        name: name.to_owned(),
+        address: server.base.trim_start_matches("http://").to_owned(),
+        epoch,
+    };
+    Node {
+        server,
+        desk,
+        bus,
+        views,
+        lease,
+    }
+}
+
+/// Reads frames until one satisfies `want`; fails the test if none does in time.
+async fn until_frame(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.next_within(left).await {
+            Some(f) if want(&f) => return f,
+            Some(_) => continue,
+            None => panic!("no {what} came"),
+        }
+    }
+}
+
+fn chat_text(f: &Value, from: &str, text: &str) -> bool {
+    f["type"] == "chat" && f["from"] == from && f["text"] == text
+}
+
+/// Waits until `f` holds, checking every 50 ms; fails the test after [`PATIENCE`].
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_on_the_desk_s_node_chats_with_a_visitor_whose_socket_is_on_another_and_the_chat_survives_the_desk_moving()
+ {
+    let scratch = Scratch::new().await;
+    let pg = Arc::new(scratch.migrated().await);
+    let site = Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default());
+    install(pg.as_ref(), &site).await;
+    let namespace = format!("test{:016x}", rand::random::<u64>());
+    let a = node(pg.clone(), pg.clone(), "node-a", 1, &namespace).await;
+    let pg_b = Arc::new(scratch.store().await);
+    let b = node(pg_b.clone(), pg_b, "node-b", 2, &namespace).await;
+    let both = [a.lease.clone(), b.lease.clone()];
+    for n in [&a, &b] {
+        n.views.send_replace(view(&n.lease, &[&both[0], &both[1]]));
+    }
+    until("both buses subscribed", || {
+        a.bus.healthy() && b.bus.healthy()
+    })
+    .await;
+    // The site's desk is on one node; the visitor is owned by the other, and their socket is
+    // there.
+    let home_lease = beckon_cluster::rendezvous::owner("shop", "#desk", &both)
+        .unwrap()
+        .clone();
+    let (home, edge) = if home_lease == a.lease {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let visitor = (0..)
+        .map(|i| format!("v_chat{i}"))
+        .find(|v| beckon_cluster::rendezvous::owner("shop", v, &both) == Some(&edge.lease))
+        .unwrap();
+    let shop = SiteId::parse("shop").unwrap();
+    let ana = AgentRef {
+        site: shop.clone(),
+        user: 7,
+        name: "Ana".to_owned(),
+        supervisor: false,
+    };
+    home.desk.set_available(&ana, true).await.unwrap();
+    let mut console = home.desk.watch_site(&shop);
+
+    // 1. The visitor writes on the edge node's socket; the frame is carried to the desk.
+    let mut ws = edge.server.ws(ORIGIN, "shop", &visitor, "s_chat").await;
+    ws.send(&json!({"type": "say", "id": "m1", "text": "Where is my parcel?"}))
+        .await;
+    let said = until_frame(&mut ws, "said", |f| f["type"] == "said").await;
+    assert_eq!(said["id"], "m1");
+    ws.send(&json!({"type": "handoff"})).await;
+    let c = loop {
+        let c = pg
+            .latest_conversation_of(&shop, &VisitorId::parse(&visitor).unwrap())
+            .await
+            .unwrap()
+            .expect("the conversation is stored");
+        if c.status == Status::Offered {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(c.assignee, Some(7), "offered to Ana, on the desk's board");
+    assert!(
+        edge.desk.board(&shop).people.is_empty(),
+        "the edge node runs no board for the site"
+    );
+
+    // 2. Ana accepts and writes on the desk's node; the visitor's socket, on the other node,
+    // hears it over the bus, once.
+    home.desk.accept(&ana, &c.id).await.unwrap();
+    home.desk
+        .agent_say(&ana, &c.id, "a1".to_owned(), "Hi, I am Ana. Let me look.")
+        .await
+        .unwrap();
+    let heard = until_frame(&mut ws, "Ana's message", |f| {
+        chat_text(f, "agent", "Hi, I am Ana. Let me look.")
+    })
+    .await;
+    assert_eq!(heard["name"], "Ana");
+    // 3. The visitor answers on their socket; the console on the desk's node sees it.
+    ws.send(&json!({"type": "say", "id": "m2", "text": "Thank you!"}))
+        .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let u = tokio::time::timeout_at(deadline, console.recv())
+            .await
+            .expect("the console hears the visitor")
+            .unwrap();
+        if let Update::Message { message, .. } = u
+            && message.text == "Thank you!"
+        {
+            break;
+        }
+    }
+    // Nothing was heard twice (once from the desk's node, once from its own).
+    let mut agent_lines = 0;
+    while let Some(f) = ws.next_within(Duration::from_millis(500)).await {
+        if chat_text(&f, "agent", "Hi, I am Ana. Let me look.") {
+            agent_lines += 1;
+        }
+    }
+    assert_eq!(agent_lines, 0, "Ana's message reached the socket once");
+
+    // 4. The desk's node leaves the view: the other node picks the site's desk up from the
+    // store, with Ana holding the conversation; the desk's old node lets it go, and its
+    // console's stream ends (it reconnects, to the new desk).
+    edge.views.send_replace(view(&edge.lease, &[&edge.lease]));
+    home.views.send_replace(view(&home.lease, &[&edge.lease]));
+    until("the site's desk runs on the other node", || {
+        edge.desk
+            .board(&shop)
+            .people
+            .iter()
+            .any(|p| p.user == 7 && p.holding == 1)
+    })
+    .await;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = console.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the old desk's console stream ended");
+    assert!(
+        home.desk.board(&shop).people.is_empty(),
+        "the old desk let the site go"
+    );
+    edge.desk
+        .agent_say(&ana, &c.id, "a2".to_owned(), "Found it: it ships today.")
+        .await
+        .unwrap();
+    until_frame(&mut ws, "Ana's message after the move", |f| {
+        chat_text(f, "agent", "Found it: it ships today.")
+    })
+    .await;
+    ws.send(&json!({"type": "say", "id": "m3", "text": "Great"}))
+        .await;
+    let said = until_frame(&mut ws, "said", |f| f["type"] == "said").await;
+    assert_eq!(said["id"], "m3");
+    let messages = pg.messages(&shop, &c.id, 0, 100).await.unwrap();
+    let texts: Vec<&str> = messages.iter().map(|m| m.text.as_str()).collect();
+    for t in [
+        "Where is my parcel?",
+        "Hi, I am Ana. Let me look.",
+        "Thank you!",
+        "Found it: it ships today.",
+        "Great",
+    ] {
+        assert_eq!(
+            texts.iter().filter(|x| **x == t).count(),
+            1,
+            "{t:?} stored once: {texts:?}"
+        );
+    }
+    scratch.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_frame_to_a_desk_whose_node_does_not_answer_is_refused_with_a_chat_error() {
+    let scratch = Scratch::new().await;
+    let pg = Arc::new(scratch.migrated().await);
+    let site = Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default());
+    install(pg.as_ref(), &site).await;
+    let namespace = format!("test{:016x}", rand::random::<u64>());
+    let a = node(pg.clone(), pg.clone(), "node-a", 1, &namespace).await;
+    // A node that is in the view but does not answer (its port is closed).
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = NodeLease {
+        name: "node-gone".to_owned(),
+        address: closed.local_addr().unwrap().to_string(),
+        epoch: 2,
+    };
+    drop(closed);
+    // A name for the dead node that places the site's desk on it.
+    let gone = (0..)
+        .map(|i| NodeLease {
+            name: format!("node-gone{i}"),
+            ..gone.clone()
+        })
+        .find(|g| {
+            beckon_cluster::rendezvous::owner("shop", "#desk", &[a.lease.clone(), g.clone()])
+                == Some(g)
+        })
+        .unwrap();
+    let nodes = [a.lease.clone(), gone.clone()];
+    a.views
+        .send_replace(view(&a.lease, &[&nodes[0], &nodes[1]]));
+    let visitor = (0..)
+        .map(|i| format!("v_lone{i}"))
+        .find(|v| beckon_cluster::rendezvous::owner("shop", v, &nodes) == Some(&a.lease))
+        .unwrap();
+    let mut ws = a.server.ws(ORIGIN, "shop", &visitor, "s_lone").await;
+    ws.send(&json!({"type": "say", "id": "m1", "text": "Hello?"}))
+        .await;
+    let e = until_frame(&mut ws, "a chat error", |f| f["type"] == "chat_error").await;
+    assert_eq!(
+        e["id"], "m1",
+        "the message it concerns, so the tab sends it again"
+    );
+    assert!(e["error"].as_str().unwrap().contains("try again"), "{e}");
+    assert!(
+        !e["error"].as_str().unwrap().contains(&gone.address),
+        "the node's address is not told: {e}"
+    );
+    scratch.drop().await;
+}
