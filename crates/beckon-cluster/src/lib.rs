@@ -17,6 +17,7 @@ mod config;
 mod heartbeat;
 pub mod rendezvous;
 mod shared;
+pub mod testing;
 mod view;
 
 pub use beckon_store::cluster::NodeLease;

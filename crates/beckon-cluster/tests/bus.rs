@@ -4,14 +4,12 @@
 //! healthy, subscribes again once Redis is back, and is told to resync (it may have missed
 //! notes). The break is made by a TCP proxy between the node and Redis that the test cuts.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use beckon_cluster::testing::CutProxy;
 use beckon_cluster::{Bus, Heard};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, broadcast};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 
 fn redis_url() -> String {
     std::env::var("BECKON_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -97,7 +95,7 @@ async fn a_note_reaches_the_other_nodes_of_the_installation_and_only_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_redis_is_unhealthy_then_subscribes_again_and_resyncs() {
-    let proxy = Proxy::start().await;
+    let proxy = CutProxy::start(&redis_url()).await;
     let ns = namespace();
     let cut_off = Bus::connect(&proxy.url(), &ns, "node-a").await.unwrap();
     let other = Bus::connect(&redis_url(), &ns, "node-b").await.unwrap();
@@ -151,55 +149,4 @@ async fn a_redis_that_does_not_answer_is_refused_with_its_address_but_not_its_pa
         .unwrap_err()
         .to_string();
     assert!(e.contains("Redis URL"), "{e}");
-}
-
-/// A TCP proxy to Redis that the test can cut (every connection dropped, new ones refused
-/// at once) and restore.
-struct Proxy {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let target = redis_url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
-        let cut = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (c, l) = (cut.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
-                }
-                let target = target.clone();
-                l.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut redis) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
-                    }
-                }));
-            }
-        });
-        Proxy { port, cut, links }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
 }

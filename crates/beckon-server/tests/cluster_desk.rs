@@ -5,6 +5,9 @@
 //! and when the desk's node leaves the view, the other node picks the conversation up from the
 //! store, with the person who held it, and the chat goes on.
 //!
+//! The bus carries the rest too: a rule saved on one node is in force on the other at once,
+//! and a node cut off from Redis is not ready until it is back.
+//!
 //! Needs PostgreSQL (`BECKON_TEST_POSTGRES`) and Redis (`BECKON_TEST_REDIS`, by default the CI
 //! machine's at 127.0.0.1:6379).
 
@@ -54,6 +57,29 @@ async fn node(
     epoch: u64,
     namespace: &str,
 ) -> Node {
+    node_on(
+        store,
+        conversations,
+        name,
+        epoch,
+        namespace,
+        &redis_url(),
+        None,
+    )
+    .await
+}
+
+/// [`node`], reaching Redis at `redis`; with `poll_sites`, asking the store for changed
+/// sites that often (else the default).
+async fn node_on(
+    store: Arc<dyn Store>,
+    conversations: Arc<dyn Conversations>,
+    name: &str,
+    epoch: u64,
+    namespace: &str,
+    redis: &str,
+    poll_sites: Option<Duration>,
+) -> Node {
     let alone = NodeLease {
         name: name.to_owned(),
         address: String::new(),
@@ -65,7 +91,7 @@ async fn node(
         Arc::new(NoContext),
         Arc::new(|| beckon_server::clock::Clock::System.now()),
     );
-    let bus = Bus::connect(&redis_url(), namespace, name).await.unwrap();
+    let bus = Bus::connect(redis, namespace, name).await.unwrap();
     let server = TestServer::start_with(
         store,
         Options {
@@ -74,6 +100,7 @@ async fn node(
             cluster: Some(rx),
             desk: Some(desk.clone()),
             bus: Some(bus.clone()),
+            watch_sites: poll_sites.unwrap_or(beckon_server::sites::WATCH_EVERY),
             ..Options::default()
         },
     )
@@ -324,5 +351,127 @@ async fn a_chat_frame_to_a_desk_whose_node_does_not_answer_is_refused_with_a_cha
         !e["error"].as_str().unwrap().contains(&gone.address),
         "the node's address is not told: {e}"
     );
+    scratch.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_saved_on_one_node_are_in_force_on_the_other_at_once() {
+    let scratch = Scratch::new().await;
+    let pg = Arc::new(scratch.migrated().await);
+    let site = Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default());
+    install(pg.as_ref(), &site).await;
+    let namespace = format!("test{:016x}", rand::random::<u64>());
+    // Neither node polls the store within the test: only the bus can tell them.
+    let hour = Some(Duration::from_secs(3600));
+    let a = node_on(
+        pg.clone(),
+        pg.clone(),
+        "node-a",
+        1,
+        &namespace,
+        &redis_url(),
+        hour,
+    )
+    .await;
+    let pg_b = Arc::new(scratch.store().await);
+    let b = node_on(
+        pg_b.clone(),
+        pg_b,
+        "node-b",
+        2,
+        &namespace,
+        &redis_url(),
+        hour,
+    )
+    .await;
+    until("both buses subscribed", || {
+        a.bus.healthy() && b.bus.healthy()
+    })
+    .await;
+    let before = b.server.sites.get("shop").unwrap().version();
+
+    // Saved through node a (as the dashboard does): the store, a's engines, then the news.
+    let changed = Site::new("shop", &cart_exit_rule("cart-exit-2"), Policy::default());
+    install(pg.as_ref(), &changed).await;
+    a.server.sites.refresh(pg.as_ref()).await.unwrap();
+    beckon_server::news::sites_changed(Some(&a.bus));
+
+    until("node b swapped in the new rules", || {
+        let now = b.server.sites.get("shop").unwrap();
+        now.version() > before && now.engine.rules().get("cart-exit-2").is_some()
+    })
+    .await;
+    assert!(
+        b.server
+            .sites
+            .get("shop")
+            .unwrap()
+            .engine
+            .rules()
+            .get("cart-exit")
+            .is_none(),
+        "the old rule is gone"
+    );
+    scratch.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_is_not_ready_until_it_is_back() {
+    let scratch = Scratch::new().await;
+    let pg = Arc::new(scratch.migrated().await);
+    install(
+        pg.as_ref(),
+        &Site::new("shop", &cart_exit_rule("r"), Policy::default()),
+    )
+    .await;
+    let proxy = beckon_cluster::testing::CutProxy::start(&redis_url()).await;
+    let namespace = format!("test{:016x}", rand::random::<u64>());
+    let a = node_on(
+        pg.clone(),
+        pg.clone(),
+        "node-a",
+        1,
+        &namespace,
+        &proxy.url(),
+        None,
+    )
+    .await;
+    let ready = |a: &Node| {
+        let http = a.server.http.clone();
+        let url = a.server.url("/readyz");
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(ready(&a).await.0, reqwest::StatusCode::OK);
+
+    proxy.cut().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let refused = loop {
+        let (status, body) = ready(&a).await;
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready without Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refused["error"].as_str().unwrap().contains("Redis"),
+        "{refused}"
+    );
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ready(&a).await.0 != reqwest::StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready again once Redis was back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     scratch.drop().await;
 }
