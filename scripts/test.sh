@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Beckon's whole test suite: formatting, lints, and every test of every crate, the browser
 # tests in headless Chromium and the PostgreSQL backend's against a running server included. Installs what the tests need when it is missing (Debian's
-# chromium and chromium-driver; schemathesis, standardwebhooks, aiosmtpd and gbstats with the
+# chromium, chromium-driver and redis-server; schemathesis, standardwebhooks, aiosmtpd and gbstats with the
 # numpy, pandas and scipy it runs on, from PyPI), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,37 @@ then
   echo "error: no PostgreSQL at $BECKON_TEST_POSTGRES; start one (trust auth, a database for the" >&2
   echo "tests) or set BECKON_TEST_POSTGRES to one's URL" >&2
   exit 1
+fi
+
+# Redis: the bus between a cluster's nodes, in its tests and the cluster's. CI's runs at
+# 127.0.0.1:6379 (BECKON_TEST_REDIS names another); where none answers, a private one is started
+# for this run (Debian's redis-server, installed when missing) and stopped at the end.
+export BECKON_TEST_REDIS="${BECKON_TEST_REDIS:-redis://127.0.0.1:6379}"
+redis_answers() {
+  python3 - "$1" <<'PY'
+import socket, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+s = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=3)
+s.sendall(b"PING\r\n")
+sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+PY
+}
+if ! redis_answers "$BECKON_TEST_REDIS" 2>/dev/null; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "== installing redis-server"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq redis-server >/dev/null
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "== no Redis at $BECKON_TEST_REDIS: starting one for this run on port $port"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+  redis_pid=$!
+  trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+  export BECKON_TEST_REDIS="redis://127.0.0.1:$port"
+  for _ in $(seq 50); do redis_answers "$BECKON_TEST_REDIS" 2>/dev/null && break; sleep 0.1; done
+  redis_answers "$BECKON_TEST_REDIS" || { echo "error: the Redis started for the tests does not answer" >&2; exit 1; }
 fi
 
 echo "== formatting"
