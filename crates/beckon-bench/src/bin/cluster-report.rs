@@ -1,15 +1,16 @@
-//! Beckon on one, two and three nodes sharing one PostgreSQL database, under the same load as
+//! Beckon on one, two and three nodes sharing one PostgreSQL database and one Redis, under the same load as
 //! `load-report`: closed-loop visitors over HTTP, their connections spread evenly over the
 //! nodes (as a load balancer would), each visitor staying on the connection it began on.
 //!
 //! ```text
 //! cluster-report [--nodes 1,2,3] [--http 64] [--seconds 4] [--warmup 1] [--batch 10]
-//!                [--database URL] [--beckon PATH | --no-build]
+//!                [--database URL] [--redis URL] [--beckon PATH | --no-build]
 //! ```
 //!
 //! For each count of nodes, a fresh schema on the database (`--database`, by default
 //! `BECKON_TEST_POSTGRES` or the CI machine's `postgres://postgres@127.0.0.1:5432/test`), the
-//! nodes started on it and joined, the load driven, and the figures printed: acknowledged
+//! nodes started on it and on the Redis of `--redis` (`BECKON_TEST_REDIS`, or
+//! `redis://127.0.0.1:6379`) and joined, the load driven, and the figures printed: acknowledged
 //! events per second, p99 latency, the CPU the nodes used, and how the visitors spread over the
 //! nodes (each visitor's owner, by the database's rows). Everything runs on this machine's
 //! cores: the nodes, PostgreSQL and the load generator share them.
@@ -23,7 +24,7 @@ use beckon_bench::load::server::{self, Beckon, BeckonSetup, Node};
 use beckon_bench::load::{Target, proc};
 
 const USAGE: &str = "usage: cluster-report [--nodes 1,2,3] [--http 64] [--seconds 4] [--warmup 1] \
-                     [--batch 10] [--database URL] [--beckon PATH | --no-build]";
+                     [--batch 10] [--database URL] [--redis URL] [--beckon PATH | --no-build]";
 
 struct Options {
     nodes: Vec<usize>,
@@ -32,6 +33,7 @@ struct Options {
     warmup: f64,
     batch: usize,
     database: String,
+    redis: String,
     beckon: Option<std::path::PathBuf>,
     build: bool,
 }
@@ -45,6 +47,8 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         batch: 10,
         database: std::env::var("BECKON_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+        redis: std::env::var("BECKON_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
         beckon: None,
         build: true,
     };
@@ -63,6 +67,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
             "--warmup" => o.warmup = seconds(&a, &value()?)?,
             "--batch" => o.batch = number(&a, &value()?)?.clamp(1, 100) as usize,
             "--database" => o.database = value()?,
+            "--redis" => o.redis = value()?,
             "--beckon" => o.beckon = Some(value()?.into()),
             "--no-build" => o.build = false,
             _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
@@ -151,6 +156,7 @@ async fn one(
     for i in 0..n {
         let node = Node {
             database: url.to_owned(),
+            redis: o.redis.clone(),
             name: format!("node-{}", i + 1),
         };
         nodes.push(server::start_cluster_node(setup, &node).await?);

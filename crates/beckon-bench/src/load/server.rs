@@ -167,6 +167,8 @@ pub async fn start_beckon(setup: &BeckonSetup) -> Result<Beckon, String> {
 pub struct Node {
     /// The database all nodes share.
     pub database: String,
+    /// The Redis all nodes share.
+    pub redis: String,
     /// This node's name.
     pub name: String,
 }
@@ -202,10 +204,11 @@ async fn start_node(setup: &BeckonSetup, node: Option<&Node>) -> Result<Beckon, 
     );
     if let Some(node) = node {
         text = format!(
-            "database = {}\n{text}\n[cluster]\nname = {}\naddress = {}\n",
+            "database = {}\n{text}\n[cluster]\nname = {}\naddress = {}\nredis = {}\n",
             toml_string(&node.database),
             toml_string(&node.name),
             toml_string(&addr.to_string()),
+            toml_string(&node.redis),
         );
     }
     std::fs::write(&config, text).map_err(|e| format!("cannot write the configuration: {e}"))?;
