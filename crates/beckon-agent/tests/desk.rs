@@ -519,12 +519,17 @@ async fn a_conversation_is_transferred_to_a_department_or_a_person_and_survives_
         .await;
     assert!(unknown.is_err());
 
-    // A new desk over the same store picks the open conversation up and routes it again.
+    // A new desk over the same store picks the open conversation up and routes it again,
+    // even when another visitor reached it first (as one does on a node that just became the
+    // site's desk): the conversation already running there is left as it is.
     let desk = Desk::new(
         w.store.clone(),
         Arc::new(NoContext),
         Arc::new(|| Timestamp::from_millis(1_780_000_100_000)),
     );
+    desk.say(&w.visitor(99), "o1".to_owned(), "Hi", &Opening::default())
+        .await
+        .unwrap();
     assert_eq!(desk.resume().await.unwrap(), 1);
     assert_eq!(desk.board(&w.site).queue.len(), 1, "waiting again");
     let again = desk

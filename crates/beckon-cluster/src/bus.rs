@@ -8,7 +8,8 @@
 //! One channel per installation (`beckon:{namespace}:bus`); each note names its topic and the
 //! node it came from, and a node never hears its own. Publishing never waits: notes queue for
 //! one publisher task that sends them in order, and a note that finds the queue full is dropped
-//! (and counted) rather than holding up the caller.
+//! (and counted) rather than holding up the caller; once notes go through again, the other
+//! nodes are told to resync, so a note lost by its sender is made up for as one lost on the way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,8 @@ const HEARD: usize = 4096;
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between two tries to subscribe again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The topic of a node's word that notes of its were lost: every other node resyncs.
+const RESYNC: &str = "resync";
 /// How long a command to Redis may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -85,7 +88,9 @@ impl std::fmt::Debug for Bus {
 
 struct Inner {
     client: redis::Client,
-    conn: ConnectionManager,
+    /// The connection for commands, replaced when it stops answering (redis-rs's manager
+    /// reconnects when a connection breaks, not when it goes silent).
+    conn: std::sync::RwLock<ConnectionManager>,
     channel: String,
     namespace: String,
     node: String,
@@ -120,15 +125,7 @@ impl Bus {
             url: redact(url),
             reason: e.to_string(),
         };
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(MAX_BACKOFF);
-        let mut conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(unreachable)?;
+        let mut conn = manager(&client).await.map_err(unreachable)?;
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
@@ -137,7 +134,7 @@ impl Bus {
         Ok(Bus {
             inner: Arc::new(Inner {
                 client,
-                conn,
+                conn: std::sync::RwLock::new(conn),
                 channel: format!("beckon:{namespace}:bus"),
                 namespace: namespace.to_owned(),
                 node: node.to_owned(),
@@ -156,9 +153,10 @@ impl Bus {
         format!("beckon:{}:{rest}", self.inner.namespace)
     }
 
-    /// A connection for commands of one's own (shared counters); it reconnects by itself.
+    /// A connection for commands of one's own (shared counters): ask for it at each use, as
+    /// the bus replaces one that stopped answering.
     pub fn connection(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.conn.read().expect("connection lock").clone()
     }
 
     /// Sends a note to the other nodes; never waits. A note that finds the queue full is
@@ -220,7 +218,8 @@ impl Bus {
     }
 
     async fn send_all(&self, mut queued: mpsc::Receiver<Vec<u8>>, shutdown: CancellationToken) {
-        let mut conn = self.connection();
+        // The count of dropped notes the other nodes were last told to resync for.
+        let mut told_of = 0;
         loop {
             let bytes = tokio::select! {
                 next = queued.recv() => match next {
@@ -229,10 +228,25 @@ impl Bus {
                 },
                 () = shutdown.cancelled() => return,
             };
+            // A note lost here (Redis refused it, or the queue was full) is made up for: once
+            // a note goes through again, the other nodes are told to resync.
+            let lost = self.inner.dropped.load(Ordering::Relaxed) != told_of;
+            let mut conn = self.connection();
             let sent: redis::RedisResult<i64> = conn.publish(&self.inner.channel, bytes).await;
-            if let Err(e) = sent {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "a note could not be published");
+            match sent {
+                Err(e) => {
+                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "a note could not be published");
+                }
+                Ok(_) if lost => {
+                    let resync = self.note(RESYNC, &serde_json::Value::Null);
+                    let told: redis::RedisResult<i64> =
+                        conn.publish(&self.inner.channel, resync).await;
+                    if told.is_ok() {
+                        told_of = self.inner.dropped.load(Ordering::Relaxed);
+                    }
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -260,14 +274,30 @@ impl Bus {
                     }
                     first = false;
                     wait = Duration::from_millis(50);
-                    let mut messages = pubsub.into_on_message();
+                    // The subscription is pinged too: a connection that died without a word
+                    // (a firewall dropped the idle flow) is found within a ping and replaced.
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut ping = tokio::time::interval(PING_EVERY);
+                    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
-                        let msg = tokio::select! {
-                            m = messages.next() => m,
+                        tokio::select! {
+                            m = messages.next() => match m {
+                                Some(msg) => self.hear(msg.get_payload_bytes()),
+                                None => break,
+                            },
+                            _ = ping.tick() => {
+                                let pong = tokio::time::timeout(
+                                    COMMAND_TIMEOUT,
+                                    sink.ping::<redis::Value>(),
+                                )
+                                .await;
+                                if !matches!(pong, Ok(Ok(_))) {
+                                    tracing::warn!("the bus's subscription does not answer");
+                                    break;
+                                }
+                            }
                             () = shutdown.cancelled() => return,
-                        };
-                        let Some(msg) = msg else { break };
-                        self.hear(msg.get_payload_bytes());
+                        }
                     }
                     self.inner.subscribed.store(false, Ordering::Relaxed);
                     tracing::warn!("the bus's subscription broke; subscribing again");
@@ -287,6 +317,9 @@ impl Bus {
     fn hear(&self, bytes: &[u8]) {
         match serde_json::from_slice::<Note>(bytes) {
             Ok(note) if note.from == self.inner.node => {} // our own
+            Ok(note) if note.topic == RESYNC => {
+                let _ = self.inner.heard.send(Heard::Resync); // nobody listening
+            }
             Ok(note) => {
                 let _ = self.inner.heard.send(Heard::Note(Arc::new(note))); // nobody listening
             }
@@ -295,7 +328,6 @@ impl Bus {
     }
 
     async fn ping(&self, shutdown: CancellationToken) {
-        let mut conn = self.connection();
         let mut every = tokio::time::interval(PING_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -303,12 +335,20 @@ impl Bus {
                 _ = every.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            let answered = tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                redis::cmd("PING").query_async::<String>(&mut conn),
-            )
-            .await;
-            let ok = matches!(answered, Ok(Ok(_)));
+            let mut ok = pong(self.connection()).await;
+            if !ok {
+                // A connection that went silent is replaced by a new one, if Redis answers it.
+                if let Ok(Ok(mut fresh)) =
+                    tokio::time::timeout(COMMAND_TIMEOUT, manager(&self.inner.client)).await
+                    && pong(fresh.clone()).await
+                {
+                    std::mem::swap(
+                        &mut *self.inner.conn.write().expect("connection lock"),
+                        &mut fresh,
+                    );
+                    ok = true;
+                }
+            }
             if self.inner.answering.swap(ok, Ordering::Relaxed) != ok {
                 if ok {
                     tracing::info!("Redis answers again");
@@ -318,4 +358,24 @@ impl Bus {
             }
         }
     }
+}
+
+/// A connection manager to `client`'s Redis, with the bus's timeouts.
+async fn manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(MAX_BACKOFF);
+    client.get_connection_manager_with_config(config).await
+}
+
+/// Whether Redis answers a ping on `conn` in time.
+async fn pong(mut conn: ConnectionManager) -> bool {
+    let answered = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        redis::cmd("PING").query_async::<String>(&mut conn),
+    )
+    .await;
+    matches!(answered, Ok(Ok(_)))
 }

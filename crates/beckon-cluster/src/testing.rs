@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 /// A TCP proxy to a Redis that the test can cut (every connection dropped, new ones refused at
@@ -14,6 +14,7 @@ pub struct CutProxy {
     cut: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accepting: JoinHandle<()>,
+    mute: watch::Sender<u64>,
 }
 
 impl CutProxy {
@@ -28,15 +29,26 @@ impl CutProxy {
         let cut = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (c, l) = (cut.clone(), links.clone());
+        let (mute, muted) = watch::channel(0u64);
         let accepting = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if c.load(Ordering::SeqCst) {
                     continue; // dropped: refused
                 }
                 let target = target.clone();
+                let mut muted = muted.clone();
+                let born = *muted.borrow();
                 l.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut redis) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                    let Ok(mut redis) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut redis) => {}
+                        () = async { drop(muted.wait_for(|m| *m != born).await) } => {
+                            // Redis's side goes; the client's stays open, and hears nothing.
+                            drop(redis);
+                            std::future::pending::<()>().await;
+                        }
                     }
                 }));
             }
@@ -46,7 +58,15 @@ impl CutProxy {
             cut,
             links,
             accepting,
+            mute,
         }
+    }
+
+    /// Silences the connections open now without closing them (as a firewall that dropped
+    /// the idle flow would): nothing more passes either way, and the client is not told.
+    /// New connections pass as before.
+    pub fn mute(&self) {
+        self.mute.send_modify(|m| *m += 1);
     }
 
     /// The URL to reach Redis through the proxy.

@@ -150,3 +150,81 @@ async fn a_redis_that_does_not_answer_is_refused_with_its_address_but_not_its_pa
         .to_string();
     assert!(e.contains("Redis URL"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_died_without_a_word_is_found_replaced_and_resynced() {
+    let proxy = CutProxy::start(&redis_url()).await;
+    let ns = namespace();
+    let muted = Bus::connect(&proxy.url(), &ns, "node-a").await.unwrap();
+    let other = Bus::connect(&redis_url(), &ns, "node-b").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    for bus in [&muted, &other] {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tokio::spawn(async move { bus.run(stop).await });
+    }
+    until("both subscribed", SOON, || {
+        muted.healthy() && other.healthy()
+    })
+    .await;
+    let mut heard = muted.listen();
+    other.publish("desk", &"before");
+    match next(&mut heard, SOON).await {
+        Heard::Note(n) => assert_eq!(n.body, "before"),
+        Heard::Resync => panic!("nothing was missed yet"),
+    }
+
+    // Every connection open now goes silent, and neither end is told; new ones pass.
+    proxy.mute();
+    other.publish("desk", &"into the silence");
+    // The ping finds the silence, the bus subscribes on a new connection, and says that notes
+    // may have been missed.
+    match next(&mut heard, SOON).await {
+        Heard::Resync => {}
+        Heard::Note(n) => panic!("a note through a silent connection: {n:?}"),
+    }
+    until("healthy on the new connection", SOON, || muted.healthy()).await;
+    other.publish("desk", &"after");
+    match next(&mut heard, SOON).await {
+        Heard::Note(n) => assert_eq!(n.body, "after"),
+        Heard::Resync => panic!("told to resync twice"),
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_its_sender_could_not_publish_makes_the_others_resync() {
+    let proxy = CutProxy::start(&redis_url()).await;
+    let ns = namespace();
+    let sender = Bus::connect(&proxy.url(), &ns, "node-a").await.unwrap();
+    let other = Bus::connect(&redis_url(), &ns, "node-b").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    for bus in [&sender, &other] {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tokio::spawn(async move { bus.run(stop).await });
+    }
+    until("both subscribed", SOON, || {
+        sender.healthy() && other.healthy()
+    })
+    .await;
+    let mut heard = other.listen();
+
+    proxy.cut().await;
+    sender.publish("desk", &"lost");
+    until("the note counted as lost", SOON, || sender.dropped() >= 1).await;
+    proxy.restore();
+    until("the sender is back", Duration::from_secs(20), || {
+        sender.healthy()
+    })
+    .await;
+    // The next note goes through, and the others are told they may have missed some.
+    sender.publish("desk", &"next");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(match next(&mut heard, SOON).await {
+            Heard::Note(n) => format!("note {}", n.body),
+            Heard::Resync => "resync".to_owned(),
+        });
+    }
+    assert_eq!(got, ["note \"next\"", "resync"]);
+    stop.cancel();
+}

@@ -475,11 +475,6 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/files/{id}", get(chat::file))
         .route("/v1/conversions", post(server_events::conversion))
         .route("/v1/track", post(server_events::track))
-        .route(
-            server_events::CONVERSATION_NEWS,
-            post(server_events::conversation_news),
-        )
-        .route(crate::chat::DESK_FRAME, post(chat::carried))
         .route("/metrics", get(crate::metrics::route))
         .route("/widget.js", get(assets::widget))
         .route("/chat.js", get(assets::chat))
@@ -496,7 +491,7 @@ pub fn app(state: AppState) -> Router {
     api = api
         .fallback(refusals::not_found)
         .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
-        .layer(body_timeout)
+        .layer(body_timeout.clone())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -504,11 +499,30 @@ pub fn app(state: AppState) -> Router {
     if let Some(per_address) = state.throttle.layer() {
         api = api.layer(per_address);
     }
+    // The nodes' own routes: only a node of this installation is answered (refused before
+    // its body is read), and its client was limited by the node it reached first.
+    let nodes = Router::new()
+        .route(
+            server_events::CONVERSATION_NEWS,
+            post(server_events::conversation_news),
+        )
+        .route(crate::chat::DESK_FRAME, post(chat::carried))
+        .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
+        .layer(body_timeout)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            placement::nodes_only,
+        ));
     // A load balancer probes from one address, often; the probes are never throttled.
     let probes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     api.merge(probes)
+        .merge(nodes)
         .layer(axum::middleware::map_response_with_state(
             limits.retry_after,
             refusals::as_json,

@@ -100,9 +100,14 @@ async fn refresh(sites: &Sites, store: &dyn Store) {
     }
 }
 
+/// How often the desk lets go of what it holds of sites placed elsewhere, between views: a
+/// request that was already under way when the view changed may have touched one.
+const LET_GO_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Keeps each site's desk where the view places it: on every new view, the desk lets go of the
-/// sites now placed on another node and picks up the open conversations of those placed here.
-/// A pick-up that fails is tried again shortly.
+/// sites now placed on another node and picks up the open conversations of those placed here
+/// (and every [`LET_GO_EVERY`] lets go again, of anything a late request left). A pick-up
+/// that fails is tried again shortly.
 pub async fn follow_views(
     desk: Desk,
     placement: Placement,
@@ -110,6 +115,8 @@ pub async fn follow_views(
     shutdown: CancellationToken,
 ) {
     let mut retry = false;
+    let mut sweep = tokio::time::interval(LET_GO_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -117,6 +124,13 @@ pub async fn follow_views(
                 if changed.is_err() {
                     return;
                 }
+            }
+            _ = sweep.tick() => {
+                let stray = desk.let_go_where(|site| placement.desk_is_here(site));
+                if !stray.is_empty() {
+                    tracing::info!(sites = stray.len(), "let go of desks a late request had touched");
+                }
+                continue;
             }
             () = tokio::time::sleep(std::time::Duration::from_secs(1)), if retry => {}
         }

@@ -127,6 +127,20 @@ impl Placement {
     }
 }
 
+/// A layer's function for the nodes' own routes: a request without the cluster's secret is
+/// refused at once, before its body is read.
+pub async fn nodes_only(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !state.placement.forwarded(req.headers()) {
+        return crate::error::ApiError::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
 /// Whether two secrets are equal, compared in constant time.
 pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0

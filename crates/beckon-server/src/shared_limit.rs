@@ -103,6 +103,23 @@ impl Config {
     }
 }
 
+/// Where the counters are: a connection of one's own, or the bus's (which it replaces when
+/// one stops answering).
+#[derive(Clone)]
+enum Redis {
+    Fixed(ConnectionManager),
+    Bus(Bus),
+}
+
+impl Redis {
+    fn get(&self) -> ConnectionManager {
+        match self {
+            Redis::Fixed(conn) => conn.clone(),
+            Redis::Bus(bus) => bus.connection(),
+        }
+    }
+}
+
 /// Why a sync failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -142,6 +159,10 @@ impl std::fmt::Debug for SharedSiteLimit {
 impl SharedSiteLimit {
     /// A limit counted on `conn`, under the keys `{prefix}:{site}:{window}`.
     pub fn new(conn: ConnectionManager, prefix: String, config: Config) -> SharedSiteLimit {
+        SharedSiteLimit::on(Redis::Fixed(conn), prefix, config)
+    }
+
+    fn on(conn: Redis, prefix: String, config: Config) -> SharedSiteLimit {
         let early = (config.allowance / EARLY_SYNC_SHARE).max(1);
         SharedSiteLimit {
             inner: Arc::new(Inner {
@@ -159,7 +180,7 @@ impl SharedSiteLimit {
 
     /// A limit counted in the bus's Redis, under the installation's namespace ([`KEY`]).
     pub fn on_bus(bus: &Bus, config: Config) -> SharedSiteLimit {
-        SharedSiteLimit::new(bus.connection(), bus.key(KEY), config)
+        SharedSiteLimit::on(Redis::Bus(bus.clone()), bus.key(KEY), config)
     }
 
     /// How long `site` must wait, when the cluster has used up its allowance for this window
@@ -207,7 +228,7 @@ impl SharedSiteLimit {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Redis,
     prefix: String,
     config: Config,
     window_ms: u64,
@@ -298,7 +319,7 @@ impl SharedSiteLimit {
             pipe.cmd("INCRBY").arg(&key).arg(s.batches);
             pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
         }
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn.get();
         let answer =
             tokio::time::timeout(SYNC_TIMEOUT, pipe.query_async::<Vec<u64>>(&mut conn)).await;
         let result = match answer {
@@ -399,11 +420,6 @@ mod tests {
     //! Against a real Redis (`BECKON_TEST_REDIS`, by default `redis://127.0.0.1:6379`), with
     //! the instants given explicitly: each test names its windows, so none straddles an edge by
     //! accident. Each test counts under a namespace of its own.
-
-    use std::sync::atomic::AtomicBool;
-
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::task::AbortHandle;
 
     use super::*;
 
@@ -562,8 +578,8 @@ mod tests {
     async fn a_node_whose_redis_is_gone_counts_alone_and_shares_again_once_it_is_back() {
         let url = redis_url();
         let prefix = fresh_prefix();
-        let proxy = Proxy::start(&url).await;
-        let a = node(connect(&proxy.url).await, &prefix, 10);
+        let proxy = beckon_cluster::testing::CutProxy::start(&url).await;
+        let a = node(connect(&proxy.url()).await, &prefix, 10);
         let b = node(connect(&url).await, &prefix, 10);
         let shop = site("shop");
         let now = at(W, 0);
@@ -575,7 +591,7 @@ mod tests {
             .expect("Redis answers through the proxy");
         assert_eq!(offer(&a, &shop, now, 1), 0, "the limit is shared");
 
-        proxy.cut();
+        proxy.cut().await;
         let now = at(W + 1, 0);
         assert_eq!(offer(&a, &shop, now, 3), 3);
         assert!(a.sync_at(now).await.is_err(), "Redis is out of reach");
@@ -628,71 +644,5 @@ mod tests {
             .await
             .expect("Redis answers")
             .unwrap_or(0)
-    }
-
-    /// A TCP relay to Redis that a test can cut (every connection closed, new ones dropped)
-    /// and restore.
-    struct Proxy {
-        url: String,
-        open: Arc<AtomicBool>,
-        pipes: Arc<Mutex<Vec<AbortHandle>>>,
-    }
-
-    impl Proxy {
-        async fn start(url: &str) -> Proxy {
-            let client = redis::Client::open(url).expect("a Redis URL");
-            let redis::ConnectionAddr::Tcp(host, port) =
-                client.get_connection_info().addr().clone()
-            else {
-                panic!("BECKON_TEST_REDIS is not a TCP address");
-            };
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-            let local = listener.local_addr().expect("an address");
-            let open = Arc::new(AtomicBool::new(true));
-            let pipes = Arc::new(Mutex::new(Vec::new()));
-            let (accepting, piped) = (open.clone(), pipes.clone());
-            tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !accepting.load(Ordering::SeqCst) {
-                        continue; // dropped: closed at once
-                    }
-                    let upstream = (host.clone(), port);
-                    let pipe = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    piped.lock().unwrap().push(pipe.abort_handle());
-                }
-            });
-            Proxy {
-                url: via(url, local.port()),
-                open,
-                pipes,
-            }
-        }
-
-        fn cut(&self) {
-            self.open.store(false, Ordering::SeqCst);
-            for pipe in self.pipes.lock().unwrap().drain(..) {
-                pipe.abort();
-            }
-        }
-
-        fn restore(&self) {
-            self.open.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// `url` with its host and port replaced by 127.0.0.1:`port` (user, password and database
-    /// kept).
-    fn via(url: &str, port: u16) -> String {
-        let (scheme, rest) = url.split_once("://").expect("a URL");
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let user = authority
-            .rsplit_once('@')
-            .map(|(user, _)| format!("{user}@"))
-            .unwrap_or_default();
-        format!("{scheme}://{user}127.0.0.1:{port}{path}")
     }
 }

@@ -18,11 +18,16 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::placement::{FORWARDED, Route};
 
-/// The largest body sent on (a person's file, and a little more).
-const MAX_BODY: usize = beckon_agent::files::MAX_FILE_BYTES + 64 * 1024;
-/// How long a forwarded desk request may last, its answer's stream included: a console's
-/// event stream that outlives it ends, and the console reconnects.
+/// The largest body sent on for a person's file (the file, and a little more).
+const MAX_FILE_BODY: usize = beckon_agent::files::MAX_FILE_BYTES + 64 * 1024;
+/// The largest body sent on for anything else (the admin side's own bound).
+const MAX_BODY: usize = 512 * 1024;
+/// How long a console's event stream may last through a forward: one that outlives it ends,
+/// and the console reconnects.
 const STREAM_FOR: Duration = Duration::from_secs(3600);
+/// The longest a forwarded stream may go without a byte (the console's stream keeps alive every
+/// 15 s): a desk node that went mute ends it, and the console reconnects.
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
 
 /// The site a path of the site's people's desk names, if it is one.
 pub fn desk_site(path: &str) -> Option<SiteId> {
@@ -31,21 +36,44 @@ pub fn desk_site(path: &str) -> Option<SiteId> {
         .or_else(|| path.strip_prefix("/dash/sites/"))?
         .split_once('/')?;
     let area = rest.split('/').next()?;
-    let api = path.starts_with("/api/");
-    let desk = area == "conversations" || (api && area == "desk");
+    let desk = if path.starts_with("/api/") {
+        area == "conversations" || area == "desk"
+    } else {
+        // The console, its stream, and the person's own desk profile.
+        area == "conversations" || rest == "chat/profile"
+    };
     desk.then(|| SiteId::parse(site).ok()).flatten()
 }
 
-/// A layer's function: a desk route of a site whose desk is on another node goes there.
+/// A layer's function: a desk route of a site whose desk is on another node goes there. One
+/// that another node sent here for a desk that is no longer here (the view changed while it
+/// travelled) is refused, to be sent again: it never starts a second desk.
 pub async fn forward(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let node = match desk_site(req.uri().path()).map(|site| state.placement.desk(&site)) {
-        Some(Route::Owner(node)) if !state.placement.forwarded(req.headers()) => node,
-        _ => return next.run(req).await,
+    let Some(site) = desk_site(req.uri().path()) else {
+        return next.run(req).await;
     };
+    let node = match state.placement.desk(&site) {
+        Route::Here => return next.run(req).await,
+        Route::Owner(_) if state.placement.forwarded(req.headers()) => {
+            return moved().into_response();
+        }
+        Route::Owner(node) => node,
+    };
+    // Nothing of a request without a credential is read or sent on: the desk would refuse it.
+    let credentials = req.headers().contains_key(header::COOKIE)
+        || req.headers().contains_key(header::AUTHORIZATION);
+    if !credentials {
+        return next.run(req).await;
+    }
     match send(&state, &node, req).await {
         Ok(answer) => answer,
         Err(e) => e.into_response(),
     }
+}
+
+/// The answer to a request for a desk that moved away from this node.
+pub fn moved() -> ApiError {
+    ApiError::Unavailable("this site's desk has moved to another node; try again".to_owned())
 }
 
 /// Headers that are the connection's own, or that only a node may set.
@@ -66,18 +94,27 @@ fn kept_back(name: &HeaderName) -> bool {
 
 async fn send(state: &AppState, node: &NodeLease, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::TooLarge(format!(
-            "a request to the desk holds at most {MAX_BODY} bytes"
-        ))
-    })?;
+    let limit = if parts.uri.path().contains("/files") {
+        MAX_FILE_BODY
+    } else {
+        MAX_BODY
+    };
+    let body = tokio::time::timeout(state.limits.body_read_timeout, to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::Timeout("the request's body came too slowly".to_owned()))?
+        .map_err(|_| {
+            ApiError::TooLarge(format!("a request to the desk holds at most {limit} bytes"))
+        })?;
+    let stream = parts.uri.path().ends_with("/conversations/events");
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = state
         .forwarder
         .request(parts.method, format!("http://{}{path}", node.address))
-        .timeout(STREAM_FOR)
         .header(FORWARDED, state.placement.secret())
         .body(body);
+    if stream {
+        out = out.timeout(STREAM_FOR);
+    }
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -102,9 +139,33 @@ async fn send(state: &AppState, node: &NodeLease, req: Request) -> Result<Respon
             response = response.header(name, value);
         }
     }
+    let body = if stream {
+        Body::from_stream(until_silent(answer.bytes_stream(), STREAM_SILENCE))
+    } else {
+        Body::from_stream(answer.bytes_stream())
+    };
     Ok(response
-        .body(Body::from_stream(answer.bytes_stream()))
+        .body(body)
         .expect("a status and headers from a valid answer"))
+}
+
+/// `stream`, ended once nothing has come from it for `silence`.
+fn until_silent<S, T, E>(
+    stream: S,
+    silence: Duration,
+) -> impl futures::Stream<Item = Result<T, E>> + Send
+where
+    S: futures::Stream<Item = Result<T, E>> + Unpin + Send,
+    T: Send,
+    E: Send,
+{
+    futures::stream::unfold(stream, move |mut s| async move {
+        use futures::StreamExt;
+        match tokio::time::timeout(silence, s.next()).await {
+            Ok(Some(item)) => Some((item, s)),
+            Ok(None) | Err(_) => None,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +190,15 @@ mod tests {
         assert_eq!(
             site("/dash/sites/shop/conversations/events").as_deref(),
             Some("shop")
+        );
+        assert_eq!(
+            site("/dash/sites/shop/chat/profile").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            site("/dash/sites/shop/chat"),
+            None,
+            "the site's chat settings"
         );
         assert_eq!(site("/dash/sites/shop/rules"), None);
         assert_eq!(site("/dash/sites/shop/desk"), None, "no such page");

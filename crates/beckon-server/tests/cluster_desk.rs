@@ -44,6 +44,7 @@ fn view(me: &NodeLease, nodes: &[&NodeLease]) -> Arc<View> {
 /// A node with a desk and a bus, alone until its first view is sent.
 struct Node {
     server: TestServer,
+    conversations: Arc<dyn Conversations>,
     desk: Desk,
     bus: Bus,
     views: watch::Sender<Arc<View>>,
@@ -80,6 +81,31 @@ async fn node_on(
     redis: &str,
     poll_sites: Option<Duration>,
 ) -> Node {
+    node_with(
+        store,
+        conversations,
+        name,
+        epoch,
+        namespace,
+        redis,
+        poll_sites,
+        Limits::unthrottled(),
+    )
+    .await
+}
+
+/// [`node_on`], with `limits`.
+#[allow(clippy::too_many_arguments)]
+async fn node_with(
+    store: Arc<dyn Store>,
+    conversations: Arc<dyn Conversations>,
+    name: &str,
+    epoch: u64,
+    namespace: &str,
+    redis: &str,
+    poll_sites: Option<Duration>,
+    limits: Limits,
+) -> Node {
     let alone = NodeLease {
         name: name.to_owned(),
         address: String::new(),
@@ -87,7 +113,7 @@ async fn node_on(
     };
     let (views, rx) = watch::channel(view(&alone, &[&alone]));
     let desk = Desk::new(
-        conversations,
+        conversations.clone(),
         Arc::new(NoContext),
         Arc::new(|| beckon_server::clock::Clock::System.now()),
     );
@@ -96,7 +122,7 @@ async fn node_on(
         store,
         Options {
             shards: 2,
-            limits: Limits::unthrottled(),
+            limits,
             cluster: Some(rx),
             desk: Some(desk.clone()),
             bus: Some(bus.clone()),
@@ -112,6 +138,7 @@ async fn node_on(
     };
     Node {
         server,
+        conversations,
         desk,
         bus,
         views,
@@ -474,4 +501,181 @@ async fn a_node_cut_off_from_redis_is_not_ready_until_it_is_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     scratch.drop().await;
+}
+
+/// Two nodes on one new database holding the shop, each seeing both, with `limits`; the
+/// site's desk on `home`, the other `edge`.
+struct Two {
+    scratch: Scratch,
+    home: Node,
+    edge: Node,
+    both: [NodeLease; 2],
+}
+
+async fn two(limits: Limits) -> Two {
+    let scratch = Scratch::new().await;
+    let pg = Arc::new(scratch.migrated().await);
+    install(
+        pg.as_ref(),
+        &Site::new("shop", &cart_exit_rule("r"), Policy::default()),
+    )
+    .await;
+    let namespace = format!("test{:016x}", rand::random::<u64>());
+    let a = node_with(
+        pg.clone(),
+        pg.clone(),
+        "node-a",
+        1,
+        &namespace,
+        &redis_url(),
+        None,
+        limits.clone(),
+    )
+    .await;
+    let pg_b = Arc::new(scratch.store().await);
+    let b = node_with(
+        pg_b.clone(),
+        pg_b,
+        "node-b",
+        2,
+        &namespace,
+        &redis_url(),
+        None,
+        limits,
+    )
+    .await;
+    let both = [a.lease.clone(), b.lease.clone()];
+    for n in [&a, &b] {
+        n.views.send_replace(view(&n.lease, &[&both[0], &both[1]]));
+    }
+    until("both buses subscribed", || {
+        a.bus.healthy() && b.bus.healthy()
+    })
+    .await;
+    let home = beckon_cluster::rendezvous::owner("shop", "#desk", &both)
+        .unwrap()
+        .clone();
+    let (home, edge) = if home == a.lease { (a, b) } else { (b, a) };
+    Two {
+        scratch,
+        home,
+        edge,
+        both,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_chat_frames_are_limited_per_visitor_address_not_per_carrying_node() {
+    // One request a second from an address, five at once: three visitors each writing three
+    // messages through the edge node are within their own bounds; were the carried frames
+    // counted as the edge node's, the desk's node would refuse some.
+    let limits = Limits {
+        per_ip_per_second: 1,
+        per_ip_burst: 5,
+        ..Limits::unthrottled()
+    };
+    let Two {
+        scratch,
+        home: _home,
+        edge,
+        both,
+    } = two(limits).await;
+    let mut said = 0;
+    for n in 0..3 {
+        let visitor = (0..)
+            .map(|i| format!("v_rate{n}x{i}"))
+            .find(|v| beckon_cluster::rendezvous::owner("shop", v, &both) == Some(&edge.lease))
+            .unwrap();
+        let mut ws = edge.server.ws(ORIGIN, "shop", &visitor, "s_rate").await;
+        for m in 0..3 {
+            ws.send(&json!({"type": "say", "id": format!("m{m}"), "text": "hello"}))
+                .await;
+            let answer = until_frame(&mut ws, "an answer", |f| {
+                f["type"] == "said" || f["type"] == "chat_error"
+            })
+            .await;
+            assert_eq!(answer["type"], "said", "{answer}");
+            said += 1;
+        }
+    }
+    assert_eq!(said, 9);
+    scratch.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_carried_to_a_node_that_is_no_longer_the_desk_is_refused_not_served() {
+    let Two {
+        scratch,
+        home,
+        edge,
+        both,
+    } = two(Limits::unthrottled()).await;
+    let key = edge.server.store.server_key().await.unwrap();
+    let secret = beckon_server::placement::Placement::new(None, &key)
+        .secret()
+        .to_owned();
+    let visitor = (0..)
+        .map(|i| format!("v_late{i}"))
+        .find(|v| beckon_cluster::rendezvous::owner("shop", v, &both) == Some(&edge.lease))
+        .unwrap();
+    // What an in-flight frame looks like when it lands on the edge node after the view moved
+    // the desk away from it: the nodes' secret, and a frame for a desk the edge does not run.
+    let carried = |frame: Value| {
+        edge.server
+            .http
+            .post(edge.server.url("/v1/internal/chat"))
+            .header("x-beckon-forwarded", &secret)
+            .json(&json!({"site": "shop", "visitor": visitor, "frame": frame}))
+            .send()
+    };
+    let said = carried(json!({"type": "say", "id": "m1", "text": "Hello?"}))
+        .await
+        .unwrap();
+    assert_eq!(said.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(said.headers().contains_key("retry-after"));
+    assert!(
+        edge.desk
+            .board(&SiteId::parse("shop").unwrap())
+            .people
+            .is_empty()
+            && pg_conversation(&edge, &visitor).await.is_none(),
+        "nothing was opened on the node that is not the desk"
+    );
+    // Without the nodes' secret, the route answers nothing, and reads nothing.
+    let bare = edge
+        .server
+        .http
+        .post(edge.server.url("/v1/internal/chat"))
+        .json(&json!({"site": "shop", "visitor": visitor, "frame": {"type": "handoff"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // The desk's own node serves it.
+    let served = home
+        .server
+        .http
+        .post(home.server.url("/v1/internal/chat"))
+        .header("x-beckon-forwarded", &secret)
+        .json(&json!({"site": "shop", "visitor": visitor, "frame": {"type": "say", "id": "m1", "text": "Hello?"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), reqwest::StatusCode::OK);
+    let frames: Value = served.json().await.unwrap();
+    assert_eq!(frames["frames"][0]["type"], "said", "{frames}");
+    scratch.drop().await;
+}
+
+async fn pg_conversation(
+    node: &Node,
+    visitor: &str,
+) -> Option<beckon_store::conversations::Conversation> {
+    node.conversations
+        .latest_conversation_of(
+            &SiteId::parse("shop").unwrap(),
+            &VisitorId::parse(visitor).unwrap(),
+        )
+        .await
+        .unwrap()
 }

@@ -37,7 +37,7 @@ pub struct Settings {
 }
 
 /// The `[cluster]` table: a node of several sharing one PostgreSQL database.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
     /// The node's name, unique among the live nodes; visitors are spread over names, so a node
@@ -53,8 +53,9 @@ pub struct ClusterSettings {
     /// How often the lease is renewed and the live nodes read.
     #[serde(default = "cluster_heartbeat", with = "beckon_engine::rules::duration")]
     pub heartbeat: Duration,
-    /// The Redis every node shares (`redis://host:6379`): the bus that carries chat messages,
-    /// live views and rule changes between nodes, and the per-site rate limit's counters.
+    /// The Redis every node shares (`redis://host:6379`, or `BECKON_REDIS`): the bus that
+    /// carries chat messages, live views and rule changes between nodes, and the per-site rate
+    /// limit's counters.
     #[serde(default)]
     pub redis: Option<String>,
 }
@@ -66,6 +67,21 @@ fn cluster_heartbeat() -> Duration {
     beckon_cluster::DEFAULT_HEARTBEAT
 }
 
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("lease", &self.lease)
+            .field("heartbeat", &self.heartbeat)
+            .field(
+                "redis",
+                &self.redis.as_deref().map(beckon_cluster::bus::redact),
+            )
+            .finish()
+    }
+}
+
 impl ClusterSettings {
     /// The Redis URL, checked.
     pub fn redis_url(&self) -> Result<&str, String> {
@@ -74,9 +90,10 @@ impl ClusterSettings {
                 "needs `redis`, the URL of the Redis the nodes share (redis://host:6379)"
                     .to_owned(),
             ),
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Ok(url),
+            Some(url) if url.starts_with("redis://") => Ok(url),
             Some(url) => Err(format!(
-                "`redis` must be a redis:// or rediss:// URL, not {:?}",
+                "`redis` must be a redis:// URL (TLS is not built in: reach Redis on a private \
+                 network or through a TLS tunnel), not {:?}",
                 beckon_cluster::bus::redact(url)
             )),
         }
@@ -428,7 +445,8 @@ fn is_header_name(name: &str) -> bool {
 
 /// The annotated defaults, printed by `beckon default-config`.
 pub const DEFAULT_CONFIG: &str = r#"# Beckon configuration. Every value here is the default; environment variables
-# BECKON_LISTEN, BECKON_DATA, BECKON_DATABASE and BECKON_SHARDS override the file.
+# BECKON_LISTEN, BECKON_DATA, BECKON_DATABASE, BECKON_REDIS (with [cluster]) and BECKON_SHARDS
+# override the file.
 
 # Address to listen on.
 listen = "127.0.0.1:8080"
@@ -542,6 +560,9 @@ impl Settings {
         if let Ok(v) = std::env::var("BECKON_DATABASE") {
             s.database = Some(v);
         }
+        if let (Ok(v), Some(cluster)) = (std::env::var("BECKON_REDIS"), s.cluster.as_mut()) {
+            cluster.redis = Some(v);
+        }
         if let Ok(v) = std::env::var("BECKON_SHARDS") {
             s.shards = v
                 .parse()
@@ -559,7 +580,6 @@ impl Settings {
                 .to_config()
                 .check()
                 .map_err(|e| format!("[cluster]: {e}"))?;
-            cluster.redis_url().map_err(|e| format!("[cluster]: {e}"))?;
         }
         if s.cluster.is_some() && !matches!(location, crate::Location::Postgres(_)) {
             return Err(
@@ -567,6 +587,9 @@ impl Settings {
                  URL (postgres://…)"
                     .to_owned(),
             );
+        }
+        if let Some(cluster) = &s.cluster {
+            cluster.redis_url().map_err(|e| format!("[cluster]: {e}"))?;
         }
         Ok(s)
     }

@@ -615,12 +615,10 @@ fn a_cluster_without_postgresql_is_refused_with_the_reason() {
         err.contains("[cluster]") && err.contains("redis://"),
         "{err}"
     );
-    std::fs::write(
-        &path,
-        format!("{base}redis = \"http://secret@cache:6379\"\n"),
-    )
-    .unwrap();
-    let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
-    assert!(!ok);
-    assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
+    for url in ["http://secret@cache:6379", "rediss://:secret@cache:6379"] {
+        std::fs::write(&path, format!("{base}redis = {url:?}\n")).unwrap();
+        let (ok, _, err) = beckon(&["migrate", "--config", path.to_str().unwrap()]);
+        assert!(!ok);
+        assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
+    }
 }

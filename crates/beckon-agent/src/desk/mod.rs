@@ -278,23 +278,34 @@ impl Desk {
 
     /// Picks up the open conversations of the sites `here` answers yes for (in a cluster, the
     /// sites whose desk is on this node: after a start, or once another node's sites came
-    /// here). A site already running here is left as it is.
+    /// here); how many it picked up. A conversation already running here is left as it is.
     pub async fn resume_where(&self, here: impl Fn(&SiteId) -> bool) -> Result<usize, DeskError> {
         let mut open = self.store().open_conversations().await?;
+        open.retain(|c| here(&c.site));
+        // The profiles of the people who hold conversations, for those not yet on the board.
+        let mut profiles: HashMap<SiteId, Vec<AgentProfile>> = HashMap::new();
+        for c in &open {
+            if c.status == Status::Active && c.assignee.is_some() && !profiles.contains_key(&c.site)
+            {
+                let of_site = self.store().agent_profiles(&c.site).await?;
+                profiles.insert(c.site.clone(), of_site);
+            }
+        }
         let now = self.now();
         let mut steps = Vec::new();
+        let mut resumed = 0;
         {
             let mut sites = self.inner.sites.lock().expect("desk lock");
-            let running: std::collections::HashSet<SiteId> = sites
-                .iter()
-                .filter(|(_, d)| !d.open.is_empty() || !d.board.people().is_empty())
-                .map(|(s, _)| s.clone())
-                .collect();
-            open.retain(|c| here(&c.site) && !running.contains(&c.site));
             for c in &open {
                 let desk = sites
                     .entry(c.site.clone())
                     .or_insert_with(|| SiteDesk::new(DeskSettings::default()));
+                // One already running here (opened, or touched, before this pick-up) stays as
+                // it is; the others of its site are picked up all the same.
+                if desk.open.contains_key(&c.id) {
+                    continue;
+                }
+                resumed += 1;
                 desk.open.insert(c.id.clone(), Live::of(c));
                 match c.status {
                     Status::Queued | Status::Offered => {
@@ -310,13 +321,20 @@ impl Desk {
                     }
                     Status::Active => {
                         if let Some(u) = c.assignee {
-                            desk.board.put_person(
-                                u,
-                                AgentProfile::default().capacity,
-                                vec![],
-                                vec![],
-                                now,
-                            );
+                            if !desk.board.people().contains_key(&u) {
+                                let p = profiles
+                                    .get(&c.site)
+                                    .and_then(|ps| ps.iter().find(|p| p.user == u))
+                                    .cloned()
+                                    .unwrap_or_default();
+                                desk.board.put_person(
+                                    u,
+                                    p.capacity.max(1),
+                                    p.departments,
+                                    p.languages,
+                                    now,
+                                );
+                            }
                             desk.board.hold(&c.id, u, now);
                         }
                     }
@@ -327,7 +345,7 @@ impl Desk {
         for (site, step) in steps {
             self.carry_out(&site, step).await;
         }
-        Ok(open.len())
+        Ok(resumed)
     }
 
     /// Lets go of every site `here` answers no for (its desk moved to another node): its

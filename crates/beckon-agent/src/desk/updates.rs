@@ -171,7 +171,15 @@ pub(super) struct Watchers {
     lifecycle: Mutex<Option<mpsc::UnboundedSender<Lifecycle>>>,
     /// Where news goes beyond this node (none: it runs alone).
     relay: std::sync::RwLock<Option<Arc<dyn Relay>>>,
+    /// When each answer being written was last relayed: a draft goes to the other nodes at
+    /// most every [`DRAFT_RELAY_EVERY`] (each holds the whole text so far), its message always.
+    drafts_relayed: Mutex<HashMap<ConversationId, std::time::Instant>>,
 }
+
+/// How often an answer being written is relayed to the other nodes' tabs.
+const DRAFT_RELAY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The most answers being written whose last relay is remembered; past it, all are forgotten.
+const MAX_DRAFTS: usize = 10_000;
 
 /// A conversation began or ended: while one runs, the engine fires nothing for its visitor.
 #[derive(Clone, Debug, PartialEq)]
@@ -195,6 +203,7 @@ impl Default for Watchers {
             invites: broadcast::channel(CONSOLE_BUFFER).0,
             lifecycle: Mutex::new(None),
             relay: std::sync::RwLock::new(None),
+            drafts_relayed: Mutex::default(),
         }
     }
 }
@@ -280,12 +289,43 @@ impl Watchers {
 
     /// Tells a visitor's tabs and the site's consoles, here and on the other nodes.
     pub(super) fn publish(&self, site: &SiteId, visitor: &VisitorId, update: Update) {
+        if self.relayed_lately(&update) {
+            self.to_tabs(site, visitor, update);
+            return;
+        }
         self.relay(|| News::Update {
             site: site.clone(),
             visitor: Some(visitor.clone()),
             update: Box::new(update.clone()),
         });
         self.to_tabs(site, visitor, update);
+    }
+
+    /// Whether `update` is a draft of an answer whose last draft was relayed too lately to
+    /// relay this one (a message ends the answer's drafts).
+    fn relayed_lately(&self, update: &Update) -> bool {
+        let mut drafts = self.drafts_relayed.lock().expect("watch lock");
+        match update {
+            Update::Draft { conversation, .. } => {
+                let now = std::time::Instant::now();
+                if drafts
+                    .get(conversation)
+                    .is_some_and(|at| now.duration_since(*at) < DRAFT_RELAY_EVERY)
+                {
+                    return true;
+                }
+                if drafts.len() >= MAX_DRAFTS {
+                    drafts.clear();
+                }
+                drafts.insert(conversation.clone(), now);
+                false
+            }
+            Update::Message { conversation, .. } => {
+                drafts.remove(conversation);
+                false
+            }
+            _ => false,
+        }
     }
 
     fn to_tabs(&self, site: &SiteId, visitor: &VisitorId, update: Update) {
@@ -358,6 +398,70 @@ impl Watchers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a relay was handed.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<News>>);
+
+    impl Relay for Heard {
+        fn relay(&self, news: &News) {
+            self.0.lock().unwrap().push(news.clone());
+        }
+    }
+
+    #[test]
+    fn drafts_are_relayed_sparingly_and_the_message_always() {
+        let w = Watchers::default();
+        let heard = Arc::new(Heard::default());
+        w.set_relay(heard.clone());
+        let site = SiteId::parse("s").unwrap();
+        let v = VisitorId::parse("v_1").unwrap();
+        let mut tab = w.visitor(&site, &v);
+        let conversation = ConversationId::from_random("aaaaaaaaaaaaaaaaaaaa").unwrap();
+        for n in 0..50 {
+            let draft = Update::Draft {
+                conversation: conversation.clone(),
+                visitor: v.clone(),
+                text: "x".repeat(n),
+            };
+            w.publish(&site, &v, draft);
+        }
+        let relayed = heard.0.lock().unwrap().len();
+        assert!(
+            (1..50).contains(&relayed),
+            "{relayed} of 50 drafts written at once relayed"
+        );
+        let mut local = 0;
+        while let Ok(u) = tab.rx.try_recv() {
+            assert!(matches!(*u, Update::Draft { .. }));
+            local += 1;
+        }
+        assert_eq!(local, 50, "this node's tabs hear every draft");
+        let message = Message {
+            seq: 1,
+            client_id: None,
+            author: Author::Ai,
+            author_id: None,
+            author_name: None,
+            text: "done".to_owned(),
+            attachment: None,
+            at: beckon_engine::Timestamp::from_millis(0),
+        };
+        w.publish(
+            &site,
+            &v,
+            Update::Message {
+                conversation: conversation.clone(),
+                visitor: v.clone(),
+                message,
+            },
+        );
+        let last = heard.0.lock().unwrap().last().cloned().unwrap();
+        assert!(
+            matches!(last, News::Update { ref update, .. } if matches!(**update, Update::Message { .. })),
+            "{last:?}"
+        );
+    }
 
     #[test]
     fn a_dropped_tab_leaves_nothing_behind() {

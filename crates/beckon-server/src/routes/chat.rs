@@ -120,6 +120,11 @@ pub async fn carried(
         .ok()
         .and_then(|id| state.sites.get_id(&id))
         .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", carried.site)))?;
+    // The view changed while the frame travelled: it is refused, and the tab sends it again
+    // (a frame is never served by a node that is not the site's desk).
+    if !state.placement.desk_is_here(&site.record.id) {
+        return Err(crate::to_desk::moved());
+    }
     let visitor = VisitorId::parse(&carried.visitor)
         .map_err(|e| ApiError::BadRequest(format!("visitor {e}")))?;
     let who = VisitorRef {
@@ -246,9 +251,10 @@ pub async fn upload(
     let site = checked_site(&state, &up.site, &headers)?;
     let who = visitor(&state, &site, &up.visitor, &up.token)?;
     let desk = desk(&state)?;
-    if let crate::placement::Route::Owner(node) = state.placement.desk(&who.site)
-        && !state.placement.forwarded(&headers)
-    {
+    if let crate::placement::Route::Owner(node) = state.placement.desk(&who.site) {
+        if state.placement.forwarded(&headers) {
+            return Err(crate::to_desk::moved());
+        }
         let incoming = crate::forward::Incoming {
             method: axum::http::Method::POST,
             uri: &uri,
