@@ -106,6 +106,13 @@ impl Planned<'_> {
 pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Result<CommitReport> {
     let mut report = CommitReport::default();
 
+    // The fences first: a write built on a version another node moved on is refused as stale,
+    // whatever else of it would have failed (a batch the new owner logged already is a
+    // duplicate too, but the writer must hear that it lost the visitor).
+    if !batch.visitors.is_empty() {
+        write_visitors(conn, &coalesce(&batch.visitors)).await?;
+    }
+
     let positions = positions(conn, batch.batches.len()).await?;
     let seq = |b: usize| positions[b];
 
@@ -178,9 +185,6 @@ pub(crate) async fn commit(conn: &mut PgConnection, batch: &WriteBatch) -> Resul
         .map_err(db)?;
     }
 
-    if !batch.visitors.is_empty() {
-        write_visitors(conn, &coalesce(&batch.visitors)).await?;
-    }
     // Leads are rare (an address left in a form): a statement or two each is fine.
     for lead in &batch.leads {
         crate::leads::insert_lead(conn, lead).await?;

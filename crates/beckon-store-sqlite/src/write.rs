@@ -247,6 +247,13 @@ pub(crate) async fn commit(
 ) -> Result<CommitReport> {
     let mut report = CommitReport::default();
 
+    // The fences first: a write built on a version another node moved on is refused as stale,
+    // whatever else of it would have failed (a batch the new owner logged already is a
+    // duplicate too, but the writer must hear that it lost the visitor).
+    if !batch.visitors.is_empty() {
+        write_visitors(conn, &coalesce(&batch.visitors)).await?;
+    }
+
     // Which events go in. Order keys first: they are unique per site, which the events table's
     // per-visitor constraint cannot see, and they are few, so one read of the ones in this
     // commit is cheap.
@@ -417,9 +424,6 @@ pub(crate) async fn commit(
         .await?;
     }
 
-    if !batch.visitors.is_empty() {
-        write_visitors(conn, &coalesce(&batch.visitors)).await?;
-    }
     // Leads are rare (an address left in a form): a statement or two each is fine.
     for lead in &batch.leads {
         crate::leads::insert_lead(conn, lead).await?;

@@ -1154,6 +1154,28 @@ async fn visitor_writes_are_fenced_by_the_version_they_were_built_on(store: &dyn
         3
     );
 
+    // The old owner, waking, sends on a batch the new owner has logged since (the client's
+    // resend): a duplicate too, but refused as stale, so that the old owner hears it lost the
+    // visitor rather than a commit failing.
+    let resent = store
+        .commit(&WriteBatch {
+            batches: vec![batch(
+                s,
+                "v",
+                "s-f",
+                at(5),
+                vec![event("f:2", Applied::Decided)],
+            )],
+            visitors: vec![fenced("v", 1, at(5))],
+            ..WriteBatch::default()
+        })
+        .await;
+    assert!(
+        matches!(resent, Err(StoreError::Stale { .. })),
+        "{resent:?}"
+    );
+    assert_eq!(version("v").await, Some(3));
+
     // Two writes folded in one commit that both name version 3: the second was not built on
     // the first, so the fold is stale, and the version stays.
     let twice = store

@@ -1,44 +1,80 @@
-//! Three `beckon serve` nodes on one PostgreSQL database, visitors browsing through whichever
-//! node a load balancer that knows nothing of visitors hands them, and one node killed with
-//! SIGKILL in the middle of it. "Several nodes" in `ARCHITECTURE.md` promises that every
-//! visitor is served by its owner (a request reaching another node is forwarded there), that a
-//! dead node's visitors move to the others once its lease lapses, and that the store's fences
-//! keep a visitor's log whole through the move; so the promises the single node keeps across
-//! kills (`crash.rs`: an acknowledged event is in the log exactly once, the guardrails count
-//! what was durably decided) must hold across the cluster too. The clients and the checks are
-//! `process_support::visitors`, shared with `crash.rs`.
+//! Three `beckon serve` nodes on one PostgreSQL database and one Redis, visitors browsing
+//! through whichever node a load balancer that knows nothing of visitors hands them, a live
+//! chat between a visitor and a person of the site, one node paused past its lease and woken
+//! again, and one node killed with SIGKILL in the middle of it all. "Several nodes" in
+//! `ARCHITECTURE.md` promises that every visitor is served by its owner (a request reaching
+//! another node is forwarded there), that a dead node's visitors move to the others once its
+//! lease lapses, and that the store's fences keep a visitor's log whole through the move, so
+//! that a node that lost its visitors cannot write over their new owners; so the promises the
+//! single node keeps across kills (`crash.rs`: an acknowledged event is in the log exactly
+//! once, the guardrails count what was durably decided) must hold across the cluster too. It
+//! promises as well that a site's desk runs on one node, which the chat's frames and the
+//! person's calls reach from any node, and that when that node dies another picks the open
+//! conversations up from the database: the chat goes on.
 //!
-//! Needs PostgreSQL (`BECKON_TEST_POSTGRES`, by default the CI machine's): each run gets a
-//! scratch schema of its own, dropped when the test passes.
+//! The node killed is the one the site's desk runs on, so the chat crosses its death: the
+//! visitor is owned by a survivor and their socket is on the other survivor (relayed), and the
+//! person's calls go through a node that does not run the desk, before the kill and after.
+//!
+//! A killed node writes nothing, so the stale writer is made another way: before the kill, a
+//! survivor is paused (SIGSTOP) past its lease with batches of its visitors on their way
+//! through it, and its visitors are served by their new owners meanwhile; woken (SIGCONT), it
+//! writes what it had decided on with the versions it had read, and the store must refuse
+//! those writes.
+//!
+//! The clients and the checks are `process_support::visitors` (shared with `crash.rs`), the
+//! chat's two sides `process_support::chat`, the visitors that wait for the paused node
+//! `process_support::stale`.
+//!
+//! Needs PostgreSQL (`BECKON_TEST_POSTGRES`, by default the CI machine's) and Redis
+//! (`BECKON_TEST_REDIS`, by default 127.0.0.1:6379): each run gets a scratch schema of its
+//! own, dropped when the test passes, and a bus channel of its own.
 
 mod process_support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use beckon_cluster::NodeLease;
+use beckon_engine::SiteId;
 use beckon_store::cluster::Membership;
+use beckon_store::conversations::{ConversationId, Conversations};
 use beckon_store_postgres::testing::Scratch;
+use process_support::chat::{ChatSocket, Person, add_agent, is_line};
+use process_support::stale::{Lagging, Woken, check_logged_once};
 use process_support::visitors::{
-    Client, LIMITS, POLICY, Stats, check_promises, finish_and_resend, spawn_visitors,
+    Client, LIMITS, Log, POLICY, Stats, check_promises, finish_and_resend, spawn_visitors,
 };
 use process_support::*;
+use reqwest::Method;
+use serde_json::json;
 use tokio::sync::watch;
 
 /// Visitors browsing at once, each its own client task.
 const VISITORS: usize = 30;
 /// The seed of the visitors' choices, unless `BECKON_CLUSTER_SEED` gives another.
 const SEED: u64 = 0xc105_7e42_2026;
-/// The nodes, by name. The one killed is not the first (which started alone and migrated).
+/// The nodes, by name.
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
-/// The node killed with SIGKILL.
+/// The node killed with SIGKILL: the site's desk runs there (the rendezvous of the site's
+/// desk over these three names places it on node-b, which the test checks), so the chat
+/// crosses its death. It is not the first node, which started alone and migrated.
 const VICTIM: usize = 1;
+/// The node paused past its lease before the kill: it survives the kill, and after it runs
+/// the site's desk (node-c again, by the rendezvous of the two survivors), so the desk's new
+/// node is one that was once a stale writer.
+const PAUSED: usize = 2;
+/// The survivor that owns the chat's visitor; their socket is opened on the other survivor,
+/// [`PAUSED`], and relayed here.
+const OWNER: usize = 0;
 /// Each node's lease and heartbeat: short, so that the test sees a dead node's visitors move.
 const LEASE: Duration = Duration::from_secs(2);
 const HEARTBEAT: Duration = Duration::from_millis(250);
-/// How long after the visitors start the victim is killed. Visitors arrive over the first
-/// three seconds (see `process_support::visitors`), so most are known by then.
+/// The earliest the victim is killed after the visitors start. Visitors arrive over the first
+/// three seconds (see `process_support::visitors`); the pause and the chat's start come
+/// first, and take longer than this.
 const BEFORE_KILL: Duration = Duration::from_millis(2_000);
 /// How long the visitors browse on the two survivors after the kill: past the lease, so that
 /// the dead node's visitors are served by their new owners for a while.
@@ -46,9 +82,31 @@ const AFTER_KILL: Duration = Duration::from_millis(5_000);
 /// The longest a dead node's visitor may go unserved: the lease, a few heartbeats for the
 /// survivors to see it lapse, and the visitor's reload from the store.
 const FAILOVER_BOUND: Duration = Duration::from_millis(6_000);
+/// Visitors that wait for the paused node (`process_support::stale`).
+const LAGGING: usize = 8;
+/// The most times the node is paused to see one of its writes refused: the pause may find
+/// nothing decided on and not yet written, and what waited unread the node may take in after
+/// it has seen its own lease lapse (then it writes nothing stale), so one pause does not
+/// always make a stale writer.
+const PAUSES: usize = 5;
+/// The longest the node stays paused, waiting for its visitors to go on with their new
+/// owners.
+const PAUSE_BOUND: Duration = Duration::from_secs(5);
+/// The chat's lines, in order: each its sender's id for it (the visitor's tab's, or the
+/// person's console's) and its text.
+const M1: (&str, &str) = ("m1", "Where is my parcel?");
+const A1: (&str, &str) = ("a1", "Hi, I am Ana. Let me look.");
+const M2: (&str, &str) = ("m2", "Thank you!");
+const A2: (&str, &str) = ("a2", "Found it: it ships today.");
+const M3: (&str, &str) = ("m3", "Great, thanks");
+/// The person.
+const EMAIL: &str = "ana@shop.example";
+const PASSWORD: &str = "a long enough passphrase";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promise_holds() {
+async fn a_node_killed_mid_run_loses_its_visitors_and_its_desk_to_the_others_and_every_promise_holds()
+ {
+    let began = Instant::now();
     let seed = std::env::var("BECKON_CLUSTER_SEED")
         .ok()
         .and_then(|s| match s.strip_prefix("0x") {
@@ -71,12 +129,17 @@ async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promis
         .collect();
     // One after another: the first migrates the empty schema.
     let mut nodes = Vec::new();
+    let mut configs = Vec::new();
     for node in &settings {
         let config = write_cluster_config(dir.path(), node, &scratch.url(), POLICY, LIMITS);
         nodes.push(Beckon::start(&config).await);
+        configs.push(config);
     }
+    let bases: Vec<String> = nodes.iter().map(Beckon::base).collect();
+    let addrs: Vec<SocketAddr> = settings.iter().map(|n| n.addr).collect();
 
-    // 1. Every node is live before the visitors start.
+    // 1. Every node is live before the visitors start, and the site's desk is on the node
+    // that will be killed.
     let live = live_nodes_become(&store, NODES.len()).await;
     let names: Vec<&str> = live.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, NODES, "the live nodes");
@@ -88,23 +151,116 @@ async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promis
             lease.name
         );
     }
+    let all = leases(&settings, |_| true);
+    let survivors = leases(&settings, |i| i != VICTIM);
+    assert_eq!(desk_of(&all), NODES[VICTIM], "the site's desk's node");
+    assert_eq!(
+        desk_of(&survivors),
+        NODES[PAUSED],
+        "the site's desk's node after the kill"
+    );
+    // The person of the site, an agent, signs in.
+    add_agent(&configs[0], EMAIL, "Ana", PASSWORD).await;
+    let person = Person::sign_in(&bases[OWNER], EMAIL, PASSWORD).await;
 
-    // 2. The visitors browse through random nodes; a second or two in, one node dies without
-    // a word and the load balancer stops sending to it.
-    let (base_tx, base_rx) = watch::channel(nodes.iter().map(Beckon::base).collect::<Vec<_>>());
+    // 2. The visitors browse through random nodes.
+    let (base_tx, base_rx) = watch::channel(bases.clone());
     let browsing = Arc::new(AtomicBool::new(true));
+    let started = Instant::now();
     let clients = spawn_visitors(VISITORS, seed, &base_rx, &browsing);
-    tokio::time::sleep(BEFORE_KILL).await;
+
+    // 3. A node is paused past its lease and woken; what waited for it, decided on the
+    // versions it had read, is refused.
+    let pause = pause_until_a_stale_write_is_refused(&nodes, &settings, &base_tx, &store).await;
+
+    // 4. A live chat, before the kill: the visitor is owned by one node and their socket is
+    // on another (relayed), the person calls through a node that does not run the desk, and
+    // the desk's node carries it all.
+    live_nodes_become(&store, NODES.len()).await;
+    let (visitor, token) = visitor_owned_by(&bases[OWNER], NODES[OWNER], &all).await;
+    let mut socket = ChatSocket::open(addrs[PAUSED], &visitor, &token, "s_chat").await;
+    let through = &bases[PAUSED];
+    person
+        .call_until(
+            200,
+            PATIENCE,
+            Method::PUT,
+            through,
+            "desk/availability",
+            Some(json!({"available": true})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the person comes online: {e}"));
+    socket
+        .say(M1.0, M1.1, PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("the visitor's first message: {e}"));
+    socket.send(json!({"type": "handoff"})).await;
+    let waiting = socket
+        .until(PATIENCE, |f| {
+            f["type"] == "chat_state" && f["conversation"]["status"] == "waiting"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the visitor waits for a person: {e:?}"));
+    let conversation = waiting["conversation"]["id"]
+        .as_str()
+        .expect("a conversation")
+        .to_owned();
+    let path = format!("conversations/{conversation}");
+    person
+        .call_until(
+            200,
+            PATIENCE,
+            Method::POST,
+            through,
+            &format!("{path}/accept"),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the person accepts: {e}"));
+    person
+        .call_until(
+            201,
+            PATIENCE,
+            Method::POST,
+            through,
+            &format!("{path}/messages"),
+            Some(json!({"id": A1.0, "text": A1.1})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the person writes: {e}"));
+    socket
+        .until(PATIENCE, |f| is_line(f, "agent", A1.1))
+        .await
+        .unwrap_or_else(|e| panic!("the visitor hears the person: {e:?}"));
+    socket
+        .say(M2.0, M2.1, PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("the visitor answers: {e}"));
+    person_sees(&person, through, &path, M2.1).await;
+
+    // 5. The desk's node dies without a word, and the load balancer stops sending to it.
+    tokio::time::sleep_until((started + BEFORE_KILL).into()).await;
+    let victim_metrics = scrape(&bases[VICTIM]).await;
     let victim = nodes.remove(VICTIM);
     let killed_at = Instant::now();
     victim.sigkill().await;
     base_tx.send_replace(nodes.iter().map(Beckon::base).collect());
-    let survivors = live_nodes_become(&store, NODES.len() - 1).await;
+    // The chat goes on through the survivors while the test watches the lease lapse.
+    let after_kill = tokio::spawn(chat_after_the_kill(
+        person,
+        socket,
+        bases[OWNER].clone(),
+        path.clone(),
+        killed_at,
+    ));
+    let survivors_seen = live_nodes_become(&store, NODES.len() - 1).await;
     let lapsed = killed_at.elapsed();
     assert!(
-        survivors.iter().all(|n| n.name != NODES[VICTIM]),
-        "{survivors:?}"
+        survivors_seen.iter().all(|n| n.name != NODES[VICTIM]),
+        "{survivors_seen:?}"
     );
+    let chat = after_kill.await.expect("the chat after the kill");
     // The run goes on on two nodes, then the clients finish (every batch they have not had
     // acknowledged is sent again until it is) and send every batch once more: each is
     // answered as all duplicates, by whichever node now owns its visitor.
@@ -112,28 +268,53 @@ async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promis
     browsing.store(false, Ordering::SeqCst);
     let visitors = finish_and_resend(clients).await;
 
-    // 4. What reached a node for another node's visitor was forwarded to it.
+    // 6. What reached a node for another node's visitor, or for the site's desk, was
+    // forwarded; what was stale was refused.
     let mut forwarded = Vec::new();
     for node in &nodes {
-        let metrics = scrape(&node.base()).await;
-        let count = |name: &str| metric(&metrics, name).unwrap_or(0.0) as u64;
-        forwarded.push((
-            count(r#"beckon_forwarded_total{how="http"}"#),
-            count(r#"beckon_forwarded_total{how="unreachable"}"#),
-            count("beckon_stale_writes_total"),
-        ));
+        forwarded.push(Forwarded::of(&scrape(&node.base()).await));
     }
+    let victim_forwarded = Forwarded::of(&victim_metrics);
     for node in nodes {
         node.stop(PATIENCE).await;
     }
 
-    // 3. Every promise of the single node holds over the cluster's log: every acknowledged
+    // 7. Every promise of the single node holds over the cluster's log: every acknowledged
     // event in it exactly once, no key twice, the session cap and the cooldown held across
-    // the move, profiles counting what was decided, every intervention sent stored.
+    // the moves, profiles counting what was decided, every intervention sent stored; and
+    // every batch the paused node's visitors had acknowledged is in it once.
     let checked = check_promises(&store, &visitors).await;
+    let site = SiteId::parse(SITE).unwrap();
+    let lagging_events = check_logged_once(&Log::read(&store, &site).await, &pause.visitors);
     let stats = Stats::of(&visitors);
 
-    // 5. The victim's visitors waited for its lease to lapse, then were served again.
+    // 8. The chat's transcript holds each line once, in order, with no gap.
+    let id = ConversationId::parse(&conversation).expect("a conversation id");
+    let messages = store.messages(&site, &id, 0, 1000).await.unwrap();
+    let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=messages.len() as u64).collect::<Vec<_>>(),
+        "the transcript's places"
+    );
+    let lines: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| (m.author.as_str(), m.text.as_str()))
+        .filter(|(author, _)| matches!(*author, "visitor" | "agent"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("visitor", M1.1),
+            ("agent", A1.1),
+            ("visitor", M2.1),
+            ("agent", A2.1),
+            ("visitor", M3.1)
+        ],
+        "the transcript: {messages:?}"
+    );
+
+    // 9. The victim's visitors waited for its lease to lapse, then were served again.
     let failover = Failover::of(&visitors, &settings, killed_at);
 
     println!(
@@ -144,7 +325,7 @@ async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promis
         checked.events,
         NODES.len(),
         NODES[VICTIM],
-        BEFORE_KILL.as_millis(),
+        (killed_at - started).as_millis(),
         stats.acked,
         stats.unanswered,
         stats.stored_unanswered,
@@ -154,12 +335,44 @@ async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promis
         checked.dismissals,
         checked.orders,
     );
-    for (node, (http, unreachable, stale)) in nodes_left().zip(&forwarded) {
+    println!(
+        "{} paused {} time(s) before the kill ({}); of the batches that waited for it, {} \
+         refused on waking, {} acknowledged, {} unanswered; it refused \
+         {} stale writes and failed {} commits otherwise, the other nodes refused {} stale \
+         writes meanwhile ({} events of its {LAGGING} lagging visitors checked in the log once)",
+        NODES[PAUSED],
+        pause.pauses.len(),
+        pause
+            .pauses
+            .iter()
+            .map(|(d, n)| format!("{} ms, {n} stale writes refused", d.as_millis()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        pause.woken.refused,
+        pause.woken.acknowledged,
+        pause.woken.lost,
+        pause.refused,
+        pause.failed,
+        pause.elsewhere,
+        lagging_events,
+    );
+    for (node, f) in nodes_left().zip(&forwarded) {
         println!(
-            "{node}: {http} requests forwarded to their visitor's node, {unreachable} to a node \
-             that did not answer, {stale} stale writes refused"
+            "{node}: {} requests forwarded to their visitor's node, {} to a node that did not \
+             answer, {} desk calls forwarded, {} chat frames carried to the desk's node, {} \
+             stale writes refused",
+            f.http, f.unreachable, f.desk, f.chat, f.stale
         );
     }
+    println!(
+        "{} (until its kill): {} requests forwarded, {} desk calls forwarded, {} chat frames \
+         carried, {} stale writes refused",
+        NODES[VICTIM],
+        victim_forwarded.http,
+        victim_forwarded.desk,
+        victim_forwarded.chat,
+        victim_forwarded.stale
+    );
     println!(
         "{}'s lease seen lapsed {} ms after its SIGKILL; {} of its {} visitors waited for it",
         NODES[VICTIM],
@@ -172,10 +385,65 @@ async fn a_node_killed_mid_run_loses_its_visitors_to_the_others_and_every_promis
         failover.last.as_millis(),
         failover.first.as_millis(),
     );
+    println!(
+        "chat: desk on {}, visitor owned by {} with their socket on {} (relayed), the person \
+         through {} then {}; after the kill the desk ran on {}: the person's message \
+         was taken {} ms after the kill, the visitor heard it after {} ms (the chat was \
+         unavailable for {} ms), their own was stored after {} ms; availability {}; {} messages \
+         stored ({}), the visitor's and the person's {} each once and in order",
+        NODES[VICTIM],
+        NODES[OWNER],
+        NODES[PAUSED],
+        NODES[PAUSED],
+        NODES[OWNER],
+        NODES[PAUSED],
+        chat.written.as_millis(),
+        chat.heard.as_millis(),
+        chat.heard.as_millis(),
+        chat.said.as_millis(),
+        if chat.available_again {
+            "set again after the move"
+        } else {
+            "kept across the move"
+        },
+        messages.len(),
+        messages
+            .iter()
+            .map(|m| m.author.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        lines.len(),
+    );
+    println!("the run took {} ms", began.elapsed().as_millis());
 
-    for (node, (http, _, _)) in nodes_left().zip(&forwarded) {
-        assert!(*http > 0, "{node} forwarded nothing over HTTP");
+    for (node, f) in nodes_left().zip(&forwarded) {
+        assert!(f.http > 0, "{node} forwarded nothing over HTTP");
     }
+    let survivor = |name: &str| {
+        let i = nodes_left().position(|n| n == name).expect("a survivor");
+        &forwarded[i]
+    };
+    assert!(
+        victim_forwarded.desk == 0 && survivor(NODES[PAUSED]).desk > 0,
+        "the person's calls through {} reached the desk on {}",
+        NODES[PAUSED],
+        NODES[VICTIM]
+    );
+    assert!(
+        survivor(NODES[OWNER]).desk > 0,
+        "the person's calls through {} reached the desk on {}",
+        NODES[OWNER],
+        NODES[PAUSED]
+    );
+    assert!(
+        survivor(NODES[OWNER]).chat > 0,
+        "the visitor's frames were carried from their node to the desk's"
+    );
+    assert!(
+        pause.refused > 0,
+        "{} was paused {PAUSES} times and never refused a stale write",
+        NODES[PAUSED]
+    );
     assert!(
         failover.owned > 0,
         "{} owned none of the visitors",
@@ -206,6 +474,350 @@ fn nodes_left() -> impl Iterator<Item = &'static str> {
         .map(|(_, n)| *n)
 }
 
+/// The leases of the nodes whose place in `nodes` passes `keep`, as every node sees them (the
+/// rendezvous reads only the names).
+fn leases(nodes: &[NodeSettings], keep: impl Fn(usize) -> bool) -> Vec<NodeLease> {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, n)| NodeLease {
+            name: n.name.clone(),
+            address: n.addr.to_string(),
+            epoch: 0,
+        })
+        .collect()
+}
+
+/// The node of `nodes` that runs the site's desk.
+fn desk_of(nodes: &[NodeLease]) -> &str {
+    beckon_cluster::rendezvous::owner(SITE, "#desk", nodes)
+        .expect("a node")
+        .name
+        .as_str()
+}
+
+/// A new visitor, arrived with a page view at the node `base` (which mints an id among those
+/// it owns), that `owner` owns among `nodes`: its id and token.
+async fn visitor_owned_by(base: &str, owner: &str, nodes: &[NodeLease]) -> (String, String) {
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
+    // A node whose view is a beat behind may mint one it no longer owns: another is drawn.
+    for n in 0..20 {
+        let body = json!({
+            "site": SITE, "session": "s_chat",
+            "context": {"lang": "en-US", "tz_offset": 60, "screen": [1280, 800]},
+            "events": [
+                {"id": format!("s_chat:l0ad{n:02}:1"), "type": "page", "t": 1_763_700_000_000_i64,
+                 "url": format!("{ORIGIN}/orders"), "path": "/orders", "title": "Orders",
+                 "page_type": "other", "referrer": ""},
+                {"id": format!("s_chat:l0ad{n:02}:2"), "type": "activity",
+                 "t": 1_763_700_000_001_i64},
+            ],
+        });
+        let r = post_batch(&http, base, body.to_string())
+            .await
+            .expect("the chat visitor's first batch");
+        assert_eq!(r.status, 202, "{}", r.text);
+        let visitor = r.body["identity"]["visitor"].as_str().expect("an identity");
+        let token = r.body["identity"]["token"].as_str().expect("a token");
+        let owned = beckon_cluster::rendezvous::owner(SITE, visitor, nodes).expect("an owner");
+        if owned.name == owner {
+            return (visitor.to_owned(), token.to_owned());
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+    panic!("{base} never minted a visitor that {owner} owns");
+}
+
+/// Waits until the person, through the node `base`, sees the visitor's `text` in the
+/// conversation at `path`.
+async fn person_sees(person: &Person, base: &str, path: &str, text: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let last = match person.call(Method::GET, base, path, None).await {
+            Ok(r)
+                if r.status == 200
+                    && r.body["messages"].as_array().is_some_and(|m| {
+                        m.iter()
+                            .any(|m| m["from"] == "visitor" && m["text"] == text)
+                    }) =>
+            {
+                return;
+            }
+            Ok(r) => format!("{} {}", r.status, r.text),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the person never saw {text:?} through {base}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How the chat went on after the kill, each from the kill.
+struct ChatAfter {
+    /// The person's message was taken (through a survivor that does not run the desk).
+    written: Duration,
+    /// The visitor heard it on their socket.
+    heard: Duration,
+    /// The visitor's own next message was stored.
+    said: Duration,
+    /// Whether the person had to come online again at the desk's new node.
+    available_again: bool,
+}
+
+/// The chat after the desk's node died: the person writes again through `base` (a survivor
+/// that does not run the desk) until the desk's new node takes it, the visitor hears it on
+/// the socket they kept (it was on the survivors only, so it stays open), answers, and the
+/// person sees the answer.
+async fn chat_after_the_kill(
+    person: Person,
+    mut socket: ChatSocket,
+    base: String,
+    path: String,
+    killed_at: Instant,
+) -> ChatAfter {
+    person
+        .call_until(
+            201,
+            PATIENCE,
+            Method::POST,
+            &base,
+            &format!("{path}/messages"),
+            Some(json!({"id": A2.0, "text": A2.1})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the person writes after the kill: {e}"));
+    let written = killed_at.elapsed();
+    socket
+        .until(PATIENCE, |f| is_line(f, "agent", A2.1))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the visitor's socket on {} (relayed to {}, both alive) heard nothing of the \
+                 person after the kill: {e:?}",
+                NODES[PAUSED], NODES[OWNER]
+            )
+        });
+    let heard = killed_at.elapsed();
+    socket
+        .say(M3.0, M3.1, PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("the visitor answers after the kill: {e}"));
+    let said = killed_at.elapsed();
+    person_sees(&person, &base, &path, M3.1).await;
+    let desk = person
+        .call_until(200, PATIENCE, Method::GET, &base, "desk", None)
+        .await
+        .unwrap_or_else(|e| panic!("the desk after the kill: {e}"));
+    let available_again = desk.body["available"] != true;
+    if available_again {
+        let again = person
+            .call_until(
+                200,
+                PATIENCE,
+                Method::PUT,
+                &base,
+                "desk/availability",
+                Some(json!({"available": true})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("the person comes online again: {e}"));
+        assert_eq!(again.body["available"], true, "{}", again.text);
+    }
+    let holding = desk.body["people"]
+        .as_array()
+        .and_then(|people| people.iter().find(|p| p["id"] == person.id))
+        .map(|p| p["holding"].clone());
+    assert_eq!(
+        holding,
+        Some(json!(1)),
+        "the person still holds the conversation at the desk's new node: {}",
+        desk.text
+    );
+    // Nothing was heard twice on the socket: each of the person's lines once.
+    let _ = socket.until(Duration::from_millis(300), |_| false).await;
+    for line in [A1.1, A2.1] {
+        let n = socket
+            .heard
+            .iter()
+            .filter(|f| is_line(f, "agent", line))
+            .count();
+        assert_eq!(n, 1, "{line:?} reached the visitor's socket {n} times");
+    }
+    ChatAfter {
+        written,
+        heard,
+        said,
+        available_again,
+    }
+}
+
+/// What the pauses did.
+struct Pause {
+    /// How long each pause lasted, and the stale writes the node refused in it.
+    pauses: Vec<(Duration, u64)>,
+    /// How the node answered, once woken, what had waited for it.
+    woken: Woken,
+    /// The stale writes it refused, as its `/metrics` count them.
+    refused: u64,
+    /// The commits it saw fail otherwise (a write holding an event the log already had).
+    failed: u64,
+    /// The stale writes the other nodes refused meanwhile.
+    elsewhere: u64,
+    /// The visitors that waited for it.
+    visitors: Vec<Lagging>,
+}
+
+/// Pauses [`PAUSED`] (taken out of the load balancer's list meanwhile) with a batch of each of
+/// its [`LAGGING`] visitors on its way through it, until its lease lapses and the visitors have
+/// gone on with their new owners, then wakes it; again, up to [`PAUSES`] times, until it has
+/// refused a stale write.
+async fn pause_until_a_stale_write_is_refused(
+    nodes: &[Beckon],
+    settings: &[NodeSettings],
+    balancer: &watch::Sender<Vec<String>>,
+    store: &dyn Membership,
+) -> Pause {
+    let paused = &nodes[PAUSED];
+    let base = paused.base();
+    let all: Vec<String> = nodes.iter().map(Beckon::base).collect();
+    let others: Vec<String> = all.iter().filter(|b| **b != base).cloned().collect();
+    let names = leases(settings, |_| true);
+    let without = leases(settings, |i| i != PAUSED);
+    // Visitors of the paused node, minted there.
+    let mut visitors = Vec::new();
+    let mut n = 0;
+    while visitors.len() < LAGGING {
+        assert!(n < 20 * LAGGING, "{base} never minted a visitor of its own");
+        let v = Lagging::arrive(n, &base).await;
+        n += 1;
+        if beckon_cluster::rendezvous::owner(SITE, v.visitor(), &names)
+            .is_some_and(|o| o.name == NODES[PAUSED])
+        {
+            visitors.push(v);
+        }
+    }
+    let mut pause = Pause {
+        pauses: Vec::new(),
+        woken: Woken::default(),
+        refused: 0,
+        failed: 0,
+        elsewhere: 0,
+        visitors: Vec::new(),
+    };
+    while pause.refused == 0 && pause.pauses.len() < PAUSES {
+        // Back in the cluster, holding its visitors' state.
+        live_nodes_become(store, NODES.len()).await;
+        ready(&base).await;
+        for v in &mut visitors {
+            v.prime(&base).await;
+        }
+        let (stale_before, failed_before) = refusals(&base).await;
+        let mut elsewhere_before = 0;
+        for other in &others {
+            elsewhere_before += refusals(other).await.0;
+        }
+        balancer.send_replace(others.clone());
+        // A batch of each visitor for it, sent to it or through another node, a millisecond
+        // apart and the last just before the pause: the pause finds the first ones decided on
+        // and being written, or stored already, and the last ones unread in its sockets. A
+        // batch it has decided on but not yet written is written on waking, whatever it has
+        // seen of its lease by then.
+        let mut waiting = Vec::new();
+        for v in &mut visitors {
+            waiting.push(v.queue(if v.forwarded { &others[0] } else { &base }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        paused.sigstop();
+        let stopped = Instant::now();
+        live_nodes_become(store, NODES.len() - 1).await;
+        // Their new owners store what the visitors go on with (a node a beat behind forwards
+        // it to the paused one at first, where it waits too).
+        let bound = PAUSE_BOUND.saturating_sub(stopped.elapsed());
+        futures::future::join_all(visitors.iter_mut().map(|v| {
+            let owner =
+                beckon_cluster::rendezvous::owner(SITE, v.visitor(), &without).expect("an owner");
+            let at = format!("http://{}", owner.address);
+            async move { v.go_on(&at, bound).await }
+        }))
+        .await;
+        paused.sigcont();
+        let paused_for = stopped.elapsed();
+        balancer.send_replace(all.clone());
+        for (v, w) in visitors.iter_mut().zip(waiting) {
+            let answer = w.await.expect("a sender does not panic");
+            pause.woken.count(v, answer);
+        }
+        for v in visitors.iter_mut().filter(|v| v.pending()) {
+            assert!(
+                v.deliver_pending(&others[0], PATIENCE).await,
+                "a lagging visitor's batch unacknowledged"
+            );
+        }
+        let (stale, failed) = refusals(&base).await;
+        pause.pauses.push((paused_for, stale - stale_before));
+        pause.refused += stale - stale_before;
+        pause.failed += failed - failed_before;
+        for other in &others {
+            pause.elsewhere += refusals(other).await.0;
+        }
+        pause.elsewhere -= elsewhere_before;
+    }
+    pause.visitors = visitors;
+    pause
+}
+
+/// Waits until the node at `base` is ready (its lease holds), within [`PATIENCE`].
+async fn ready(base: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stale writes the node at `base` refused so far, and its commits that failed otherwise.
+async fn refusals(base: &str) -> (u64, u64) {
+    let metrics = scrape(base).await;
+    let count = |name: &str| metric(&metrics, name).unwrap_or(0.0) as u64;
+    (
+        count("beckon_stale_writes_total"),
+        count("beckon_commit_failed_total"),
+    )
+}
+
+/// What a node forwarded, and refused as stale, as its `/metrics` count them.
+struct Forwarded {
+    http: u64,
+    unreachable: u64,
+    desk: u64,
+    chat: u64,
+    stale: u64,
+}
+
+impl Forwarded {
+    fn of(metrics: &str) -> Forwarded {
+        let count = |name: &str| metric(metrics, name).unwrap_or(0.0) as u64;
+        Forwarded {
+            http: count(r#"beckon_forwarded_total{how="http"}"#),
+            unreachable: count(r#"beckon_forwarded_total{how="unreachable"}"#),
+            desk: count(r#"beckon_forwarded_total{how="desk"}"#),
+            chat: count(r#"beckon_forwarded_total{how="chat"}"#),
+            stale: count("beckon_stale_writes_total"),
+        }
+    }
+}
+
 /// What the victim's visitors went through.
 struct Failover {
     /// Visitors known before the kill whose owner was the victim.
@@ -221,14 +833,7 @@ struct Failover {
 impl Failover {
     fn of(visitors: &[Client], nodes: &[NodeSettings], killed_at: Instant) -> Failover {
         // The owners as every node saw them while the three were live.
-        let leases: Vec<NodeLease> = nodes
-            .iter()
-            .map(|n| NodeLease {
-                name: n.name.clone(),
-                address: n.addr.to_string(),
-                epoch: 0,
-            })
-            .collect();
+        let leases = leases(nodes, |_| true);
         let mut failover = Failover {
             owned: 0,
             waited: 0,

@@ -14,6 +14,8 @@
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod chat;
+pub mod stale;
 pub mod visitors;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -582,4 +584,25 @@ fn dechunk(mut body: &str) -> String {
 /// The Redis the tests' nodes share.
 pub fn redis_url() -> String {
     std::env::var("BECKON_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+impl Beckon {
+    /// Pauses the process (SIGSTOP), as a long stop of the world or a frozen machine does: it
+    /// keeps its sockets, its database connections and its lease's row, and runs nothing until
+    /// [`Beckon::sigcont`]. (Dropped meanwhile, it is killed all the same.)
+    pub fn sigstop(&self) {
+        self.signal(libc::SIGSTOP, "SIGSTOP");
+    }
+
+    /// Wakes a process [`Beckon::sigstop`] paused (SIGCONT).
+    pub fn sigcont(&self) {
+        self.signal(libc::SIGCONT, "SIGCONT");
+    }
+
+    fn signal(&self, signal: libc::c_int, name: &str) {
+        let pid = libc::pid_t::try_from(self.pid).expect("a pid");
+        // SAFETY: `kill` has no memory effects; the pid is our own child's, not yet reaped.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "{name} delivered");
+    }
 }
