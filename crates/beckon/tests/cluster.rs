@@ -23,8 +23,9 @@
 //! those writes.
 //!
 //! The clients and the checks are `process_support::visitors` (shared with `crash.rs`), the
-//! chat's two sides `process_support::chat`, the visitors that wait for the paused node
-//! `process_support::stale`.
+//! chat's two sides `process_support::chat`, the visitors that wait for the paused node and
+//! its pauses `process_support::stale`, the nodes' leases, live list and metrics
+//! `process_support::nodes`.
 //!
 //! Needs PostgreSQL (`BECKON_TEST_POSTGRES`, by default the CI machine's) and Redis
 //! (`BECKON_TEST_REDIS`, by default 127.0.0.1:6379): each run gets a scratch schema of its
@@ -39,11 +40,14 @@ use std::time::{Duration, Instant};
 
 use beckon_cluster::NodeLease;
 use beckon_engine::SiteId;
-use beckon_store::cluster::Membership;
 use beckon_store::conversations::{ConversationId, Conversations};
 use beckon_store_postgres::testing::Scratch;
-use process_support::chat::{ChatSocket, Person, add_agent, is_line};
-use process_support::stale::{Lagging, Woken, check_logged_once};
+use process_support::chat::{
+    AfterTheKill, ChatSocket, Person, add_agent, chat_after_the_kill, is_line, person_sees,
+    visitor_owned_by,
+};
+use process_support::nodes::{leases, live_nodes_become, metric, scrape};
+use process_support::stale::{Pausing, check_logged_once, pause_until_a_stale_write_is_refused};
 use process_support::visitors::{
     Client, LIMITS, Log, POLICY, Stats, check_promises, finish_and_resend, spawn_visitors,
 };
@@ -89,9 +93,6 @@ const LAGGING: usize = 8;
 /// it has seen its own lease lapse (then it writes nothing stale), so one pause does not
 /// always make a stale writer.
 const PAUSES: usize = 5;
-/// The longest the node stays paused, waiting for its visitors to go on with their new
-/// owners.
-const PAUSE_BOUND: Duration = Duration::from_secs(5);
 /// The chat's lines, in order: each its sender's id for it (the visitor's tab's, or the
 /// person's console's) and its text.
 const M1: (&str, &str) = ("m1", "Where is my parcel?");
@@ -171,13 +172,24 @@ async fn a_node_killed_mid_run_loses_its_visitors_and_its_desk_to_the_others_and
 
     // 3. A node is paused past its lease and woken; what waited for it, decided on the
     // versions it had read, is refused.
-    let pause = pause_until_a_stale_write_is_refused(&nodes, &settings, &base_tx, &store).await;
+    let pause = pause_until_a_stale_write_is_refused(
+        &nodes,
+        &settings,
+        Pausing {
+            node: PAUSED,
+            visitors: LAGGING,
+            at_most: PAUSES,
+        },
+        &base_tx,
+        &store,
+    )
+    .await;
 
     // 4. A live chat, before the kill: the visitor is owned by one node and their socket is
     // on another (relayed), the person calls through a node that does not run the desk, and
     // the desk's node carries it all.
     live_nodes_become(&store, NODES.len()).await;
-    let (visitor, token) = visitor_owned_by(&bases[OWNER], NODES[OWNER], &all).await;
+    let (visitor, token) = visitor_owned_by(&bases[OWNER], NODES[OWNER], &all, HEARTBEAT).await;
     let mut socket = ChatSocket::open(addrs[PAUSED], &visitor, &token, "s_chat").await;
     let through = &bases[PAUSED];
     person
@@ -253,6 +265,13 @@ async fn a_node_killed_mid_run_loses_its_visitors_and_its_desk_to_the_others_and
         bases[OWNER].clone(),
         path.clone(),
         killed_at,
+        AfterTheKill {
+            before: A1.1,
+            written: A2,
+            answer: M3,
+            socket_on: NODES[PAUSED],
+            relayed_to: NODES[OWNER],
+        },
     ));
     let survivors_seen = live_nodes_become(&store, NODES.len() - 1).await;
     let lapsed = killed_at.elapsed();
@@ -474,326 +493,12 @@ fn nodes_left() -> impl Iterator<Item = &'static str> {
         .map(|(_, n)| *n)
 }
 
-/// The leases of the nodes whose place in `nodes` passes `keep`, as every node sees them (the
-/// rendezvous reads only the names).
-fn leases(nodes: &[NodeSettings], keep: impl Fn(usize) -> bool) -> Vec<NodeLease> {
-    nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| keep(*i))
-        .map(|(_, n)| NodeLease {
-            name: n.name.clone(),
-            address: n.addr.to_string(),
-            epoch: 0,
-        })
-        .collect()
-}
-
 /// The node of `nodes` that runs the site's desk.
 fn desk_of(nodes: &[NodeLease]) -> &str {
     beckon_cluster::rendezvous::owner(SITE, "#desk", nodes)
         .expect("a node")
         .name
         .as_str()
-}
-
-/// A new visitor, arrived with a page view at the node `base` (which mints an id among those
-/// it owns), that `owner` owns among `nodes`: its id and token.
-async fn visitor_owned_by(base: &str, owner: &str, nodes: &[NodeLease]) -> (String, String) {
-    let http = reqwest::Client::builder()
-        .timeout(PATIENCE)
-        .build()
-        .unwrap();
-    // A node whose view is a beat behind may mint one it no longer owns: another is drawn.
-    for n in 0..20 {
-        let body = json!({
-            "site": SITE, "session": "s_chat",
-            "context": {"lang": "en-US", "tz_offset": 60, "screen": [1280, 800]},
-            "events": [
-                {"id": format!("s_chat:l0ad{n:02}:1"), "type": "page", "t": 1_763_700_000_000_i64,
-                 "url": format!("{ORIGIN}/orders"), "path": "/orders", "title": "Orders",
-                 "page_type": "other", "referrer": ""},
-                {"id": format!("s_chat:l0ad{n:02}:2"), "type": "activity",
-                 "t": 1_763_700_000_001_i64},
-            ],
-        });
-        let r = post_batch(&http, base, body.to_string())
-            .await
-            .expect("the chat visitor's first batch");
-        assert_eq!(r.status, 202, "{}", r.text);
-        let visitor = r.body["identity"]["visitor"].as_str().expect("an identity");
-        let token = r.body["identity"]["token"].as_str().expect("a token");
-        let owned = beckon_cluster::rendezvous::owner(SITE, visitor, nodes).expect("an owner");
-        if owned.name == owner {
-            return (visitor.to_owned(), token.to_owned());
-        }
-        tokio::time::sleep(HEARTBEAT).await;
-    }
-    panic!("{base} never minted a visitor that {owner} owns");
-}
-
-/// Waits until the person, through the node `base`, sees the visitor's `text` in the
-/// conversation at `path`.
-async fn person_sees(person: &Person, base: &str, path: &str, text: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let last = match person.call(Method::GET, base, path, None).await {
-            Ok(r)
-                if r.status == 200
-                    && r.body["messages"].as_array().is_some_and(|m| {
-                        m.iter()
-                            .any(|m| m["from"] == "visitor" && m["text"] == text)
-                    }) =>
-            {
-                return;
-            }
-            Ok(r) => format!("{} {}", r.status, r.text),
-            Err(e) => e.to_string(),
-        };
-        assert!(
-            Instant::now() < deadline,
-            "the person never saw {text:?} through {base}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// How the chat went on after the kill, each from the kill.
-struct ChatAfter {
-    /// The person's message was taken (through a survivor that does not run the desk).
-    written: Duration,
-    /// The visitor heard it on their socket.
-    heard: Duration,
-    /// The visitor's own next message was stored.
-    said: Duration,
-    /// Whether the person had to come online again at the desk's new node.
-    available_again: bool,
-}
-
-/// The chat after the desk's node died: the person writes again through `base` (a survivor
-/// that does not run the desk) until the desk's new node takes it, the visitor hears it on
-/// the socket they kept (it was on the survivors only, so it stays open), answers, and the
-/// person sees the answer.
-async fn chat_after_the_kill(
-    person: Person,
-    mut socket: ChatSocket,
-    base: String,
-    path: String,
-    killed_at: Instant,
-) -> ChatAfter {
-    person
-        .call_until(
-            201,
-            PATIENCE,
-            Method::POST,
-            &base,
-            &format!("{path}/messages"),
-            Some(json!({"id": A2.0, "text": A2.1})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the person writes after the kill: {e}"));
-    let written = killed_at.elapsed();
-    socket
-        .until(PATIENCE, |f| is_line(f, "agent", A2.1))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the visitor's socket on {} (relayed to {}, both alive) heard nothing of the \
-                 person after the kill: {e:?}",
-                NODES[PAUSED], NODES[OWNER]
-            )
-        });
-    let heard = killed_at.elapsed();
-    socket
-        .say(M3.0, M3.1, PATIENCE)
-        .await
-        .unwrap_or_else(|e| panic!("the visitor answers after the kill: {e}"));
-    let said = killed_at.elapsed();
-    person_sees(&person, &base, &path, M3.1).await;
-    let desk = person
-        .call_until(200, PATIENCE, Method::GET, &base, "desk", None)
-        .await
-        .unwrap_or_else(|e| panic!("the desk after the kill: {e}"));
-    let available_again = desk.body["available"] != true;
-    if available_again {
-        let again = person
-            .call_until(
-                200,
-                PATIENCE,
-                Method::PUT,
-                &base,
-                "desk/availability",
-                Some(json!({"available": true})),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("the person comes online again: {e}"));
-        assert_eq!(again.body["available"], true, "{}", again.text);
-    }
-    let holding = desk.body["people"]
-        .as_array()
-        .and_then(|people| people.iter().find(|p| p["id"] == person.id))
-        .map(|p| p["holding"].clone());
-    assert_eq!(
-        holding,
-        Some(json!(1)),
-        "the person still holds the conversation at the desk's new node: {}",
-        desk.text
-    );
-    // Nothing was heard twice on the socket: each of the person's lines once.
-    let _ = socket.until(Duration::from_millis(300), |_| false).await;
-    for line in [A1.1, A2.1] {
-        let n = socket
-            .heard
-            .iter()
-            .filter(|f| is_line(f, "agent", line))
-            .count();
-        assert_eq!(n, 1, "{line:?} reached the visitor's socket {n} times");
-    }
-    ChatAfter {
-        written,
-        heard,
-        said,
-        available_again,
-    }
-}
-
-/// What the pauses did.
-struct Pause {
-    /// How long each pause lasted, and the stale writes the node refused in it.
-    pauses: Vec<(Duration, u64)>,
-    /// How the node answered, once woken, what had waited for it.
-    woken: Woken,
-    /// The stale writes it refused, as its `/metrics` count them.
-    refused: u64,
-    /// The commits it saw fail otherwise (a write holding an event the log already had).
-    failed: u64,
-    /// The stale writes the other nodes refused meanwhile.
-    elsewhere: u64,
-    /// The visitors that waited for it.
-    visitors: Vec<Lagging>,
-}
-
-/// Pauses [`PAUSED`] (taken out of the load balancer's list meanwhile) with a batch of each of
-/// its [`LAGGING`] visitors on its way through it, until its lease lapses and the visitors have
-/// gone on with their new owners, then wakes it; again, up to [`PAUSES`] times, until it has
-/// refused a stale write.
-async fn pause_until_a_stale_write_is_refused(
-    nodes: &[Beckon],
-    settings: &[NodeSettings],
-    balancer: &watch::Sender<Vec<String>>,
-    store: &dyn Membership,
-) -> Pause {
-    let paused = &nodes[PAUSED];
-    let base = paused.base();
-    let all: Vec<String> = nodes.iter().map(Beckon::base).collect();
-    let others: Vec<String> = all.iter().filter(|b| **b != base).cloned().collect();
-    let names = leases(settings, |_| true);
-    let without = leases(settings, |i| i != PAUSED);
-    // Visitors of the paused node, minted there.
-    let mut visitors = Vec::new();
-    let mut n = 0;
-    while visitors.len() < LAGGING {
-        assert!(n < 20 * LAGGING, "{base} never minted a visitor of its own");
-        let v = Lagging::arrive(n, &base).await;
-        n += 1;
-        if beckon_cluster::rendezvous::owner(SITE, v.visitor(), &names)
-            .is_some_and(|o| o.name == NODES[PAUSED])
-        {
-            visitors.push(v);
-        }
-    }
-    let mut pause = Pause {
-        pauses: Vec::new(),
-        woken: Woken::default(),
-        refused: 0,
-        failed: 0,
-        elsewhere: 0,
-        visitors: Vec::new(),
-    };
-    while pause.refused == 0 && pause.pauses.len() < PAUSES {
-        // Back in the cluster, holding its visitors' state.
-        live_nodes_become(store, NODES.len()).await;
-        ready(&base).await;
-        for v in &mut visitors {
-            v.prime(&base).await;
-        }
-        let (stale_before, failed_before) = refusals(&base).await;
-        let mut elsewhere_before = 0;
-        for other in &others {
-            elsewhere_before += refusals(other).await.0;
-        }
-        balancer.send_replace(others.clone());
-        // A batch of each visitor for it, sent to it or through another node, a millisecond
-        // apart and the last just before the pause: the pause finds the first ones decided on
-        // and being written, or stored already, and the last ones unread in its sockets. A
-        // batch it has decided on but not yet written is written on waking, whatever it has
-        // seen of its lease by then.
-        let mut waiting = Vec::new();
-        for v in &mut visitors {
-            waiting.push(v.queue(if v.forwarded { &others[0] } else { &base }));
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        paused.sigstop();
-        let stopped = Instant::now();
-        live_nodes_become(store, NODES.len() - 1).await;
-        // Their new owners store what the visitors go on with (a node a beat behind forwards
-        // it to the paused one at first, where it waits too).
-        let bound = PAUSE_BOUND.saturating_sub(stopped.elapsed());
-        futures::future::join_all(visitors.iter_mut().map(|v| {
-            let owner =
-                beckon_cluster::rendezvous::owner(SITE, v.visitor(), &without).expect("an owner");
-            let at = format!("http://{}", owner.address);
-            async move { v.go_on(&at, bound).await }
-        }))
-        .await;
-        paused.sigcont();
-        let paused_for = stopped.elapsed();
-        balancer.send_replace(all.clone());
-        for (v, w) in visitors.iter_mut().zip(waiting) {
-            let answer = w.await.expect("a sender does not panic");
-            pause.woken.count(v, answer);
-        }
-        for v in visitors.iter_mut().filter(|v| v.pending()) {
-            assert!(
-                v.deliver_pending(&others[0], PATIENCE).await,
-                "a lagging visitor's batch unacknowledged"
-            );
-        }
-        let (stale, failed) = refusals(&base).await;
-        pause.pauses.push((paused_for, stale - stale_before));
-        pause.refused += stale - stale_before;
-        pause.failed += failed - failed_before;
-        for other in &others {
-            pause.elsewhere += refusals(other).await.0;
-        }
-        pause.elsewhere -= elsewhere_before;
-    }
-    pause.visitors = visitors;
-    pause
-}
-
-/// Waits until the node at `base` is ready (its lease holds), within [`PATIENCE`].
-async fn ready(base: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{base} never ready again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The stale writes the node at `base` refused so far, and its commits that failed otherwise.
-async fn refusals(base: &str) -> (u64, u64) {
-    let metrics = scrape(base).await;
-    let count = |name: &str| metric(&metrics, name).unwrap_or(0.0) as u64;
-    (
-        count("beckon_stale_writes_total"),
-        count("beckon_commit_failed_total"),
-    )
 }
 
 /// What a node forwarded, and refused as stale, as its `/metrics` count them.
@@ -865,38 +570,4 @@ impl Failover {
         }
         failover
     }
-}
-
-/// Polls the store's live nodes until there are `n`, within [`PATIENCE`]; them.
-async fn live_nodes_become(store: &dyn Membership, n: usize) -> Vec<NodeLease> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let live = store.live_nodes().await.expect("the live nodes");
-        if live.len() == n {
-            return live;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} live nodes after {PATIENCE:?}, not {n}: {live:?}",
-            live.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `GET /metrics` of the node at `base`.
-async fn scrape(base: &str) -> String {
-    let r = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("the metrics answer");
-    assert_eq!(r.status(), 200);
-    r.text().await.expect("the metrics' text")
-}
-
-/// The value of the series `series` (its name and labels as exposed) in `metrics`, if any.
-fn metric(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
 }

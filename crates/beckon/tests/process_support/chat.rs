@@ -3,11 +3,15 @@
 //! token made once signed in), and a visitor's socket speaking the chat's frames
 //! (`docs/wire-protocol.md`, Chat). Each call names the node it goes to, so that a test
 //! chooses which node a request reaches (and so what is forwarded or relayed).
+//!
+//! The cluster's chat is scripted here too: a visitor owned by a chosen node
+//! ([`visitor_owned_by`]), and the chat after the desk's node died ([`chat_after_the_kill`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use beckon_cluster::NodeLease;
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -16,7 +20,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::{CHROME, ORIGIN, PATIENCE, Reply, SITE};
+use super::{CHROME, ORIGIN, PATIENCE, Reply, SITE, post_batch};
 
 /// How long one call of the person's waits for its answer: a node that died answers at once
 /// (its port is closed), and a retried call must not wait out a long bound each time.
@@ -262,5 +266,188 @@ impl ChatSocket {
             }
             tokio::time::sleep(RETRY_AFTER).await;
         }
+    }
+}
+
+/// A new visitor, arrived with a page view at the node `base` (which mints an id among those
+/// it owns), that `owner` owns among `nodes`: its id and token. A visitor another node owns
+/// is drawn again after `heartbeat`.
+pub async fn visitor_owned_by(
+    base: &str,
+    owner: &str,
+    nodes: &[NodeLease],
+    heartbeat: Duration,
+) -> (String, String) {
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
+    // A node whose view is a beat behind may mint one it no longer owns: another is drawn.
+    for n in 0..20 {
+        let body = json!({
+            "site": SITE, "session": "s_chat",
+            "context": {"lang": "en-US", "tz_offset": 60, "screen": [1280, 800]},
+            "events": [
+                {"id": format!("s_chat:l0ad{n:02}:1"), "type": "page", "t": 1_763_700_000_000_i64,
+                 "url": format!("{ORIGIN}/orders"), "path": "/orders", "title": "Orders",
+                 "page_type": "other", "referrer": ""},
+                {"id": format!("s_chat:l0ad{n:02}:2"), "type": "activity",
+                 "t": 1_763_700_000_001_i64},
+            ],
+        });
+        let r = post_batch(&http, base, body.to_string())
+            .await
+            .expect("the chat visitor's first batch");
+        assert_eq!(r.status, 202, "{}", r.text);
+        let visitor = r.body["identity"]["visitor"].as_str().expect("an identity");
+        let token = r.body["identity"]["token"].as_str().expect("a token");
+        let owned = beckon_cluster::rendezvous::owner(SITE, visitor, nodes).expect("an owner");
+        if owned.name == owner {
+            return (visitor.to_owned(), token.to_owned());
+        }
+        tokio::time::sleep(heartbeat).await;
+    }
+    panic!("{base} never minted a visitor that {owner} owns");
+}
+
+/// Waits until the person, through the node `base`, sees the visitor's `text` in the
+/// conversation at `path`.
+pub async fn person_sees(person: &Person, base: &str, path: &str, text: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let last = match person.call(Method::GET, base, path, None).await {
+            Ok(r)
+                if r.status == 200
+                    && r.body["messages"].as_array().is_some_and(|m| {
+                        m.iter()
+                            .any(|m| m["from"] == "visitor" && m["text"] == text)
+                    }) =>
+            {
+                return;
+            }
+            Ok(r) => format!("{} {}", r.status, r.text),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the person never saw {text:?} through {base}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What [`chat_after_the_kill`] says, each line its sender's id for it and its text, and
+/// where the visitor's socket is (for what a failure tells).
+#[derive(Debug, Clone, Copy)]
+pub struct AfterTheKill {
+    /// The text of the person's line before the kill, which the socket must have heard once.
+    pub before: &'static str,
+    /// The person's line after the kill.
+    pub written: (&'static str, &'static str),
+    /// The visitor's answer to it.
+    pub answer: (&'static str, &'static str),
+    /// The node the visitor's socket is on.
+    pub socket_on: &'static str,
+    /// The node that owns the visitor, which the socket is relayed to.
+    pub relayed_to: &'static str,
+}
+
+/// How the chat went on after the kill, each from the kill.
+pub struct ChatAfter {
+    /// The person's message was taken (through a survivor that does not run the desk).
+    pub written: Duration,
+    /// The visitor heard it on their socket.
+    pub heard: Duration,
+    /// The visitor's own next message was stored.
+    pub said: Duration,
+    /// Whether the person had to come online again at the desk's new node.
+    pub available_again: bool,
+}
+
+/// The chat after the desk's node died: the person writes again through `base` (a survivor
+/// that does not run the desk) until the desk's new node takes it, the visitor hears it on
+/// the socket they kept (it was on the survivors only, so it stays open), answers, and the
+/// person sees the answer.
+pub async fn chat_after_the_kill(
+    person: Person,
+    mut socket: ChatSocket,
+    base: String,
+    path: String,
+    killed_at: std::time::Instant,
+    lines: AfterTheKill,
+) -> ChatAfter {
+    person
+        .call_until(
+            201,
+            PATIENCE,
+            Method::POST,
+            &base,
+            &format!("{path}/messages"),
+            Some(json!({"id": lines.written.0, "text": lines.written.1})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the person writes after the kill: {e}"));
+    let written = killed_at.elapsed();
+    socket
+        .until(PATIENCE, |f| is_line(f, "agent", lines.written.1))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the visitor's socket on {} (relayed to {}, both alive) heard nothing of the \
+                 person after the kill: {e:?}",
+                lines.socket_on, lines.relayed_to
+            )
+        });
+    let heard = killed_at.elapsed();
+    socket
+        .say(lines.answer.0, lines.answer.1, PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("the visitor answers after the kill: {e}"));
+    let said = killed_at.elapsed();
+    person_sees(&person, &base, &path, lines.answer.1).await;
+    let desk = person
+        .call_until(200, PATIENCE, Method::GET, &base, "desk", None)
+        .await
+        .unwrap_or_else(|e| panic!("the desk after the kill: {e}"));
+    let available_again = desk.body["available"] != true;
+    if available_again {
+        let again = person
+            .call_until(
+                200,
+                PATIENCE,
+                Method::PUT,
+                &base,
+                "desk/availability",
+                Some(json!({"available": true})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("the person comes online again: {e}"));
+        assert_eq!(again.body["available"], true, "{}", again.text);
+    }
+    let holding = desk.body["people"]
+        .as_array()
+        .and_then(|people| people.iter().find(|p| p["id"] == person.id))
+        .map(|p| p["holding"].clone());
+    assert_eq!(
+        holding,
+        Some(json!(1)),
+        "the person still holds the conversation at the desk's new node: {}",
+        desk.text
+    );
+    // Nothing was heard twice on the socket: each of the person's lines once.
+    let _ = socket.until(Duration::from_millis(300), |_| false).await;
+    for line in [lines.before, lines.written.1] {
+        let n = socket
+            .heard
+            .iter()
+            .filter(|f| is_line(f, "agent", line))
+            .count();
+        assert_eq!(n, 1, "{line:?} reached the visitor's socket {n} times");
+    }
+    ChatAfter {
+        written,
+        heard,
+        said,
+        available_again,
     }
 }

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod nodes;
 pub mod stale;
 pub mod visitors;
 

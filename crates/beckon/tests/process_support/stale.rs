@@ -18,19 +18,28 @@
 //! They send page views only (no cart, no order, no dismissal), so they never reach a rule or
 //! a guardrail, and the per-visitor checks of [`super::visitors`] need not know them; the log's
 //! own checks (no key twice) cover them with everyone else.
+//!
+//! [`pause_until_a_stale_write_is_refused`] pauses the node with them and wakes it, as many
+//! times as it takes.
 
 use std::time::Duration;
 
+use beckon_store::cluster::Membership;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::nodes::{leases, live_nodes_become, metric, scrape};
 use super::visitors::{Log, key_of};
-use super::{ORIGIN, PATIENCE, Reply, SITE, post_batch};
+use super::{Beckon, NodeSettings, ORIGIN, PATIENCE, Reply, SITE, post_batch};
 
 /// How long one send to a live node waits: one that reaches a node that has not yet seen the
 /// pause is forwarded to the paused node and would wait for it.
 const TRY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest the node stays paused, waiting for its visitors to go on with their new
+/// owners.
+const PAUSE_BOUND: Duration = Duration::from_secs(5);
 
 /// One such visitor.
 pub struct Lagging {
@@ -274,4 +283,159 @@ pub fn check_logged_once(log: &Log, visitors: &[Lagging]) -> usize {
         }
     }
     checked
+}
+
+/// Which node [`pause_until_a_stale_write_is_refused`] pauses, how many visitors wait for it,
+/// and how many times at most it is paused.
+#[derive(Debug, Clone, Copy)]
+pub struct Pausing {
+    /// The node's place among the nodes.
+    pub node: usize,
+    /// The visitors that wait for it.
+    pub visitors: usize,
+    /// The most times the node is paused to see one of its writes refused.
+    pub at_most: usize,
+}
+
+/// What the pauses did.
+pub struct Pause {
+    /// How long each pause lasted, and the stale writes the node refused in it.
+    pub pauses: Vec<(Duration, u64)>,
+    /// How the node answered, once woken, what had waited for it.
+    pub woken: Woken,
+    /// The stale writes it refused, as its `/metrics` count them.
+    pub refused: u64,
+    /// The commits it saw fail otherwise (a write holding an event the log already had).
+    pub failed: u64,
+    /// The stale writes the other nodes refused meanwhile.
+    pub elsewhere: u64,
+    /// The visitors that waited for it.
+    pub visitors: Vec<Lagging>,
+}
+
+/// Pauses the node [`Pausing::node`] (taken out of the load balancer's list meanwhile) with a
+/// batch of each of its [`Pausing::visitors`] visitors on its way through it, until its lease
+/// lapses and the visitors have gone on with their new owners, then wakes it; again, up to
+/// [`Pausing::at_most`] times, until it has refused a stale write.
+pub async fn pause_until_a_stale_write_is_refused(
+    nodes: &[Beckon],
+    settings: &[NodeSettings],
+    pausing: Pausing,
+    balancer: &watch::Sender<Vec<String>>,
+    store: &dyn Membership,
+) -> Pause {
+    let paused = &nodes[pausing.node];
+    let base = paused.base();
+    let all: Vec<String> = nodes.iter().map(Beckon::base).collect();
+    let others: Vec<String> = all.iter().filter(|b| **b != base).cloned().collect();
+    let names = leases(settings, |_| true);
+    let without = leases(settings, |i| i != pausing.node);
+    // Visitors of the paused node, minted there.
+    let mut visitors = Vec::new();
+    let mut n = 0;
+    while visitors.len() < pausing.visitors {
+        assert!(
+            n < 20 * pausing.visitors,
+            "{base} never minted a visitor of its own"
+        );
+        let v = Lagging::arrive(n, &base).await;
+        n += 1;
+        if beckon_cluster::rendezvous::owner(SITE, v.visitor(), &names)
+            .is_some_and(|o| o.name == settings[pausing.node].name)
+        {
+            visitors.push(v);
+        }
+    }
+    let mut pause = Pause {
+        pauses: Vec::new(),
+        woken: Woken::default(),
+        refused: 0,
+        failed: 0,
+        elsewhere: 0,
+        visitors: Vec::new(),
+    };
+    while pause.refused == 0 && pause.pauses.len() < pausing.at_most {
+        // Back in the cluster, holding its visitors' state.
+        live_nodes_become(store, nodes.len()).await;
+        ready(&base).await;
+        for v in &mut visitors {
+            v.prime(&base).await;
+        }
+        let (stale_before, failed_before) = refusals(&base).await;
+        let mut elsewhere_before = 0;
+        for other in &others {
+            elsewhere_before += refusals(other).await.0;
+        }
+        balancer.send_replace(others.clone());
+        // A batch of each visitor for it, sent to it or through another node, a millisecond
+        // apart and the last just before the pause: the pause finds the first ones decided on
+        // and being written, or stored already, and the last ones unread in its sockets. A
+        // batch it has decided on but not yet written is written on waking, whatever it has
+        // seen of its lease by then.
+        let mut waiting = Vec::new();
+        for v in &mut visitors {
+            waiting.push(v.queue(if v.forwarded { &others[0] } else { &base }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        paused.sigstop();
+        let stopped = Instant::now();
+        live_nodes_become(store, nodes.len() - 1).await;
+        // Their new owners store what the visitors go on with (a node a beat behind forwards
+        // it to the paused one at first, where it waits too).
+        let bound = PAUSE_BOUND.saturating_sub(stopped.elapsed());
+        futures::future::join_all(visitors.iter_mut().map(|v| {
+            let owner =
+                beckon_cluster::rendezvous::owner(SITE, v.visitor(), &without).expect("an owner");
+            let at = format!("http://{}", owner.address);
+            async move { v.go_on(&at, bound).await }
+        }))
+        .await;
+        paused.sigcont();
+        let paused_for = stopped.elapsed();
+        balancer.send_replace(all.clone());
+        for (v, w) in visitors.iter_mut().zip(waiting) {
+            let answer = w.await.expect("a sender does not panic");
+            pause.woken.count(v, answer);
+        }
+        for v in visitors.iter_mut().filter(|v| v.pending()) {
+            assert!(
+                v.deliver_pending(&others[0], PATIENCE).await,
+                "a lagging visitor's batch unacknowledged"
+            );
+        }
+        let (stale, failed) = refusals(&base).await;
+        pause.pauses.push((paused_for, stale - stale_before));
+        pause.refused += stale - stale_before;
+        pause.failed += failed - failed_before;
+        for other in &others {
+            pause.elsewhere += refusals(other).await.0;
+        }
+        pause.elsewhere -= elsewhere_before;
+    }
+    pause.visitors = visitors;
+    pause
+}
+
+/// Waits until the node at `base` is ready (its lease holds), within [`PATIENCE`].
+async fn ready(base: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stale writes the node at `base` refused so far, and its commits that failed otherwise.
+async fn refusals(base: &str) -> (u64, u64) {
+    let metrics = scrape(base).await;
+    let count = |name: &str| metric(&metrics, name).unwrap_or(0.0) as u64;
+    (
+        count("beckon_stale_writes_total"),
+        count("beckon_commit_failed_total"),
+    )
 }
