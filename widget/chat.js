@@ -348,6 +348,7 @@ function frame(f) {
     if (!conv) send({ type: 'chat_sync', after: last }); // a tab without a socket learns of it here
   } else if (t == 'chat_error') {
     var q = f.id && pending[str(f.id)];
+    if (f.retry) return; // unavailable for a moment: a pending message is sent again
     if (q) { q.failed = true; q.el.classList.add('bad'); delete pending[str(f.id)]; }
     local('sys', '', str(f.error));
   } else if (t == 'chat_stale') send({ type: 'chat_sync', after: last });

@@ -58,6 +58,7 @@ pub async fn answer(
             as_json(vec![ChatDown::ChatError {
                 id,
                 error: "the chat is unavailable for a moment; try again shortly".to_owned(),
+                retry: true,
             }])
         }
     }
@@ -111,6 +112,7 @@ pub async fn handle(
                 DeskError::NotFound => "there is no open conversation".to_owned(),
                 other => other.to_string(),
             },
+            retry: false,
         }],
     }
 }

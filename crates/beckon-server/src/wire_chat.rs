@@ -137,6 +137,10 @@ pub enum ChatDown {
         id: Option<String>,
         /// What was wrong.
         error: String,
+        /// Whether the frame may be sent again as it is (the chat is unavailable for a moment:
+        /// the site's desk is moving to another node); a `say` is then kept and resent.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        retry: bool,
     },
     /// This tab missed updates: it should sync.
     ChatStale,
@@ -260,5 +264,27 @@ pub fn update(u: &Update) -> Option<ChatDown> {
             messages: None,
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_error_says_retry_only_when_the_frame_may_be_sent_again() {
+        let error = |retry| {
+            serde_json::to_value(ChatDown::ChatError {
+                id: Some("m1".to_owned()),
+                error: "e".to_owned(),
+                retry,
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            error(false),
+            serde_json::json!({"type": "chat_error", "id": "m1", "error": "e"})
+        );
+        assert_eq!(error(true)["retry"], true);
     }
 }

@@ -373,6 +373,10 @@ async fn a_chat_frame_to_a_desk_whose_node_does_not_answer_is_refused_with_a_cha
         e["id"], "m1",
         "the message it concerns, so the tab sends it again"
     );
+    assert_eq!(
+        e["retry"], true,
+        "nothing wrong with the frame: the tab sends it again"
+    );
     assert!(e["error"].as_str().unwrap().contains("try again"), "{e}");
     assert!(
         !e["error"].as_str().unwrap().contains(&gone.address),

@@ -268,6 +268,7 @@ pub async fn upload(
         Err(e) => vec![ChatDown::ChatError {
             id: None,
             error: e.to_string(),
+            retry: false,
         }],
         Ok(id) => match desk.visitor_file(&who, id.clone(), &up.name, &body.0).await {
             Ok(said) => vec![ChatDown::Said {
@@ -277,6 +278,7 @@ pub async fn upload(
             Err(e) => vec![ChatDown::ChatError {
                 id: Some(id),
                 error: e.to_string(),
+                retry: false,
             }],
         },
     };

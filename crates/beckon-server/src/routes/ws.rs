@@ -585,6 +585,7 @@ impl Conn {
             let error = ChatDown::ChatError {
                 id: None,
                 error: "chat is not available on this server".to_owned(),
+                retry: false,
             };
             return send_chat(socket, &error, within).await;
         };
