@@ -7,7 +7,7 @@ var B = w.beckon;
 if (!B || typeof B._chat != 'function') return;
 B._chat(function (k) {
 var el = k.el, g = k.guard;
-var RESEND_MS = 5000, TYPING_MS = 4000, POLL_PAUSE_MS = 5000, MAX_FILE = 5 * 1024 * 1024;
+var GIVE_UP_MS = 60000, RESEND_MS = 5000, TYPING_MS = 4000, POLL_PAUSE_MS = 5000, MAX_FILE = 5 * 1024 * 1024;
 var ACCEPT = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain';
 var CSS = `.chat{padding:0;display:flex;flex-direction:column}
 .hd{display:flex;flex-wrap:wrap;align-items:center;gap:2px 12px;padding:12px 48px 8px 16px;border-bottom:1px solid #e5e8eb}
@@ -189,7 +189,7 @@ function say(text) {
   var b = bubble('me.pending', '', text);
   log.appendChild(b);
   log.scrollTop = log.scrollHeight;
-  pending[id] = { f: f, el: b, at: Date.now() };
+  pending[id] = { f: f, el: b, at: Date.now(), first: Date.now() };
   send(f);
   poll();
 }
@@ -348,7 +348,8 @@ function frame(f) {
     if (!conv) send({ type: 'chat_sync', after: last }); // a tab without a socket learns of it here
   } else if (t == 'chat_error') {
     var q = f.id && pending[str(f.id)];
-    if (f.retry) return; // unavailable for a moment: a pending message is sent again
+    // Unavailable for a moment: a pending message is sent again, for a minute at most.
+    if (f.retry && q && Date.now() - q.first < GIVE_UP_MS) return;
     if (q) { q.failed = true; q.el.classList.add('bad'); delete pending[str(f.id)]; }
     local('sys', '', str(f.error));
   } else if (t == 'chat_stale') send({ type: 'chat_sync', after: last });

@@ -218,35 +218,37 @@ impl Bus {
     }
 
     async fn send_all(&self, mut queued: mpsc::Receiver<Vec<u8>>, shutdown: CancellationToken) {
-        // The count of dropped notes the other nodes were last told to resync for.
+        // The count of dropped notes the other nodes were last told to resync for. A note lost
+        // here (Redis refused it, or the queue was full) is made up for: once Redis takes a
+        // note again, or at the next second's check, the other nodes are told to resync.
         let mut told_of = 0;
+        let mut check = tokio::time::interval(PING_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let bytes = tokio::select! {
+            tokio::select! {
                 next = queued.recv() => match next {
-                    Some(b) => b,
+                    Some(bytes) => {
+                        let sent: redis::RedisResult<i64> =
+                            self.connection().publish(&self.inner.channel, bytes).await;
+                        if let Err(e) = sent {
+                            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "a note could not be published");
+                            continue;
+                        }
+                    }
                     None => return,
                 },
+                _ = check.tick() => {}
                 () = shutdown.cancelled() => return,
-            };
-            // A note lost here (Redis refused it, or the queue was full) is made up for: once
-            // a note goes through again, the other nodes are told to resync.
-            let lost = self.inner.dropped.load(Ordering::Relaxed) != told_of;
-            let mut conn = self.connection();
-            let sent: redis::RedisResult<i64> = conn.publish(&self.inner.channel, bytes).await;
-            match sent {
-                Err(e) => {
-                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "a note could not be published");
+            }
+            let dropped = self.inner.dropped.load(Ordering::Relaxed);
+            if dropped != told_of {
+                let resync = self.note(RESYNC, &serde_json::Value::Null);
+                let told: redis::RedisResult<i64> =
+                    self.connection().publish(&self.inner.channel, resync).await;
+                if told.is_ok() {
+                    told_of = dropped;
                 }
-                Ok(_) if lost => {
-                    let resync = self.note(RESYNC, &serde_json::Value::Null);
-                    let told: redis::RedisResult<i64> =
-                        conn.publish(&self.inner.channel, resync).await;
-                    if told.is_ok() {
-                        told_of = self.inner.dropped.load(Ordering::Relaxed);
-                    }
-                }
-                Ok(_) => {}
             }
         }
     }

@@ -53,22 +53,26 @@ pub async fn answer(
     };
     match carry(state, &node, &carried).await {
         Ok(frames) => frames,
-        Err(e) => {
+        Err((e, transient)) => {
             tracing::warn!(node = %node.name, error = %e, "the desk's node did not answer a chat frame");
+            // A message the desk could not take for a moment is kept by the tab and sent
+            // again under its id; anything else is the visitor's to try again.
             as_json(vec![ChatDown::ChatError {
+                retry: transient && id.is_some(),
                 id,
                 error: "the chat is unavailable for a moment; try again shortly".to_owned(),
-                retry: true,
             }])
         }
     }
 }
 
+/// Carries a frame to the desk's node; its answer, or why not and whether that may pass (the
+/// node did not answer, or the desk is moving).
 async fn carry(
     state: &crate::AppState,
     node: &beckon_store::cluster::NodeLease,
     carried: &CarriedFrame,
-) -> Result<Vec<serde_json::Value>, String> {
+) -> Result<Vec<serde_json::Value>, (String, bool)> {
     let answer = state
         .forwarder
         .post(format!("http://{}{DESK_FRAME}", node.address))
@@ -76,12 +80,13 @@ async fn carry(
         .json(carried)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (e.to_string(), true))?;
     if !answer.status().is_success() {
-        return Err(format!("answered {}", answer.status()));
+        let transient = answer.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        return Err((format!("answered {}", answer.status()), transient));
     }
     crate::metrics::forwarded("chat");
-    let frames: Frames = answer.json().await.map_err(|e| e.to_string())?;
+    let frames: Frames = answer.json().await.map_err(|e| (e.to_string(), true))?;
     Ok(frames.frames)
 }
 

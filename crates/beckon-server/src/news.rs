@@ -21,7 +21,7 @@ use beckon_store::Store;
 use tokio::sync::{broadcast::error::RecvError, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::placement::Placement;
+use crate::placement::{DESK as DESK_KEY, Placement};
 use crate::sites::Sites;
 
 /// The desk's news.
@@ -115,6 +115,9 @@ pub async fn follow_views(
     shutdown: CancellationToken,
 ) {
     let mut retry = false;
+    // The view the desks were last picked up by: only sites that came here since are picked up
+    // (those that stayed run here already, and a pick-up must never race their closes).
+    let mut previous = views.borrow().clone();
     let mut sweep = tokio::time::interval(LET_GO_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -134,7 +137,7 @@ pub async fn follow_views(
             }
             () = tokio::time::sleep(std::time::Duration::from_secs(1)), if retry => {}
         }
-        views.borrow_and_update();
+        let current = views.borrow_and_update().clone();
         let gone = desk.let_go_where(|site| placement.desk_is_here(site));
         if !gone.is_empty() {
             tracing::info!(
@@ -142,9 +145,17 @@ pub async fn follow_views(
                 "the desks of sites moved to other nodes"
             );
         }
-        match desk.resume_where(|site| placement.desk_is_here(site)).await {
+        let was_here = |site: &beckon_engine::SiteId| {
+            beckon_cluster::rendezvous::owner(site.as_str(), DESK_KEY, &previous.nodes)
+                == Some(&previous.me)
+        };
+        match desk
+            .resume_where(|site| placement.desk_is_here(site) && !was_here(site))
+            .await
+        {
             Ok(n) => {
                 retry = false;
+                previous = current;
                 if n > 0 {
                     tracing::info!(
                         conversations = n,

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 pub const FORWARDED: &str = "x-beckon-forwarded";
 
 /// What a site's desk is placed by, in place of a visitor's id (no visitor's id holds `#`).
-const DESK: &str = "#desk";
+pub const DESK: &str = "#desk";
 
 /// Where a visitor is served.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,11 +22,11 @@ use crate::placement::{FORWARDED, Route};
 const MAX_FILE_BODY: usize = beckon_agent::files::MAX_FILE_BYTES + 64 * 1024;
 /// The largest body sent on for anything else (the admin side's own bound).
 const MAX_BODY: usize = 512 * 1024;
-/// How long a console's event stream may last through a forward: one that outlives it ends,
-/// and the console reconnects.
+/// How long a forwarded answer may last (a console's event stream): one that outlives it
+/// ends, and the console reconnects.
 const STREAM_FOR: Duration = Duration::from_secs(3600);
-/// The longest a forwarded stream may go without a byte (the console's stream keeps alive every
-/// 15 s): a desk node that went mute ends it, and the console reconnects.
+/// The longest a forwarded answer's body may go without a byte (the console's stream keeps
+/// alive every 15 s): a desk node that went mute ends it, and the console reconnects.
 const STREAM_SILENCE: Duration = Duration::from_secs(45);
 
 /// The site a path of the site's people's desk names, if it is one.
@@ -105,16 +105,15 @@ async fn send(state: &AppState, node: &NodeLease, req: Request) -> Result<Respon
         .map_err(|_| {
             ApiError::TooLarge(format!("a request to the desk holds at most {limit} bytes"))
         })?;
-    let stream = parts.uri.path().ends_with("/conversations/events");
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // The answer's headers must come within the forwarder's bound; its body (a console's
+    // stream, a file) may take longer, as long as it keeps coming.
     let mut out = state
         .forwarder
         .request(parts.method, format!("http://{}{path}", node.address))
+        .timeout(STREAM_FOR)
         .header(FORWARDED, state.placement.secret())
         .body(body);
-    if stream {
-        out = out.timeout(STREAM_FOR);
-    }
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -125,13 +124,11 @@ async fn send(state: &AppState, node: &NodeLease, req: Request) -> Result<Respon
     for (name, value) in parts.headers.iter().filter(|(n, _)| !kept_back(n)) {
         out = out.header(name, value);
     }
-    let answer = out.send().await.map_err(|e| {
-        tracing::warn!(node = %node.name, error = %e, "the desk's node did not answer");
-        crate::metrics::forwarded("unreachable");
-        ApiError::Unavailable(format!(
-            "the node that runs this site's desk did not answer ({e}); try again shortly"
-        ))
-    })?;
+    let answer = match tokio::time::timeout(crate::forward::FORWARD_TIMEOUT, out.send()).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return Err(unanswered(node, &e.to_string())),
+        Err(_) => return Err(unanswered(node, "no answer in time")),
+    };
     crate::metrics::forwarded("desk");
     let mut response = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
@@ -139,14 +136,18 @@ async fn send(state: &AppState, node: &NodeLease, req: Request) -> Result<Respon
             response = response.header(name, value);
         }
     }
-    let body = if stream {
-        Body::from_stream(until_silent(answer.bytes_stream(), STREAM_SILENCE))
-    } else {
-        Body::from_stream(answer.bytes_stream())
-    };
+    let body = Body::from_stream(until_silent(answer.bytes_stream(), STREAM_SILENCE));
     Ok(response
         .body(body)
         .expect("a status and headers from a valid answer"))
+}
+
+fn unanswered(node: &NodeLease, e: &str) -> ApiError {
+    tracing::warn!(node = %node.name, error = %e, "the desk's node did not answer");
+    crate::metrics::forwarded("unreachable");
+    ApiError::Unavailable(format!(
+        "the node that runs this site's desk did not answer ({e}); try again shortly"
+    ))
 }
 
 /// `stream`, ended once nothing has come from it for `silence`.

@@ -327,15 +327,19 @@ impl Desk {
                                     .and_then(|ps| ps.iter().find(|p| p.user == u))
                                     .cloned()
                                     .unwrap_or_default();
-                                desk.board.put_person(
+                                for s in desk.board.put_person(
                                     u,
                                     p.capacity.max(1),
                                     p.departments,
                                     p.languages,
                                     now,
-                                );
+                                ) {
+                                    steps.push((c.site.clone(), s));
+                                }
                             }
-                            desk.board.hold(&c.id, u, now);
+                            for s in desk.board.hold(&c.id, u, now) {
+                                steps.push((c.site.clone(), s));
+                            }
                         }
                     }
                     _ => {}
@@ -626,6 +630,14 @@ impl Desk {
         let now = self.now();
         let c = self.conversation(site, id).await?;
         if c.status.is_closed() {
+            // Closed already (elsewhere, or a moment ago): nothing of it stays on this desk.
+            let steps = self.with_site(site, |d| {
+                d.open.remove(id);
+                d.board.release(id, now)
+            });
+            for s in steps {
+                self.carry_out(site, s).await;
+            }
             return Ok(c);
         }
         let line = match by {
