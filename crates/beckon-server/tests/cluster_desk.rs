@@ -175,32 +175,16 @@ async fn until(what: &str, f: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_on_the_desk_s_node_chats_with_a_visitor_whose_socket_is_on_another_and_the_chat_survives_the_desk_moving()
  {
-    let scratch = Scratch::new().await;
-    let pg = Arc::new(scratch.migrated().await);
-    let site = Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default());
-    install(pg.as_ref(), &site).await;
-    let namespace = format!("test{:016x}", rand::random::<u64>());
-    let a = node(pg.clone(), pg.clone(), "node-a", 1, &namespace).await;
-    let pg_b = Arc::new(scratch.store().await);
-    let b = node(pg_b.clone(), pg_b, "node-b", 2, &namespace).await;
-    let both = [a.lease.clone(), b.lease.clone()];
-    for n in [&a, &b] {
-        n.views.send_replace(view(&n.lease, &[&both[0], &both[1]]));
-    }
-    until("both buses subscribed", || {
-        a.bus.healthy() && b.bus.healthy()
-    })
-    .await;
     // The site's desk is on one node; the visitor is owned by the other, and their socket is
     // there.
-    let home_lease = beckon_cluster::rendezvous::owner("shop", "#desk", &both)
-        .unwrap()
-        .clone();
-    let (home, edge) = if home_lease == a.lease {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let Two {
+        scratch,
+        home,
+        edge,
+        both,
+    } = two(Limits::unthrottled(), None).await;
+    let (home, edge) = (&home, &edge);
+    let pg = home.conversations.clone();
     let visitor = (0..)
         .map(|i| format!("v_chat{i}"))
         .find(|v| beckon_cluster::rendezvous::owner("shop", v, &both) == Some(&edge.lease))
@@ -387,38 +371,14 @@ async fn a_chat_frame_to_a_desk_whose_node_does_not_answer_is_refused_with_a_cha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_saved_on_one_node_are_in_force_on_the_other_at_once() {
-    let scratch = Scratch::new().await;
-    let pg = Arc::new(scratch.migrated().await);
-    let site = Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default());
-    install(pg.as_ref(), &site).await;
-    let namespace = format!("test{:016x}", rand::random::<u64>());
     // Neither node polls the store within the test: only the bus can tell them.
-    let hour = Some(Duration::from_secs(3600));
-    let a = node_on(
-        pg.clone(),
-        pg.clone(),
-        "node-a",
-        1,
-        &namespace,
-        &redis_url(),
-        hour,
-    )
-    .await;
-    let pg_b = Arc::new(scratch.store().await);
-    let b = node_on(
-        pg_b.clone(),
-        pg_b,
-        "node-b",
-        2,
-        &namespace,
-        &redis_url(),
-        hour,
-    )
-    .await;
-    until("both buses subscribed", || {
-        a.bus.healthy() && b.bus.healthy()
-    })
-    .await;
+    let Two {
+        scratch,
+        home: a,
+        edge: b,
+        ..
+    } = two(Limits::unthrottled(), Some(Duration::from_secs(3600))).await;
+    let pg = a.server.store.clone();
     let before = b.server.sites.get("shop").unwrap().version();
 
     // Saved through node a (as the dashboard does): the store, a's engines, then the news.
@@ -507,8 +467,9 @@ async fn a_node_cut_off_from_redis_is_not_ready_until_it_is_back() {
     scratch.drop().await;
 }
 
-/// Two nodes on one new database holding the shop, each seeing both, with `limits`; the
-/// site's desk on `home`, the other `edge`.
+/// Two nodes on one new database holding the shop (its rule `cart-exit`), each seeing both,
+/// with `limits` and asking the store for changed sites every `poll_sites` (else the default);
+/// the site's desk on `home`, the other `edge`.
 struct Two {
     scratch: Scratch,
     home: Node,
@@ -516,12 +477,12 @@ struct Two {
     both: [NodeLease; 2],
 }
 
-async fn two(limits: Limits) -> Two {
+async fn two(limits: Limits, poll_sites: Option<Duration>) -> Two {
     let scratch = Scratch::new().await;
     let pg = Arc::new(scratch.migrated().await);
     install(
         pg.as_ref(),
-        &Site::new("shop", &cart_exit_rule("r"), Policy::default()),
+        &Site::new("shop", &cart_exit_rule("cart-exit"), Policy::default()),
     )
     .await;
     let namespace = format!("test{:016x}", rand::random::<u64>());
@@ -532,7 +493,7 @@ async fn two(limits: Limits) -> Two {
         1,
         &namespace,
         &redis_url(),
-        None,
+        poll_sites,
         limits.clone(),
     )
     .await;
@@ -544,7 +505,7 @@ async fn two(limits: Limits) -> Two {
         2,
         &namespace,
         &redis_url(),
-        None,
+        poll_sites,
         limits,
     )
     .await;
@@ -583,7 +544,7 @@ async fn carried_chat_frames_are_limited_per_visitor_address_not_per_carrying_no
         home: _home,
         edge,
         both,
-    } = two(limits).await;
+    } = two(limits, None).await;
     let mut said = 0;
     for n in 0..3 {
         let visitor = (0..)
@@ -613,7 +574,7 @@ async fn a_frame_carried_to_a_node_that_is_no_longer_the_desk_is_refused_not_ser
         home,
         edge,
         both,
-    } = two(Limits::unthrottled()).await;
+    } = two(Limits::unthrottled(), None).await;
     let key = edge.server.store.server_key().await.unwrap();
     let secret = beckon_server::placement::Placement::new(None, &key)
         .secret()

@@ -105,21 +105,11 @@ pub async fn post(
 }
 
 /// `POST /v1/internal/chat`: a chat frame another node carried to this one, where the site's
-/// desk runs. Accepted only from a node of this installation (the cluster's secret; the
-/// carrying node checked the visitor's token), and always answered here.
-pub async fn carried(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    if !state.placement.forwarded(&headers) {
-        return Err(ApiError::Unauthorized);
-    }
+/// desk runs. One of the nodes' own routes (answered only to the cluster's secret,
+/// `placement::nodes_only`; the carrying node checked the visitor's token).
+pub async fn carried(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let carried: CarriedFrame = body.json("chat frame")?;
-    let site = beckon_engine::SiteId::parse(&carried.site)
-        .ok()
-        .and_then(|id| state.sites.get_id(&id))
-        .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", carried.site)))?;
+    let site = super::server_events::site_by_id(&state, &carried.site)?;
     // The view changed while the frame travelled: it is refused, and the tab sends it again
     // (a frame is never served by a node that is not the site's desk).
     if !state.placement.desk_is_here(&site.record.id) {

@@ -194,21 +194,22 @@ pub struct ConversationNews {
 /// The path of [`conversation_news`].
 pub const CONVERSATION_NEWS: &str = "/v1/internal/conversation";
 
-/// `POST /v1/internal/conversation`: accepted only from a node of this installation (the
-/// cluster's secret), and always served here.
-pub async fn conversation_news(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    if !state.placement.forwarded(&headers) {
-        return Err(ApiError::Unauthorized);
-    }
-    let news: ConversationNews = body.json("body")?;
-    let site = beckon_engine::SiteId::parse(&news.site)
+/// A site by its id (not its public key), as the nodes name it to each other.
+pub fn site_by_id(state: &AppState, id: &str) -> Result<std::sync::Arc<SiteRuntime>, ApiError> {
+    beckon_engine::SiteId::parse(id)
         .ok()
         .and_then(|id| state.sites.get_id(&id))
-        .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", news.site)))?;
+        .ok_or_else(|| ApiError::NotFound(format!("unknown site {id:?}")))
+}
+
+/// `POST /v1/internal/conversation`: one of the nodes' own routes (answered only to the
+/// cluster's secret, `placement::nodes_only`), always served here.
+pub async fn conversation_news(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let news: ConversationNews = body.json("body")?;
+    let site = site_by_id(&state, &news.site)?;
     crate::chat::tell_here(
         &state,
         site,
