@@ -123,12 +123,13 @@ pub fn owner_elsewhere(
 /// (one in as many draws as there are nodes, on average), so that the visitor's first batch is
 /// decided where every later one will be.
 fn mint_here(state: &AppState, site: &beckon_engine::SiteId) -> (VisitorId, String) {
-    let mut minted = state.tokens.mint(site);
+    let now = state.clock.now();
+    let mut minted = state.tokens.mint(site, now);
     for _ in 0..64 {
         if state.placement.is_mine(site, &minted.0) {
             break;
         }
-        minted = state.tokens.mint(site);
+        minted = state.tokens.mint(site, now);
     }
     minted
 }

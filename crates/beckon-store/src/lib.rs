@@ -532,7 +532,9 @@ pub trait Store: Send + Sync + 'static {
     /// A site's exposures, oldest first.
     async fn exposures(&self, site: &SiteId) -> Result<Vec<Exposure>>;
 
-    /// A session's events, in the order logged.
+    /// A session's events, in the order logged. For tests and diagnostics: nothing that serves
+    /// visitors reads the log by session, so no index is kept for it and this reads through
+    /// the site's log.
     async fn session_events(&self, site: &SiteId, session: &SessionId) -> Result<Vec<StoredEvent>>;
 
     /// A site's logged batches in the order they were committed, from position `after`
