@@ -40,6 +40,8 @@ pub fn install() -> &'static PrometheusHandle {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.to_owned()), COMMIT_BUCKETS)
             .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(SYNC_SECONDS.to_owned()), COMMIT_BUCKETS)
+            .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
         if let Err(e) = metrics::set_global_recorder(recorder) {
@@ -123,6 +125,16 @@ pub fn commit_seconds(duration: Duration) {
     histogram!(COMMIT_SECONDS).record(duration.as_secs_f64());
 }
 
+/// Records how long one sync took (making the group commits before it durable).
+pub fn sync_seconds(duration: Duration) {
+    histogram!(SYNC_SECONDS).record(duration.as_secs_f64());
+}
+
+/// A sync failed: the writer stops.
+pub fn sync_failed() {
+    counter!(SYNC_FAILED).increment(1);
+}
+
 /// A group commit failed (every batch in it was answered with an error).
 pub fn commit_failed() {
     counter!(COMMIT_FAILED).increment(1);
@@ -200,6 +212,8 @@ const DUPLICATE_EVENTS: &str = "beckon_duplicate_events_total";
 const DECISIONS: &str = "beckon_decisions_total";
 const COMMIT_SECONDS: &str = "beckon_commit_seconds";
 const COMMIT_FAILED: &str = "beckon_commit_failed_total";
+const SYNC_SECONDS: &str = "beckon_sync_seconds";
+const SYNC_FAILED: &str = "beckon_sync_failed_total";
 const LIVE_SESSIONS: &str = "beckon_live_sessions";
 const REFUSED_EVENTS: &str = "beckon_refused_events_total";
 const OPEN_SOCKETS: &str = "beckon_open_sockets";
@@ -228,6 +242,12 @@ fn describe() {
         "Duration of one group commit."
     );
     describe_counter!(COMMIT_FAILED, "Group commits that failed.");
+    describe_histogram!(
+        SYNC_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one sync, which makes the group commits before it durable."
+    );
+    describe_counter!(SYNC_FAILED, "Syncs that failed (the writer stops).");
     describe_gauge!(LIVE_SESSIONS, "Sessions held in memory.");
     describe_gauge!(OPEN_SOCKETS, "Open WebSockets.");
     describe_counter!(WS_CLOSED, "WebSockets closed, by reason.");

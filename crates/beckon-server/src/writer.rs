@@ -3,7 +3,10 @@
 //!
 //! Every batch a client sends is acknowledged only after it is on disk. Syncing once per batch
 //! would cap throughput at the disk's sync rate; instead the writer takes everything queued
-//! while the previous transaction was syncing and commits it together.
+//! while the previous transaction was being written and commits it together. Nor does it wait
+//! for the disk: it commits a group with [`Store::commit_unsynced`] and hands it to a syncer,
+//! which calls [`Store::sync`] once for every group landed meanwhile and only then answers their
+//! jobs, while the writer commits the next group. A sync that fails stops the writer.
 //!
 //! Each job names the (visitor, load generation) pairs whose state it writes. When a group
 //! fails, each of its jobs is retried alone, so that one bad job cannot fail the others; a job
@@ -214,21 +217,36 @@ fn split(jobs: &mut [Job], merged: &mut WriteBatch) {
     }
 }
 
+/// A group (or the jobs of one, retried alone) that the store committed but has not yet synced:
+/// its jobs are answered once a sync after it returns.
+struct Landed {
+    answers: Vec<(
+        oneshot::Sender<Result<CommitReport, WriteError>>,
+        CommitReport,
+    )>,
+    leads: bool,
+}
+
+/// Groups committed ahead of their sync. The writer goes on committing while the last groups
+/// sync; past this many waiting it waits too, so a slow disk slows senders down (and the edge
+/// sheds) instead of letting answers pile up.
+const PIPELINE: usize = 8;
+
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Job>,
     stop: CancellationToken,
     kick: Option<Arc<tokio::sync::Notify>>,
 ) {
-    let kick_if_leads = |batch: &WriteBatch| {
-        if let Some(k) = kick.as_ref().filter(|_| !batch.leads.is_empty()) {
-            k.notify_one();
-        }
-    };
+    let (landed, to_sync) = mpsc::channel(PIPELINE);
+    // Cancelled by the syncer when a sync fails: nothing more is written.
+    let broken = CancellationToken::new();
+    let syncer = tokio::spawn(sync(store.clone(), to_sync, kick, broken.clone()));
     let mut fences = Fences::default();
     loop {
         let first = tokio::select! {
             biased;
+            _ = broken.cancelled() => break,
             job = rx.recv() => match job {
                 Some(job) => job,
                 None => break,
@@ -260,47 +278,118 @@ async fn run(
         if jobs.is_empty() {
             continue;
         }
-        let (mut jobs, mut merged) = merge(jobs);
-        let started = Instant::now();
-        let result = store.commit(&merged).await;
-        crate::metrics::commit_seconds(started.elapsed());
-        if result.is_err() && jobs.len() > 1 {
-            split(&mut jobs, &mut merged);
+        if let Some(done) = commit_group(store.as_ref(), &mut fences, jobs).await {
+            if landed.send(done).await.is_err() {
+                break;
+            }
         }
-        match result {
-            Ok(_) => {
-                kick_if_leads(&merged);
-                // Each job's own share of the report is not known; what a caller needs is
-                // whether it landed.
-                for job in jobs {
-                    let _ = job.done.send(Ok(CommitReport::default()));
+    }
+    // Every group committed is synced (or failed) before the writer ends; jobs still queued
+    // after a failed sync are dropped, which answers them `Stopped`.
+    drop(landed);
+    let _ = syncer.await;
+}
+
+/// Commits `jobs` as one group; when that fails, each alone, fencing the ones that still fail.
+/// Failures are answered at once; what landed is returned, to be answered once synced.
+async fn commit_group(store: &dyn Store, fences: &mut Fences, jobs: Vec<Job>) -> Option<Landed> {
+    let (mut jobs, mut merged) = merge(jobs);
+    let started = Instant::now();
+    let result = store.commit_unsynced(&merged).await;
+    crate::metrics::commit_seconds(started.elapsed());
+    if result.is_err() && jobs.len() > 1 {
+        split(&mut jobs, &mut merged);
+    }
+    match result {
+        // Each job's own share of the report is not known; what a caller needs is whether it
+        // landed.
+        Ok(_) => Some(Landed {
+            leads: !merged.leads.is_empty(),
+            answers: jobs
+                .into_iter()
+                .map(|job| (job.done, CommitReport::default()))
+                .collect(),
+        }),
+        Err(e) if jobs.len() == 1 => {
+            failed(&e);
+            let job = jobs.into_iter().next().expect("one job");
+            fences.add(&job.fences);
+            let _ = job.done.send(Err(e.into()));
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; committing its jobs one by one");
+            let mut landed = Landed {
+                answers: Vec::new(),
+                leads: false,
+            };
+            for job in jobs {
+                if fences.blocks(&job.fences) {
+                    let _ = job.done.send(Err(WriteError::Fenced));
+                    continue;
+                }
+                match store.commit_unsynced(&job.batch).await {
+                    Ok(report) => {
+                        landed.leads |= !job.batch.leads.is_empty();
+                        landed.answers.push((job.done, report));
+                    }
+                    Err(e) => {
+                        failed(&e);
+                        fences.add(&job.fences);
+                        let _ = job.done.send(Err(e.into()));
+                    }
                 }
             }
-            Err(e) if jobs.len() == 1 => {
-                failed(&e);
-                let job = jobs.into_iter().next().expect("one job");
-                fences.add(&job.fences);
-                let _ = job.done.send(Err(e.into()));
+            (!landed.answers.is_empty()).then_some(landed)
+        }
+    }
+}
+
+/// Syncs what landed, each sync covering every group that landed before it, and answers their
+/// jobs in the order they landed. A failed sync fails every job waiting for it and every one
+/// after, and stops the writer: what the disk did with those commits is unknown, and a retried
+/// sync may report success over pages it dropped.
+async fn sync(
+    store: Arc<dyn Store>,
+    mut to_sync: mpsc::Receiver<Landed>,
+    kick: Option<Arc<tokio::sync::Notify>>,
+    broken: CancellationToken,
+) {
+    while let Some(first) = to_sync.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(more) = to_sync.try_recv() {
+            waiting.push(more);
+        }
+        let started = Instant::now();
+        let result = store.sync().await;
+        crate::metrics::sync_seconds(started.elapsed());
+        match result {
+            Ok(()) => {
+                if waiting.iter().any(|l| l.leads) {
+                    if let Some(k) = &kick {
+                        k.notify_one();
+                    }
+                }
+                for landed in waiting {
+                    for (done, report) in landed.answers {
+                        let _ = done.send(Ok(report));
+                    }
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; committing its jobs one by one");
-                for job in jobs {
-                    if fences.blocks(&job.fences) {
-                        let _ = job.done.send(Err(WriteError::Fenced));
-                        continue;
+                tracing::error!(error = %e, "cannot sync the database: the writer stops, and nothing more is acknowledged until Beckon is restarted");
+                crate::metrics::sync_failed();
+                broken.cancel();
+                let answer = |landed: Landed| {
+                    for (done, _) in landed.answers {
+                        let _ = done.send(Err(WriteError::Store(e.clone())));
                     }
-                    match store.commit(&job.batch).await {
-                        Ok(report) => {
-                            kick_if_leads(&job.batch);
-                            let _ = job.done.send(Ok(report));
-                        }
-                        Err(e) => {
-                            failed(&e);
-                            fences.add(&job.fences);
-                            let _ = job.done.send(Err(e.into()));
-                        }
-                    }
+                };
+                waiting.into_iter().for_each(answer);
+                while let Some(landed) = to_sync.recv().await {
+                    answer(landed);
                 }
+                return;
             }
         }
     }

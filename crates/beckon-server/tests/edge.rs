@@ -875,6 +875,61 @@ async fn readyz_is_503_when_the_store_fails_or_the_shards_have_stopped() {
     edge.stop().await;
 }
 
+#[tokio::test]
+async fn a_batch_whose_sync_fails_is_never_acknowledged_and_the_writer_stops() {
+    let edge = Edge::start(
+        &[Site::new(SHOP, DEMO_RULES, Policy::default())],
+        Limits::unthrottled(),
+        2,
+    )
+    .await;
+    let http = client_from("127.0.0.1");
+    let post = |body: Value| {
+        reply(
+            http.post(edge.url("/v1/events?site=shop"))
+                .header("origin", ORIGIN)
+                .header("user-agent", CHROME)
+                .body(body.to_string()),
+        )
+    };
+    assert_eq!(
+        post(a_batch(SHOP, "v_before", 1)).await.0,
+        StatusCode::ACCEPTED
+    );
+    // The disk cannot write the commit back: it landed (reads see it), but nothing may say so.
+    edge.store.faults.fail_syncs(1);
+    let (status, _, body) = post(a_batch(SHOP, "v_lost", 1)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(edge.store.faults.failed_syncs(), 1);
+    assert_eq!(
+        support::events(edge.store.db.as_ref(), SHOP, "s_v_lost")
+            .await
+            .len(),
+        1,
+        "the commit itself landed"
+    );
+    // Nothing more is written or acknowledged, and the node says it is not ready.
+    let (status, _, body) = post(a_batch(SHOP, "v_after", 1)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        support::events(edge.store.db.as_ref(), SHOP, "s_v_after")
+            .await
+            .is_empty()
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let body = loop {
+        let (status, _, body) = reply(http.get(edge.url("/readyz"))).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still ready: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["error"], "the writer has stopped");
+    edge.stop().await;
+}
+
 // ---- a store with switches --------------------------------------------------------------
 
 /// The real store in [`Faulty`], steered through its handle: `fail` cuts storage off (every

@@ -44,6 +44,10 @@ enum Step {
         batches: Vec<(usize, Vec<Kind>)>,
         after_writing: bool,
     },
+    /// The disk fails to sync while these batches go at once: their commits landed but none is
+    /// acknowledged, the writer stops, and the server is restarted (as its supervisor would
+    /// once `/readyz` fails).
+    FailSync(Vec<(usize, Vec<Kind>)>),
     /// An earlier batch again, as a client resends what it has not seen acknowledged.
     Resend(usize),
     /// The next commit fails, unwritten.
@@ -96,6 +100,7 @@ fn step() -> impl Strategy<Value = Step> {
                 after_writing,
             }
         ),
+        1 => prop::collection::vec((0..VISITORS, kinds()), 1..4).prop_map(Step::FailSync),
         3 => (0usize..1000).prop_map(Step::Resend),
         2 => Just(Step::FailCommit),
         1 => Just(Step::FailAfterWriting),
@@ -250,6 +255,29 @@ impl World {
                     self.record(i, answer);
                 }
             }
+            Step::FailSync(batches) => {
+                self.ambiguous = true;
+                self.faults.fail_syncs(1);
+                Box::pin(self.run(&Step::Together(batches.clone()))).await;
+                // Whichever sync failed (this step's, or a probe's if every commit of the step
+                // failed before it), nothing after it is acknowledged until the restart.
+                let probe = self.make(batches[0].0, &[Kind::Activity]);
+                self.sent.push(probe);
+                self.resend(self.sent.len() - 1).await;
+                assert!(
+                    !self.sent[self.sent.len() - 1].acked,
+                    "a batch after a failed sync is not acknowledged"
+                );
+                for i in self.sent.len() - 1 - batches.len()..self.sent.len() {
+                    assert!(
+                        !self.sent[i].acked,
+                        "batch {i} waited for a sync that failed"
+                    );
+                }
+                self.faults.fail_syncs(0);
+                self.stop().await;
+                self.start().await;
+            }
             Step::Resend(i) => {
                 if !self.sent.is_empty() {
                     self.resend(i % self.sent.len()).await;
@@ -326,6 +354,7 @@ async fn story(steps: Vec<Step>) -> Result<(), TestCaseError> {
     world.faults.fail_commits(0);
     world.faults.fail_commits_after_writing(0);
     world.faults.fail_reads(0);
+    world.faults.fail_syncs(0);
     let site = SiteId::parse(SHOP).unwrap();
 
     // Every answer is in (an acknowledgement leaves only after its commit): what was never

@@ -3,7 +3,9 @@
 //!
 //! The database runs in WAL mode with `synchronous = FULL`: a batch acknowledged to a client has
 //! reached the disk. Group commit in the server keeps that affordable: one transaction, one
-//! sync, for many events, written with a few multi-row statements (see [`write`]).
+//! sync, for many events, written with a few multi-row statements (see [`write`]); and the
+//! server's group commits sync after they return (see [`deferred`]), so that the next group is
+//! written while the last one syncs.
 //!
 //! Two pools share the database. Every write goes through one connection, since SQLite admits
 //! one writer at a time anyway and a single connection keeps its prepared statements warm.
@@ -16,13 +18,14 @@ mod accounts;
 mod analytics;
 pub mod checkpoint;
 mod conversations;
+mod deferred;
 mod insight;
 mod leads;
 mod outbox;
 mod rows;
 mod write;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -75,6 +78,10 @@ pub struct SqliteStore {
     _keep_alive: Option<Mutex<SqliteConnection>>,
     /// For a database on disk, the task that copies the WAL back (see [`checkpoint`]).
     _checkpointer: Option<Checkpointer>,
+    /// Whether the writer may be at `synchronous = NORMAL` (see [`deferred`]).
+    unsynced: deferred::Unsynced,
+    /// For a database on disk, its WAL, which [`Store::sync`] syncs.
+    wal: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -89,11 +96,13 @@ impl SqliteStore {
             .statement_cache_capacity(STATEMENT_CACHE);
         // The writer first: it creates the file and puts it in WAL mode before any reader
         // opens it.
+        let unsynced = deferred::Unsynced::default();
         let writer = writer_pool(
             options
                 .clone()
                 .create_if_missing(true)
                 .pragma("wal_autocheckpoint", "0"),
+            &unsynced,
         )
         .await?;
         let checkpointer = Checkpointer::start(&options).await.map_err(db)?;
@@ -103,6 +112,8 @@ impl SqliteStore {
             readers,
             _keep_alive: None,
             _checkpointer: Some(checkpointer),
+            unsynced,
+            wal: Some(deferred::wal_of(path)),
         })
     }
 
@@ -118,14 +129,46 @@ impl SqliteStore {
             .foreign_keys(true)
             .statement_cache_capacity(STATEMENT_CACHE);
         let keep = SqliteConnection::connect_with(&options).await.map_err(db)?;
-        let writer = writer_pool(options.clone()).await?;
+        let unsynced = deferred::Unsynced::default();
+        let writer = writer_pool(options.clone(), &unsynced).await?;
         let readers = reader_pool(options).await?;
         Ok(SqliteStore {
             writer,
             readers,
             _keep_alive: Some(Mutex::new(keep)),
             _checkpointer: None,
+            unsynced,
+            wal: None,
         })
+    }
+}
+
+impl SqliteStore {
+    /// A group commit in one IMMEDIATE transaction on the writer; `synced`: durable when it
+    /// returns, else once [`Store::sync`] has returned after it.
+    async fn group_commit(&self, batch: &WriteBatch, synced: bool) -> Result<CommitReport> {
+        if batch.is_empty() {
+            return Ok(CommitReport::default());
+        }
+        let mut conn = self.writer.acquire().await.map_err(db)?;
+        if !synced {
+            self.unsynced.begin(&mut conn).await?;
+        }
+        // IMMEDIATE: take the write lock at once, so that the positions the commit gives its
+        // batches cannot be taken by another process between reading and writing.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        match write::commit(&mut tx, batch).await {
+            Ok(report) => {
+                tx.commit().await.map_err(db)?;
+                Ok(report)
+            }
+            Err(e) => {
+                // A failed rollback leaves the transaction to sqlx, which rolls it back before
+                // the connection is used again; the commit's error is the one to report.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -139,7 +182,10 @@ const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 *
 // Neither pool pings a connection before lending it (sqlx's default): each ping is one more
 // round trip to the connection's thread on every read and every commit, and a SQLite
 // connection is a file, not a socket that can go stale; a statement that fails says so.
-async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
+async fn writer_pool(
+    options: SqliteConnectOptions,
+    unsynced: &deferred::Unsynced,
+) -> Result<SqlitePool> {
     // One connection, never recycled: its statement cache holds the commit path's statements.
     // Statement journals (the undo copies a multi-row insert keeps so that it can fail alone)
     // stay in memory rather than in a temporary file written on every statement.
@@ -153,6 +199,7 @@ async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
         .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
+        .after_release(unsynced.hook())
         .connect_with(options)
         .await
         .map_err(db)
@@ -424,27 +471,18 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: &WriteBatch) -> Result<CommitReport> {
-        if batch.is_empty() {
-            return Ok(CommitReport::default());
-        }
-        // IMMEDIATE: take the write lock at once, so that the positions the commit gives its
-        // batches cannot be taken by another process between reading and writing.
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        match write::commit(&mut tx, batch).await {
-            Ok(report) => {
-                tx.commit().await.map_err(db)?;
-                Ok(report)
-            }
-            Err(e) => {
-                // A failed rollback leaves the transaction to sqlx, which rolls it back before
-                // the connection is used again; the commit's error is the one to report.
-                let _ = tx.rollback().await;
-                Err(e)
-            }
+        self.group_commit(batch, true).await
+    }
+
+    async fn commit_unsynced(&self, batch: &WriteBatch) -> Result<CommitReport> {
+        self.group_commit(batch, false).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        match &self.wal {
+            Some(wal) => deferred::sync_wal(wal).await,
+            // A memory database has nothing to sync.
+            None => Ok(()),
         }
     }
 
@@ -655,6 +693,71 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn sync_level(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap()
+    }
+
+    fn one_event(key: &str) -> WriteBatch {
+        use beckon_engine::EventId;
+        use beckon_store::{Applied, BatchContext, LoggedBatch, LoggedEvent, Source, Verdict};
+        WriteBatch {
+            batches: vec![LoggedBatch {
+                site: SiteId::parse("deferred").unwrap(),
+                visitor: VisitorId::parse("v").unwrap(),
+                session: Some(SessionId::parse("s").unwrap()),
+                at: Timestamp::from_millis(1),
+                source: Source::Browser,
+                context: BatchContext::default(),
+                verdict: Verdict::Human,
+                rules_version: 1,
+                begins: None,
+                events: vec![LoggedEvent {
+                    key: key.to_owned(),
+                    id: EventId::parse(key).unwrap(),
+                    kind: "activity".to_owned(),
+                    body: "{}".to_owned(),
+                    applied: Applied::Decided,
+                }],
+            }],
+            ..WriteBatch::default()
+        }
+    }
+
+    /// A deferred group commit runs at `synchronous = NORMAL`, and every other write must still
+    /// sync as it commits: the writer is back at `FULL` (2) however the deferred commit ended —
+    /// landed, refused, or dropped half-way.
+    #[tokio::test]
+    async fn the_writer_syncs_every_other_write_however_a_deferred_commit_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("beckon.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(sync_level(&store).await, 2);
+        store.commit_unsynced(&one_event("k1")).await.unwrap();
+        assert_eq!(sync_level(&store).await, 2, "after a commit that landed");
+        store.sync().await.unwrap();
+        assert!(store.commit_unsynced(&one_event("k1")).await.is_err());
+        assert_eq!(sync_level(&store).await, 2, "after a refused commit");
+        // Driven until it has put the writer at NORMAL, and dropped there.
+        let k2 = one_event("k2");
+        let mut commit = Box::pin(store.commit_unsynced(&k2));
+        loop {
+            assert!(futures::poll!(commit.as_mut()).is_pending(), "not cut off");
+            if store.unsynced.is_set() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(commit);
+        assert_eq!(sync_level(&store).await, 2, "after a commit cut off");
+        assert!(store.commit_unsynced(&one_event("k3")).await.is_ok());
+        store.sync().await.unwrap();
+    }
 
     /// Reads go through their own pool: with the store's own write connection in the middle of
     /// a transaction (as during a group commit's sync), a cold load still answers at once. With

@@ -71,6 +71,8 @@ struct FaultState {
     fail_commit_if: Option<CommitPredicate>,
     commits: usize,
     failed_commits: usize,
+    fail_syncs: usize,
+    failed_syncs: usize,
 }
 
 impl Faulty {
@@ -126,6 +128,17 @@ impl FaultHandle {
         self.lock().fail_commit_if = Some(Box::new(pred));
     }
 
+    /// The next `n` calls of [`Store::sync`] fail, after the commits before them were written:
+    /// a disk that could not write them back.
+    pub fn fail_syncs(&self, n: usize) {
+        self.lock().fail_syncs = n;
+    }
+
+    /// How many syncs failed on purpose so far.
+    pub fn failed_syncs(&self) -> usize {
+        self.lock().failed_syncs
+    }
+
     /// While set, every commit fails with [`StoreError::Database`] and writes nothing.
     pub fn fail_every_commit(&self, fail: bool) {
         self.lock().fail_every_commit = fail;
@@ -167,7 +180,7 @@ impl FaultHandle {
         self.lock().unreachable = unreachable;
     }
 
-    /// How many times [`Store::commit`] was called.
+    /// How many times [`Store::commit`] or [`Store::commit_unsynced`] was called.
     pub fn commits(&self) -> usize {
         self.lock().commits
     }
@@ -222,6 +235,55 @@ impl std::fmt::Debug for FaultHandle {
     }
 }
 
+impl Faulty {
+    /// A commit through the wrapped store (durable when it returns, or once synced), unless
+    /// the handle says it fails.
+    async fn commit_as(&self, batch: &WriteBatch, synced: bool) -> Result<CommitReport> {
+        // Decide before writing whether this commit fails unwritten.
+        let before = {
+            let mut s = self.faults.lock();
+            s.commits += 1;
+            let fail = if s.unreachable {
+                Some(injected("the database is unreachable"))
+            } else if s.fail_every_commit {
+                Some(injected("commit failed"))
+            } else if s.fail_commits > 0 {
+                s.fail_commits -= 1;
+                Some(injected("commit failed"))
+            } else if s.fail_commit_if.as_ref().is_some_and(|pred| pred(batch)) {
+                s.fail_commit_if = None;
+                Some(injected("commit failed"))
+            } else {
+                None
+            };
+            if fail.is_some() {
+                s.failed_commits += 1;
+            }
+            fail
+        };
+        if let Some(e) = before {
+            return Err(e);
+        }
+        let result = if synced {
+            self.inner.commit(batch).await
+        } else {
+            self.inner.commit_unsynced(batch).await
+        };
+        let mut s = self.faults.lock();
+        let result = match result {
+            Ok(_) if s.fail_commits_after_writing > 0 => {
+                s.fail_commits_after_writing -= 1;
+                Err(injected("commit written, then failed"))
+            }
+            other => other,
+        };
+        if result.is_err() {
+            s.failed_commits += 1;
+        }
+        result
+    }
+}
+
 #[async_trait]
 impl Store for Faulty {
     async fn migrate(&self) -> Result<()> {
@@ -270,44 +332,26 @@ impl Store for Faulty {
     }
 
     async fn commit(&self, batch: &WriteBatch) -> Result<CommitReport> {
-        // Decide before writing whether this commit fails unwritten.
-        let before = {
+        self.commit_as(batch, true).await
+    }
+
+    async fn commit_unsynced(&self, batch: &WriteBatch) -> Result<CommitReport> {
+        self.commit_as(batch, false).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        {
             let mut s = self.faults.lock();
-            s.commits += 1;
-            let fail = if s.unreachable {
-                Some(injected("the database is unreachable"))
-            } else if s.fail_every_commit {
-                Some(injected("commit failed"))
-            } else if s.fail_commits > 0 {
-                s.fail_commits -= 1;
-                Some(injected("commit failed"))
-            } else if s.fail_commit_if.as_ref().is_some_and(|pred| pred(batch)) {
-                s.fail_commit_if = None;
-                Some(injected("commit failed"))
-            } else {
-                None
-            };
-            if fail.is_some() {
-                s.failed_commits += 1;
+            if s.unreachable {
+                return Err(injected("the database is unreachable"));
             }
-            fail
-        };
-        if let Some(e) = before {
-            return Err(e);
-        }
-        let result = self.inner.commit(batch).await;
-        let mut s = self.faults.lock();
-        let result = match result {
-            Ok(_) if s.fail_commits_after_writing > 0 => {
-                s.fail_commits_after_writing -= 1;
-                Err(injected("commit written, then failed"))
+            if s.fail_syncs > 0 {
+                s.fail_syncs -= 1;
+                s.failed_syncs += 1;
+                return Err(injected("sync failed"));
             }
-            other => other,
-        };
-        if result.is_err() {
-            s.failed_commits += 1;
         }
-        result
+        self.inner.sync().await
     }
 
     async fn known_keys(

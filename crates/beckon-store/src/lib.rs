@@ -505,8 +505,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a group commit in one transaction: all of it or nothing. An event marked
     /// [`Applied::Decided`] whose key is already in the log fails the whole commit with
-    /// [`StoreError::Duplicate`]; other events with a known key are skipped.
+    /// [`StoreError::Duplicate`]; other events with a known key are skipped. It is durable
+    /// when this returns.
     async fn commit(&self, batch: &WriteBatch) -> Result<CommitReport>;
+
+    /// Writes a group commit as [`Store::commit`] does, except that it may return before the
+    /// commit is durable: it is once a [`Store::sync`] called after this returned has
+    /// returned `Ok`. Until then it is visible (reads see it) but may be lost to a power cut,
+    /// so nothing may be acknowledged on its strength. The writer commits its next group
+    /// while the last one syncs. A backend whose commits are durable by themselves keeps the
+    /// default, which is [`Store::commit`].
+    async fn commit_unsynced(&self, batch: &WriteBatch) -> Result<CommitReport> {
+        self.commit(batch).await
+    }
+
+    /// Makes durable every [`Store::commit_unsynced`] that returned before this call. An error
+    /// leaves them of unknown durability (an fsync that failed may have dropped the pages it
+    /// could not write, and a second try can report success over the loss), so a caller must
+    /// acknowledge none of them and write nothing more until it has restarted.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Which of `keys` are already in the visitor's log (`order:` keys: in the site's orders,
     /// kept forever). Reads never wait for the writer's sync.

@@ -30,6 +30,7 @@ pub async fn run_all(store: &dyn Store) {
     known_keys_are_per_visitor(store).await;
     a_decided_duplicate_fails_the_whole_commit(store).await;
     logged_duplicates_are_skipped(store).await;
+    deferred_commits_are_commits(store).await;
     order_keys_are_unique_per_site(store).await;
     visitor_state_survives_a_restart(store).await;
     an_unchanged_profile_keeps_the_stored_one(store).await;
@@ -662,6 +663,46 @@ async fn a_decided_duplicate_fails_the_whole_commit(store: &dyn Store) {
     );
     assert_eq!(known(store, s, "v1", &["k1", "k2"]).await, ["k1", "k2"]);
     assert_eq!(store.exposures(&site(s)).await.unwrap().len(), 1);
+}
+
+/// A commit whose sync comes later is a commit like any other: visible at once, refused whole
+/// on a decided duplicate, and its keys known to the next one; a sync then returns.
+async fn deferred_commits_are_commits(store: &dyn Store) {
+    let s = "suite-deferred";
+    let first = batch(s, "v1", "s1", at(1), vec![event("d1", Applied::Decided)]);
+    let report = store.commit_unsynced(&batches(vec![first.clone()])).await;
+    assert_eq!(
+        report.unwrap(),
+        CommitReport {
+            inserted: 1,
+            skipped: 0
+        }
+    );
+    assert_eq!(
+        store
+            .known_keys(&site(s), &visitor("v1"), &keys(&["d1", "d2"]))
+            .await
+            .unwrap(),
+        ["d1"]
+    );
+    let again = batch(
+        s,
+        "v1",
+        "s1",
+        at(2),
+        vec![event("d2", Applied::Decided), event("d1", Applied::Decided)],
+    );
+    assert!(matches!(
+        store.commit_unsynced(&batches(vec![again])).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    store.sync().await.unwrap();
+    let events = store
+        .session_events(&site(s), &session_id("s1"))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["d1"], "the refused commit wrote nothing");
 }
 
 async fn logged_duplicates_are_skipped(store: &dyn Store) {
