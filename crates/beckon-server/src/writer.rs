@@ -406,3 +406,53 @@ fn failed(e: &StoreError) {
         crate::metrics::commit_failed();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use beckon_store::faults::Faulty;
+    use beckon_store_sqlite::SqliteStore;
+
+    use super::*;
+
+    /// Waits until `done` holds, or fails the test after a few seconds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..1_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{what} never happened");
+    }
+
+    /// A sync makes durable only the commits that returned before it began: a group that lands
+    /// while a sync runs waits for the next one, and the writer commits it meanwhile.
+    #[tokio::test]
+    async fn an_answer_waits_for_a_sync_begun_after_its_commit() {
+        let faulty = Arc::new(Faulty::new(Arc::new(
+            SqliteStore::in_memory().await.expect("a store"),
+        )));
+        let faults = faulty.handle();
+        faults.hold_syncs();
+        let (writer, task) = Writer::start(faulty.clone(), CancellationToken::new(), None);
+        let first = tokio::spawn(writer.enqueue(WriteBatch::default(), Vec::new()).await);
+        until("the first sync", || faults.held_syncs() == 1).await;
+        let second = tokio::spawn(writer.enqueue(WriteBatch::default(), Vec::new()).await);
+        until("the second commit, during the sync", || {
+            faults.commits() == 2
+        })
+        .await;
+        assert!(
+            !first.is_finished() && !second.is_finished(),
+            "nothing is synced yet"
+        );
+        faults.release_syncs();
+        first.await.expect("answered").expect("committed");
+        second.await.expect("answered").expect("committed");
+        assert_eq!(faults.syncs(), 2, "the second commit had a sync of its own");
+        drop(writer);
+        task.await.expect("the writer ends");
+    }
+}

@@ -927,6 +927,10 @@ async fn a_batch_whose_sync_fails_is_never_acknowledged_and_the_writer_stops() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(body["error"], "the writer has stopped");
+    // It will not come back by itself: liveness fails too, so a supervisor restarts it.
+    let (status, _, body) = reply(http.get(edge.url("/healthz"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "the writer has stopped");
     edge.stop().await;
 }
 

@@ -4,7 +4,7 @@
 //! With `synchronous = FULL`, SQLite syncs the WAL inside `COMMIT`: the writer waits for the
 //! disk once per group, and nothing else is written meanwhile. A group commit from
 //! [`crate::SqliteStore`]'s `commit_unsynced` instead runs at `synchronous = NORMAL`, where
-//! `COMMIT` only writes its frames to the WAL, and [`sync_wal`] then syncs the WAL file itself:
+//! `COMMIT` only writes its frames to the WAL, and [`Wal::sync`] then syncs the WAL file itself:
 //! once that returns, every frame written before it is on the disk, so every commit that
 //! returned before it is durable. The WAL is appended to and each frame carries a checksum of
 //! all before it, so recovery after a crash keeps a prefix of the commits: never a later one
@@ -17,7 +17,7 @@
 //! error or a cancelled future too — and closes the connection if it cannot (the pool then
 //! opens a fresh one, at `FULL`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -83,21 +83,47 @@ impl Unsynced {
     }
 }
 
-/// The WAL file of the database at `path`.
-pub(crate) fn wal_of(path: &Path) -> PathBuf {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
-}
+/// The WAL of an open database, kept open for its syncs.
+///
+/// One descriptor for the store's lifetime, opened once the writer has the database open: on
+/// Linux a descriptor reports a write-back error that happened since *it* was opened or last
+/// reported one, so a descriptor opened for each sync would hear `Ok` when the checkpointer's
+/// or the writer's own descriptor had already been told the pages were lost. The WAL is the
+/// one SQLite writes: its name comes from the database's path as SQLite resolved it (a
+/// symlinked database has its WAL beside the link's target), and it is not deleted while any
+/// connection is open, which the store's are until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Wal(Arc<std::fs::File>);
 
-/// Syncs the WAL at `wal` (its data and length, as SQLite's own commit sync does). The file is
-/// opened for each sync rather than kept open: SQLite deletes it and makes a new one when the
-/// last connection closes and another opens, and a kept descriptor would then sync a file
-/// nobody writes.
-pub(crate) async fn sync_wal(wal: &Path) -> Result<()> {
-    let wal = wal.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&wal)?.sync_data())
-        .await
-        .map_err(|e| StoreError::Database(format!("the WAL sync did not finish: {e}")))?
-        .map_err(|e| StoreError::Database(format!("cannot sync the WAL: {e}")))
+impl Wal {
+    /// Opens the WAL of the database `writer` has open.
+    pub(crate) async fn open(writer: &sqlx::SqlitePool) -> Result<Wal> {
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(writer)
+                .await
+                .map_err(db)?;
+        let mut path = std::ffi::OsString::from(file);
+        path.push("-wal");
+        let path = PathBuf::from(path);
+        let wal = std::fs::File::open(&path).map_err(|e| {
+            StoreError::Database(format!("cannot open the WAL {}: {e}", path.display()))
+        })?;
+        Ok(Wal(Arc::new(wal)))
+    }
+
+    /// The open WAL.
+    #[cfg(test)]
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.0
+    }
+
+    /// Syncs the WAL's data and length, as SQLite's own commit sync does.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        let wal = self.0.clone();
+        tokio::task::spawn_blocking(move || wal.sync_data())
+            .await
+            .map_err(|e| StoreError::Database(format!("the WAL sync did not finish: {e}")))?
+            .map_err(|e| StoreError::Database(format!("cannot sync the WAL: {e}")))
+    }
 }

@@ -25,7 +25,7 @@ mod outbox;
 mod rows;
 mod write;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ pub struct SqliteStore {
     /// Whether the writer may be at `synchronous = NORMAL` (see [`deferred`]).
     unsynced: deferred::Unsynced,
     /// For a database on disk, its WAL, which [`Store::sync`] syncs.
-    wal: Option<PathBuf>,
+    wal: Option<deferred::Wal>,
 }
 
 impl SqliteStore {
@@ -105,6 +105,7 @@ impl SqliteStore {
             &unsynced,
         )
         .await?;
+        let wal = deferred::Wal::open(&writer).await?;
         let checkpointer = Checkpointer::start(&options).await.map_err(db)?;
         let readers = reader_pool(options).await?;
         Ok(SqliteStore {
@@ -113,7 +114,7 @@ impl SqliteStore {
             _keep_alive: None,
             _checkpointer: Some(checkpointer),
             unsynced,
-            wal: Some(deferred::wal_of(path)),
+            wal: Some(wal),
         })
     }
 
@@ -480,7 +481,7 @@ impl Store for SqliteStore {
 
     async fn sync(&self) -> Result<()> {
         match &self.wal {
-            Some(wal) => deferred::sync_wal(wal).await,
+            Some(wal) => wal.sync().await,
             // A memory database has nothing to sync.
             None => Ok(()),
         }
@@ -702,6 +703,10 @@ mod tests {
     }
 
     fn one_event(key: &str) -> WriteBatch {
+        events_batch(&[key])
+    }
+
+    fn events_batch(keys: &[&str]) -> WriteBatch {
         use beckon_engine::EventId;
         use beckon_store::{Applied, BatchContext, LoggedBatch, LoggedEvent, Source, Verdict};
         WriteBatch {
@@ -715,13 +720,16 @@ mod tests {
                 verdict: Verdict::Human,
                 rules_version: 1,
                 begins: None,
-                events: vec![LoggedEvent {
-                    key: key.to_owned(),
-                    id: EventId::parse(key).unwrap(),
-                    kind: "activity".to_owned(),
-                    body: "{}".to_owned(),
-                    applied: Applied::Decided,
-                }],
+                events: keys
+                    .iter()
+                    .map(|key| LoggedEvent {
+                        key: (*key).to_owned(),
+                        id: EventId::parse(key).unwrap(),
+                        kind: "activity".to_owned(),
+                        body: "{}".to_owned(),
+                        applied: Applied::Decided,
+                    })
+                    .collect(),
             }],
             ..WriteBatch::default()
         }
@@ -743,20 +751,49 @@ mod tests {
         store.sync().await.unwrap();
         assert!(store.commit_unsynced(&one_event("k1")).await.is_err());
         assert_eq!(sync_level(&store).await, 2, "after a refused commit");
-        // Driven until it has put the writer at NORMAL, and dropped there.
-        let k2 = one_event("k2");
-        let mut commit = Box::pin(store.commit_unsynced(&k2));
-        loop {
+        // Driven until it has put the writer at NORMAL, then on into its transaction (thousands
+        // of rows take several statements), and dropped there.
+        let keys: Vec<String> = (0..4_000).map(|i| format!("cut{i}")).collect();
+        let big = events_batch(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut commit = Box::pin(store.commit_unsynced(&big));
+        while !store.unsynced.is_set() {
             assert!(futures::poll!(commit.as_mut()).is_pending(), "not cut off");
-            if store.unsynced.is_set() {
-                break;
-            }
             tokio::task::yield_now().await;
+        }
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_micros(300)).await;
+            assert!(futures::poll!(commit.as_mut()).is_pending(), "not cut off");
         }
         drop(commit);
         assert_eq!(sync_level(&store).await, 2, "after a commit cut off");
         assert!(store.commit_unsynced(&one_event("k3")).await.is_ok());
         store.sync().await.unwrap();
+    }
+
+    /// The WAL synced is the one SQLite writes, also when the database is a symlink (SQLite
+    /// puts the WAL beside the link's target).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_symlinked_database_syncs_the_wal_beside_its_target() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real").join("beckon.db");
+        SqliteStore::open(&target)
+            .await
+            .unwrap()
+            .migrate()
+            .await
+            .unwrap();
+        let link = dir.path().join("beckon.db");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let store = SqliteStore::open(&link).await.unwrap();
+        store.commit_unsynced(&one_event("k1")).await.unwrap();
+        store.sync().await.unwrap();
+        let synced = store.wal.as_ref().unwrap().file().metadata().unwrap();
+        let written = std::fs::metadata(dir.path().join("real").join("beckon.db-wal")).unwrap();
+        assert_eq!((synced.dev(), synced.ino()), (written.dev(), written.ino()));
+        assert!(!dir.path().join("beckon.db-wal").exists());
     }
 
     /// Reads go through their own pool: with the store's own write connection in the middle of

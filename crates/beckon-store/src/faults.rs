@@ -46,6 +46,8 @@ pub struct FaultHandle {
     state: Arc<Mutex<FaultState>>,
     /// Open (`true`) unless reads are held.
     gate: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Open (`true`) unless syncs are held.
+    sync_gate: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for FaultHandle {
@@ -53,6 +55,7 @@ impl Default for FaultHandle {
         FaultHandle {
             state: Arc::default(),
             gate: Arc::new(tokio::sync::watch::channel(true).0),
+            sync_gate: Arc::new(tokio::sync::watch::channel(true).0),
         }
     }
 }
@@ -73,6 +76,9 @@ struct FaultState {
     failed_commits: usize,
     fail_syncs: usize,
     failed_syncs: usize,
+    syncs: usize,
+    hold_syncs: bool,
+    held_syncs: usize,
 }
 
 impl Faulty {
@@ -137,6 +143,29 @@ impl FaultHandle {
     /// How many syncs failed on purpose so far.
     pub fn failed_syncs(&self) -> usize {
         self.lock().failed_syncs
+    }
+
+    /// How many times [`Store::sync`] was called.
+    pub fn syncs(&self) -> usize {
+        self.lock().syncs
+    }
+
+    /// From now on, every [`Store::sync`] waits until [`FaultHandle::release_syncs`]: a slow
+    /// disk, to see what goes on meanwhile.
+    pub fn hold_syncs(&self) {
+        self.lock().hold_syncs = true;
+        self.sync_gate.send_replace(false);
+    }
+
+    /// The syncs that wait go on, and no more wait.
+    pub fn release_syncs(&self) {
+        self.lock().hold_syncs = false;
+        self.sync_gate.send_replace(true);
+    }
+
+    /// How many syncs have waited so far.
+    pub fn held_syncs(&self) -> usize {
+        self.lock().held_syncs
     }
 
     /// While set, every commit fails with [`StoreError::Database`] and writes nothing.
@@ -340,6 +369,16 @@ impl Store for Faulty {
     }
 
     async fn sync(&self) -> Result<()> {
+        let held = {
+            let mut s = self.faults.lock();
+            s.syncs += 1;
+            s.held_syncs += usize::from(s.hold_syncs);
+            s.hold_syncs
+        };
+        if held {
+            let mut gate = self.faults.sync_gate.subscribe();
+            let _ = gate.wait_for(|open| *open).await;
+        }
         {
             let mut s = self.faults.lock();
             if s.unreachable {

@@ -7,9 +7,18 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /healthz`: the process is up and can still take events once ready: every engine shard
+/// and the writer run. A writer that stopped on a failed sync, or a shard that died, never
+/// comes back by itself, so this fails (503) and a supervisor restarts the process; what only
+/// waits on something outside (the store, a lease, Redis) fails `/readyz` alone.
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.liveness.check() {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "failed", "error": reason })),
+        ),
+    }
 }
 
 /// `GET /readyz`: events can be accepted: the store answers, every engine shard and the
