@@ -78,13 +78,30 @@ async fn the_durable_state_holds_every_acknowledged_event_under_concurrent_batch
     for round in 0..5 {
         let v = server.treated(SHOP, &format!("v_race{round}_"));
         let s = format!("s_race{round}");
+        let body = |i: usize| batch(SHOP, &v, &s, vec![bare(&format!("{s}:{i}"), "activity")]);
         let sends = (0..100).map(|i| {
-            let body = batch(SHOP, &v, &s, vec![bare(&format!("{s}:{i}"), "activity")]);
+            let body = body(i);
             let server = &server;
             async move { server.post_events(&body).await.status }
         });
         let statuses = futures::future::join_all(sends).await;
-        assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+        // A new visitor's first batch reads the store, and the rest wait behind that read, at
+        // most `MAX_WAITING` of them: on a busy machine some are shed (503), and the client
+        // sends those again, as the widget does.
+        for (i, status) in statuses.iter().enumerate() {
+            match *status {
+                StatusCode::ACCEPTED => {}
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    let again = server.post_events(&body(i)).await;
+                    assert_eq!(
+                        again.status,
+                        StatusCode::ACCEPTED,
+                        "round {round}: {again:?}"
+                    );
+                }
+                other => panic!("round {round}: batch {i} got {other}: {statuses:?}"),
+            }
+        }
         let ids: Vec<String> = server
             .events(SHOP, &s)
             .await
