@@ -46,7 +46,7 @@ enum Step {
     },
     /// The disk fails to sync while these batches go at once: their commits landed but none is
     /// acknowledged, the writer stops, and the server is restarted (as its supervisor would
-    /// once `/readyz` fails).
+    /// once `/healthz` fails).
     FailSync(Vec<(usize, Vec<Kind>)>),
     /// An earlier batch again, as a client resends what it has not seen acknowledged.
     Resend(usize),

@@ -142,9 +142,7 @@ impl SqliteStore {
             wal: None,
         })
     }
-}
 
-impl SqliteStore {
     /// A group commit in one IMMEDIATE transaction on the writer; `synced`: durable when it
     /// returns, else once [`Store::sync`] has returned after it.
     async fn group_commit(&self, batch: &WriteBatch, synced: bool) -> Result<CommitReport> {

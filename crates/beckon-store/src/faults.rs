@@ -77,7 +77,6 @@ struct FaultState {
     fail_syncs: usize,
     failed_syncs: usize,
     syncs: usize,
-    hold_syncs: bool,
     held_syncs: usize,
 }
 
@@ -153,13 +152,11 @@ impl FaultHandle {
     /// From now on, every [`Store::sync`] waits until [`FaultHandle::release_syncs`]: a slow
     /// disk, to see what goes on meanwhile.
     pub fn hold_syncs(&self) {
-        self.lock().hold_syncs = true;
         self.sync_gate.send_replace(false);
     }
 
     /// The syncs that wait go on, and no more wait.
     pub fn release_syncs(&self) {
-        self.lock().hold_syncs = false;
         self.sync_gate.send_replace(true);
     }
 
@@ -369,14 +366,14 @@ impl Store for Faulty {
     }
 
     async fn sync(&self) -> Result<()> {
-        let held = {
+        let mut gate = self.faults.sync_gate.subscribe();
+        let held = !*gate.borrow();
+        {
             let mut s = self.faults.lock();
             s.syncs += 1;
-            s.held_syncs += usize::from(s.hold_syncs);
-            s.hold_syncs
-        };
+            s.held_syncs += usize::from(held);
+        }
         if held {
-            let mut gate = self.faults.sync_gate.subscribe();
             let _ = gate.wait_for(|open| *open).await;
         }
         {
